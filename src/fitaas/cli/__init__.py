@@ -1,0 +1,62 @@
+"""The ``fitaas`` command line: thin commands over the library."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from fitaas._version import __version__
+from fitaas.cli.example import example
+from fitaas.cli.results import results
+from fitaas.cli.scan import scan
+from fitaas.cli.single import fit, hypotest, upper_limit
+from fitaas.errors import FitaasError
+
+__all__ = ["cli", "main"]
+
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Group(click.Group):
+    """A group that turns fitaas errors into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FitaasError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_INPUT)
+        except KeyboardInterrupt:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(
+                "Interrupted. Every result finished so far is in the store: "
+                "run the same command again to continue.",
+                fg="yellow",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fitaas")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Fitting as a Service: pyhf inference for every point of a published likelihood."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+for _command in (scan, hypotest, fit, upper_limit, results, example):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fitaas")

@@ -1,0 +1,145 @@
+"""Command-line options shared by the inference commands, and their parsing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from fitaas.errors import InputError
+from fitaas.inference import InferenceOptions
+from fitaas.inference.options import BACKENDS, OPTIMIZERS, TEST_STATS
+
+__all__ = ["inference_options", "options_from_cli", "pallet_arguments"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+def pallet_arguments(func: F) -> F:
+    """WORKSPACE [PATCHSET] arguments with --region and --no-verify."""
+    return _stack(
+        click.argument("workspace", type=click.Path(path_type=str)),
+        click.argument("patchset", required=False, type=click.Path(path_type=str)),
+        click.option(
+            "--region",
+            metavar="NAME",
+            help="Region folder to use when a directory or archive holds several likelihoods.",
+        ),
+        click.option(
+            "--no-verify",
+            is_flag=True,
+            help="Apply a patchset even when its digest does not match the workspace.",
+        ),
+    )(func)
+
+
+def inference_options(func: F) -> F:
+    """The options of :class:`~fitaas.inference.InferenceOptions`."""
+    return _stack(
+        click.option("--poi-value", type=float, default=1.0, show_default=True, help="Signal strength to test."),
+        click.option("--test-stat", type=click.Choice(TEST_STATS), default="qtilde", show_default=True),
+        click.option("--backend", type=click.Choice(BACKENDS), default="numpy", show_default=True),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="scipy", show_default=True),
+        click.option("--tolerance", type=float, help="Optimizer tolerance (default: pyhf's)."),
+        click.option(
+            "--interpcode",
+            multiple=True,
+            metavar="MODIFIER=CODE",
+            help="Interpolation code, e.g. normsys=code4 histosys=code4p (repeatable).",
+        ),
+        click.option(
+            "--modifier-settings",
+            metavar="JSON",
+            help='pyhf modifier_settings as JSON, e.g. \'{"normsys": {"interpcode": "code4"}}\'.',
+        ),
+        click.option("--measurement", metavar="NAME", help="Workspace measurement (default: the first)."),
+        click.option("--init", "init_pars", multiple=True, metavar="PAR=VALUE", help="Initial value (repeatable)."),
+        click.option("--fix", "fixed", multiple=True, metavar="PAR=VALUE", help="Fix a parameter (repeatable)."),
+        click.option("--bounds", multiple=True, metavar="PAR=LOW,HIGH", help="Parameter bounds (repeatable)."),
+        click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level of upper limits."),
+        click.option(
+            "--ul-scan",
+            metavar="START,STOP,POINTS",
+            help="Upper limits from a grid of POI values (default: root finding).",
+        ),
+    )(func)
+
+
+def _pairs(values: Sequence[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise InputError(f"{what}: expected NAME=VALUE, got '{item}'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{what}: expected comma-separated numbers, got '{text}'") from None
+
+
+def _number_or_list(text: str, what: str) -> float | list[float]:
+    values = _numbers(text, what)
+    return values[0] if len(values) == 1 else values
+
+
+def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
+    """Build :class:`InferenceOptions` from the parsed command-line parameters.
+
+    Args:
+        params: The click parameters of a command decorated with :func:`inference_options`.
+
+    Returns:
+        The validated options.
+
+    Raises:
+        InputError: A malformed option value, named.
+    """
+    settings: dict[str, Any] | None = None
+    if params.get("modifier_settings"):
+        try:
+            settings = json.loads(params["modifier_settings"])
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--modifier-settings: not valid JSON ({exc.msg})") from None
+    codes = _pairs(params.get("interpcode") or (), "--interpcode")
+    if codes:
+        settings = dict(settings or {})
+        settings.update({modifier: {"interpcode": code} for modifier, code in codes.items()})
+    ul_scan = None
+    if params.get("ul_scan"):
+        values = _numbers(params["ul_scan"], "--ul-scan")
+        if len(values) != 3 or not values[2].is_integer():
+            raise InputError(f"--ul-scan: expected START,STOP,POINTS, got '{params['ul_scan']}'")
+        ul_scan = (values[0], values[1], int(values[2]))
+    cl = params.get("cl", 0.95)
+    if not 0 < cl < 1:
+        raise InputError(f"--cl: must lie between 0 and 1, got {cl}")
+    return InferenceOptions(
+        backend=params["backend"],
+        optimizer=params["optimizer"],
+        tolerance=params.get("tolerance"),
+        poi_value=params["poi_value"],
+        test_stat=params["test_stat"],
+        modifier_settings=settings,
+        measurement=params.get("measurement"),
+        init_pars={k: _number_or_list(v, "--init") for k, v in _pairs(params.get("init_pars") or (), "--init").items()},
+        fixed_params={k: _number_or_list(v, "--fix") for k, v in _pairs(params.get("fixed") or (), "--fix").items()},
+        par_bounds={k: _numbers(v, "--bounds") for k, v in _pairs(params.get("bounds") or (), "--bounds").items()},
+        level=round(1.0 - cl, 12),
+        ul_scan=ul_scan,
+    )

@@ -1,0 +1,66 @@
+"""A rich progress bar for scans: done/failed/total, rate and ETA."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from fitaas.scan import ScanProgress
+
+__all__ = ["ScanBar"]
+
+
+class ScanBar:
+    """Progress display for :func:`fitaas.scan`; use as a context manager and a callback.
+
+    Args:
+        quiet: Show nothing.
+        console: Where to draw (default: standard error).
+    """
+
+    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed[/red]"),
+            TextColumn("{task.fields[latest]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            disable=quiet,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ScanBar:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def __call__(self, state: ScanProgress) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task(
+                "scan", total=state.total, failed=0, latest=""
+            )
+        latest = state.latest.patch or "" if state.latest else ""
+        self._progress.update(
+            self._task, completed=state.done, failed=state.failed, latest=latest
+        )

@@ -1,0 +1,104 @@
+"""``fitaas scan``: every signal point of a pallet, resumable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fitaas.cli.options import inference_options, options_from_cli, pallet_arguments
+from fitaas.cli.progress import ScanBar
+
+__all__ = ["scan"]
+
+STORE_NAME = "fitaas-store.sqlite"
+
+
+def _output_format(output: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    return "csv" if output.suffix.lower() == ".csv" else "json"
+
+
+@click.command()
+@pallet_arguments
+@click.option("--patch", "patches", multiple=True, metavar="NAME", help="Only these patches (repeatable).")
+@inference_options
+@click.option("--upper-limit", is_flag=True, help="Also compute observed and expected upper limits.")
+@click.option("--fit", "with_fit", is_flag=True, help="Also run a maximum-likelihood fit per point.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Points per task.")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Results store (SQLite; default: {STORE_NAME} beside the output).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("results.json"),
+    show_default=True,
+    help="Where to write the results.",
+)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), help="Output format (default: from the suffix).")
+@click.option("--force", is_flag=True, help="Recompute results even when the store has them.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def scan(**params: Any) -> None:
+    """CLs hypothesis tests (and optionally upper limits) for every signal point.
+
+    WORKSPACE is a workspace (.json/.json.gz), a HEPData archive (.tar.gz) or a directory
+    with BkgOnly.json and patchset.json; PATCHSET the patchset when not found there.
+    Every result is stored as it arrives: rerun the same command to continue an
+    interrupted scan.
+    """
+    from fitaas.pallets import load_pallet
+    from fitaas.scan import scan as run_scan
+
+    output: Path = params["output"]
+    fmt = _output_format(output, params["fmt"])
+    store = params["store"] or output.parent / STORE_NAME
+    options = options_from_cli(params)
+    pallet = load_pallet(
+        params["workspace"], params["patchset"], region=params["region"], verify=not params["no_verify"]
+    )
+    kinds = ["hypotest"]
+    if params["upper_limit"]:
+        kinds.append("upper_limit")
+    if params["with_fit"]:
+        kinds.append("fit")
+    start = time.perf_counter()
+    with ScanBar(quiet=params["quiet"]) as bar:
+        result = run_scan(
+            pallet,
+            patches=params["patches"] or None,
+            options=options,
+            kinds=kinds,
+            workers=params["workers"],
+            batch_size=params["batch_size"],
+            store=store,
+            force=params["force"],
+            progress=bar,
+        )
+    wall = time.perf_counter() - start
+    if fmt == "csv":
+        result.to_csv(output)
+    else:
+        result.to_json(output)
+    counts = result.counts()
+    if not params["quiet"]:
+        click.echo(
+            f"{len(result)} points: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed "
+            f"({result.computed} computed, {result.reused} reused from {store}) "
+            f"in {wall:.1f} s -> {output}",
+            err=True,
+        )
+        for point in result.failed[:20]:
+            click.secho(f"  failed {point.patch}: {point.error}", fg="red", err=True)
+        if len(result.failed) > 20:
+            click.secho(f"  ... and {len(result.failed) - 20} more (see {output})", fg="red", err=True)
+    if result.failed:
+        sys.exit(1)

@@ -1,0 +1,191 @@
+"""Inference options: one frozen, validated, canonically serialisable record."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from fitaas.errors import InputError
+
+__all__ = [
+    "BACKENDS",
+    "KINDS",
+    "OPTIMIZERS",
+    "TEST_STATS",
+    "InferenceOptions",
+    "Kind",
+]
+
+Kind = Literal["hypotest", "upper_limit", "fit"]
+KINDS: tuple[Kind, ...] = ("hypotest", "upper_limit", "fit")
+BACKENDS = ("numpy", "jax")
+OPTIMIZERS = ("scipy", "minuit")
+TEST_STATS = ("qtilde", "q", "q0")
+_INTERPCODES = {
+    "normsys": ("code1", "code4"),
+    "histosys": ("code0", "code2", "code4p"),
+}
+
+# Options that every kind of task depends on; the others belong to one kind only.
+_COMMON = (
+    "backend",
+    "optimizer",
+    "tolerance",
+    "modifier_settings",
+    "measurement",
+    "init_pars",
+    "fixed_params",
+    "par_bounds",
+)
+_PER_KIND: dict[str, tuple[str, ...]] = {
+    "hypotest": ("poi_value", "test_stat"),
+    "upper_limit": ("test_stat", "level", "ul_scan"),
+    "fit": (),
+}
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"option {name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_mapping(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InputError(f"option {name}: expected a mapping of parameter names, got {value!r}")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """What to compute and how, for hypothesis tests, upper limits and fits.
+
+    Attributes:
+        backend: pyhf tensor backend, ``"numpy"`` or ``"jax"``.
+        optimizer: ``"scipy"`` (SLSQP) or ``"minuit"``.
+        tolerance: Optimizer tolerance; ``None`` keeps pyhf's default.
+        poi_value: Signal strength tested by the hypothesis test.
+        test_stat: ``"qtilde"``, ``"q"`` or ``"q0"``.
+        modifier_settings: Interpolation codes, as pyhf's ``modifier_settings``, e.g.
+            ``{"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}``;
+            ``None`` keeps pyhf's defaults.
+        measurement: Name of the workspace measurement; ``None`` for the first.
+        init_pars: Initial values by parameter name (a list for vector parameters).
+        fixed_params: Parameters held constant in fits, by name, at the given value.
+        par_bounds: Parameter bounds by name, ``[low, high]``.
+        level: Upper limits are computed at CLs = ``level`` (0.05 for 95% CL).
+        ul_scan: ``(start, stop, points)`` for a grid scan of upper limits; ``None`` uses
+            pyhf's TOMS748 root finding within the POI bounds.
+    """
+
+    backend: str = "numpy"
+    optimizer: str = "scipy"
+    tolerance: float | None = None
+    poi_value: float = 1.0
+    test_stat: str = "qtilde"
+    modifier_settings: Mapping[str, Mapping[str, str]] | None = None
+    measurement: str | None = None
+    init_pars: Mapping[str, Any] = field(default_factory=dict)
+    fixed_params: Mapping[str, Any] = field(default_factory=dict)
+    par_bounds: Mapping[str, Any] = field(default_factory=dict)
+    level: float = 0.05
+    ul_scan: tuple[float, float, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"option backend: '{self.backend}' is not one of {BACKENDS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"option optimizer: '{self.optimizer}' is not one of {OPTIMIZERS}")
+        if self.test_stat not in TEST_STATS:
+            raise InputError(f"option test_stat: '{self.test_stat}' is not one of {TEST_STATS}")
+        if self.tolerance is not None and _check_number("tolerance", self.tolerance) <= 0:
+            raise InputError("option tolerance: must be positive")
+        _check_number("poi_value", self.poi_value)
+        if not 0 < _check_number("level", self.level) < 1:
+            raise InputError(f"option level: must lie between 0 and 1, got {self.level}")
+        if self.modifier_settings is not None:
+            settings = _check_mapping("modifier_settings", self.modifier_settings)
+            for modifier, conf in settings.items():
+                codes = _INTERPCODES.get(modifier)
+                if codes is None:
+                    raise InputError(
+                        f"option modifier_settings: unknown modifier '{modifier}' "
+                        f"(known: {', '.join(_INTERPCODES)})"
+                    )
+                if not isinstance(conf, Mapping) or conf.get("interpcode") not in codes:
+                    raise InputError(
+                        f"option modifier_settings: {modifier} needs "
+                        f"{{'interpcode': one of {codes}}}, got {conf!r}"
+                    )
+        for name in ("init_pars", "fixed_params", "par_bounds"):
+            _check_mapping(name, getattr(self, name))
+        for par, bounds in self.par_bounds.items():
+            if not (isinstance(bounds, list | tuple) and len(bounds) == 2):
+                raise InputError(f"option par_bounds: {par} needs [low, high], got {bounds!r}")
+            low, high = (_check_number(f"par_bounds {par}", b) for b in bounds)
+            if low >= high:
+                raise InputError(f"option par_bounds: {par} has low >= high ({low}, {high})")
+        if self.ul_scan is not None:
+            if not (isinstance(self.ul_scan, list | tuple) and len(self.ul_scan) == 3):
+                raise InputError(f"option ul_scan: expected (start, stop, points), got {self.ul_scan!r}")
+            start, stop = (_check_number("ul_scan", v) for v in self.ul_scan[:2])
+            points = self.ul_scan[2]
+            if not isinstance(points, int) or points < 2 or start >= stop:
+                raise InputError(
+                    f"option ul_scan: needs start < stop and at least 2 points, got {self.ul_scan!r}"
+                )
+            object.__setattr__(self, "ul_scan", (start, stop, points))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InferenceOptions:
+        """Build options from a mapping, refusing unknown keys by name.
+
+        Args:
+            data: Option names and values (as produced by :meth:`to_dict`).
+
+        Returns:
+            The validated options.
+
+        Raises:
+            InputError: An unknown option or an invalid value.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        values = dict(data)
+        if values.get("ul_scan") is not None:
+            values["ul_scan"] = tuple(values["ul_scan"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All options as plain JSON-able values."""
+        out = asdict(self)
+        for name in ("modifier_settings", "init_pars", "fixed_params", "par_bounds"):
+            if out[name] is not None:
+                out[name] = {k: _plain(v) for k, v in dict(out[name]).items()}
+        if out["ul_scan"] is not None:
+            out["ul_scan"] = list(out["ul_scan"])
+        return out
+
+    def for_kind(self, kind: str) -> dict[str, Any]:
+        """The options a result of ``kind`` depends on: part of its content key.
+
+        Args:
+            kind: ``"hypotest"``, ``"upper_limit"`` or ``"fit"``.
+
+        Returns:
+            The relevant options as a plain mapping.
+        """
+        full = self.to_dict()
+        return {name: full[name] for name in (*_COMMON, *_PER_KIND[kind])}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,404 @@
+"""Loading, validating and fingerprinting published likelihoods ("pallets").
+
+A pallet is a background-only workspace plus, optionally, a patchset of signal
+hypotheses. It can be given as a workspace file (``.json`` or ``.json.gz``) and a
+patchset file, as a directory holding ``BkgOnly.json`` and ``patchset.json``
+(possibly one level down, in region folders), or as a HEPData likelihood archive
+(``.tar.gz``/``.tgz``) with the same layout inside.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyhf
+
+from fitaas.errors import InputError
+
+__all__ = [
+    "Pallet",
+    "Point",
+    "digest",
+    "load_json",
+    "load_pallet",
+    "parse_json_bytes",
+    "validate_patchset",
+    "validate_workspace",
+]
+
+_WORKSPACE_NAMES = ("BkgOnly.json", "BkgOnly.json.gz", "bkgonly.json", "bkgonly.json.gz")
+_PATCHSET_NAMES = ("patchset.json", "patchset.json.gz")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def digest(obj: Any) -> str:
+    """Content digest of a JSON-able object, as pyhf computes it.
+
+    Args:
+        obj: A JSON-able object (workspace spec, patch operations, options).
+
+    Returns:
+        The hex sha256 of the canonical (sorted keys, compact) JSON encoding.
+    """
+    return str(pyhf.utils.digest(obj, algorithm="sha256"))
+
+
+def parse_json_bytes(raw: bytes, source: str) -> Any:
+    """Parse JSON (plain or gzip-compressed) with an error that names the place.
+
+    Args:
+        raw: The bytes read from a file or an upload.
+        source: How to name the input in an error message (a path, an archive member).
+
+    Returns:
+        The decoded JSON document.
+
+    Raises:
+        InputError: The bytes are not valid (gzipped) JSON.
+    """
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{source}: not a readable gzip file ({exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a ``.json`` or ``.json.gz`` file.
+
+    Args:
+        path: The file to read.
+
+    Returns:
+        The decoded JSON document.
+
+    Raises:
+        InputError: The file is missing, unreadable or not valid JSON.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a JSON file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_json_bytes(raw, str(path))
+
+
+def _schema_message(exc: pyhf.exceptions.InvalidSpecification) -> str:
+    where = exc.path or "(top level)"
+    return f"fails pyhf's schema at '{where}': {exc.parent.message}"
+
+
+def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
+    """Validate a workspace specification with pyhf's schema and build it.
+
+    Args:
+        spec: The decoded workspace JSON.
+        source: How to name the input in an error message.
+
+    Returns:
+        The validated :class:`pyhf.Workspace`.
+
+    Raises:
+        InputError: The specification is not a valid pyhf workspace.
+    """
+    if not isinstance(spec, dict):
+        raise InputError(f"{source}: a workspace must be a JSON object, got {type(spec).__name__}")
+    try:
+        return pyhf.Workspace(spec)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise InputError(f"{source}: workspace {_schema_message(exc)}") from None
+    except (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidMeasurement) as exc:
+        raise InputError(f"{source}: invalid workspace: {exc}") from None
+
+
+def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:
+    """Validate a patchset specification with pyhf's schema.
+
+    Args:
+        spec: The decoded patchset JSON.
+        source: How to name the input in an error message.
+
+    Returns:
+        The validated :class:`pyhf.PatchSet`.
+
+    Raises:
+        InputError: The specification is not a valid pyhf patchset.
+    """
+    if not isinstance(spec, dict):
+        raise InputError(f"{source}: a patchset must be a JSON object, got {type(spec).__name__}")
+    try:
+        return pyhf.PatchSet(spec)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise InputError(f"{source}: patchset {_schema_message(exc)}") from None
+    except pyhf.exceptions.InvalidPatchSet as exc:
+        raise InputError(f"{source}: invalid patchset: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One signal hypothesis of a pallet: a named patch with its metadata values.
+
+    Attributes:
+        name: The patch name (``None`` for the workspace itself, unpatched).
+        values: The patch's metadata values (e.g. masses), in the order of the labels.
+        operations: The JSON patch operations.
+        digest: Content digest of the operations.
+    """
+
+    name: str | None
+    values: tuple[Any, ...]
+    operations: tuple[dict[str, Any], ...] = field(repr=False)
+    digest: str
+
+
+@dataclass(frozen=True)
+class Pallet:
+    """A validated background-only workspace and its signal points.
+
+    Attributes:
+        workspace: The workspace specification (decoded JSON).
+        workspace_digest: Content digest of the workspace specification.
+        labels: The patchset's labels for the point values (empty without patchset).
+        points: The signal points, in patchset order; one unpatched point without patchset.
+        source: A human description of where the pallet came from.
+        patchset_description: The patchset's description, if any.
+    """
+
+    workspace: dict[str, Any] = field(repr=False)
+    workspace_digest: str
+    labels: tuple[str, ...]
+    points: tuple[Point, ...] = field(repr=False)
+    source: str
+    patchset_description: str | None = None
+
+    @classmethod
+    def from_specs(
+        cls,
+        workspace: Any,
+        patchset: Any | None = None,
+        *,
+        verify: bool = True,
+        source: str = "workspace",
+        patchset_source: str = "patchset",
+    ) -> Pallet:
+        """Validate a workspace and optional patchset given as decoded JSON.
+
+        Args:
+            workspace: The workspace specification.
+            patchset: The patchset specification, or ``None`` for the bare workspace.
+            verify: Check the patchset's digest against the workspace (``PatchSet.verify``).
+            source: How to name the workspace in error messages.
+            patchset_source: How to name the patchset in error messages.
+
+        Returns:
+            The validated pallet.
+
+        Raises:
+            InputError: Schema violations, a digest mismatch, or duplicate patch names.
+        """
+        ws = validate_workspace(workspace, source)
+        if patchset is None:
+            point = Point(name=None, values=(), operations=(), digest=digest([]))
+            return cls(workspace, digest(workspace), (), (point,), source)
+        ps = validate_patchset(patchset, patchset_source)
+        if verify:
+            try:
+                ps.verify(ws)
+            except pyhf.exceptions.PatchSetVerificationError as exc:
+                raise InputError(
+                    f"{patchset_source} was not made for {source}: {exc} "
+                    "(use --no-verify to apply it anyway)"
+                ) from None
+        points = tuple(
+            Point(
+                name=p.name,
+                values=tuple(p.values),
+                operations=tuple(p.patch),
+                digest=digest(p.patch),
+            )
+            for p in ps.patches
+        )
+        return cls(
+            workspace,
+            digest(workspace),
+            tuple(ps.labels),
+            points,
+            f"{source} + {patchset_source}",
+            ps.description,
+        )
+
+    def select(self, names: Sequence[str] | None) -> tuple[Point, ...]:
+        """The points with the given patch names, in the order given.
+
+        Args:
+            names: Patch names, or ``None`` (or empty) for every point.
+
+        Returns:
+            The selected points.
+
+        Raises:
+            InputError: A name that is not in the patchset (near matches are listed).
+        """
+        if not names:
+            return self.points
+        by_name = {p.name: p for p in self.points if p.name is not None}
+        selected = []
+        for name in names:
+            if name not in by_name:
+                near = difflib.get_close_matches(name, list(by_name), n=5, cutoff=0.6)
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                what = "no patchset was given" if not by_name else f"{len(by_name)} patches"
+                raise InputError(f"no patch named '{name}' ({what}){hint}")
+            selected.append(by_name[name])
+        return tuple(selected)
+
+
+def _pick_region(regions: dict[str, dict[str, str]], region: str | None, where: str) -> str:
+    if region is not None:
+        if region not in regions:
+            raise InputError(
+                f"{where}: no region '{region}'; regions: {', '.join(sorted(regions))}"
+            )
+        return region
+    if len(regions) == 1:
+        return next(iter(regions))
+    raise InputError(
+        f"{where} holds several likelihoods; choose one with --region: {', '.join(sorted(regions))}"
+    )
+
+
+def _find_layout(names: Sequence[str], max_depth: int) -> dict[str, dict[str, str]]:
+    """Group workspace and patchset files by region (the name of their folder).
+
+    Args:
+        names: File names relative to the top of a directory or archive.
+        max_depth: How many folders down a likelihood may lie.
+
+    Returns:
+        Region name (``"."`` at the top) to ``{"workspace": name, "patchset": name}``.
+    """
+    regions: dict[str, dict[str, str]] = {}
+    for name in names:
+        path = PurePosixPath(name)
+        if len(path.parts) - 1 > max_depth:
+            continue
+        region = path.parent.name or "."
+        if path.name in _WORKSPACE_NAMES:
+            regions.setdefault(region, {})["workspace"] = name
+        elif path.name in _PATCHSET_NAMES:
+            regions.setdefault(region, {})["patchset"] = name
+    return {k: v for k, v in regions.items() if "workspace" in v}
+
+
+def _load_directory(path: Path, region: str | None) -> tuple[Any, Any | None, str, str]:
+    names = [p.relative_to(path).as_posix() for p in path.glob("**/*.json*") if p.is_file()]
+    layout = _find_layout(names, max_depth=1)
+    if not layout:
+        raise InputError(f"{path}: no BkgOnly.json found here or one folder down")
+    chosen = layout[_pick_region(layout, region, str(path))]
+    ws_path = path / chosen["workspace"]
+    ps_path = path / chosen["patchset"] if "patchset" in chosen else None
+    return (
+        load_json(ws_path),
+        load_json(ps_path) if ps_path else None,
+        str(ws_path),
+        str(ps_path),
+    )
+
+
+def _load_archive(path: Path, region: str | None) -> tuple[Any, Any | None, str, str]:
+    try:
+        archive = tarfile.open(path, mode="r:*")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(f"{path}: not a readable tar archive ({exc})") from None
+    with archive:
+        try:
+            members = {m.name: m for m in archive.getmembers() if m.isfile()}
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{path}: damaged tar archive ({exc})") from None
+        # Archives are often wrapped in one top folder: regions may lie two levels down.
+        layout = _find_layout(list(members), max_depth=2)
+        if not layout:
+            raise InputError(f"{path}: the archive holds no likelihood (no BkgOnly.json)")
+        chosen = layout[_pick_region(layout, region, str(path))]
+
+        def read(name: str) -> Any:
+            handle = archive.extractfile(members[name])
+            if handle is None:  # pragma: no cover - members are regular files
+                raise InputError(f"{path}: cannot read {name}")
+            return parse_json_bytes(handle.read(), f"{path}:{name}")
+
+        ps_name = chosen.get("patchset")
+        return (
+            read(chosen["workspace"]),
+            read(ps_name) if ps_name else None,
+            f"{path}:{chosen['workspace']}",
+            f"{path}:{ps_name}",
+        )
+
+
+def load_pallet(
+    workspace: str | Path | dict[str, Any],
+    patchset: str | Path | dict[str, Any] | None = None,
+    *,
+    region: str | None = None,
+    verify: bool = True,
+) -> Pallet:
+    """Load and validate a pallet from files, a directory, an archive or decoded JSON.
+
+    Args:
+        workspace: A workspace file, a directory, a HEPData archive, or a decoded spec.
+        patchset: A patchset file or decoded spec; found automatically in a directory or
+            archive when not given.
+        region: The region folder to use when a directory or archive holds several.
+        verify: Check the patchset's digest against the workspace.
+
+    Returns:
+        The validated pallet.
+
+    Raises:
+        InputError: Anything that makes the inputs unusable, named in one line.
+    """
+    ps_spec: Any | None
+    ps_source = "patchset"
+    if isinstance(workspace, dict):
+        ws_spec, ws_source, ps_spec = workspace, "workspace", None
+    else:
+        path = Path(workspace)
+        if path.is_dir():
+            ws_spec, ps_spec, ws_source, ps_source = _load_directory(path, region)
+        elif path.name.endswith(_ARCHIVE_SUFFIXES):
+            ws_spec, ps_spec, ws_source, ps_source = _load_archive(path, region)
+        else:
+            ws_spec, ws_source, ps_spec = load_json(path), str(path), None
+    if patchset is not None:
+        if isinstance(patchset, dict):
+            ps_spec, ps_source = patchset, "patchset"
+        else:
+            ps_spec, ps_source = load_json(patchset), str(patchset)
+    return Pallet.from_specs(
+        ws_spec, ps_spec, verify=verify, source=ws_source, patchset_source=ps_source
+    )

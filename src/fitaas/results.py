@@ -1,0 +1,266 @@
+"""Scan results: one :class:`PointResult` per signal point, gathered in a :class:`ScanResult`.
+
+``ScanResult.to_dict()`` is the JSON layout later tools rely on::
+
+    {"workspace": {"digest": ...}, "options": {...}, "pyhf_version": ...,
+     "results": [{"patch": NAME, "values": [...], "labels": [...], "poi_value": 1.0,
+                  "cls_obs": x, "cls_exp": [5 floats, -2σ..+2σ], "clsb_obs": x, "clb_obs": x,
+                  "upper_limit": {"obs": x, "exp": [5], ...} or null, "fit": {...} or null,
+                  "status": "ok"|"failed", "error": null or text, "seconds": t}]}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fitaas._version import __version__
+from fitaas.errors import InputError
+from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+__all__ = ["PointResult", "ScanResult", "read_results"]
+
+_SIGMAS = ("m2", "m1", "0", "p1", "p2")
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """Everything computed for one signal point.
+
+    Attributes:
+        patch: The patch name (``None`` for an unpatched workspace).
+        values: The patch's metadata values.
+        labels: The patchset's labels for those values.
+        hypotest: The CLs hypothesis test, if computed and successful.
+        upper_limit: The upper limits, if asked for and successful.
+        fit: The maximum-likelihood fit, if asked for and successful.
+        status: ``"ok"`` or ``"failed"``.
+        error: What failed, in words.
+        seconds: Compute time spent on the point (as first computed, when reused).
+    """
+
+    patch: str | None
+    values: tuple[Any, ...]
+    labels: tuple[str, ...]
+    hypotest: HypotestResult | None
+    upper_limit: UpperLimitResult | None
+    fit: FitResult | None
+    status: str
+    error: str | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything asked for this point was computed."""
+        return self.status == "ok"
+
+    @property
+    def cls_obs(self) -> float | None:
+        """Observed CLs, if the hypothesis test succeeded."""
+        return self.hypotest.cls_obs if self.hypotest else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The point's entry of the results JSON."""
+        ht = self.hypotest
+        return {
+            "patch": self.patch,
+            "values": list(self.values),
+            "labels": list(self.labels),
+            "poi_value": ht.poi_value if ht else None,
+            "cls_obs": ht.cls_obs if ht else None,
+            "cls_exp": list(ht.cls_exp) if ht else None,
+            "clsb_obs": ht.clsb_obs if ht else None,
+            "clb_obs": ht.clb_obs if ht else None,
+            "upper_limit": self.upper_limit.to_dict() if self.upper_limit else None,
+            "fit": self.fit.to_dict() if self.fit else None,
+            "status": self.status,
+            "error": self.error,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], test_stat: str = "qtilde") -> PointResult:
+        """Inverse of :meth:`to_dict`."""
+        ht = None
+        if data.get("cls_obs") is not None:
+            ht = HypotestResult.from_dict({"test_stat": test_stat, **data})
+        ul = data.get("upper_limit")
+        fit = data.get("fit")
+        return cls(
+            patch=data.get("patch"),
+            values=tuple(data.get("values") or ()),
+            labels=tuple(data.get("labels") or ()),
+            hypotest=ht,
+            upper_limit=UpperLimitResult.from_dict(ul) if ul else None,
+            fit=FitResult.from_dict(fit) if fit else None,
+            status=str(data.get("status", "ok")),
+            error=data.get("error"),
+            seconds=float(data.get("seconds") or 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The results of a scan, in the order of the points asked for.
+
+    Attributes:
+        workspace_digest: Digest of the background-only workspace.
+        options: The inference options used.
+        pyhf_version: The pyhf version that computed the results.
+        labels: The patchset's labels.
+        points: One result per point.
+        computed: How many (point, kind) results this run computed.
+        reused: How many were taken from the results store.
+        source: Where the pallet came from.
+    """
+
+    workspace_digest: str
+    options: InferenceOptions
+    pyhf_version: str
+    labels: tuple[str, ...]
+    points: tuple[PointResult, ...]
+    computed: int = 0
+    reused: int = 0
+    source: str = ""
+
+    def __iter__(self) -> Iterator[PointResult]:
+        return iter(self.points)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, patch: str) -> PointResult:
+        for point in self.points:
+            if point.patch == patch:
+                return point
+        raise KeyError(patch)
+
+    @property
+    def failed(self) -> tuple[PointResult, ...]:
+        """The points where something failed."""
+        return tuple(p for p in self.points if not p.ok)
+
+    def counts(self) -> dict[str, int]:
+        """Number of points per status."""
+        out: dict[str, int] = {}
+        for point in self.points:
+            out[point.status] = out.get(point.status, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results JSON (see the module docstring)."""
+        return {
+            "workspace": {"digest": self.workspace_digest, "source": self.source},
+            "options": self.options.to_dict(),
+            "pyhf_version": self.pyhf_version,
+            "fitaas_version": __version__,
+            "labels": list(self.labels),
+            "summary": {
+                "points": len(self.points),
+                **self.counts(),
+                "computed": self.computed,
+                "reused": self.reused,
+            },
+            "results": [p.to_dict() for p in self.points],
+        }
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
+        """The results JSON as text, also written to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            _write_atomic(Path(path), text)
+        return text
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per point (the CSV and pandas layout)."""
+        rows = []
+        for point in self.points:
+            row: dict[str, Any] = {"patch": point.patch}
+            row.update({label: v for label, v in zip(self.labels, point.values, strict=False)})
+            ht, ul = point.hypotest, point.upper_limit
+            row["poi_value"] = ht.poi_value if ht else None
+            row["cls_obs"] = ht.cls_obs if ht else None
+            for sigma, i in zip(_SIGMAS, range(5), strict=True):
+                row[f"cls_exp_{sigma}"] = ht.cls_exp[i] if ht else None
+            row["clsb_obs"] = ht.clsb_obs if ht else None
+            row["clb_obs"] = ht.clb_obs if ht else None
+            row["ul_obs"] = ul.obs if ul else None
+            for sigma, i in zip(_SIGMAS, range(5), strict=True):
+                row[f"ul_exp_{sigma}"] = ul.exp[i] if ul else None
+            row["status"] = point.status
+            row["error"] = point.error
+            row["seconds"] = point.seconds
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The results as CSV text (one row per point), also written to ``path`` if given."""
+        rows = self.rows()
+        buffer = io.StringIO()
+        names = list(rows[0]) if rows else ["patch"]
+        writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        if path is not None:
+            _write_atomic(Path(path), buffer.getvalue())
+        return buffer.getvalue()
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The results as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas needs pandas: pip install 'fitaas[pandas]'") from None
+        return pd.DataFrame(self.rows())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanResult:
+        """Read the results JSON back."""
+        options = InferenceOptions.from_dict(data.get("options", {}))
+        summary = data.get("summary", {})
+        return cls(
+            workspace_digest=data["workspace"]["digest"],
+            options=options,
+            pyhf_version=str(data.get("pyhf_version", "")),
+            labels=tuple(data.get("labels") or ()),
+            points=tuple(
+                PointResult.from_dict(p, options.test_stat) for p in data.get("results", [])
+            ),
+            computed=int(summary.get("computed", 0)),
+            reused=int(summary.get("reused", 0)),
+            source=str(data["workspace"].get("source", "")),
+        )
+
+
+def read_results(path: str | Path) -> ScanResult:
+    """Read a results JSON file written by ``fitaas scan``.
+
+    Raises:
+        InputError: The file is missing, malformed or not a fitaas results file.
+    """
+    from fitaas.pallets import load_json
+
+    data = load_json(path)
+    if not isinstance(data, dict) or "results" not in data or "workspace" not in data:
+        raise InputError(f"{path}: not a fitaas results file (no 'workspace'/'results')")
+    try:
+        return ScanResult.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: damaged fitaas results file ({exc!r})") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+

@@ -1,0 +1,190 @@
+"""Worker entry points: top-level functions with small JSON-able arguments.
+
+A workspace travels to a worker once and is kept in the worker's cache under its
+content digest; tasks name it by digest (:class:`WorkspaceRef`) and carry only the
+patch operations of their points. Every point's outcome is returned, never raised:
+one bad point does not cost its batch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyhf
+
+from fitaas.errors import FitaasError
+from fitaas.inference import InferenceOptions, build_model, fit, hypotest, pyhf_backend, upper_limit
+
+__all__ = [
+    "WorkerCache",
+    "WorkspaceRef",
+    "compress_workspace",
+    "init_worker",
+    "run_points",
+    "worker_cache",
+]
+
+_KIND_FUNCTIONS = {"hypotest": hypotest, "upper_limit": upper_limit, "fit": fit}
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """How a task names its workspace: a digest, and how to get it if the worker lacks it.
+
+    Attributes:
+        digest: Content digest of the workspace specification.
+        payload: The workspace as gzip-compressed JSON, for workers that may not have it.
+        path: A path readable by the worker (a shared filesystem), as an alternative.
+    """
+
+    digest: str
+    payload: bytes | None = None
+    path: str | None = None
+
+
+def compress_workspace(spec: dict[str, Any]) -> bytes:
+    """The workspace as gzip-compressed compact JSON, the payload of a :class:`WorkspaceRef`."""
+    return gzip.compress(json.dumps(spec, separators=(",", ":")).encode(), compresslevel=6)
+
+
+class WorkerCache:
+    """Workspaces a worker process has received, by digest, built once."""
+
+    def __init__(self) -> None:
+        self._workspaces: dict[str, pyhf.Workspace] = {}
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._workspaces
+
+    def install(self, digest: str, spec: dict[str, Any]) -> pyhf.Workspace:
+        """Keep a (client-validated) workspace under its digest."""
+        workspace = pyhf.Workspace(spec, validate=False)
+        self._workspaces[digest] = workspace
+        return workspace
+
+    def workspace(self, ref: WorkspaceRef) -> pyhf.Workspace:
+        """The workspace named by ``ref``, loading it from the payload or path once.
+
+        Raises:
+            FitaasError: The worker lacks the workspace and ``ref`` says nowhere to get it.
+        """
+        found = self._workspaces.get(ref.digest)
+        if found is not None:
+            return found
+        if ref.payload is not None:
+            raw = ref.payload
+        elif ref.path is not None:
+            raw = Path(ref.path).read_bytes()
+        else:
+            raise FitaasError(f"workspace {ref.digest[:12]} was never sent to this worker")
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return self.install(ref.digest, json.loads(raw))
+
+
+# The one piece of process-wide state: what this worker process has received.
+_CACHE = WorkerCache()
+
+
+def worker_cache() -> WorkerCache:
+    """This process's workspace cache."""
+    return _CACHE
+
+
+def init_worker(
+    digest: str | None = None, spec: dict[str, Any] | None = None, threads: int = 1
+) -> None:
+    """Initialise a worker process: one BLAS thread, no SIGINT, the workspace installed.
+
+    Args:
+        digest: Digest of the workspace to install now, if any.
+        spec: The workspace specification to install under ``digest``.
+        threads: Threads for BLAS/OpenMP pools (1: workers don't fight over cores).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    # pyhf divides by zero on degenerate points and says so; results carry the outcome.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="pyhf")
+    # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if digest is not None and spec is not None:
+        _CACHE.install(digest, spec)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, pyhf.exceptions.FailedMinimization):
+        return f"fit did not converge: {exc}"
+    if isinstance(exc, FitaasError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
+
+
+def _outcome(status: str, result: Any, error: str | None, seconds: float) -> dict[str, Any]:
+    return {"status": status, "result": result, "error": error, "seconds": round(seconds, 6)}
+
+
+def _run_point(
+    workspace: pyhf.Workspace,
+    point: dict[str, Any],
+    kinds: Sequence[str],
+    options: InferenceOptions,
+) -> dict[str, dict[str, Any]]:
+    start = time.perf_counter()
+    try:
+        model, data = build_model(workspace, point["operations"], options)
+    except Exception as exc:  # a patch that does not apply, an invalid patched model
+        name = point["name"]
+        error = f"cannot build the model of patch '{name}': {_error_text(exc)}"
+        return {k: _outcome("failed", None, error, time.perf_counter() - start) for k in kinds}
+    build = time.perf_counter() - start
+    outcomes = {}
+    for kind in kinds:
+        begin = time.perf_counter()
+        try:
+            result = _KIND_FUNCTIONS[kind](model, data, options).to_dict()
+            outcome = _outcome("ok", result, None, time.perf_counter() - begin + build)
+        except Exception as exc:
+            outcome = _outcome("failed", None, _error_text(exc), time.perf_counter() - begin + build)
+            outcome["traceback"] = traceback.format_exc(limit=-3)
+        outcomes[kind] = outcome
+        build = 0.0
+    return outcomes
+
+
+def run_points(
+    workspace: WorkspaceRef,
+    points: Sequence[dict[str, Any]],
+    kinds: Sequence[str],
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Compute ``kinds`` for each point: the task every engine runs.
+
+    Args:
+        workspace: The background-only workspace, by digest.
+        points: ``{"name": patch name or None, "operations": JSON patch operations}`` each.
+        kinds: What to compute per point: ``"hypotest"``, ``"upper_limit"``, ``"fit"``.
+        options: :meth:`InferenceOptions.to_dict` output.
+
+    Returns:
+        One ``{"name": ..., "outcomes": {kind: {"status", "result", "error", "seconds"}}}``
+        per point, in the order given.
+    """
+    opts = InferenceOptions.from_dict(options)
+    ws = _CACHE.workspace(workspace)
+    with pyhf_backend(opts):
+        return [
+            {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts)}
+            for point in points
+        ]
