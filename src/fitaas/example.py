@@ -65,7 +65,11 @@ def _background_workspace() -> dict[str, Any]:
                         "name": "ttbar",
                         "data": bkg,
                         "modifiers": [
-                            {"name": "mu_ttbar_norm", "type": "normsys", "data": {"hi": 1.12, "lo": 0.89}},
+                            {
+                                "name": "mu_ttbar_norm",
+                                "type": "normsys",
+                                "data": {"hi": 1.12, "lo": 0.89},
+                            },
                             {
                                 "name": "JES",
                                 "type": "histosys",
@@ -74,7 +78,11 @@ def _background_workspace() -> dict[str, Any]:
                                     "lo_data": [b * 0.95 for b in bkg],
                                 },
                             },
-                            {"name": f"staterror_{name}", "type": "staterror", "data": [0.04 * b for b in bkg]},
+                            {
+                                "name": f"staterror_{name}",
+                                "type": "staterror",
+                                "data": [0.04 * b for b in bkg],
+                            },
                         ],
                     },
                     {
@@ -82,8 +90,16 @@ def _background_workspace() -> dict[str, Any]:
                         "data": other,
                         "modifiers": [
                             {"name": "lumi", "type": "lumi", "data": None},
-                            {"name": "other_xsec", "type": "normsys", "data": {"hi": 1.2, "lo": 0.8}},
-                            {"name": f"staterror_{name}", "type": "staterror", "data": [0.1 * o for o in other]},
+                            {
+                                "name": "other_xsec",
+                                "type": "normsys",
+                                "data": {"hi": 1.2, "lo": 0.8},
+                            },
+                            {
+                                "name": f"staterror_{name}",
+                                "type": "staterror",
+                                "data": [0.1 * o for o in other],
+                            },
                         ],
                     },
                 ],
@@ -99,7 +115,13 @@ def _background_workspace() -> dict[str, Any]:
                 "config": {
                     "poi": "mu_SIG",
                     "parameters": [
-                        {"name": "lumi", "auxdata": [1.0], "sigmas": [0.017], "bounds": [[0.9, 1.1]], "inits": [1.0]},
+                        {
+                            "name": "lumi",
+                            "auxdata": [1.0],
+                            "sigmas": [0.017],
+                            "bounds": [[0.9, 1.1]],
+                            "inits": [1.0],
+                        },
                         {"name": "mu_SIG", "bounds": [[0.0, 50.0]], "inits": [1.0]},
                     ],
                 },

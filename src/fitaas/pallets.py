@@ -104,9 +104,14 @@ def load_json(path: str | Path) -> Any:
     return parse_json_bytes(raw, str(path))
 
 
+def _short(exc: Exception, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _schema_message(exc: pyhf.exceptions.InvalidSpecification) -> str:
     where = exc.path or "(top level)"
-    return f"fails pyhf's schema at '{where}': {exc.parent.message}"
+    return f"fails pyhf's schema at '{where}': {_short(Exception(exc.parent.message))}"
 
 
 def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
@@ -129,7 +134,7 @@ def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
     except pyhf.exceptions.InvalidSpecification as exc:
         raise InputError(f"{source}: workspace {_schema_message(exc)}") from None
     except (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidMeasurement) as exc:
-        raise InputError(f"{source}: invalid workspace: {exc}") from None
+        raise InputError(f"{source}: invalid workspace: {_short(exc)}") from None
 
 
 def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:
@@ -152,7 +157,7 @@ def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:
     except pyhf.exceptions.InvalidSpecification as exc:
         raise InputError(f"{source}: patchset {_schema_message(exc)}") from None
     except pyhf.exceptions.InvalidPatchSet as exc:
-        raise InputError(f"{source}: invalid patchset: {exc}") from None
+        raise InputError(f"{source}: invalid patchset: {_short(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -329,7 +334,7 @@ def _load_directory(path: Path, region: str | None) -> tuple[Any, Any | None, st
 
 def _load_archive(path: Path, region: str | None) -> tuple[Any, Any | None, str, str]:
     try:
-        archive = tarfile.open(path, mode="r:*")
+        archive = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (tarfile.TarError, OSError) as exc:

@@ -27,7 +27,11 @@ from fitaas.tasks import WorkspaceRef, compress_workspace, run_points
 
 __all__ = ["ScanProgress", "scan"]
 
-_TYPES = {"hypotest": HypotestResult, "upper_limit": UpperLimitResult, "fit": FitResult}
+_TYPES: dict[str, Any] = {
+    "hypotest": HypotestResult,
+    "upper_limit": UpperLimitResult,
+    "fit": FitResult,
+}
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,10 @@ def scan(
         InputError: Unusable inputs or options; nothing is computed then.
         KeyboardInterrupt: The scan was interrupted; finished results are in the store.
     """
-    pallet = workspace if isinstance(workspace, Pallet) else load_pallet(
-        workspace, patchset, region=region, verify=verify
+    pallet = (
+        workspace
+        if isinstance(workspace, Pallet)
+        else load_pallet(workspace, patchset, region=region, verify=verify)
     )
     options = options or InferenceOptions()
     kinds = tuple(dict.fromkeys(kinds))
@@ -191,11 +197,23 @@ def scan(
         computed = 0
         if todo:
             computed = _run(
-                pallet, todo, options, executor, workers, batch_size, version, per_kind,
-                results_store, outcomes, keys, finish,
+                pallet,
+                todo,
+                options,
+                executor,
+                workers,
+                batch_size,
+                version,
+                per_kind,
+                results_store,
+                outcomes,
+                keys,
+                finish,
             )
         results = tuple(
-            _point_result(point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds})
+            _point_result(
+                point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
+            )
             for point in points
         )
     return ScanResult(
@@ -251,7 +269,9 @@ def _run(
             except Exception as exc:  # the worker died or the engine lost the task
                 error = f"task lost: {type(exc).__name__}: {exc}".strip()
                 outcome = {"status": "failed", "result": None, "error": error, "seconds": 0.0}
-                returned = [{"name": p.name, "outcomes": dict.fromkeys(kinds, outcome)} for p in batch]
+                returned = [
+                    {"name": p.name, "outcomes": dict.fromkeys(kinds, outcome)} for p in batch
+                ]
             for point, item in zip(batch, returned, strict=True):
                 for kind, outcome in item["outcomes"].items():
                     outcome = {k: v for k, v in outcome.items() if k != "traceback"}

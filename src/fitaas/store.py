@@ -161,7 +161,9 @@ class ResultStore:
         if status is None:
             row = self._db.execute("SELECT COUNT(*) FROM results").fetchone()
         else:
-            row = self._db.execute("SELECT COUNT(*) FROM results WHERE status = ?", (status,)).fetchone()
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM results WHERE status = ?", (status,)
+            ).fetchone()
         return int(row[0])
 
 

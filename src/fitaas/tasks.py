@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import signal
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,11 @@ __all__ = [
     "worker_cache",
 ]
 
-_KIND_FUNCTIONS = {"hypotest": hypotest, "upper_limit": upper_limit, "fit": fit}
+_KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "hypotest": hypotest,
+    "upper_limit": upper_limit,
+    "fit": fit,
+}
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,8 @@ def init_worker(
     threadpool_limits(limits=threads)
     # pyhf divides by zero on degenerate points and says so; results carry the outcome.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pyhf")
+    # pyhf logs every failed minimisation with a traceback; the outcome records it instead.
+    logging.getLogger("pyhf").setLevel(logging.CRITICAL)
     # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if digest is not None and spec is not None:
@@ -156,7 +163,9 @@ def _run_point(
             result = _KIND_FUNCTIONS[kind](model, data, options).to_dict()
             outcome = _outcome("ok", result, None, time.perf_counter() - begin + build)
         except Exception as exc:
-            outcome = _outcome("failed", None, _error_text(exc), time.perf_counter() - begin + build)
+            outcome = _outcome(
+                "failed", None, _error_text(exc), time.perf_counter() - begin + build
+            )
             outcome["traceback"] = traceback.format_exc(limit=-3)
         outcomes[kind] = outcome
         build = 0.0

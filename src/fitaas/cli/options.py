@@ -47,11 +47,22 @@ def pallet_arguments(func: F) -> F:
 def inference_options(func: F) -> F:
     """The options of :class:`~fitaas.inference.InferenceOptions`."""
     return _stack(
-        click.option("--poi-value", type=float, default=1.0, show_default=True, help="Signal strength to test."),
-        click.option("--test-stat", type=click.Choice(TEST_STATS), default="qtilde", show_default=True),
+        click.option(
+            "--poi-value",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Signal strength to test.",
+        ),
+        click.option(
+            "--test-stat", type=click.Choice(TEST_STATS), default="qtilde", show_default=True
+        ),
         click.option("--backend", type=click.Choice(BACKENDS), default="numpy", show_default=True),
-        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="scipy", show_default=True),
+        click.option(
+            "--optimizer", type=click.Choice(OPTIMIZERS), default="scipy", show_default=True
+        ),
         click.option("--tolerance", type=float, help="Optimizer tolerance (default: pyhf's)."),
+        click.option("--maxiter", type=click.IntRange(min=1), help="Optimizer iteration limit."),
         click.option(
             "--interpcode",
             multiple=True,
@@ -63,11 +74,33 @@ def inference_options(func: F) -> F:
             metavar="JSON",
             help='pyhf modifier_settings as JSON, e.g. \'{"normsys": {"interpcode": "code4"}}\'.',
         ),
-        click.option("--measurement", metavar="NAME", help="Workspace measurement (default: the first)."),
-        click.option("--init", "init_pars", multiple=True, metavar="PAR=VALUE", help="Initial value (repeatable)."),
-        click.option("--fix", "fixed", multiple=True, metavar="PAR=VALUE", help="Fix a parameter (repeatable)."),
-        click.option("--bounds", multiple=True, metavar="PAR=LOW,HIGH", help="Parameter bounds (repeatable)."),
-        click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level of upper limits."),
+        click.option(
+            "--measurement", metavar="NAME", help="Workspace measurement (default: the first)."
+        ),
+        click.option(
+            "--init",
+            "init_pars",
+            multiple=True,
+            metavar="PAR=VALUE",
+            help="Initial value (repeatable).",
+        ),
+        click.option(
+            "--fix",
+            "fixed",
+            multiple=True,
+            metavar="PAR=VALUE",
+            help="Fix a parameter (repeatable).",
+        ),
+        click.option(
+            "--bounds", multiple=True, metavar="PAR=LOW,HIGH", help="Parameter bounds (repeatable)."
+        ),
+        click.option(
+            "--cl",
+            type=float,
+            default=0.95,
+            show_default=True,
+            help="Confidence level of upper limits.",
+        ),
         click.option(
             "--ul-scan",
             metavar="START,STOP,POINTS",
@@ -133,13 +166,23 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         backend=params["backend"],
         optimizer=params["optimizer"],
         tolerance=params.get("tolerance"),
+        maxiter=params.get("maxiter"),
         poi_value=params["poi_value"],
         test_stat=params["test_stat"],
         modifier_settings=settings,
         measurement=params.get("measurement"),
-        init_pars={k: _number_or_list(v, "--init") for k, v in _pairs(params.get("init_pars") or (), "--init").items()},
-        fixed_params={k: _number_or_list(v, "--fix") for k, v in _pairs(params.get("fixed") or (), "--fix").items()},
-        par_bounds={k: _numbers(v, "--bounds") for k, v in _pairs(params.get("bounds") or (), "--bounds").items()},
+        init_pars={
+            k: _number_or_list(v, "--init")
+            for k, v in _pairs(params.get("init_pars") or (), "--init").items()
+        },
+        fixed_params={
+            k: _number_or_list(v, "--fix")
+            for k, v in _pairs(params.get("fixed") or (), "--fix").items()
+        },
+        par_bounds={
+            k: _numbers(v, "--bounds")
+            for k, v in _pairs(params.get("bounds") or (), "--bounds").items()
+        },
         level=round(1.0 - cl, 12),
         ul_scan=ul_scan,
     )

@@ -57,10 +57,6 @@ class ScanBar:
 
     def __call__(self, state: ScanProgress) -> None:
         if self._task is None:
-            self._task = self._progress.add_task(
-                "scan", total=state.total, failed=0, latest=""
-            )
+            self._task = self._progress.add_task("scan", total=state.total, failed=0, latest="")
         latest = state.latest.patch or "" if state.latest else ""
-        self._progress.update(
-            self._task, completed=state.done, failed=state.failed, latest=latest
-        )
+        self._progress.update(self._task, completed=state.done, failed=state.failed, latest=latest)

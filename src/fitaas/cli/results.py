@@ -16,7 +16,9 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--failed", "only_failed", is_flag=True, help="Only the points that failed.")
-@click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level for 'excluded'.")
+@click.option(
+    "--cl", type=float, default=0.95, show_default=True, help="Confidence level for 'excluded'."
+)
 def results(path: Path, only_failed: bool, cl: float) -> None:
     """Show the results of a scan (RESULTS.json) as a table."""
     from rich.console import Console
@@ -48,7 +50,11 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
             obs_x, exp_x = ht.cls_obs < level, ht.cls_exp[2] < level
             excluded_obs += obs_x
             excluded_exp += exp_x
-            cells += [_fmt(ht.cls_obs), exp, f"{'yes' if obs_x else 'no'}/{'yes' if exp_x else 'no'}"]
+            cells += [
+                _fmt(ht.cls_obs),
+                exp,
+                f"{'yes' if obs_x else 'no'}/{'yes' if exp_x else 'no'}",
+            ]
         else:
             cells += ["—", "—", "—"]
         if with_ul:

@@ -25,12 +25,26 @@ def _output_format(output: Path, fmt: str | None) -> str:
 
 @click.command()
 @pallet_arguments
-@click.option("--patch", "patches", multiple=True, metavar="NAME", help="Only these patches (repeatable).")
+@click.option(
+    "--patch", "patches", multiple=True, metavar="NAME", help="Only these patches (repeatable)."
+)
 @inference_options
-@click.option("--upper-limit", is_flag=True, help="Also compute observed and expected upper limits.")
-@click.option("--fit", "with_fit", is_flag=True, help="Also run a maximum-likelihood fit per point.")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Points per task.")
+@click.option(
+    "--upper-limit", is_flag=True, help="Also compute observed and expected upper limits."
+)
+@click.option(
+    "--fit", "with_fit", is_flag=True, help="Also run a maximum-likelihood fit per point."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core)."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Points per task.",
+)
 @click.option(
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -44,7 +58,12 @@ def _output_format(output: Path, fmt: str | None) -> str:
     show_default=True,
     help="Where to write the results.",
 )
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), help="Output format (default: from the suffix).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    help="Output format (default: from the suffix).",
+)
 @click.option("--force", is_flag=True, help="Recompute results even when the store has them.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def scan(**params: Any) -> None:
@@ -63,7 +82,10 @@ def scan(**params: Any) -> None:
     store = params["store"] or output.parent / STORE_NAME
     options = options_from_cli(params)
     pallet = load_pallet(
-        params["workspace"], params["patchset"], region=params["region"], verify=not params["no_verify"]
+        params["workspace"],
+        params["patchset"],
+        region=params["region"],
+        verify=not params["no_verify"],
     )
     kinds = ["hypotest"]
     if params["upper_limit"]:
@@ -99,6 +121,8 @@ def scan(**params: Any) -> None:
         for point in result.failed[:20]:
             click.secho(f"  failed {point.patch}: {point.error}", fg="red", err=True)
         if len(result.failed) > 20:
-            click.secho(f"  ... and {len(result.failed) - 20} more (see {output})", fg="red", err=True)
+            click.secho(
+                f"  ... and {len(result.failed) - 20} more (see {output})", fg="red", err=True
+            )
     if result.failed:
         sys.exit(1)

@@ -32,7 +32,10 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     }
     options = options_from_cli(params)
     pallet = load_pallet(
-        params["workspace"], params["patchset"], region=params["region"], verify=not params["no_verify"]
+        params["workspace"],
+        params["patchset"],
+        region=params["region"],
+        verify=not params["no_verify"],
     )
     if params["patch"]:
         (point,) = pallet.select([params["patch"]])
@@ -71,12 +74,12 @@ def _command(kind: str, summary: str) -> click.Command:
         _run(kind, params)
 
     callback.__doc__ = summary
-    decorated = click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the JSON here.")(
-        callback
-    )
-    decorated = click.option("--patch", metavar="NAME", help="The patch to apply (needed when several).")(
-        decorated
-    )
+    decorated = click.option(
+        "-o", "--output", type=click.Path(dir_okay=False), help="Write the JSON here."
+    )(callback)
+    decorated = click.option(
+        "--patch", metavar="NAME", help="The patch to apply (needed when several)."
+    )(decorated)
     decorated = inference_options(decorated)
     decorated = pallet_arguments(decorated)
     return click.command(name=kind.replace("_", "-"))(decorated)
@@ -85,5 +88,9 @@ def _command(kind: str, summary: str) -> click.Command:
 hypotest = _command(
     "hypotest", "CLs hypothesis test (observed, expected band, CLs+b, CLb) for one workspace."
 )
-upper_limit = _command("upper_limit", "Observed and expected upper limits on the POI for one workspace.")
-fit = _command("fit", "Maximum-likelihood fit: best-fit values and uncertainties for one workspace.")
+upper_limit = _command(
+    "upper_limit", "Observed and expected upper limits on the POI for one workspace."
+)
+fit = _command(
+    "fit", "Maximum-likelihood fit: best-fit values and uncertainties for one workspace."
+)

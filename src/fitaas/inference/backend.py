@@ -17,7 +17,11 @@ _EXTRA = {"jax": "jax", "minuit": "minuit"}
 
 
 def _optimizer(options: InferenceOptions) -> Any:
-    kwargs = {} if options.tolerance is None else {"tolerance": options.tolerance}
+    kwargs: dict[str, Any] = {}
+    if options.tolerance is not None:
+        kwargs["tolerance"] = options.tolerance
+    if options.maxiter is not None:
+        kwargs["maxiter"] = options.maxiter
     try:
         if options.optimizer == "minuit":
             return pyhf.optimize.minuit_optimizer(**kwargs)

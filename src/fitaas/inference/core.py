@@ -252,6 +252,8 @@ def _hesse(
     minuit = Minuit(twice_nll, np.asarray(bestfit, dtype=float))
     minuit.errordef = Minuit.LEAST_SQUARES
     minuit.limits = [tuple(b) for b in bounds]
+    # initial steps as pyhf's minuit optimizer sets them: 1/1000 of each parameter's range
+    minuit.errors = [(b[1] - b[0]) / 1000.0 for b in bounds]
     minuit.fixed = list(fixed)
     minuit.hesse()
     return tuple(0.0 if f else float(e) for e, f in zip(minuit.errors, fixed, strict=True))

@@ -33,6 +33,7 @@ _COMMON = (
     "backend",
     "optimizer",
     "tolerance",
+    "maxiter",
     "modifier_settings",
     "measurement",
     "init_pars",
@@ -66,6 +67,7 @@ class InferenceOptions:
         backend: pyhf tensor backend, ``"numpy"`` or ``"jax"``.
         optimizer: ``"scipy"`` (SLSQP) or ``"minuit"``.
         tolerance: Optimizer tolerance; ``None`` keeps pyhf's default.
+        maxiter: Optimizer iteration limit; ``None`` keeps pyhf's default (100000).
         poi_value: Signal strength tested by the hypothesis test.
         test_stat: ``"qtilde"``, ``"q"`` or ``"q0"``.
         modifier_settings: Interpolation codes, as pyhf's ``modifier_settings``, e.g.
@@ -83,6 +85,7 @@ class InferenceOptions:
     backend: str = "numpy"
     optimizer: str = "scipy"
     tolerance: float | None = None
+    maxiter: int | None = None
     poi_value: float = 1.0
     test_stat: str = "qtilde"
     modifier_settings: Mapping[str, Mapping[str, str]] | None = None
@@ -102,6 +105,10 @@ class InferenceOptions:
             raise InputError(f"option test_stat: '{self.test_stat}' is not one of {TEST_STATS}")
         if self.tolerance is not None and _check_number("tolerance", self.tolerance) <= 0:
             raise InputError("option tolerance: must be positive")
+        if self.maxiter is not None and (
+            isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1
+        ):
+            raise InputError(f"option maxiter: must be a positive integer, got {self.maxiter!r}")
         _check_number("poi_value", self.poi_value)
         if not 0 < _check_number("level", self.level) < 1:
             raise InputError(f"option level: must lie between 0 and 1, got {self.level}")
@@ -129,12 +136,15 @@ class InferenceOptions:
                 raise InputError(f"option par_bounds: {par} has low >= high ({low}, {high})")
         if self.ul_scan is not None:
             if not (isinstance(self.ul_scan, list | tuple) and len(self.ul_scan) == 3):
-                raise InputError(f"option ul_scan: expected (start, stop, points), got {self.ul_scan!r}")
+                raise InputError(
+                    f"option ul_scan: expected (start, stop, points), got {self.ul_scan!r}"
+                )
             start, stop = (_check_number("ul_scan", v) for v in self.ul_scan[:2])
             points = self.ul_scan[2]
             if not isinstance(points, int) or points < 2 or start >= stop:
                 raise InputError(
-                    f"option ul_scan: needs start < stop and at least 2 points, got {self.ul_scan!r}"
+                    "option ul_scan: needs start < stop and at least 2 points, "
+                    f"got {self.ul_scan!r}"
                 )
             object.__setattr__(self, "ul_scan", (start, stop, points))
 
@@ -154,7 +164,9 @@ class InferenceOptions:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InputError(f"unknown option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise InputError(
+                f"unknown option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         values = dict(data)
         if values.get("ul_scan") is not None:
             values["ul_scan"] = tuple(values["ul_scan"])

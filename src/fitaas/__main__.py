@@ -1,0 +1,5 @@
+"""``python -m fitaas``: the command line."""
+
+from fitaas.cli import main
+
+main()

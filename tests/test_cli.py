@@ -1,0 +1,92 @@
+"""The real console script: the README's main job, outputs and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_example_scan_results(tmp_path: Path) -> None:
+    made = run_cli("example", "demo", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    scanned = run_cli("scan", "demo/BkgOnly.json", "demo/patchset.json", cwd=tmp_path)
+    assert scanned.returncode == 0, scanned.stderr
+    assert "20 points: 20 ok, 0 failed (20 computed, 0 reused" in scanned.stderr
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data) >= {"workspace", "options", "pyhf_version", "results"}
+    first = data["results"][0]
+    assert set(first) >= {
+        "patch",
+        "values",
+        "labels",
+        "poi_value",
+        "cls_obs",
+        "cls_exp",
+        "clsb_obs",
+        "clb_obs",
+        "upper_limit",
+        "status",
+        "error",
+        "seconds",
+    }
+    assert len(first["cls_exp"]) == 5 and first["labels"] == ["m1", "m2"]
+    assert (tmp_path / "fitaas-store.sqlite").exists()
+    table = run_cli("results", "results.json", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "20 points: 20 ok, 0 failed; excluded at 95% CL: 8 observed" in table.stdout.replace(
+        "\n", " "
+    )
+    # rerun: nothing computed; CSV output from the same store
+    again = run_cli("scan", "demo", "-o", "out.csv", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert len(rows) == 20 and float(rows[0]["cls_obs"]) == first["cls_obs"]
+    assert "(0 computed, 20 reused" in again.stderr
+
+
+def test_single_commands(tmp_path: Path) -> None:
+    run_cli("example", "demo", cwd=tmp_path)
+    ht = run_cli("hypotest", "demo", "--patch", "demo_700_0", cwd=tmp_path)
+    assert ht.returncode == 0, ht.stderr
+    result = json.loads(ht.stdout)
+    assert result["patch"] == "demo_700_0" and result["cls_obs"] < 0.05
+    fit = run_cli("fit", "demo", "--patch", "demo_700_0", "-o", "fit.json", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    fitted = json.loads((tmp_path / "fit.json").read_text())
+    assert "mu_SIG" in fitted["parameters"] and len(fitted["uncertainties"]) == len(
+        fitted["bestfit"]
+    )
+    many = run_cli("hypotest", "demo", cwd=tmp_path)
+    assert many.returncode == 2 and "choose one with --patch" in many.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    run_cli("example", "demo", cwd=tmp_path)
+    (tmp_path / "bad.json").write_text('{"channels": [}')
+    cases = [
+        (("scan", "bad.json"), "bad.json: malformed JSON at line 1, column 15"),
+        (("scan", "missing.json"), "missing.json: no such file"),
+        (("scan", "demo", "--patch", "demo_7000_0"), "no patch named 'demo_7000_0'"),
+        (("scan", "demo", "--interpcode", "normsys"), "--interpcode: expected NAME=VALUE"),
+        (("scan", "demo", "--ul-scan", "0,5"), "--ul-scan: expected START,STOP,POINTS"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    debug = run_cli("--debug", "scan", "bad.json", cwd=tmp_path)
+    assert "Traceback" in debug.stderr
+
+
+def test_failed_points_give_nonzero_exit(tmp_path: Path) -> None:
+    run_cli("example", "demo", cwd=tmp_path)
+    proc = run_cli("scan", "demo", "--patch", "demo_700_0", "--maxiter", "2", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "1 failed" in proc.stderr and "Iteration limit reached" in proc.stderr
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["results"][0]["status"] == "failed"

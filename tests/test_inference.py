@@ -1,0 +1,157 @@
+"""The inference core and the scan give what plain pyhf gives on the same inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyhf
+import pytest
+
+import fitaas
+from conftest import load, plain_hypotest
+from fitaas import InferenceOptions, InputError
+from fitaas.inference import build_model, fit, pyhf_backend, upper_limit
+
+RTOL = 1e-6
+
+
+def _assert_same(point: fitaas.PointResult, plain: tuple[float, list[float], float, float]) -> None:
+    assert point.ok, point.error
+    assert point.hypotest is not None
+    cls_obs, cls_exp, clsb, clb = plain
+    np.testing.assert_allclose(point.hypotest.cls_obs, cls_obs, rtol=RTOL)
+    np.testing.assert_allclose(point.hypotest.cls_exp, cls_exp, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(point.hypotest.clsb_obs, clsb, rtol=RTOL)
+    np.testing.assert_allclose(point.hypotest.clb_obs, clb, rtol=RTOL)
+
+
+@pytest.fixture(scope="module")
+def examples(workspaces: Path) -> tuple[dict, dict]:
+    folder = workspaces / "pyhf-examples"
+    return load(folder / "example_bkgonly.json"), load(folder / "example_patchset.json")
+
+
+@pytest.mark.parametrize(
+    ("test_stat", "mu", "interp"),
+    [
+        ("qtilde", 1.0, None),
+        ("q", 0.7, None),
+        ("qtilde", 1.3, {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}),
+    ],
+)
+def test_scan_equals_plain_pyhf_on_pyhf_examples(
+    examples: tuple[dict, dict], test_stat: str, mu: float, interp: dict | None
+) -> None:
+    ws, ps = examples
+    options = InferenceOptions(poi_value=mu, test_stat=test_stat, modifier_settings=interp)
+    result = fitaas.scan(ws, ps, options=options, workers=1)
+    kwargs = {"modifier_settings": interp} if interp else {}
+    plain = plain_hypotest(ws, ps["patches"][0]["patch"], mu, test_stat, **kwargs)
+    _assert_same(result.points[0], plain)
+    assert result.points[0].patch == "patch_channel1_signal_syst1"
+
+
+def test_reference_value_pyhf_examples(examples: tuple[dict, dict]) -> None:
+    result = fitaas.scan(*examples, workers=1)
+    assert result.points[0].cls_obs == pytest.approx(0.52998, abs=1e-5)
+
+
+def _model(examples: tuple[dict, dict], options: InferenceOptions) -> tuple:
+    ws, ps = examples
+    return build_model(pyhf.Workspace(ws), ps["patches"][0]["patch"], options)
+
+
+def test_upper_limit_equals_pyhf(examples: tuple[dict, dict]) -> None:
+    options = InferenceOptions()
+    with pyhf_backend(options):
+        model, data = _model(examples, options)
+        ours = upper_limit(model, data, options)
+        obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(data, model)
+        grid_options = InferenceOptions(ul_scan=(0.0, 3.0, 21))
+        grid = upper_limit(model, data, grid_options)
+        g_obs, g_exp = pyhf.infer.intervals.upper_limits.upper_limit(
+            data, model, np.linspace(0, 3, 21)
+        )
+    assert ours.method == "toms748"
+    np.testing.assert_allclose(ours.obs, float(obs), rtol=RTOL)
+    np.testing.assert_allclose(ours.exp, [float(e) for e in exp], rtol=RTOL)
+    assert grid.method == "grid" and len(grid.scan) == 21
+    np.testing.assert_allclose(grid.obs, float(g_obs), rtol=RTOL)
+    np.testing.assert_allclose(grid.exp, [float(e) for e in g_exp], rtol=RTOL)
+    # the visited points are in increasing mu and CLs falls through the level
+    mus = [p.poi_value for p in ours.scan]
+    assert mus == sorted(mus)
+
+
+def test_fit_equals_pyhf_with_uncertainties(examples: tuple[dict, dict]) -> None:
+    options = InferenceOptions()
+    with pyhf_backend(options):
+        model, data = _model(examples, options)
+        ours = fit(model, data, options)
+        pars, twice_nll = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
+    np.testing.assert_allclose(ours.bestfit, np.asarray(pars), rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(ours.twice_nll, float(twice_nll), rtol=RTOL)
+    assert ours.converged and ours.nfev > 0
+    assert ours.parameters == tuple(model.config.par_names)
+    # HESSE after scipy agrees with MINUIT's own uncertainties
+    minuit_options = InferenceOptions(optimizer="minuit")
+    with pyhf_backend(minuit_options):
+        minuit = fit(model, data, minuit_options)
+    poi = model.config.poi_index
+    assert ours.uncertainties[poi] == pytest.approx(minuit.uncertainties[poi], rel=0.02)
+    assert ours.uncertainties[model.config.par_slice("lumi").start] == 0.0  # fixed
+
+
+def test_fixed_and_init_parameters(examples: tuple[dict, dict]) -> None:
+    options = InferenceOptions(fixed_params={"syst1": 0.5}, init_pars={"SigXsecOverSM": 1.5})
+    with pyhf_backend(options):
+        model, data = _model(examples, options)
+        ours = fit(model, data, options)
+        init = model.config.suggested_init()
+        fixed = model.config.suggested_fixed()
+        index = model.config.par_slice("syst1").start
+        init[index], fixed[index] = 0.5, True
+        init[model.config.poi_index] = 1.5
+        pars = pyhf.infer.mle.fit(data, model, init_pars=init, fixed_params=fixed)
+    assert ours.bestfit[index] == 0.5
+    np.testing.assert_allclose(ours.bestfit, np.asarray(pars), rtol=RTOL, atol=1e-9)
+    with pytest.raises(InputError, match=r"unknown parameter 'syst_1'.*did you mean syst1"):
+        bad = InferenceOptions(fixed_params={"syst_1": 0.0})
+        with pyhf_backend(bad):
+            fit(model, data, bad)
+
+
+def test_bad_options_are_refused_by_name() -> None:
+    with pytest.raises(InputError, match="option backend: 'torch'"):
+        InferenceOptions(backend="torch")
+    with pytest.raises(InputError, match="option modifier_settings: normsys needs"):
+        InferenceOptions(modifier_settings={"normsys": {"interpcode": "code9"}})
+    with pytest.raises(InputError, match="unknown option"):
+        InferenceOptions.from_dict({"poi": 1.0})
+    with pytest.raises(InputError, match="option par_bounds: mu has low >= high"):
+        InferenceOptions(par_bounds={"mu": [2, 1]})
+    options = InferenceOptions(ul_scan=(0, 5, 11), tolerance=1e-8)
+    assert InferenceOptions.from_dict(options.to_dict()) == options
+
+
+def test_several_sbottom_points_equal_plain_pyhf(workspaces: Path) -> None:
+    folder = workspaces / "sbottom" / "RegionA"
+    ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
+    names = ["sbottom_1000_131_1", "sbottom_700_550_60", "sbottom_1400_1250_60"]
+    result = fitaas.scan(ws, ps, patches=names, workers=2)
+    patches = {p["metadata"]["name"]: p["patch"] for p in ps["patches"]}
+    for point in result:
+        _assert_same(point, plain_hypotest(ws, patches[point.patch]))
+    assert result["sbottom_1000_131_1"].cls_obs == pytest.approx(0.6437, abs=1e-4)
+
+
+def test_1lbb_reference_point(workspaces: Path) -> None:
+    folder = workspaces / "1Lbb"
+    ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
+    name = "C1N2_Wh_hbb_1000_0"
+    result = fitaas.scan(ws, ps, patches=[name], workers=1)
+    patch = next(p["patch"] for p in ps["patches"] if p["metadata"]["name"] == name)
+    _assert_same(result[name], plain_hypotest(ws, patch))
+    assert result[name].cls_obs == pytest.approx(0.58568, abs=1e-5)
+    assert result[name].values == (1000, 0)

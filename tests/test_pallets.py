@@ -1,0 +1,131 @@
+"""Loading pallets from every supported form, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from fitaas import InputError, load_pallet
+from fitaas.pallets import digest
+
+
+def _write(path: Path, obj: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_json_and_gzip_give_the_same_pallet(demo: Path, tmp_path: Path) -> None:
+    gz = tmp_path / "patchset.json.gz"
+    gz.write_bytes(gzip.compress((demo / "patchset.json").read_bytes()))
+    plain = load_pallet(demo / "BkgOnly.json", demo / "patchset.json")
+    zipped = load_pallet(demo / "BkgOnly.json", gz)
+    assert plain.workspace_digest == zipped.workspace_digest
+    assert [p.digest for p in plain.points] == [p.digest for p in zipped.points]
+    assert plain.labels == ("m1", "m2")
+    assert len(plain.points) == 20
+    assert plain.points[0].values == (300, 0)
+
+
+def test_directory_with_regions(demo: Path, tmp_path: Path) -> None:
+    for region in ("RegionA", "RegionB"):
+        for name in ("BkgOnly.json", "patchset.json"):
+            (tmp_path / region).mkdir(exist_ok=True)
+            (tmp_path / region / name).write_bytes((demo / name).read_bytes())
+    with pytest.raises(InputError, match=r"choose one with --region: RegionA, RegionB"):
+        load_pallet(tmp_path)
+    with pytest.raises(InputError, match=r"no region 'RegionC'; regions: RegionA, RegionB"):
+        load_pallet(tmp_path, region="RegionC")
+    pallet = load_pallet(tmp_path, region="RegionB")
+    assert len(pallet.points) == 20
+    assert "RegionB" in pallet.source
+
+
+def test_hepdata_archive(demo: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "likelihoods.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(demo / "BkgOnly.json", arcname="SUSY-0000-00/BkgOnly.json")
+        tar.add(demo / "patchset.json", arcname="SUSY-0000-00/patchset.json")
+    pallet = load_pallet(archive)
+    assert len(pallet.points) == 20
+    assert pallet.workspace_digest == load_pallet(demo / "BkgOnly.json").workspace_digest
+
+
+def test_archive_without_likelihood(tmp_path: Path) -> None:
+    readme = _write(tmp_path / "README.json", {"nothing": "here"})
+    archive = tmp_path / "empty.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(readme, arcname="README.json")
+    with pytest.raises(InputError, match="the archive holds no likelihood"):
+        load_pallet(archive)
+
+
+def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "BkgOnly.json"
+    bad.write_text('{\n  "channels": [\n    {"name": "x",,}\n  ]\n}\n')
+    with pytest.raises(InputError, match=r"BkgOnly.json: malformed JSON at line 3, column"):
+        load_pallet(bad)
+
+
+def test_schema_invalid_workspace_names_the_key(demo: Path, tmp_path: Path) -> None:
+    spec = json.loads((demo / "BkgOnly.json").read_text())
+    del spec["channels"][1]["samples"][0]["data"]
+    with pytest.raises(
+        InputError, match=r"fails pyhf's schema at 'channels\[1\].samples\[0\]'.*'data'"
+    ):
+        load_pallet(_write(tmp_path / "ws.json", spec))
+
+
+def test_patchset_for_another_workspace(demo: Path, tmp_path: Path, workspaces: Path) -> None:
+    other = workspaces / "pyhf-examples" / "example_patchset.json"
+    with pytest.raises(
+        InputError, match=r"was not made for .*digest verification failed.*--no-verify"
+    ):
+        load_pallet(demo / "BkgOnly.json", other)
+
+
+def test_no_verify_accepts_a_mismatched_patchset(demo: Path, tmp_path: Path) -> None:
+    spec = json.loads((demo / "patchset.json").read_text())
+    spec["metadata"]["digests"]["sha256"] = "0" * 64
+    path = _write(tmp_path / "ps.json", spec)
+    with pytest.raises(InputError, match="digest"):
+        load_pallet(demo / "BkgOnly.json", path)
+    assert len(load_pallet(demo / "BkgOnly.json", path, verify=False).points) == 20
+
+
+def test_unknown_patch_lists_near_matches(demo: Path) -> None:
+    pallet = load_pallet(demo / "BkgOnly.json", demo / "patchset.json")
+    with pytest.raises(InputError, match=r"no patch named 'demo_700_10'.*did you mean demo_700_0"):
+        pallet.select(["demo_700_10"])
+    assert [p.name for p in pallet.select(["demo_800_200", "demo_300_0"])] == [
+        "demo_800_200",
+        "demo_300_0",
+    ]
+
+
+def test_missing_and_unreadable_files(demo: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nothere.json: no such file"):
+        load_pallet(tmp_path / "nothere.json")
+    with pytest.raises(InputError, match=r"no BkgOnly.json found"):
+        load_pallet(tmp_path)
+    (tmp_path / "ps.json").mkdir()
+    with pytest.raises(InputError, match=r"ps.json: is a directory"):
+        load_pallet(demo / "BkgOnly.json", tmp_path / "ps.json")
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InputError, match=r"bin.json: not UTF-8"):
+        load_pallet(tmp_path / "bin.json")
+    (tmp_path / "trunc.json.gz").write_bytes(gzip.compress(b'{"a": 1}')[:12])
+    with pytest.raises(InputError, match=r"trunc.json.gz: not a readable gzip file"):
+        load_pallet(tmp_path / "trunc.json.gz")
+
+
+def test_digest_is_pyhfs(demo: Path) -> None:
+    import pyhf
+
+    spec = json.loads((demo / "BkgOnly.json").read_text())
+    assert digest(spec) == pyhf.utils.digest(spec)
+    assert load_pallet(demo / "BkgOnly.json").workspace_digest == pyhf.utils.digest(spec)
