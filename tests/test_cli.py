@@ -90,3 +90,42 @@ def test_failed_points_give_nonzero_exit(tmp_path: Path) -> None:
     assert "1 failed" in proc.stderr and "Iteration limit reached" in proc.stderr
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["results"][0]["status"] == "failed"
+
+
+def test_ctrl_c_keeps_what_is_done(tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    from conftest import FITAAS
+
+    run_cli("example", "demo", cwd=tmp_path)
+    store = tmp_path / "fitaas-store.sqlite"
+    proc = subprocess.Popen(
+        [str(FITAAS), "scan", "demo", "--workers", "1"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def stored() -> int:
+        if not store.exists():
+            return 0
+        with sqlite3.connect(store) as db:
+            return int(db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+    deadline = time.monotonic() + 120
+    while stored() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted. Every result finished so far is in the store" in err
+    assert "Traceback" not in err
+    kept = stored()
+    assert 2 <= kept < 20
+    resumed = run_cli("scan", "demo", "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = __import__("json").loads((tmp_path / "results.json").read_text())["summary"]
+    assert summary["reused"] == kept and summary["computed"] == 20 - kept

@@ -8,20 +8,41 @@ Example:
     >>> result = fitaas.scan("BkgOnly.json", "patchset.json", store="store.sqlite")
     >>> for point in result:
     ...     print(point.patch, point.cls_obs)
+
+The public names are imported on first use, so that ``import fitaas`` (and the command
+line's ``--help``) does not pay for importing pyhf.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from fitaas._version import __version__
 from fitaas.errors import FitaasError, InputError
-from fitaas.inference import (
-    FitResult,
-    HypotestResult,
-    InferenceOptions,
-    UpperLimitResult,
-)
-from fitaas.pallets import Pallet, Point, load_pallet
-from fitaas.results import PointResult, ScanResult, read_results
-from fitaas.scan import ScanProgress, scan
-from fitaas.store import ResultStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
+    from fitaas.pallets import Pallet, Point, load_pallet
+    from fitaas.results import PointResult, ScanResult, read_results
+    from fitaas.scan import ScanProgress, scan
+    from fitaas.store import ResultStore
+
+_LAZY = {
+    "FitResult": "fitaas.inference",
+    "HypotestResult": "fitaas.inference",
+    "InferenceOptions": "fitaas.inference",
+    "UpperLimitResult": "fitaas.inference",
+    "Pallet": "fitaas.pallets",
+    "Point": "fitaas.pallets",
+    "load_pallet": "fitaas.pallets",
+    "PointResult": "fitaas.results",
+    "ScanResult": "fitaas.results",
+    "read_results": "fitaas.results",
+    "ScanProgress": "fitaas.scan",
+    "scan": "fitaas.scan",
+    "ResultStore": "fitaas.store",
+}
 
 __all__ = [
     "FitResult",
@@ -41,3 +62,16 @@ __all__ = [
     "read_results",
     "scan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fitaas' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

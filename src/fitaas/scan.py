@@ -19,7 +19,14 @@ import pyhf
 
 from fitaas.engines.local import default_workers, local_pool, stop_now
 from fitaas.errors import InputError
-from fitaas.inference import KINDS, FitResult, HypotestResult, InferenceOptions, UpperLimitResult
+from fitaas.inference import (
+    KINDS,
+    FitResult,
+    HypotestResult,
+    InferenceOptions,
+    UpperLimitResult,
+    pyhf_backend,
+)
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
@@ -152,6 +159,8 @@ def scan(
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     points = pallet.select(patches)
+    with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
+        pass
     version = str(pyhf.__version__)
     per_kind = {kind: options.for_kind(kind) for kind in kinds}
     keys = {
@@ -289,10 +298,11 @@ def _run(
                     computed += 1
                 finish(point)
     except BaseException:
-        for future in futures:
-            future.cancel()
         if owned and isinstance(pool, ProcessPoolExecutor):
             stop_now(pool)
+        else:
+            for future in futures:
+                future.cancel()
         raise
     if owned:
         pool.shutdown(wait=True)

@@ -59,4 +59,7 @@ for _command in (scan, hypotest, fit, upper_limit, results, example):
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="fitaas")
+    try:
+        cli(prog_name="fitaas")
+    except KeyboardInterrupt:  # before a command started: nothing to keep
+        sys.exit(EXIT_INTERRUPTED)

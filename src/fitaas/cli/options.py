@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from fitaas.choices import BACKENDS, OPTIMIZERS, TEST_STATS
 from fitaas.errors import InputError
-from fitaas.inference import InferenceOptions
-from fitaas.inference.options import BACKENDS, OPTIMIZERS, TEST_STATS
+
+if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
+    from fitaas.inference import InferenceOptions
 
 __all__ = ["inference_options", "options_from_cli", "pallet_arguments"]
 
@@ -143,6 +145,8 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
     Raises:
         InputError: A malformed option value, named.
     """
+    from fitaas.inference import InferenceOptions
+
     settings: dict[str, Any] | None = None
     if params.get("modifier_settings"):
         try:

@@ -50,10 +50,12 @@ def stop_now(pool: ProcessPoolExecutor) -> None:
     """Stop a pool without waiting for running tasks (after Ctrl-C).
 
     ``shutdown(cancel_futures=True)`` only drops queued tasks; the running ones would
-    keep the user waiting, so their processes are terminated too.
+    keep the user waiting, so the worker processes are terminated. They are terminated
+    before shutdown and no future is cancelled here: the pool then fails its pending
+    futures as broken, instead of tripping over cancelled ones (a CPython 3.11 race that
+    prints an ``InvalidStateError`` traceback).
     """
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    for process in list(getattr(pool, "_processes", {}).values()):
         if process.is_alive():
             process.terminate()
+    pool.shutdown(wait=False)

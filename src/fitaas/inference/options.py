@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from fitaas.choices import BACKENDS, KINDS, OPTIMIZERS, TEST_STATS, Kind
 from fitaas.errors import InputError
 
 __all__ = [
@@ -18,11 +19,6 @@ __all__ = [
     "Kind",
 ]
 
-Kind = Literal["hypotest", "upper_limit", "fit"]
-KINDS: tuple[Kind, ...] = ("hypotest", "upper_limit", "fit")
-BACKENDS = ("numpy", "jax")
-OPTIMIZERS = ("scipy", "minuit")
-TEST_STATS = ("qtilde", "q", "q0")
 _INTERPCODES = {
     "normsys": ("code1", "code4"),
     "histosys": ("code0", "code2", "code4p"),

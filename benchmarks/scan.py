@@ -1,0 +1,126 @@
+"""Benchmark: the plain pyhf loop versus ``fitaas.scan`` on the same points, in one run.
+
+Usage::
+
+    python benchmarks/scan.py --pallet sbottom/RegionA            # all points
+    python benchmarks/scan.py --pallet 1Lbb --points 10           # an even subsample
+
+``--pallet`` is a folder under ``../shared/workspaces`` (or any folder holding
+``BkgOnly.json`` and ``patchset.json[.gz]``). The plain loop is what an analyst writes:
+one process, ``ws.model(patches=[patch])`` and ``pyhf.infer.hypotest`` per point (numpy,
+scipy, qtilde, mu=1, expected band). Prints a table with wall time, seconds per point,
+the ratio to the plain loop, the largest |ΔCLs| over observed and the five expected values,
+and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyhf
+from rich.console import Console
+from rich.table import Table
+
+import fitaas
+from fitaas.engines import default_workers
+from fitaas.pallets import Pallet, load_pallet
+
+WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
+
+
+def plain_loop(pallet: Pallet, names: list[str]) -> dict[str, list[float]]:
+    """CLs (observed + 5 expected) per point, the plain pyhf way, in this process."""
+    pyhf.set_backend("numpy", "scipy")
+    ws = pyhf.Workspace(pallet.workspace)
+    ops = {p.name: list(p.operations) for p in pallet.points}
+    out = {}
+    for name in names:
+        model = ws.model(patches=[ops[name]])
+        obs, exp = pyhf.infer.hypotest(
+            1.0, ws.data(model), model, test_stat="qtilde", return_expected_set=True
+        )
+        out[name] = [float(obs), *(float(e) for e in exp)]
+    return out
+
+
+def max_delta(a: dict[str, list[float]], b: dict[str, list[float]]) -> float:
+    """Largest absolute CLs difference over all points and values."""
+    return max(abs(x - y) for name in a for x, y in zip(a[name], b[name], strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pallet", default="sbottom/RegionA")
+    parser.add_argument("--points", type=int, default=0, help="even subsample (0: all)")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--skip-plain", action="store_true")
+    args = parser.parse_args()
+
+    folder = Path(args.pallet)
+    if not folder.is_dir():
+        folder = WORKSPACES / args.pallet
+    pallet = load_pallet(folder)
+    names = [str(p.name) for p in pallet.points]
+    if args.points and args.points < len(names):
+        step = len(names) / args.points
+        names = [names[int(i * step)] for i in range(args.points)]
+
+    rows: list[tuple[str, float, dict[str, list[float]], float]] = []
+    reference: dict[str, list[float]] | None = None
+    if not args.skip_plain:
+        start = time.perf_counter()
+        reference = plain_loop(pallet, names)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append(("plain pyhf loop (1 process)", time.perf_counter() - start, reference, rss))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = fitaas.scan(
+            pallet, patches=names, workers=args.workers, store=Path(tmp) / "s.sqlite"
+        )
+        wall = time.perf_counter() - start
+    ours: dict[str, Any] = {
+        str(p.patch): [p.hypotest.cls_obs, *p.hypotest.cls_exp]
+        if p.hypotest
+        else [float("nan")] * 6
+        for p in result
+    }
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    workers = args.workers or default_workers()
+    rows.append((f"fitaas scan, local pool ({workers} workers)", wall, ours, rss))
+
+    table = Table(title=f"{folder.name}: {len(names)} points, CLs at mu=1 (qtilde, numpy/scipy)")
+    for column in (
+        "configuration",
+        "points",
+        "wall s",
+        "s/point",
+        "ratio to plain",
+        "max |ΔCLs|",
+        "peak RSS MB",
+    ):
+        table.add_column(column, justify="right")
+    plain_wall = rows[0][1] if reference is not None else None
+    for label, seconds, values, memory in rows:
+        table.add_row(
+            label,
+            str(len(values)),
+            f"{seconds:.1f}",
+            f"{seconds / len(values):.3f}",
+            f"{plain_wall / seconds:.2f}x" if plain_wall else "—",
+            f"{max_delta(values, reference):.1e}" if reference is not None else "—",
+            f"{memory:.0f}" + (" (largest worker)" if "fitaas" in label else ""),
+        )
+    Console(width=150).print(table)
+    failed = result.failed
+    if failed:
+        Console().print(f"[red]{len(failed)} points failed: {[p.patch for p in failed][:10]}")
+
+
+if __name__ == "__main__":
+    main()

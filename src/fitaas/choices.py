@@ -1,0 +1,17 @@
+"""The names users choose among: task kinds, backends, optimizers, test statistics.
+
+Kept apart from the inference code so that the command line can offer them without
+importing pyhf.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["BACKENDS", "KINDS", "OPTIMIZERS", "TEST_STATS", "Kind"]
+
+Kind = Literal["hypotest", "upper_limit", "fit"]
+KINDS: tuple[Kind, ...] = ("hypotest", "upper_limit", "fit")
+BACKENDS = ("numpy", "jax")
+OPTIMIZERS = ("scipy", "minuit")
+TEST_STATS = ("qtilde", "q", "q0")
