@@ -59,7 +59,7 @@ def plain_hypotest(
     ws = pyhf.Workspace(workspace)
     model = ws.model(patches=[patch] if patch else None, **model_kwargs)
     with threadpool_limits(limits=1):
-        cls_obs, (clsb, clb), exp = pyhf.infer.hypotest(
+        cls_obs, tails, exp = pyhf.infer.hypotest(
             mu,
             ws.data(model),
             model,
@@ -67,6 +67,7 @@ def plain_hypotest(
             return_tail_probs=True,
             return_expected_set=True,
         )
+    clsb, clb = tails if len(tails) == 2 else (cls_obs, tails[0])  # q0: [CLb] only
     return float(cls_obs), [float(e) for e in exp], float(clsb), float(clb)
 
 

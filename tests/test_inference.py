@@ -37,6 +37,7 @@ def examples(workspaces: Path) -> tuple[dict, dict]:
     [
         ("qtilde", 1.0, None),
         ("q", 0.7, None),
+        ("q0", 0.0, None),
         ("qtilde", 1.3, {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}),
     ],
 )
@@ -50,6 +51,15 @@ def test_scan_equals_plain_pyhf_on_pyhf_examples(
     plain = plain_hypotest(ws, ps["patches"][0]["patch"], mu, test_stat, **kwargs)
     _assert_same(result.points[0], plain)
     assert result.points[0].patch == "patch_channel1_signal_syst1"
+
+
+def test_to_pandas_and_csv_rows(examples: tuple[dict, dict]) -> None:
+    result = fitaas.scan(*examples, workers=1)
+    frame = result.to_pandas()
+    assert list(frame["patch"]) == ["patch_channel1_signal_syst1"]
+    assert frame["cls_obs"].iloc[0] == result.points[0].cls_obs
+    assert frame["cls_exp_p2"].iloc[0] == result.points[0].hypotest.cls_exp[4]
+    assert frame["x"].iloc[0] == 0  # the patchset label is a column
 
 
 def test_reference_value_pyhf_examples(examples: tuple[dict, dict]) -> None:
@@ -155,3 +165,15 @@ def test_1lbb_reference_point(workspaces: Path) -> None:
     _assert_same(result[name], plain_hypotest(ws, patch))
     assert result[name].cls_obs == pytest.approx(0.58568, abs=1e-5)
     assert result[name].values == (1000, 0)
+
+
+def test_jax_backend_agrees_with_numpy(demo: Path) -> None:
+    pytest.importorskip("jax")
+    names = ["demo_600_200", "demo_700_0", "demo_900_400"]
+    numpy_result = fitaas.scan(demo, patches=names, workers=1)
+    jax_result = fitaas.scan(demo, patches=names, options=InferenceOptions(backend="jax"))
+    for ours, reference in zip(jax_result, numpy_result, strict=True):
+        assert ours.ok, ours.error
+        assert ours.hypotest.cls_obs == pytest.approx(reference.hypotest.cls_obs, abs=2e-5)
+        np.testing.assert_allclose(ours.hypotest.cls_exp, reference.hypotest.cls_exp, atol=2e-5)
+    assert jax_result.options.backend == "jax"

@@ -114,6 +114,19 @@ def _schema_message(exc: pyhf.exceptions.InvalidSpecification) -> str:
     return f"fails pyhf's schema at '{where}': {_short(Exception(exc.parent.message))}"
 
 
+def _validated(
+    kind: str, build: Any, spec: Any, source: str, errors: tuple[type[Exception], ...]
+) -> Any:
+    if not isinstance(spec, dict):
+        raise InputError(f"{source}: a {kind} must be a JSON object, got {type(spec).__name__}")
+    try:
+        return build(spec)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise InputError(f"{source}: {kind} {_schema_message(exc)}") from None
+    except errors as exc:
+        raise InputError(f"{source}: invalid {kind}: {_short(exc)}") from None
+
+
 def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
     """Validate a workspace specification with pyhf's schema and build it.
 
@@ -127,14 +140,8 @@ def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
     Raises:
         InputError: The specification is not a valid pyhf workspace.
     """
-    if not isinstance(spec, dict):
-        raise InputError(f"{source}: a workspace must be a JSON object, got {type(spec).__name__}")
-    try:
-        return pyhf.Workspace(spec)
-    except pyhf.exceptions.InvalidSpecification as exc:
-        raise InputError(f"{source}: workspace {_schema_message(exc)}") from None
-    except (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidMeasurement) as exc:
-        raise InputError(f"{source}: invalid workspace: {_short(exc)}") from None
+    errors = (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidMeasurement)
+    return _validated("workspace", pyhf.Workspace, spec, source, errors)
 
 
 def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:
@@ -150,14 +157,8 @@ def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:
     Raises:
         InputError: The specification is not a valid pyhf patchset.
     """
-    if not isinstance(spec, dict):
-        raise InputError(f"{source}: a patchset must be a JSON object, got {type(spec).__name__}")
-    try:
-        return pyhf.PatchSet(spec)
-    except pyhf.exceptions.InvalidSpecification as exc:
-        raise InputError(f"{source}: patchset {_schema_message(exc)}") from None
-    except pyhf.exceptions.InvalidPatchSet as exc:
-        raise InputError(f"{source}: invalid patchset: {_short(exc)}") from None
+    errors = (pyhf.exceptions.InvalidPatchSet,)
+    return _validated("patchset", pyhf.PatchSet, spec, source, errors)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
     from fitaas.inference import InferenceOptions
+    from fitaas.pallets import Pallet
 
-__all__ = ["inference_options", "options_from_cli", "pallet_arguments"]
+__all__ = ["inference_options", "options_from_cli", "pallet_arguments", "pallet_from_cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +45,18 @@ def pallet_arguments(func: F) -> F:
             help="Apply a patchset even when its digest does not match the workspace.",
         ),
     )(func)
+
+
+def pallet_from_cli(params: dict[str, Any]) -> Pallet:
+    """Load the pallet named by the :func:`pallet_arguments` of a command."""
+    from fitaas.pallets import load_pallet
+
+    return load_pallet(
+        params["workspace"],
+        params["patchset"],
+        region=params["region"],
+        verify=not params["no_verify"],
+    )
 
 
 def inference_options(func: F) -> F:

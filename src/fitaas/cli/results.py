@@ -9,8 +9,12 @@ import click
 __all__ = ["results"]
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def _cls(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
 @click.command()
@@ -29,40 +33,44 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     scan = read_results(path)
     level = 1.0 - cl
     table = Table(title=f"{path} ({scan.source or scan.workspace_digest[:12]})")
-    table.add_column("patch")
+    table.add_column("patch", no_wrap=True, overflow="ellipsis", max_width=32)
     for label in scan.labels:
-        table.add_column(label, justify="right")
-    table.add_column("CLs obs", justify="right")
-    table.add_column("CLs exp (−1σ, median, +1σ)", justify="right")
-    table.add_column("excluded obs/exp", justify="center")
+        table.add_column(label, justify="right", no_wrap=True, min_width=4)
+
+    def number(header: str, width: int = 7) -> None:
+        table.add_column(header, justify="right", no_wrap=True, min_width=width)
+
+    number("CLs obs")
+    number("CLs exp")
+    number("exp ±1σ")
+    table.add_column("excl. obs/exp", justify="center", no_wrap=True, min_width=7)
     with_ul = any(p.upper_limit for p in scan)
     if with_ul:
-        table.add_column("μ UL obs", justify="right")
-        table.add_column("μ UL exp", justify="right")
-    table.add_column("status")
+        number("μ UL obs", 5)
+        number("μ UL exp", 5)
+    table.add_column("status", min_width=6)
     shown = [p for p in scan if not only_failed or not p.ok]
     excluded_obs = excluded_exp = 0
     for point in shown:
         ht = point.hypotest
         cells = [str(point.patch), *(str(v) for v in point.values)]
         if ht:
-            exp = f"{_fmt(ht.cls_exp[1], 3)}, {_fmt(ht.cls_exp[2], 3)}, {_fmt(ht.cls_exp[3], 3)}"
+            band = f"{_cls(ht.cls_exp[1])}–{_cls(ht.cls_exp[3])}"
             obs_x, exp_x = ht.cls_obs < level, ht.cls_exp[2] < level
             excluded_obs += obs_x
             excluded_exp += exp_x
-            cells += [
-                _fmt(ht.cls_obs),
-                exp,
-                f"{'yes' if obs_x else 'no'}/{'yes' if exp_x else 'no'}",
-            ]
+            verdict = f"{'yes' if obs_x else 'no'}/{'yes' if exp_x else 'no'}"
+            cells += [_cls(ht.cls_obs), _cls(ht.cls_exp[2]), band, verdict]
         else:
-            cells += ["—", "—", "—"]
+            cells += ["—", "—", "—", "—"]
         if with_ul:
             ul = point.upper_limit
             cells += [_fmt(ul.obs if ul else None), _fmt(ul.exp[2] if ul else None)]
         status = "[green]ok[/green]" if point.ok else f"[red]failed[/red]: {point.error}"
         table.add_row(*cells, status)
     console = Console()
+    if not console.is_terminal:  # a file or a pipe: don't cut the table at 80 columns
+        console = Console(width=160)
     console.print(table)
     counts = scan.counts()
     console.print(

@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from fitaas.cli.options import inference_options, options_from_cli, pallet_arguments
+from fitaas.cli.options import (
+    inference_options,
+    options_from_cli,
+    pallet_arguments,
+    pallet_from_cli,
+)
 from fitaas.cli.progress import ScanBar
 
 __all__ = ["scan"]
@@ -74,19 +79,13 @@ def scan(**params: Any) -> None:
     Every result is stored as it arrives: rerun the same command to continue an
     interrupted scan.
     """
-    from fitaas.pallets import load_pallet
     from fitaas.scan import scan as run_scan
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
     store = params["store"] or output.parent / STORE_NAME
     options = options_from_cli(params)
-    pallet = load_pallet(
-        params["workspace"],
-        params["patchset"],
-        region=params["region"],
-        verify=not params["no_verify"],
-    )
+    pallet = pallet_from_cli(params)
     kinds = ["hypotest"]
     if params["upper_limit"]:
         kinds.append("upper_limit")

@@ -10,7 +10,12 @@ from typing import Any
 
 import click
 
-from fitaas.cli.options import inference_options, options_from_cli, pallet_arguments
+from fitaas.cli.options import (
+    inference_options,
+    options_from_cli,
+    pallet_arguments,
+    pallet_from_cli,
+)
 
 __all__ = ["fit", "hypotest", "upper_limit"]
 
@@ -23,7 +28,6 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     from fitaas.inference import fit as fit_fn
     from fitaas.inference import hypotest as hypotest_fn
     from fitaas.inference import upper_limit as upper_limit_fn
-    from fitaas.pallets import load_pallet
 
     functions: dict[str, Callable[..., Any]] = {
         "hypotest": hypotest_fn,
@@ -31,12 +35,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         "fit": fit_fn,
     }
     options = options_from_cli(params)
-    pallet = load_pallet(
-        params["workspace"],
-        params["patchset"],
-        region=params["region"],
-        verify=not params["no_verify"],
-    )
+    pallet = pallet_from_cli(params)
     if params["patch"]:
         (point,) = pallet.select([params["patch"]])
     elif len(pallet.points) == 1:

@@ -135,7 +135,7 @@ def hypotest(
         Observed CLs, the five expected CLs, CLs+b and CLb.
     """
     init, bounds, fixed = fit_inputs(model, options)
-    cls_obs, (clsb, clb), cls_exp = pyhf.infer.hypotest(
+    cls_obs, tails, cls_exp = pyhf.infer.hypotest(
         options.poi_value,
         data,
         model,
@@ -147,6 +147,8 @@ def hypotest(
         return_expected_set=True,
     )
     exp = _floats(cls_exp)
+    # pyhf returns [CLs+b, CLb], or for q0 (discovery) only [CLb], p0 being the first value
+    clsb, clb = (tails[0], tails[1]) if len(tails) == 2 else (cls_obs, tails[0])
     return HypotestResult(
         poi_value=float(options.poi_value),
         test_stat=options.test_stat,

@@ -19,6 +19,9 @@ class HypotestResult:
         cls_exp: Expected CLs at -2, -1, 0, +1, +2 sigma.
         clsb_obs: Observed CLs+b (the p-value of the signal-plus-background hypothesis).
         clb_obs: Observed CLb.
+
+    With ``test_stat="q0"`` (discovery, test at mu=0) these are pyhf's discovery values:
+    ``cls_obs`` and ``clsb_obs`` are the observed p0, ``cls_exp`` the expected p0 band.
     """
 
     poi_value: float
