@@ -8,16 +8,18 @@ not computed again unless ``force`` is set.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyhf
 
-from fitaas.engines.local import default_workers, local_pool, stop_now
+from fitaas.engines.base import Engine, EngineError, ExecutorEngine
+from fitaas.engines.local import LocalEngine
 from fitaas.errors import InputError
 from fitaas.inference import (
     KINDS,
@@ -30,7 +32,7 @@ from fitaas.inference import (
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
-from fitaas.tasks import WorkspaceRef, compress_workspace, run_points
+from fitaas.tasks import WorkspaceNotOnWorker, run_points
 
 __all__ = ["ScanProgress", "scan"]
 
@@ -94,15 +96,6 @@ def _point_result(
     )
 
 
-def _batches(todo: list[tuple[Point, tuple[str, ...]]], size: int) -> Iterator[Any]:
-    by_kinds: dict[tuple[str, ...], list[Point]] = {}
-    for point, kinds in todo:
-        by_kinds.setdefault(kinds, []).append(point)
-    for kinds, points in by_kinds.items():
-        for start in range(0, len(points), size):
-            yield kinds, points[start : start + size]
-
-
 def scan(
     workspace: str | Path | dict[str, Any] | Pallet,
     patchset: str | Path | dict[str, Any] | None = None,
@@ -112,11 +105,13 @@ def scan(
     kinds: Sequence[str] = ("hypotest",),
     region: str | None = None,
     verify: bool = True,
+    engine: Engine | str | None = None,
     executor: Executor | None = None,
     workers: int | None = None,
+    retries: int = 2,
+    batch_size: int = 0,
     store: str | Path | ResultStore | None = None,
     force: bool = False,
-    batch_size: int = 1,
     progress: Callable[[ScanProgress], None] | None = None,
 ) -> ScanResult:
     """Compute hypothesis tests (and optionally upper limits, fits) for every signal point.
@@ -131,12 +126,17 @@ def scan(
         kinds: What to compute per point, among ``"hypotest"``, ``"upper_limit"``, ``"fit"``.
         region: Region folder to use when a directory or archive holds several.
         verify: Check the patchset digest against the workspace.
-        executor: Where tasks run (default: a local process pool, started and stopped here).
-        workers: Worker processes of the default local pool (default: one per core).
+        engine: Where tasks run: a started :class:`~fitaas.engines.Engine`, or an engine
+            name (``"local"``, ``"parsl"``, ``"dask"``) started and stopped here.
+            Default: the local process pool.
+        executor: Alternatively, any ``concurrent.futures.Executor`` (owned by the caller).
+        workers: Worker processes of an engine started here (default: one per core).
+        retries: How many times a task whose worker died is sent again (engines started
+            here and plain executors).
+        batch_size: Points per task; 0 chooses automatically.
         store: Results store (an SQLite path or a :class:`ResultStore`); ``None`` keeps
             results only in memory.
         force: Recompute results even when the store has them.
-        batch_size: Points per task.
         progress: Called with a :class:`ScanProgress` at the start and after every point.
 
     Returns:
@@ -144,6 +144,7 @@ def scan(
 
     Raises:
         InputError: Unusable inputs or options; nothing is computed then.
+        EngineError: The engine cannot start or cannot take these tasks.
         KeyboardInterrupt: The scan was interrupted; finished results are in the store.
     """
     pallet = (
@@ -156,8 +157,8 @@ def scan(
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise InputError(f"unknown task kind(s) {unknown}; choose among {KINDS}")
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    if batch_size < 0:
+        raise InputError(f"batch size must be 0 (automatic) or more, got {batch_size}")
     points = pallet.select(patches)
     with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
         pass
@@ -178,14 +179,14 @@ def scan(
             if found is not None and found.status == "ok":
                 outcomes[patch_digest, kind] = found.outcome
         todo: list[tuple[Point, tuple[str, ...]]] = []
-        for point in dict((p.digest, p) for p in points).values():
+        for point in {p.digest: p for p in points}.values():
             missing = tuple(k for k in kinds if (point.digest, k) not in outcomes)
             if missing:
                 todo.append((point, missing))
         reused_points = len({p.digest for p in points}) - len(todo)
         state = {"done": 0, "failed": 0}
 
-        def finish(point: Point) -> PointResult:
+        def finish(point: Point) -> None:
             result = _point_result(
                 point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
             )
@@ -195,7 +196,6 @@ def scan(
                 progress(
                     ScanProgress(len(points), state["done"], state["failed"], reused_points, result)
                 )
-            return result
 
         if progress:
             progress(ScanProgress(len(points), 0, 0, reused_points))
@@ -203,22 +203,14 @@ def scan(
         for point in points:
             if point.digest not in pending:
                 finish(point)
-        computed = 0
+        gather = _Gather(pallet, options, version, per_kind, results_store, outcomes, keys, finish)
         if todo:
-            computed = _run(
-                pallet,
-                todo,
-                options,
-                executor,
-                workers,
-                batch_size,
-                version,
-                per_kind,
-                results_store,
-                outcomes,
-                keys,
-                finish,
-            )
+            if isinstance(engine, Engine):
+                gather.run(engine, todo)
+            else:
+                owned = _make_engine(engine, executor, workers, retries, batch_size)
+                with owned:
+                    gather.run(owned, todo)
         results = tuple(
             _point_result(
                 point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
@@ -231,79 +223,182 @@ def scan(
         pyhf_version=version,
         labels=pallet.labels,
         points=results,
-        computed=computed,
-        reused=sum(len(kinds) for _ in points) - computed,
+        computed=gather.computed,
+        reused=sum(len(kinds) for _ in points) - gather.computed,
         source=pallet.source,
     )
 
 
-def _run(
-    pallet: Pallet,
-    todo: list[tuple[Point, tuple[str, ...]]],
-    options: InferenceOptions,
+def _make_engine(
+    name: str | None,
     executor: Executor | None,
     workers: int | None,
+    retries: int,
     batch_size: int,
-    version: str,
-    per_kind: dict[str, dict[str, Any]],
-    results_store: ResultStore,
-    outcomes: dict[tuple[str, str], dict[str, Any]],
-    keys: dict[tuple[str, str], str],
-    finish: Callable[[Point], PointResult],
-) -> int:
-    """Submit the missing work, store every outcome as it arrives; return how many."""
-    batches = list(_batches(todo, batch_size))
-    owned = executor is None
-    if executor is None:
-        pool: Executor = local_pool(
-            min(workers or default_workers(), len(batches)),
-            pallet.workspace_digest,
-            pallet.workspace,
-        )
-        ref = WorkspaceRef(pallet.workspace_digest)
-    else:
-        pool = executor
-        ref = WorkspaceRef(pallet.workspace_digest, payload=compress_workspace(pallet.workspace))
-    option_dict = options.to_dict()
-    computed = 0
-    futures: dict[Future[list[dict[str, Any]]], tuple[tuple[str, ...], list[Point]]] = {}
-    try:
-        for kinds, batch in batches:
-            payload = [{"name": p.name, "operations": list(p.operations)} for p in batch]
-            futures[pool.submit(run_points, ref, payload, kinds, option_dict)] = (kinds, batch)
-        for future in as_completed(futures):
-            kinds, batch = futures.pop(future)
-            try:
-                returned = future.result()
-            except Exception as exc:  # the worker died or the engine lost the task
-                error = f"task lost: {type(exc).__name__}: {exc}".strip()
-                outcome = {"status": "failed", "result": None, "error": error, "seconds": 0.0}
-                returned = [
-                    {"name": p.name, "outcomes": dict.fromkeys(kinds, outcome)} for p in batch
-                ]
-            for point, item in zip(batch, returned, strict=True):
-                for kind, outcome in item["outcomes"].items():
-                    outcome = {k: v for k, v in outcome.items() if k != "traceback"}
-                    results_store.put(
-                        keys[point.digest, kind],
-                        workspace_digest=pallet.workspace_digest,
-                        patch=point.name,
-                        patch_digest=point.digest,
-                        kind=kind,
-                        options=per_kind[kind],
-                        pyhf_version=version,
-                        outcome=outcome,
-                    )
-                    outcomes[point.digest, kind] = outcome
-                    computed += 1
-                finish(point)
-    except BaseException:
-        if owned and isinstance(pool, ProcessPoolExecutor):
-            stop_now(pool)
-        else:
-            for future in futures:
-                future.cancel()
-        raise
-    if owned:
-        pool.shutdown(wait=True)
-    return computed
+) -> Engine:
+    if executor is not None:
+        if name is not None:
+            raise InputError("give an engine or an executor, not both")
+        return ExecutorEngine(executor, workers or 1, retries=retries, batch_size=batch_size)
+    if name is None or name == "local":
+        return LocalEngine(workers, retries=retries, batch_size=batch_size)
+    from fitaas.engines.endpoint import engine_from_settings
+
+    return engine_from_settings(
+        {"engine": name, "retries": retries, "batch_size": batch_size, "workers": workers or 0}
+    )
+
+
+@dataclass
+class _Task:
+    kinds: tuple[str, ...]
+    points: list[Point]
+    attempts: int = 0
+    with_payload: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def _lacks_workspace(exc: BaseException) -> bool:
+    # Engines that return remote errors as text (Globus Compute) lose the type: match the name.
+    return isinstance(exc, WorkspaceNotOnWorker) or "WorkspaceNotOnWorker" in str(exc)
+
+
+class _Gather:
+    """Submit the missing work, store every outcome as it arrives, resend lost tasks."""
+
+    def __init__(
+        self,
+        pallet: Pallet,
+        options: InferenceOptions,
+        version: str,
+        per_kind: dict[str, dict[str, Any]],
+        results_store: ResultStore,
+        outcomes: dict[tuple[str, str], dict[str, Any]],
+        keys: dict[tuple[str, str], str],
+        finish: Callable[[Point], None],
+    ) -> None:
+        self.pallet = pallet
+        self.option_dict = options.to_dict()
+        self.version = version
+        self.per_kind = per_kind
+        self.store = results_store
+        self.outcomes = outcomes
+        self.keys = keys
+        self.finish = finish
+        self.computed = 0
+
+    def _tasks(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> list[_Task]:
+        size = engine.batch_size_for(len(todo))
+        by_kinds: dict[tuple[str, ...], list[Point]] = {}
+        for point, kinds in todo:
+            by_kinds.setdefault(kinds, []).append(point)
+        tasks = [
+            _Task(kinds, points[start : start + size])
+            for kinds, points in by_kinds.items()
+            for start in range(0, len(points), size)
+        ]
+        return self._fit_limit(engine, tasks) if engine.max_submission_bytes else tasks
+
+    def _fit_limit(self, engine: Engine, tasks: list[_Task]) -> list[_Task]:
+        """Split tasks so that each submission stays under the engine's size limit."""
+        limit = engine.max_submission_bytes or 0
+        workspace = 0
+        if not engine.install(self.pallet.workspace_digest, self.pallet.workspace).path:
+            workspace = len(engine.payload(self.pallet.workspace_digest, self.pallet.workspace))
+        if workspace > limit // 2:
+            raise EngineError(
+                f"the workspace is {workspace / 1e6:.1f} MB compressed, too large to send with "
+                f"tasks to the {engine.name} engine (limit {limit / 1e6:.0f} MB per submission): "
+                "set shared_path in the endpoint file to a folder the workers can read"
+            )
+        out = []
+        for task in tasks:
+            sizes = [len(pickle.dumps(list(p.operations))) for p in task.points]
+            if workspace + max(sizes) > limit:
+                raise EngineError(
+                    f"patch '{task.points[sizes.index(max(sizes))].name}' is "
+                    f"{max(sizes) / 1e6:.1f} MB: too large for the {engine.name} engine's "
+                    f"{limit / 1e6:.0f} MB per submission"
+                )
+            batch: list[Point] = []
+            used = workspace
+            for point, size in zip(task.points, sizes, strict=True):
+                if batch and used + size > limit:
+                    out.append(_Task(task.kinds, batch))
+                    batch, used = [], workspace
+                batch.append(point)
+                used += size
+            out.append(_Task(task.kinds, batch))
+        return out
+
+    def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
+        digest, spec = self.pallet.workspace_digest, self.pallet.workspace
+        ref = engine.install(digest, spec)
+        pending: dict[Future[list[dict[str, Any]]], _Task] = {}
+
+        def submit(task: _Task) -> None:
+            payload = engine.payload(digest, spec) if task.with_payload else None
+            points = [{"name": p.name, "operations": list(p.operations)} for p in task.points]
+            future = engine.executor.submit(
+                run_points, ref, points, task.kinds, self.option_dict, payload
+            )
+            pending[future] = task
+
+        try:
+            for task in self._tasks(engine, todo):
+                task.with_payload = engine.eager_payload
+                submit(task)
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = pending.pop(future)
+                    returned = self._returned(engine, future, task, submit)
+                    if returned is not None:
+                        self._record(task, returned)
+        except BaseException:
+            engine.abandon(list(pending))
+            raise
+
+    def _returned(
+        self,
+        engine: Engine,
+        future: Future[list[dict[str, Any]]],
+        task: _Task,
+        submit: Callable[[_Task], None],
+    ) -> list[dict[str, Any]] | None:
+        try:
+            return future.result()
+        except Exception as exc:
+            if _lacks_workspace(exc) and not task.with_payload:
+                task.with_payload = True
+                submit(task)
+                return None
+            task.errors.append(f"{type(exc).__name__}: {exc}".strip())
+            if task.attempts < engine.retries:
+                task.attempts += 1
+                engine.recover(exc)
+                submit(task)
+                return None
+        error = f"task lost after {task.attempts + 1} attempts: {task.errors[-1]}"[:500]
+        outcome = {"status": "failed", "result": None, "error": error, "seconds": 0.0}
+        return [
+            {"name": p.name, "outcomes": dict.fromkeys(task.kinds, outcome)} for p in task.points
+        ]
+
+    def _record(self, task: _Task, returned: list[dict[str, Any]]) -> None:
+        for point, item in zip(task.points, returned, strict=True):
+            for kind, outcome in item["outcomes"].items():
+                outcome = {k: v for k, v in outcome.items() if k != "traceback"}
+                self.store.put(
+                    self.keys[point.digest, kind],
+                    workspace_digest=self.pallet.workspace_digest,
+                    patch=point.name,
+                    patch_digest=point.digest,
+                    kind=kind,
+                    options=self.per_kind[kind],
+                    pyhf_version=self.version,
+                    outcome=outcome,
+                )
+                self.outcomes[point.digest, kind] = outcome
+                self.computed += 1
+            self.finish(point)

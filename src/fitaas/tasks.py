@@ -27,6 +27,7 @@ from fitaas.inference import InferenceOptions, build_model, fit, hypotest, pyhf_
 
 __all__ = [
     "WorkerCache",
+    "WorkspaceNotOnWorker",
     "WorkspaceRef",
     "compress_workspace",
     "init_worker",
@@ -41,18 +42,20 @@ _KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+class WorkspaceNotOnWorker(FitaasError):
+    """The worker lacks the workspace a task names: send it again with the payload."""
+
+
 @dataclass(frozen=True)
 class WorkspaceRef:
-    """How a task names its workspace: a digest, and how to get it if the worker lacks it.
+    """How a task names its workspace: a digest, and where a worker may read it.
 
     Attributes:
         digest: Content digest of the workspace specification.
-        payload: The workspace as gzip-compressed JSON, for workers that may not have it.
-        path: A path readable by the worker (a shared filesystem), as an alternative.
+        path: A file every worker can read (a shared filesystem), gzip-compressed JSON.
     """
 
     digest: str
-    payload: bytes | None = None
     path: str | None = None
 
 
@@ -66,6 +69,7 @@ class WorkerCache:
 
     def __init__(self) -> None:
         self._workspaces: dict[str, pyhf.Workspace] = {}
+        self.configured = False
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._workspaces
@@ -76,21 +80,25 @@ class WorkerCache:
         self._workspaces[digest] = workspace
         return workspace
 
-    def workspace(self, ref: WorkspaceRef) -> pyhf.Workspace:
-        """The workspace named by ``ref``, loading it from the payload or path once.
+    def workspace(self, ref: WorkspaceRef, payload: bytes | None = None) -> pyhf.Workspace:
+        """The workspace named by ``ref``, loaded once from the payload or the path.
+
+        Args:
+            ref: The digest (and maybe a shared path) of the workspace.
+            payload: The workspace as (gzip-compressed) JSON, when the client sent it.
 
         Raises:
-            FitaasError: The worker lacks the workspace and ``ref`` says nowhere to get it.
+            WorkspaceNotOnWorker: The worker lacks the workspace and has no way to get it.
         """
         found = self._workspaces.get(ref.digest)
         if found is not None:
             return found
-        if ref.payload is not None:
-            raw = ref.payload
-        elif ref.path is not None:
+        if payload is not None:
+            raw = payload
+        elif ref.path is not None and Path(ref.path).is_file():
             raw = Path(ref.path).read_bytes()
         else:
-            raise FitaasError(f"workspace {ref.digest[:12]} was never sent to this worker")
+            raise WorkspaceNotOnWorker(f"workspace {ref.digest[:12]} is not on this worker")
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         return self.install(ref.digest, json.loads(raw))
@@ -105,16 +113,10 @@ def worker_cache() -> WorkerCache:
     return _CACHE
 
 
-def init_worker(
-    digest: str | None = None, spec: dict[str, Any] | None = None, threads: int = 1
-) -> None:
-    """Initialise a worker process: one BLAS thread, no SIGINT, the workspace installed.
-
-    Args:
-        digest: Digest of the workspace to install now, if any.
-        spec: The workspace specification to install under ``digest``.
-        threads: Threads for BLAS/OpenMP pools (1: workers don't fight over cores).
-    """
+def _configure_process(threads: int = 1) -> None:
+    """Once per worker process: BLAS threads, and quiet where outcomes say it all."""
+    if _CACHE.configured:
+        return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
@@ -122,6 +124,20 @@ def init_worker(
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pyhf")
     # pyhf logs every failed minimisation with a traceback; the outcome records it instead.
     logging.getLogger("pyhf").setLevel(logging.CRITICAL)
+    _CACHE.configured = True
+
+
+def init_worker(
+    digest: str | None = None, spec: dict[str, Any] | None = None, threads: int = 1
+) -> None:
+    """Initialise a local pool's worker: one BLAS thread, no SIGINT, the workspace installed.
+
+    Args:
+        digest: Digest of the workspace to install now, if any.
+        spec: The workspace specification to install under ``digest``.
+        threads: Threads for BLAS/OpenMP pools (1: workers don't fight over cores).
+    """
+    _configure_process(threads)
     # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if digest is not None and spec is not None:
@@ -177,6 +193,7 @@ def run_points(
     points: Sequence[dict[str, Any]],
     kinds: Sequence[str],
     options: dict[str, Any],
+    payload: bytes | None = None,
 ) -> list[dict[str, Any]]:
     """Compute ``kinds`` for each point: the task every engine runs.
 
@@ -185,13 +202,18 @@ def run_points(
         points: ``{"name": patch name or None, "operations": JSON patch operations}`` each.
         kinds: What to compute per point: ``"hypotest"``, ``"upper_limit"``, ``"fit"``.
         options: :meth:`InferenceOptions.to_dict` output.
+        payload: The workspace itself (gzip-compressed JSON), for a worker that lacks it.
 
     Returns:
         One ``{"name": ..., "outcomes": {kind: {"status", "result", "error", "seconds"}}}``
         per point, in the order given.
+
+    Raises:
+        WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
     """
+    _configure_process()
+    ws = _CACHE.workspace(workspace, payload)
     opts = InferenceOptions.from_dict(options)
-    ws = _CACHE.workspace(workspace)
     with pyhf_backend(opts):
         return [
             {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts)}

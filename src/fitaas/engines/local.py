@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from fitaas.tasks import init_worker
+from fitaas.engines.base import Engine
+from fitaas.tasks import WorkspaceRef, init_worker
 
-__all__ = ["default_workers", "local_pool", "stop_now"]
+__all__ = ["LocalEngine", "default_workers", "local_pool", "stop_now"]
 
 
 def default_workers() -> int:
@@ -59,3 +62,64 @@ def stop_now(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.terminate()
     pool.shutdown(wait=False)
+
+
+class LocalEngine(Engine):
+    """A process pool on this machine; the workspace is installed as workers start.
+
+    Args:
+        workers: Worker processes (default: one per core).
+        retries: How many times a task whose worker died is sent again.
+        batch_size: Points per task; 0 chooses automatically (1 on a local pool).
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, retries: int = 2, batch_size: int = 0) -> None:
+        super().__init__(retries=retries, batch_size=batch_size)
+        self._workers = workers or default_workers()
+        self._pool: ProcessPoolExecutor | None = None
+        self._initargs: tuple[str | None, dict[str, Any] | None] = (None, None)
+
+    def start(self) -> None:
+        """The pool starts with the first workspace (its workers receive it at start)."""
+
+    def stop(self, cancel: bool = False) -> None:
+        """Stop the pool; with ``cancel``, terminate running tasks too."""
+        if self._pool is None:
+            return
+        if cancel:
+            stop_now(self._pool)
+        else:
+            self._pool.shutdown(wait=True)
+        self._pool = None
+
+    @property
+    def executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = local_pool(self._workers, *self._initargs)
+        return self._pool
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def install(self, digest: str, spec: dict[str, Any]) -> WorkspaceRef:
+        """Start the pool with this workspace installed in every worker (the first one)."""
+        if self._pool is None:
+            self._initargs = (digest, spec)
+        return WorkspaceRef(digest)
+
+    def recover(self, exc: BaseException) -> None:
+        """Replace a pool broken by a dead worker; the lost tasks are then sent again."""
+        broken = self._pool is not None and getattr(self._pool, "_broken", False)
+        if isinstance(exc, BrokenProcessPool) and self._pool is not None and broken:
+            stop_now(self._pool)
+            self._pool = None
+
+    def abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """Nothing to cancel one by one: :meth:`stop` terminates the workers."""
+
+    def batch_size_for(self, points: int) -> int:
+        """One point per task unless configured: a point takes far longer than a task."""
+        return self.batch_size or 1

@@ -1,0 +1,166 @@
+"""The engine contract: where tasks run, behind one ``concurrent.futures.Executor``.
+
+An engine starts and stops its resources (a context manager), hands out an executor,
+and says how a workspace reaches its workers: installed ahead of the tasks where it can
+(a pool initializer, a Dask broadcast, a file on a shared filesystem), otherwise sent with
+a task on demand, when a worker reports that it lacks it. The scan does not know which
+engine runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+from fitaas.errors import FitaasError
+from fitaas.tasks import WorkspaceRef, compress_workspace
+
+__all__ = ["Engine", "EngineError", "ExecutorEngine", "missing_extra"]
+
+
+class EngineError(FitaasError):
+    """An engine cannot start: a missing extra, an unreachable scheduler, bad credentials."""
+
+
+def missing_extra(engine: str, exc: ImportError) -> EngineError:
+    """The error for an engine whose optional dependencies are not installed."""
+    return EngineError(
+        f"the {engine} engine needs its extra ({exc.name or exc}): pip install 'fitaas[{engine}]'"
+    )
+
+
+class Engine(ABC):
+    """Where tasks run. Use as a context manager: ``with engine: engine.executor.submit(...)``.
+
+    Args:
+        retries: How many times a task whose worker died (or was lost) is sent again.
+        batch_size: Points per task; 0 chooses automatically.
+        shared_path: A folder every worker can read: workspaces are written there once
+            and read by the workers, instead of travelling with tasks.
+    """
+
+    name: ClassVar[str] = "engine"
+    #: Largest task submission the engine accepts, in bytes (``None``: no limit).
+    max_submission_bytes: ClassVar[int | None] = None
+    #: Send the payload argument with every task (it is a cheap handle, e.g. on Dask).
+    eager_payload: ClassVar[bool] = False
+
+    def __init__(self, retries: int = 2, batch_size: int = 0, shared_path: str = "") -> None:
+        if retries < 0:
+            raise FitaasError(f"retries must be 0 or more, got {retries}")
+        if batch_size < 0:
+            raise FitaasError(f"batch size must be 0 (automatic) or more, got {batch_size}")
+        self.retries = retries
+        self.batch_size = batch_size
+        self.shared_path = shared_path
+        self._payloads: dict[str, Any] = {}
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(cancel=exc_type is not None)
+
+    @abstractmethod
+    def start(self) -> None:
+        """Obtain resources (start workers, connect to a scheduler or service)."""
+
+    @abstractmethod
+    def stop(self, cancel: bool = False) -> None:
+        """Release resources; with ``cancel``, without waiting for running tasks."""
+
+    @property
+    @abstractmethod
+    def executor(self) -> Executor:
+        """The executor tasks are submitted to."""
+
+    @property
+    def workers(self) -> int:
+        """How many tasks run at once (a hint for the automatic batch size)."""
+        return 1
+
+    def install(self, digest: str, spec: dict[str, Any]) -> WorkspaceRef:
+        """Make a workspace available to the workers, as far as the engine can.
+
+        Args:
+            digest: The workspace's content digest.
+            spec: The workspace specification.
+
+        Returns:
+            How tasks name the workspace.
+        """
+        if not self.shared_path:
+            return WorkspaceRef(digest)
+        folder = Path(self.shared_path)
+        path = folder / f"{digest}.json.gz"
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(compress_workspace(spec))
+            tmp.replace(path)
+        return WorkspaceRef(digest, str(path))
+
+    def payload(self, digest: str, spec: dict[str, Any]) -> Any:
+        """What a task carries for a worker that lacks the workspace (compressed JSON)."""
+        if digest not in self._payloads:
+            self._payloads[digest] = compress_workspace(spec)
+        return self._payloads[digest]
+
+    def recover(self, exc: BaseException) -> None:  # noqa: B027 - optional hook
+        """Called before a lost task is sent again: restart what broke, if anything."""
+
+    def abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """The scan stops waiting for these futures (Ctrl-C, an error): cancel what can be."""
+        for future in futures:
+            future.cancel()
+
+    def batch_size_for(self, points: int) -> int:
+        """Points per task: the configured size, or enough tasks to keep workers busy."""
+        if self.batch_size:
+            return self.batch_size
+        return max(1, min(8, math.ceil(points / (4 * self.workers))))
+
+
+class ExecutorEngine(Engine):
+    """Any ``concurrent.futures.Executor`` the caller started (and will stop) itself.
+
+    Args:
+        executor: The executor.
+        workers: How many tasks it runs at once.
+        retries: How many times a lost task is sent again.
+        batch_size: Points per task; 0 chooses automatically.
+    """
+
+    name = "executor"
+
+    def __init__(
+        self, executor: Executor, workers: int = 1, retries: int = 2, batch_size: int = 0
+    ) -> None:
+        super().__init__(retries=retries, batch_size=batch_size)
+        self._executor = executor
+        self._workers = workers
+
+    def start(self) -> None:
+        """Nothing to start: the caller owns the executor."""
+
+    def stop(self, cancel: bool = False) -> None:
+        """Nothing to stop: the caller owns the executor."""
+
+    @property
+    def executor(self) -> Executor:
+        return self._executor
+
+    @property
+    def workers(self) -> int:
+        return self._workers
