@@ -33,6 +33,7 @@ __all__ = [
     "init_worker",
     "run_points",
     "worker_cache",
+    "worker_environment",
 ]
 
 _KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -219,3 +220,19 @@ def run_points(
             {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts)}
             for point in points
         ]
+
+
+def worker_environment() -> dict[str, str]:
+    """Versions on the worker: what must match the client for tasks to travel safely."""
+    import platform
+
+    import dill
+
+    from fitaas._version import __version__
+
+    return {
+        "python": platform.python_version(),
+        "dill": str(dill.__version__),
+        "pyhf": str(pyhf.__version__),
+        "fitaas": __version__,
+    }

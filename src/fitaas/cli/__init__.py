@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from fitaas._version import __version__
+from fitaas.cli.endpoint import endpoint
 from fitaas.cli.example import example
 from fitaas.cli.results import results
 from fitaas.cli.scan import scan
@@ -53,7 +54,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-for _command in (scan, hypotest, fit, upper_limit, results, example):
+for _command in (scan, hypotest, fit, upper_limit, results, example, endpoint):
     cli.add_command(_command)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,10 +16,34 @@ from fitaas.cli.options import (
     pallet_from_cli,
 )
 from fitaas.cli.progress import ScanBar
+from fitaas.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fitaas.engines import Engine
 
 __all__ = ["scan"]
 
 STORE_NAME = "fitaas-store.sqlite"
+
+
+def _engine(params: dict[str, Any]) -> Engine:
+    """The engine of an endpoint file or --engine, with the command line's overrides."""
+    from fitaas.engines.endpoint import engine_from_settings, load_endpoint
+
+    settings: dict[str, Any] = {"engine": "local"}
+    if params["endpoint"]:
+        settings = load_endpoint(params["endpoint"])
+        if params["engine"] and params["engine"] != settings["engine"]:
+            raise InputError(
+                f"--engine {params['engine']} contradicts {params['endpoint']} "
+                f'(engine = "{settings["engine"]}")'
+            )
+    elif params["engine"]:
+        settings["engine"] = params["engine"]
+    for key in ("workers", "retries", "batch_size"):
+        if params[key] is not None:
+            settings[key] = params[key]
+    return engine_from_settings(settings)
 
 
 def _output_format(output: Path, fmt: str | None) -> str:
@@ -41,14 +65,27 @@ def _output_format(output: Path, fmt: str | None) -> str:
     "--fit", "with_fit", is_flag=True, help="Also run a maximum-likelihood fit per point."
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["local", "parsl", "dask", "globus"]),
+    help="Where tasks run (default: the local process pool, or the --endpoint file's).",
+)
+@click.option(
+    "--endpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Endpoint file (TOML) describing the engine; see 'fitaas endpoint init'.",
+)
+@click.option(
     "--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core)."
 )
 @click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    help="Times a task whose worker died is sent again (default 2).",
+)
+@click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Points per task.",
+    type=click.IntRange(min=0),
+    help="Points per task (default 0: automatic).",
 )
 @click.option(
     "--store",
@@ -91,15 +128,15 @@ def scan(**params: Any) -> None:
         kinds.append("upper_limit")
     if params["with_fit"]:
         kinds.append("fit")
+    engine = _engine(params)
     start = time.perf_counter()
-    with ScanBar(quiet=params["quiet"]) as bar:
+    with engine, ScanBar(quiet=params["quiet"]) as bar:
         result = run_scan(
             pallet,
             patches=params["patches"] or None,
             options=options,
             kinds=kinds,
-            workers=params["workers"],
-            batch_size=params["batch_size"],
+            engine=engine,
             store=store,
             force=params["force"],
             progress=bar,

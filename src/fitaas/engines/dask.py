@@ -28,7 +28,9 @@ def _jobqueue_class(kind: str) -> Any:
     except ImportError as exc:
         raise missing_extra("dask", exc) from None
     if kind not in JOBQUEUE:
-        raise EngineError(f"unknown dask-jobqueue cluster '{kind}'; choose among {', '.join(JOBQUEUE)}")
+        raise EngineError(
+            f"unknown dask-jobqueue cluster '{kind}'; choose among {', '.join(JOBQUEUE)}"
+        )
     return getattr(dask_jobqueue, JOBQUEUE[kind])
 
 

@@ -45,7 +45,9 @@ def _provider_class(provider: str) -> Any:
     except ImportError as exc:
         raise missing_extra("parsl", exc) from None
     if provider not in PROVIDERS:
-        raise EngineError(f"unknown Parsl provider '{provider}'; choose among {', '.join(PROVIDERS)}")
+        raise EngineError(
+            f"unknown Parsl provider '{provider}'; choose among {', '.join(PROVIDERS)}"
+        )
     try:
         return getattr(parsl.providers, PROVIDERS[provider])
     except ImportError as exc:  # KubernetesProvider needs the kubernetes package
@@ -89,7 +91,8 @@ def parsl_config(settings: dict[str, Any], run_dir: str) -> Any:
     except ImportError as exc:
         raise missing_extra("parsl", exc) from None
     provider_name = settings.get("provider", "local")
-    options = dict(settings.get("provider_options", {}))
+    # An empty string in an endpoint file means "not set": leave Parsl's default.
+    options = {k: v for k, v in settings.get("provider_options", {}).items() if v != ""}
     launcher = settings.get("launcher", "single")
     if launcher not in LAUNCHERS:
         raise EngineError(f"unknown launcher '{launcher}'; choose among {', '.join(LAUNCHERS)}")
@@ -179,7 +182,7 @@ class ParslEngine(Engine):
     def executor(self) -> Executor:
         if self._pool is None:
             raise EngineError("the Parsl engine is not started (use it in a with block)")
-        return self._pool  # type: ignore[no-any-return]
+        return self._pool
 
     @property
     def workers(self) -> int:
