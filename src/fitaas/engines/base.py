@@ -13,6 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -123,7 +124,8 @@ class Engine(ABC):
     def abandon(self, futures: Iterable[Future[Any]]) -> None:
         """The scan stops waiting for these futures (Ctrl-C, an error): cancel what can be."""
         for future in futures:
-            future.cancel()
+            with suppress(NotImplementedError):  # Parsl futures cannot be cancelled
+                future.cancel()
 
     def batch_size_for(self, points: int) -> int:
         """Points per task: the configured size, or enough tasks to keep workers busy."""

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from fitaas.engines.base import Engine, EngineError
 from fitaas.errors import InputError
@@ -360,6 +359,16 @@ _PROVIDER_EXAMPLES: dict[str, dict[str, Any]] = {
         "worker_init": "pip install fitaas",
     },
 }
+_JOBQUEUE_COMMON = {
+    "cores": 4,
+    "memory": "8GB",
+    "job_script_prologue": ["source /path/to/venv/bin/activate"],
+}
+_JOBQUEUE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "slurm": {**_JOBQUEUE_COMMON, "queue": "debug", "account": "", "walltime": "01:00:00"},
+    "pbs": {**_JOBQUEUE_COMMON, "queue": "normal", "account": "", "walltime": "01:00:00"},
+    "htcondor": {**_JOBQUEUE_COMMON, "disk": "4GB"},
+}
 _LAUNCHER_FOR = {"slurm": "srun", "torque": "aprun", "pbspro": "mpiexec"}
 
 
@@ -430,10 +439,7 @@ def endpoint_template(
                 "",
                 "# Keyword arguments of the dask-jobqueue cluster (any its job class accepts).",
                 "[dask.jobqueue]",
-                "cores = 4",
-                'memory = "8GB"',
-                'walltime = "01:00:00"',
-                'job_script_prologue = ["source /path/to/venv/bin/activate"]',
+                *(f"{k} = {_toml_value(v)}" for k, v in _JOBQUEUE_EXAMPLES[cluster].items()),
             ]
     elif engine == "globus":
         parts += [

@@ -13,7 +13,8 @@ import os
 import shutil
 import sys
 import tempfile
-from concurrent.futures import Executor
+from collections.abc import Iterable
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,9 @@ class ParslEngine(Engine):
         if self._pool is None:
             raise EngineError("the Parsl engine is not started (use it in a with block)")
         return self._pool
+
+    def abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """Parsl cannot cancel tasks: :meth:`stop` shuts the executor down instead."""
 
     @property
     def workers(self) -> int:
