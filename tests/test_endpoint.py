@@ -185,3 +185,36 @@ def test_dask_jobqueue_htcondor_job_script() -> None:
         cluster.close()
     assert "RequestCpus = MY.DaskWorkerCores" in script or "RequestCpus" in script
     assert "source /venv/bin/activate" in script
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "endpoints"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_example_endpoint_files(path: Path) -> None:
+    settings = load_endpoint(path)
+    if settings.get("parsl", {}).get("provider") == "kubernetes":
+        import importlib.util
+
+        if importlib.util.find_spec("kubernetes") is None:
+            with pytest.raises(EngineError, match="kubernetes"):
+                check_endpoint(path)
+            return
+    assert "valid" in check_endpoint(path)
+
+
+@pytest.mark.parametrize("name", ["parsl-local.toml", "dask-local.toml"])
+def test_example_local_endpoints_run_a_scan(demo: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out.json"
+    proc = run_cli(
+        "scan",
+        str(demo),
+        "--patch",
+        "demo_700_0",
+        "--endpoint",
+        str(EXAMPLES / name),
+        "-o",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 points: 1 ok" in proc.stderr

@@ -349,14 +349,14 @@ _PROVIDER_EXAMPLES: dict[str, dict[str, Any]] = {
         "worker_init": "source /path/to/venv/bin/activate",
     },
     "kubernetes": {
-        "image": "python:3.11",
+        "image": "registry.example.org/analysis/fitaas:latest",
         "namespace": "default",
         "init_blocks": 0,
         "min_blocks": 0,
         "max_blocks": 100,
         "max_cpu": 1.0,
         "max_mem": "2Gi",
-        "worker_init": "pip install fitaas",
+        "worker_init": "",
     },
 }
 _JOBQUEUE_COMMON = {

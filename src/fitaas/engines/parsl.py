@@ -105,7 +105,14 @@ def parsl_config(settings: dict[str, Any], run_dir: str) -> Any:
     if provider_name == "local":
         options.setdefault("init_blocks", 1)
         options.setdefault("max_blocks", 1)
-    provider = _provider_class(provider_name)(**options)
+    try:
+        provider = _provider_class(provider_name)(**options)
+    except EngineError:
+        raise
+    except Exception as exc:  # e.g. Kubernetes without its client library or cluster config
+        raise EngineError(
+            f"cannot set up the Parsl {provider_name} provider: {type(exc).__name__}: {exc}"
+        ) from None
     workers = settings.get("workers_per_node") or None
     htex_options: dict[str, Any] = {
         "label": "fitaas",
