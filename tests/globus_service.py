@@ -40,6 +40,7 @@ class CloudStandIn(Executor):
         self.endpoint_id = endpoint_id
         self.serializer = ComputeSerializer()
         self.submissions: list[int] = []
+        self.batch_size = 128  # tasks per request, as the SDK's Executor
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:

@@ -186,6 +186,9 @@ def test_globus_engine_through_the_service_boundary(demo: Path, reference: list)
     # the probe, then the tasks; workers without the workspace asked for it once per task
     assert len(made[0].submissions) >= 1 + len(DEMO_POINTS)
     assert max(made[0].submissions) < 10 * 1000 * 1000
+    # the SDK's requests (batch_size tasks each) stay under the 10 MB limit too
+    assert 1 <= made[0].batch_size <= 128
+    assert made[0].batch_size * max(made[0].submissions) < 10 * 1000 * 1000
 
 
 def test_globus_limits_are_checked_before_submitting(demo: Path, tmp_path: Path) -> None:

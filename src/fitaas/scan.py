@@ -301,7 +301,8 @@ class _Gather:
 
     def _fit_limit(self, engine: Engine, tasks: list[_Task]) -> list[_Task]:
         """Split tasks so that each submission stays under the engine's size limit."""
-        limit = engine.max_submission_bytes or 0
+        # pickled sizes, with room for what the engine's serialization adds
+        limit = int((engine.max_submission_bytes or 0) / engine.serialization_overhead)
         workspace = 0
         if not engine.install(self.pallet.workspace_digest, self.pallet.workspace).path:
             workspace = len(engine.payload(self.pallet.workspace_digest, self.pallet.workspace))

@@ -48,6 +48,8 @@ class Engine(ABC):
     name: ClassVar[str] = "engine"
     #: Largest task submission the engine accepts, in bytes (``None``: no limit).
     max_submission_bytes: ClassVar[int | None] = None
+    #: What the engine's serialization adds to a task's pickled size (base64, framing).
+    serialization_overhead: ClassVar[float] = 1.0
     #: Send the payload argument with every task (it is a cheap handle, e.g. on Dask).
     eager_payload: ClassVar[bool] = False
 
