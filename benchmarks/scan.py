@@ -28,6 +28,7 @@ from rich.table import Table
 
 import fitaas
 from fitaas.engines import default_workers
+from fitaas.engines.endpoint import engine_from_settings
 from fitaas.pallets import Pallet, load_pallet
 
 WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
@@ -59,6 +60,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=0, help="even subsample (0: all)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument(
+        "--engines",
+        default="local",
+        help="comma-separated engines to run fitaas on: local, parsl, dask (default: local)",
+    )
     args = parser.parse_args()
 
     folder = Path(args.pallet)
@@ -78,21 +84,39 @@ def main() -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows.append(("plain pyhf loop (1 process)", time.perf_counter() - start, reference, rss))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = fitaas.scan(
-            pallet, patches=names, workers=args.workers, store=Path(tmp) / "s.sqlite"
-        )
-        wall = time.perf_counter() - start
-    ours: dict[str, Any] = {
-        str(p.patch): [p.hypotest.cls_obs, *p.hypotest.cls_exp]
-        if p.hypotest
-        else [float("nan")] * 6
-        for p in result
-    }
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = args.workers or default_workers()
-    rows.append((f"fitaas scan, local pool ({workers} workers)", wall, ours, rss))
+    for name in args.engines.split(","):
+        settings = {"engine": name, "workers": workers}
+        first: list[float] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+
+            def progress(
+                state: fitaas.ScanProgress, t0: float = start, first: list[float] = first
+            ) -> None:
+                if state.done and not first:
+                    first.append(time.perf_counter() - t0)
+
+            with engine_from_settings(settings) as engine:
+                result = fitaas.scan(
+                    pallet,
+                    patches=names,
+                    engine=engine,
+                    store=Path(tmp) / "s.sqlite",
+                    progress=progress,
+                )
+            wall = time.perf_counter() - start
+        ours: dict[str, Any] = {
+            str(p.patch): [p.hypotest.cls_obs, *p.hypotest.cls_exp]
+            if p.hypotest
+            else [float("nan")] * 6
+            for p in result
+        }
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        label = f"fitaas scan, {name} ({workers} workers; first result {first[0]:.1f} s)"
+        rows.append((label, wall, ours, rss))
+        if result.failed:
+            Console().print(f"[red]{name}: {len(result.failed)} points failed")
 
     table = Table(title=f"{folder.name}: {len(names)} points, CLs at mu=1 (qtilde, numpy/scipy)")
     for column in (
@@ -114,12 +138,9 @@ def main() -> None:
             f"{seconds / len(values):.3f}",
             f"{plain_wall / seconds:.2f}x" if plain_wall else "—",
             f"{max_delta(values, reference):.1e}" if reference is not None else "—",
-            f"{memory:.0f}" + (" (largest worker)" if "fitaas" in label else ""),
+            f"{memory:.0f}" + (" (largest process)" if "fitaas" in label else ""),
         )
     Console(width=150).print(table)
-    failed = result.failed
-    if failed:
-        Console().print(f"[red]{len(failed)} points failed: {[p.patch for p in failed][:10]}")
 
 
 if __name__ == "__main__":

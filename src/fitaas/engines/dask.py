@@ -9,6 +9,7 @@ tasks carry only its handle.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -98,6 +99,7 @@ class DaskEngine(Engine):
                     threads_per_worker=self.settings.get("threads_per_worker", 1),
                     processes=True,
                     dashboard_address=None,
+                    silence_logs=logging.CRITICAL,  # shutdown chatter; failures reach the scan
                 )
                 self._client = Client(self._cluster)
             else:

@@ -11,6 +11,7 @@ dill, pyhf and fitaas versions.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import platform
@@ -176,6 +177,10 @@ class GlobusEngine(Engine):
     @property
     def workers(self) -> int:
         return 8
+
+    def batch_size_for(self, points: int) -> int:
+        """Several points per task: each task is a round trip through the cloud service."""
+        return self.batch_size or max(1, min(8, math.ceil(points / (4 * self.workers))))
 
     def describe(self) -> str:
         """One line about the endpoint, for messages."""

@@ -119,7 +119,3 @@ class LocalEngine(Engine):
 
     def abandon(self, futures: Iterable[Future[Any]]) -> None:
         """Nothing to cancel one by one: :meth:`stop` terminates the workers."""
-
-    def batch_size_for(self, points: int) -> int:
-        """One point per task unless configured: a point takes far longer than a task."""
-        return self.batch_size or 1
