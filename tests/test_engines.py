@@ -260,3 +260,15 @@ def test_lost_globus_tasks_are_resent(demo: Path) -> None:
         stand_in.submit = flaky  # type: ignore[method-assign]
         result = fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)
     assert lost.is_set() and result.counts() == {"ok": len(DEMO_POINTS)}
+
+
+@pytest.mark.slow
+def test_real_sdk_without_the_service_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real SDK Executor, real (bogus) credentials, no Globus cloud: one clear error."""
+    monkeypatch.setenv("GLOBUS_COMPUTE_CLIENT_ID", ENDPOINT_ID)
+    monkeypatch.setenv("GLOBUS_COMPUTE_CLIENT_SECRET", "not-a-secret")
+    engine = GlobusEngine({"endpoint_id": ENDPOINT_ID}, probe_timeout=60)
+    with pytest.raises(
+        EngineError, match=r"cannot reach the Globus Compute service|did not answer"
+    ):
+        engine.start()

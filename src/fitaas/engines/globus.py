@@ -148,7 +148,10 @@ class GlobusEngine(Engine):
         except EngineError:
             raise
         except Exception as exc:
-            raise EngineError(f"cannot open the Globus Compute executor: {exc}") from None
+            raise EngineError(
+                f"cannot reach the Globus Compute service for endpoint "
+                f"{self.settings['endpoint_id']}: {type(exc).__name__}: {exc}"
+            ) from None
         try:
             probe = self._executor.submit(remote_environment)
             self.environment = probe.result(timeout=self._probe_timeout)
