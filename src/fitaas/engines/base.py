@@ -38,6 +38,7 @@ class Engine(ABC):
     """Where tasks run. Use as a context manager: ``with engine: engine.executor.submit(...)``.
 
     Args:
+        settings: The engine's section of an endpoint file (validated).
         retries: How many times a task whose worker died (or was lost) is sent again.
         batch_size: Points per task; 0 chooses automatically.
         shared_path: A folder every worker can read: workspaces are written there once
@@ -52,11 +53,18 @@ class Engine(ABC):
     #: Send the payload argument with every task (it is a cheap handle, e.g. on Dask).
     eager_payload: ClassVar[bool] = False
 
-    def __init__(self, retries: int = 2, batch_size: int = 0, shared_path: str = "") -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any] | None = None,
+        retries: int = 2,
+        batch_size: int = 0,
+        shared_path: str = "",
+    ) -> None:
         if retries < 0:
             raise FitaasError(f"retries must be 0 or more, got {retries}")
         if batch_size < 0:
             raise FitaasError(f"batch size must be 0 (automatic) or more, got {batch_size}")
+        self.settings = dict(settings or {})
         self.retries = retries
         self.batch_size = batch_size
         self.shared_path = shared_path

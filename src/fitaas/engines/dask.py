@@ -69,15 +69,8 @@ class DaskEngine(Engine):
     name = "dask"
     eager_payload = True
 
-    def __init__(
-        self,
-        settings: dict[str, Any] | None = None,
-        retries: int = 2,
-        batch_size: int = 0,
-        shared_path: str = "",
-    ) -> None:
-        super().__init__(retries=retries, batch_size=batch_size, shared_path=shared_path)
-        self.settings = dict(settings or {})
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._client: Any = None
         self._cluster: Any = None
         self._executor: Executor | None = None

@@ -125,8 +125,7 @@ class GlobusEngine(Engine):
         executor_factory: Callable[..., Executor] | None = None,
         probe_timeout: float = 300.0,
     ) -> None:
-        super().__init__(retries=retries, batch_size=batch_size, shared_path=shared_path)
-        self.settings = dict(settings or {})
+        super().__init__(settings, retries, batch_size, shared_path)
         if not self.settings.get("endpoint_id"):
             raise EngineError("the Globus engine needs endpoint_id (the endpoint's UUID)")
         self._factory = executor_factory

@@ -148,15 +148,8 @@ class ParslEngine(Engine):
 
     name = "parsl"
 
-    def __init__(
-        self,
-        settings: dict[str, Any] | None = None,
-        retries: int = 2,
-        batch_size: int = 0,
-        shared_path: str = "",
-    ) -> None:
-        super().__init__(retries=retries, batch_size=batch_size, shared_path=shared_path)
-        self.settings = dict(settings or {})
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._pool: Any = None
         self._run_dir: str | None = None
 
