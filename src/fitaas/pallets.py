@@ -189,6 +189,8 @@ class Pallet:
         points: The signal points, in patchset order; one unpatched point without patchset.
         source: A human description of where the pallet came from.
         patchset_description: The patchset's description, if any.
+        units: Units of the labels, from the patchset metadata's ``units`` (a fitaas
+            convention, e.g. ``{"m1": "GeV"}``), for axis titles.
     """
 
     workspace: dict[str, Any] = field(repr=False)
@@ -197,6 +199,7 @@ class Pallet:
     points: tuple[Point, ...] = field(repr=False)
     source: str
     patchset_description: str | None = None
+    units: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_specs(
@@ -245,6 +248,7 @@ class Pallet:
             )
             for p in ps.patches
         )
+        units = patchset["metadata"].get("units")
         return cls(
             workspace,
             digest(workspace),
@@ -252,6 +256,7 @@ class Pallet:
             points,
             f"{source} + {patchset_source}",
             ps.description,
+            {str(k): str(v) for k, v in units.items()} if isinstance(units, dict) else {},
         )
 
     def select(self, names: Sequence[str] | None) -> tuple[Point, ...]:

@@ -15,7 +15,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,7 @@ class ScanResult:
         computed: How many (point, kind) results this run computed.
         reused: How many were taken from the results store.
         source: Where the pallet came from.
+        units: Units of the labels, when the patchset gives them.
     """
 
     workspace_digest: str
@@ -130,6 +131,7 @@ class ScanResult:
     computed: int = 0
     reused: int = 0
     source: str = ""
+    units: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[PointResult]:
         return iter(self.points)
@@ -163,6 +165,7 @@ class ScanResult:
             "pyhf_version": self.pyhf_version,
             "fitaas_version": __version__,
             "labels": list(self.labels),
+            "units": dict(self.units),
             "summary": {
                 "points": len(self.points),
                 **self.counts(),
@@ -237,6 +240,7 @@ class ScanResult:
             computed=int(summary.get("computed", 0)),
             reused=int(summary.get("reused", 0)),
             source=str(data["workspace"].get("source", "")),
+            units=dict(data.get("units") or {}),
         )
 
 

@@ -226,6 +226,7 @@ def scan(
         computed=gather.computed,
         reused=sum(len(kinds) for _ in points) - gather.computed,
         source=pallet.source,
+        units=pallet.units,
     )
 
 

@@ -10,6 +10,7 @@ import click
 from fitaas._version import __version__
 from fitaas.cli.endpoint import endpoint
 from fitaas.cli.example import example
+from fitaas.cli.plot import plot, report
 from fitaas.cli.results import results
 from fitaas.cli.scan import scan
 from fitaas.cli.single import fit, hypotest, upper_limit
@@ -54,7 +55,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-for _command in (scan, hypotest, fit, upper_limit, results, example, endpoint):
+for _command in (scan, hypotest, fit, upper_limit, results, plot, report, example, endpoint):
     cli.add_command(_command)
 
 

@@ -1,0 +1,129 @@
+"""``fitaas plot`` and ``fitaas report``: pictures and a one-page report of a scan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["plot", "report"]
+
+
+def _slices(values: tuple[str, ...]) -> dict[str, float]:
+    from fitaas.errors import InputError
+
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--slice: expected LABEL=VALUE, got '{item}'")
+    return out
+
+
+def figures(path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """The figures a results file supports, by name (exclusion, brazil, cls_vs_mu_<patch>)."""
+    from fitaas import plots
+    from fitaas.errors import InputError
+    from fitaas.results import read_results
+
+    result = read_results(path)
+    plots.use_style(params.get("style"))
+    units = result.units
+    made: dict[str, Any] = {}
+    if len(result.labels) >= 2:
+        made["exclusion"] = plots.exclusion(
+            result,
+            params.get("x"),
+            params.get("y"),
+            _slices(params.get("slices") or ()),
+            cl=params.get("cl", 0.95),
+            cls_map=params.get("cls_map", False),
+            title=params.get("title"),
+            units=units,
+        )
+    with_ul = [p for p in result if p.ok and p.upper_limit is not None]
+    if result.labels and len(with_ul) >= 2:
+        made["brazil"] = plots.brazil(
+            result, params.get("x"), params.get("title"), units, _slices(params.get("slices") or ())
+        )
+    if len(with_ul) == 1 or params.get("patch"):
+        name = str(params.get("patch") or with_ul[0].patch)
+        made[f"cls_vs_mu_{name}"] = plots.cls_vs_mu(result[name], params.get("title"))
+    if not made:
+        raise InputError(
+            f"{path}: nothing to plot: an exclusion needs two labels and 3 points, a Brazil band "
+            "upper limits (--upper-limit) at 2 points"
+        )
+    return made
+
+
+_OPTIONS = [
+    click.option("--x", metavar="LABEL", help="Label on the x axis (default: the first)."),
+    click.option("--y", metavar="LABEL", help="Label on the y axis (default: the second)."),
+    click.option(
+        "--slice", "slices", multiple=True, metavar="LABEL=VALUE", help="Fix a third label."
+    ),
+    click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level."),
+    click.option("--cls-map", is_flag=True, help="Colour the plane by observed CLs."),
+    click.option("--patch", metavar="NAME", help="Draw CLs versus mu for this point."),
+    click.option("--title", help="Figure title."),
+    click.option("--style", metavar="NAME", help="An mplhep style, e.g. ATLAS."),
+]
+
+
+def _with_options(func: Any) -> Any:
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+@click.command()
+@click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("plots"),
+    show_default=True,
+)
+@click.option(
+    "--format", "formats", default="png,pdf", show_default=True, help="Comma-separated formats."
+)
+@_with_options
+def plot(results: Path, output: Path, formats: str, **params: Any) -> None:
+    """Draw the exclusion contour, Brazil band and CLs-versus-mu plots of RESULTS.json."""
+    output.mkdir(parents=True, exist_ok=True)
+    for name, figure in figures(results, params).items():
+        for fmt in formats.split(","):
+            target = output / f"{name}.{fmt.strip()}"
+            figure.savefig(target, dpi=150)
+            click.echo(target)
+
+
+@click.command()
+@click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+)
+@_with_options
+def report(results: Path, output: Path, **params: Any) -> None:
+    """Write one self-contained HTML page with the table and the plots of RESULTS.json."""
+    from fitaas.report import html_report
+    from fitaas.results import read_results
+
+    try:
+        made = figures(results, params)
+    except Exception as exc:  # a report without plots is still a report
+        made = {}
+        click.echo(f"no plots: {exc}", err=True)
+    output.write_text(html_report(read_results(results), made, title=params.get("title")))
+    click.echo(output)

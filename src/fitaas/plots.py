@@ -1,0 +1,306 @@
+"""Pictures from result objects: exclusion contours, Brazil bands, CLs versus mu.
+
+Every function takes results (not files) and returns a matplotlib ``Figure``; the command
+line and the report save them. CLs is interpolated in log10 over a Delaunay triangulation
+of the scanned points, as the field does it; failed points are drawn distinctly and never
+used for interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fitaas.errors import InputError
+from fitaas.results import PointResult, ScanResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = ["brazil", "cls_vs_mu", "exclusion", "plane", "use_style"]
+
+_FLOOR = 1e-300  # log10 of CLs = 0 is -inf; clip far below any contour level
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("plots need matplotlib: pip install 'fitaas[plot]'") from None
+    return plt
+
+
+def use_style(style: str | None) -> None:
+    """Apply an mplhep style (``"ATLAS"``, ``"CMS"``, ...) to the plots that follow."""
+    if not style:
+        return
+    try:
+        import mplhep
+    except ImportError:
+        raise InputError("styles need mplhep: pip install 'fitaas[plot]'") from None
+    if not hasattr(mplhep.style, style):
+        raise InputError(f"unknown mplhep style '{style}'")
+    _pyplot().style.use(getattr(mplhep.style, style))
+
+
+def plane(
+    result: ScanResult,
+    x: str | None = None,
+    y: str | None = None,
+    slices: dict[str, float] | None = None,
+) -> tuple[str, str, list[PointResult]]:
+    """Choose the two labels of the plane and the points in it.
+
+    Args:
+        result: Scan results with labelled values.
+        x: Label on the x axis (default: the first label).
+        y: Label on the y axis (default: the second label).
+        slices: For three or more labels, ``{label: value}`` fixing the others.
+
+    Returns:
+        ``(x label, y label, points in the plane)``.
+
+    Raises:
+        InputError: Fewer than two labels, unknown labels, or labels left unfixed.
+    """
+    labels = list(result.labels)
+    if len(labels) < 2:
+        raise InputError(
+            f"an exclusion plane needs two labelled values per point; this patchset has {labels}"
+        )
+    x = x or labels[0]
+    y = y or next(label for label in labels if label != x)
+    slices = dict(slices or {})
+    for name in (x, y, *slices):
+        if name not in labels:
+            raise InputError(f"unknown label '{name}'; labels: {', '.join(labels)}")
+    free = [label for label in labels if label not in (x, y) and label not in slices]
+    if free:
+        raise InputError(f"fix {', '.join(free)} with --slice LABEL=VALUE to choose a plane")
+    index = {label: i for i, label in enumerate(labels)}
+    points = [
+        p
+        for p in result
+        if all(math.isclose(float(p.values[index[k]]), float(v)) for k, v in slices.items())
+    ]
+    return x, y, points
+
+
+def _unit(result: ScanResult, label: str, units: dict[str, str] | None) -> str:
+    unit = (units or {}).get(label)
+    return f"{label} [{unit}]" if unit else label
+
+
+def exclusion(
+    result: ScanResult,
+    x: str | None = None,
+    y: str | None = None,
+    slices: dict[str, float] | None = None,
+    cl: float = 0.95,
+    cls_map: bool = False,
+    title: str | None = None,
+    units: dict[str, str] | None = None,
+) -> Figure:
+    """The exclusion in the plane of two labels: observed, expected and ±1σ contours.
+
+    Args:
+        result: Scan results (hypothesis tests at mu = 1).
+        x: Label on the x axis.
+        y: Label on the y axis.
+        slices: Values fixing the other labels (three or more labels).
+        cl: Confidence level; the contours are at CLs = 1 - cl.
+        cls_map: Colour the plane by observed CLs.
+        title: Figure title.
+        units: Units per label for the axis titles.
+
+    Returns:
+        The figure.
+
+    Raises:
+        InputError: Too few usable points to draw a contour, or a bad plane.
+    """
+    plt = _pyplot()
+    from matplotlib.tri import LinearTriInterpolator, Triangulation, UniformTriRefiner
+
+    x, y, points = plane(result, x, y, slices)
+    index = {label: i for i, label in enumerate(result.labels)}
+    ok = [p for p in points if p.ok and p.hypotest is not None]
+    failed = [p for p in points if not (p.ok and p.hypotest is not None)]
+    if len(ok) < 3:
+        raise InputError(
+            f"an exclusion contour needs at least 3 successful points in the plane, got {len(ok)}"
+        )
+    xs = np.array([float(p.values[index[x]]) for p in ok])
+    ys = np.array([float(p.values[index[y]]) for p in ok])
+    try:
+        tri = Triangulation(xs, ys)
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"cannot triangulate the scanned points ({exc})") from None
+
+    def log_cls(values: Sequence[float]) -> np.ndarray:
+        return np.log10(np.clip(np.asarray(values, dtype=float), _FLOOR, None))
+
+    level = math.log10(1.0 - cl)
+    observed = log_cls([p.hypotest.cls_obs for p in ok if p.hypotest])
+    expected = [log_cls([p.hypotest.cls_exp[i] for p in ok if p.hypotest]) for i in range(5)]
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    if cls_map:
+        shade = ax.tripcolor(tri, np.clip(observed, -4, 0), shading="gouraud", cmap="viridis")
+        fig.colorbar(shade, ax=ax, label="log10 CLs (observed)")
+    # the ±1σ band: excluded at -1σ (CLs_exp[-1σ] < level) but not at +1σ, i.e. where
+    # max(exp[-1σ] - level, level - exp[+1σ]) < 0; its edges follow the two contours
+    # (fields refined linearly first, so that the max is taken on a fine mesh)
+    refiner = UniformTriRefiner(tri)
+    fine, minus = refiner.refine_field(expected[1], LinearTriInterpolator(tri, expected[1]), 4)
+    _, plus = refiner.refine_field(expected[3], LinearTriInterpolator(tri, expected[3]), 4)
+    band = np.maximum(minus - level, level - plus)
+    if band.min() < 0:
+        ax.tricontourf(fine, band, levels=[band.min() - 1, 0], colors=["#ffdf3c"], zorder=1)
+    ax.tricontour(
+        tri, expected[2], levels=[level], colors="black", linestyles="--", zorder=3
+    ).set_gid("expected")
+    ax.tricontour(
+        tri,
+        observed,
+        levels=[level],
+        colors="#d62728",
+        linewidths=2.5,
+        linestyles="solid",
+        zorder=4,
+    ).set_gid("observed")
+    ax.scatter(xs, ys, s=9, c="0.45", zorder=5, label="scanned points").set_gid("points")
+    if failed:
+        fx = [float(p.values[index[x]]) for p in failed]
+        fy = [float(p.values[index[y]]) for p in failed]
+        ax.scatter(fx, fy, s=60, marker="x", c="#d62728", zorder=6, label="failed points").set_gid(
+            "failed"
+        )
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], color="#d62728", lw=2.5, label=f"Observed {cl:.0%} CL"),
+        Line2D([], [], color="black", ls="--", label="Expected"),
+        Patch(color="#ffdf3c", label="Expected ±1σ"),
+        *ax.get_legend_handles_labels()[0],
+    ]
+    ax.legend(handles=handles, loc="best", frameon=False)
+    for axis, values in ((ax.set_xlim, xs), (ax.set_ylim, ys)):
+        pad = 0.04 * (values.max() - values.min() or 1.0)
+        axis(values.min() - pad, values.max() + pad)
+    ax.set_xlabel(_unit(result, x, units))
+    ax.set_ylabel(_unit(result, y, units))
+    if slices:
+        ax.text(
+            0.02, 0.02, ", ".join(f"{k} = {v:g}" for k, v in slices.items()), transform=ax.transAxes
+        )
+    ax.set_title(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
+    fig.tight_layout()
+    return fig
+
+
+def brazil(
+    result: ScanResult,
+    x: str | None = None,
+    title: str | None = None,
+    units: dict[str, str] | None = None,
+    slices: dict[str, float] | None = None,
+) -> Figure:
+    """Upper limits on mu along one label: observed, expected ±1σ, ±2σ, and mu = 1.
+
+    With several labels, the others are held fixed: at ``slices``, or else at their most
+    frequent value among the points with limits (said on the plot).
+
+    Raises:
+        InputError: No labels, or fewer than two points with upper limits.
+    """
+    plt = _pyplot()
+    if not result.labels:
+        raise InputError("a Brazil band needs a labelled value per point (the patchset has none)")
+    x = x or result.labels[0]
+    if x not in result.labels:
+        raise InputError(f"unknown label '{x}'; labels: {', '.join(result.labels)}")
+    i = result.labels.index(x)
+    with_ul = [p for p in result if p.ok and p.upper_limit is not None]
+    fixed = dict(slices or {})
+    for j, label in enumerate(result.labels):
+        if label != x and label not in fixed and with_ul:
+            values = [float(p.values[j]) for p in with_ul]
+            fixed[label] = max(set(values), key=values.count)
+    index = {label: j for j, label in enumerate(result.labels)}
+    points = sorted(
+        (
+            p
+            for p in with_ul
+            if all(math.isclose(float(p.values[index[k]]), v) for k, v in fixed.items())
+        ),
+        key=lambda p: float(p.values[i]),
+    )
+    if len(points) < 2:
+        raise InputError(
+            f"a Brazil band needs upper limits at two points at least, got {len(points)} "
+            "(scan with --upper-limit)"
+        )
+    xs = [float(p.values[i]) for p in points]
+    exp = np.array([p.upper_limit.exp for p in points if p.upper_limit])
+    obs = [p.upper_limit.obs for p in points if p.upper_limit]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.fill_between(xs, exp[:, 0], exp[:, 4], color="#ffdf3c", label="Expected ±2σ")
+    ax.fill_between(xs, exp[:, 1], exp[:, 3], color="#2ca02c", label="Expected ±1σ")
+    ax.plot(xs, exp[:, 2], "k--", label="Expected")
+    ax.plot(xs, obs, "k-", marker="o", ms=3, label="Observed", gid="observed")
+    ax.axhline(1.0, color="#d62728", lw=1.5, label="μ = 1")
+    for p in result:
+        on_line = all(math.isclose(float(p.values[index[k]]), v) for k, v in fixed.items())
+        if not p.ok and on_line:
+            ax.axvline(float(p.values[i]), color="#d62728", ls=":", lw=1)
+    ax.set_xlabel(_unit(result, x, units))
+    level = points[0].upper_limit.level if points[0].upper_limit else 0.05
+    ax.set_ylabel(f"{1 - level:.0%} CL upper limit on μ")
+    ax.set_yscale("log")
+    ax.legend(frameon=False)
+    if fixed:
+        where = ", ".join(f"{k} = {v:g}" for k, v in fixed.items())
+        ax.text(0.98, 0.02, where, transform=ax.transAxes, ha="right")
+    ax.set_title(title or "Upper limits")
+    fig.tight_layout()
+    return fig
+
+
+def cls_vs_mu(point: PointResult, title: str | None = None) -> Figure:
+    """CLs against mu with the expected band, from the values an upper limit visited.
+
+    Raises:
+        InputError: The point has no upper-limit scan.
+    """
+    plt = _pyplot()
+    ul = point.upper_limit
+    if ul is None or len(ul.scan) < 2:
+        raise InputError(
+            f"patch '{point.patch}' has no scan over mu (compute it with --upper-limit)"
+        )
+    mus = np.array([s.poi_value for s in ul.scan])
+    obs = np.array([s.cls_obs for s in ul.scan])
+    exp = np.array([s.cls_exp for s in ul.scan])
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.fill_between(mus, exp[:, 0], exp[:, 4], color="#ffdf3c", label="Expected ±2σ")
+    ax.fill_between(mus, exp[:, 1], exp[:, 3], color="#2ca02c", label="Expected ±1σ")
+    ax.plot(mus, exp[:, 2], "k--", label="Expected")
+    ax.plot(mus, obs, "k-", marker="o", ms=3, label="Observed")
+    ax.axhline(ul.level, color="#d62728", label=f"CLs = {ul.level:g}")
+    ax.axvline(ul.obs, color="0.5", ls=":", label=f"μ up = {ul.obs:.3g}")
+    ax.set_xlabel("μ")
+    ax.set_ylabel("CLs")
+    ax.set_ylim(0, 1.05)
+    # root finding also visits the POI bounds: show the region around the limits
+    ax.set_xlim(0, min(float(mus.max()), 2.0 * max(ul.exp[4], ul.obs)))
+    ax.legend(frameon=False)
+    ax.set_title(title or f"{point.patch}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,156 @@
+"""Plots from result objects: contour geometry against the demo's known boundary, failed
+points, errors, one image comparison per kind, and the CLI/report front doors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.testing.compare import compare_images
+
+import fitaas
+from conftest import run_cli
+from fitaas import InputError, plots
+from fitaas.example import true_boundary
+
+matplotlib.use("Agg")
+BASELINE = Path(__file__).parent / "baseline"
+GRID_STEP_M1 = 100.0  # the demo grid's spacing in m1
+
+
+@pytest.fixture(scope="module")
+def demo_scan(demo: Path) -> fitaas.ScanResult:
+    return fitaas.scan(demo, workers=2)
+
+
+@pytest.fixture(scope="module")
+def demo_limits(demo: Path) -> fitaas.ScanResult:
+    names = ["demo_500_0", "demo_700_0", "demo_900_0"]
+    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), workers=2)
+
+
+def _artist(fig: matplotlib.figure.Figure, gid: str) -> object:
+    found = [a for a in fig.axes[0].get_children() if a.get_gid() == gid]
+    assert found, f"no artist '{gid}'"
+    return found[0]
+
+
+def test_observed_contour_follows_the_true_boundary(demo_scan: fitaas.ScanResult) -> None:
+    fig = plots.exclusion(demo_scan)
+    contour = _artist(fig, "observed")
+    vertices = np.concatenate([p.vertices for p in contour.get_paths() if len(p.vertices)])
+    assert len(vertices) >= 3
+    distance = np.abs(vertices[:, 0] - [true_boundary(m2) for m2 in vertices[:, 1]])
+    assert distance.max() < GRID_STEP_M1, distance.max()
+    assert _artist(fig, "expected") is not None
+    points = _artist(fig, "points")
+    assert len(points.get_offsets()) == 20
+
+
+def test_failed_points_are_marked_not_interpolated(demo_scan: fitaas.ScanResult) -> None:
+    broken = [
+        dataclasses.replace(p, status="failed", error="fit did not converge", hypotest=None)
+        if p.patch == "demo_700_200"
+        else p
+        for p in demo_scan
+    ]
+    result = dataclasses.replace(demo_scan, points=tuple(broken))
+    fig = plots.exclusion(result)
+    failed = _artist(fig, "failed")
+    assert [tuple(xy) for xy in failed.get_offsets()] == [(700.0, 200.0)]
+    assert len(_artist(fig, "points").get_offsets()) == 19
+
+
+def test_too_few_points_and_bad_planes_are_clear_errors(demo_scan: fitaas.ScanResult) -> None:
+    one = dataclasses.replace(demo_scan, points=demo_scan.points[:1])
+    with pytest.raises(InputError, match="at least 3 successful points in the plane, got 1"):
+        plots.exclusion(one)
+    empty = dataclasses.replace(demo_scan, points=())
+    with pytest.raises(InputError, match="got 0"):
+        plots.exclusion(empty)
+    with pytest.raises(InputError, match="unknown label 'mass'"):
+        plots.exclusion(demo_scan, x="mass")
+    with pytest.raises(InputError, match="upper limits at two points at least"):
+        plots.brazil(demo_scan)
+    with pytest.raises(InputError, match="no scan over mu"):
+        plots.cls_vs_mu(demo_scan.points[0])
+
+
+def test_three_labels_need_a_slice(demo_scan: fitaas.ScanResult) -> None:
+    points = tuple(
+        dataclasses.replace(p, values=(*p.values, 60), labels=("m1", "m2", "m3")) for p in demo_scan
+    )
+    result = dataclasses.replace(demo_scan, points=points, labels=("m1", "m2", "m3"))
+    with pytest.raises(InputError, match="fix m3 with --slice"):
+        plots.exclusion(result)
+    assert plots.exclusion(result, slices={"m3": 60}) is not None
+    with pytest.raises(InputError, match="at least 3 successful points"):
+        plots.exclusion(result, slices={"m3": 1})
+
+
+def test_brazil_band_crosses_mu_one_at_the_boundary(demo_limits: fitaas.ScanResult) -> None:
+    fig = plots.brazil(demo_limits)
+    line = _artist(fig, "observed")
+    xs, ys = line.get_data()
+    assert list(xs) == [500.0, 700.0, 900.0]
+    assert list(ys) == [demo_limits[f"demo_{m}_0"].upper_limit.obs for m in (500, 700, 900)]
+    # log(mu_up) is linear in m1 by construction: the crossing of mu = 1 is the boundary
+    crossing = np.interp(0.0, np.log(ys), xs)
+    assert math.isclose(crossing, true_boundary(0), abs_tol=1.0)
+
+
+def test_cls_vs_mu(demo_limits: fitaas.ScanResult) -> None:
+    point = demo_limits["demo_700_0"]
+    fig = plots.cls_vs_mu(point)
+    assert fig.axes[0].get_title() == "demo_700_0"
+
+
+@pytest.mark.parametrize("kind", ["exclusion", "brazil", "cls_vs_mu"])
+def test_images_match_the_baseline(
+    kind: str, demo_scan: fitaas.ScanResult, demo_limits: fitaas.ScanResult, tmp_path: Path
+) -> None:
+    figure = {
+        "exclusion": lambda: plots.exclusion(demo_scan, units={"m1": "GeV", "m2": "GeV"}),
+        "brazil": lambda: plots.brazil(demo_limits, units={"m1": "GeV"}),
+        "cls_vs_mu": lambda: plots.cls_vs_mu(demo_limits["demo_700_0"]),
+    }[kind]()
+    actual = tmp_path / f"{kind}.png"
+    figure.savefig(actual, dpi=50)
+    expected = BASELINE / f"{kind}.png"
+    if not expected.exists():  # pragma: no cover - writing a new baseline is deliberate
+        pytest.fail(f"no baseline {expected}: copy {actual} there after looking at it")
+    assert compare_images(str(expected), str(actual), tol=12) is None
+
+
+def test_plot_and_report_commands(demo: Path, tmp_path: Path) -> None:
+    scanned = run_cli(
+        "scan",
+        str(demo),
+        "--patch",
+        "demo_500_0",
+        "--patch",
+        "demo_700_0",
+        "--patch",
+        "demo_900_0",
+        "--patch",
+        "demo_700_200",
+        "--upper-limit",
+        "-o",
+        str(tmp_path / "r.json"),
+    )
+    assert scanned.returncode == 0, scanned.stderr
+    drawn = run_cli("plot", str(tmp_path / "r.json"), "-o", str(tmp_path / "plots"))
+    assert drawn.returncode == 0, drawn.stderr
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["brazil.pdf", "brazil.png", "exclusion.pdf", "exclusion.png"]
+    reported = run_cli("report", str(tmp_path / "r.json"), "-o", str(tmp_path / "report.html"))
+    assert reported.returncode == 0, reported.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert "demo_700_200" in page and "<table>" in page
+    none = run_cli("plot", str(tmp_path / "missing.json"))
+    assert none.returncode == 2 and "no such file" in none.stderr
