@@ -154,3 +154,43 @@ def test_plot_and_report_commands(demo: Path, tmp_path: Path) -> None:
     assert "demo_700_200" in page and "<table>" in page
     none = run_cli("plot", str(tmp_path / "missing.json"))
     assert none.returncode == 2 and "no such file" in none.stderr
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_report_opens_in_a_real_browser(demo_limits: fitaas.ScanResult, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from fitaas.report import html_report
+
+    page_file = tmp_path / "report.html"
+    figures = {
+        "brazil": plots.brazil(demo_limits),
+        "cls": plots.cls_vs_mu(demo_limits["demo_700_0"]),
+    }
+    page_file.write_text(html_report(demo_limits, figures))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            assert "fitaas report" in page.title()
+            rows = page.locator("tbody tr")
+            assert rows.count() == 3
+            # the embedded images decode and have a size: the page stands alone
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+            assert len(widths) == 2 and min(widths) > 100
+            page.screenshot(path=str(tmp_path / "report.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "report.png").stat().st_size > 10_000
