@@ -126,7 +126,12 @@ def exclusion(
         InputError: Too few usable points to draw a contour, or a bad plane.
     """
     plt = _pyplot()
-    from matplotlib.tri import LinearTriInterpolator, Triangulation, UniformTriRefiner
+    from matplotlib.tri import (
+        LinearTriInterpolator,
+        TriAnalyzer,
+        Triangulation,
+        UniformTriRefiner,
+    )
 
     x, y, points = plane(result, x, y, slices)
     index = {label: i for i, label in enumerate(result.labels)}
@@ -142,6 +147,8 @@ def exclusion(
         tri = Triangulation(xs, ys)
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"cannot triangulate the scanned points ({exc})") from None
+    # flat triangles along the hull of an irregular grid join far-apart points: leave them out
+    tri.set_mask(TriAnalyzer(tri).get_flat_tri_mask(min_circle_ratio=0.1))
 
     def log_cls(values: Sequence[float]) -> np.ndarray:
         return np.log10(np.clip(np.asarray(values, dtype=float), _FLOOR, None))
