@@ -14,7 +14,7 @@ def test_example_scan_results(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     scanned = run_cli("scan", "demo/BkgOnly.json", "demo/patchset.json", cwd=tmp_path)
     assert scanned.returncode == 0, scanned.stderr
-    assert "20 points: 20 ok, 0 failed (20 computed, 0 reused" in scanned.stderr
+    assert "20 points: 20 ok, 0 suspect, 0 failed (20 computed, 0 reused" in scanned.stderr
     data = json.loads((tmp_path / "results.json").read_text())
     assert set(data) >= {"workspace", "options", "pyhf_version", "results"}
     first = data["results"][0]
@@ -36,8 +36,9 @@ def test_example_scan_results(tmp_path: Path) -> None:
     assert (tmp_path / "fitaas-store.sqlite").exists()
     table = run_cli("results", "results.json", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
-    assert "20 points: 20 ok, 0 failed; excluded at 95% CL: 8 observed" in table.stdout.replace(
-        "\n", " "
+    assert (
+        "20 points: 20 ok, 0 suspect, 0 failed; excluded at 95% CL: 8 observed"
+        in table.stdout.replace("\n", " ")
     )
     # rerun: nothing computed; CSV output from the same store
     again = run_cli("scan", "demo", "-o", "out.csv", cwd=tmp_path)

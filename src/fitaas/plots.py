@@ -185,9 +185,9 @@ def exclusion(
     if failed:
         fx = [float(p.values[index[x]]) for p in failed]
         fy = [float(p.values[index[y]]) for p in failed]
-        ax.scatter(fx, fy, s=60, marker="x", c="#d62728", zorder=6, label="failed points").set_gid(
-            "failed"
-        )
+        ax.scatter(
+            fx, fy, s=60, marker="x", c="#d62728", zorder=6, label="failed or suspect"
+        ).set_gid("failed")
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

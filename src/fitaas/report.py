@@ -16,6 +16,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;font-size:90%}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3} td.name{text-align:left} tr.failed td{background:#fde2e2}
+tr.suspect td{background:#fff3cd}
 img{max-width:48%;margin:.5em;border:1px solid #eee}
 """
 
@@ -56,9 +57,9 @@ def html_report(result: ScanResult, figures: dict[str, Any], title: str | None =
             f"<td>{_cell(ul.obs if ul else None)}</td>",
             f"<td>{_cell(ul.exp[2] if ul else None)}</td>",
         ]
-        status = "ok" if p.ok else f"failed: {html.escape(p.error or '')}"
+        status = "ok" if p.ok else f"{p.status}: {html.escape(p.error or p.reason or '')}"
         cells += [f'<td class="name">{status}</td>']
-        rows.append(f'<tr class="{"ok" if p.ok else "failed"}">{"".join(cells)}</tr>')
+        rows.append(f'<tr class="{p.status}">{"".join(cells)}</tr>')
     header = "".join(
         f"<th>{html.escape(h)}</th>"
         for h in [
@@ -84,7 +85,8 @@ def html_report(result: ScanResult, figures: dict[str, Any], title: str | None =
 <html lang="en"><head><meta charset="utf-8"><title>{head}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{head}</h1>
-<p>{len(result)} points: {counts.get("ok", 0)} ok, {counts.get("failed", 0)} failed;
+<p>{len(result)} points: {counts.get("ok", 0)} ok, {counts.get("suspect", 0)} suspect,
+{counts.get("failed", 0)} failed;
 {excluded} excluded at 95% CL (observed). pyhf {html.escape(result.pyhf_version)},
 {options.backend}/{options.optimizer}, {options.test_stat}, μ = {options.poi_value:g}.
 Workspace digest <code>{result.workspace_digest}</code>.</p>

@@ -42,9 +42,13 @@ class PointResult:
         hypotest: The CLs hypothesis test, if computed and successful.
         upper_limit: The upper limits, if asked for and successful.
         fit: The maximum-likelihood fit, if asked for and successful.
-        status: ``"ok"`` or ``"failed"``.
+        status: ``"ok"``, ``"suspect"`` (numbers computed, but the fits look wrong even
+            after retries) or ``"failed"``.
         error: What failed, in words.
         seconds: Compute time spent on the point (as first computed, when reused).
+        reason: Why a point is suspect or failed (or what a retry fixed), in words.
+        diagnostics: The hypothesis test's fits and checks (see
+            :class:`fitaas.inference.diagnostics.Diagnosis`).
     """
 
     patch: str | None
@@ -56,6 +60,8 @@ class PointResult:
     status: str
     error: str | None
     seconds: float
+    reason: str | None = None
+    diagnostics: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -83,6 +89,8 @@ class PointResult:
             "fit": self.fit.to_dict() if self.fit else None,
             "status": self.status,
             "error": self.error,
+            "reason": self.reason,
+            "diagnostics": self.diagnostics,
             "seconds": self.seconds,
         }
 
@@ -104,6 +112,8 @@ class PointResult:
             status=str(data.get("status", "ok")),
             error=data.get("error"),
             seconds=float(data.get("seconds") or 0.0),
+            reason=data.get("reason"),
+            diagnostics=data.get("diagnostics"),
         )
 
 
@@ -148,7 +158,12 @@ class ScanResult:
     @property
     def failed(self) -> tuple[PointResult, ...]:
         """The points where something failed."""
-        return tuple(p for p in self.points if not p.ok)
+        return tuple(p for p in self.points if p.status == "failed")
+
+    @property
+    def suspect(self) -> tuple[PointResult, ...]:
+        """The points whose numbers exist but whose fits look wrong, even after retries."""
+        return tuple(p for p in self.points if p.status == "suspect")
 
     def counts(self) -> dict[str, int]:
         """Number of points per status."""
@@ -200,6 +215,8 @@ class ScanResult:
                 row[f"ul_exp_{sigma}"] = ul.exp[i] if ul else None
             row["status"] = point.status
             row["error"] = point.error
+            row["reason"] = point.reason
+            row["strategy"] = (point.diagnostics or {}).get("strategy")
             row["seconds"] = point.seconds
             rows.append(row)
         return rows

@@ -36,6 +36,9 @@ from fitaas.tasks import WorkspaceNotOnWorker, run_points
 
 __all__ = ["ScanProgress", "scan"]
 
+# Statuses that are final answers, reused from the store (failed points are tried again).
+FINAL = ("ok", "suspect")
+
 _TYPES: dict[str, Any] = {
     "hypotest": HypotestResult,
     "upper_limit": UpperLimitResult,
@@ -75,14 +78,20 @@ def _point_result(
     point: Point, labels: tuple[str, ...], kinds: Sequence[str], outcomes: dict[str, Any]
 ) -> PointResult:
     results: dict[str, Any] = dict.fromkeys(KINDS)
-    errors, seconds = [], 0.0
+    errors, reasons, seconds = [], [], 0.0
+    statuses = set()
     for kind in kinds:
         outcome = outcomes[kind]
         seconds += float(outcome.get("seconds") or 0.0)
-        if outcome["status"] == "ok":
+        statuses.add(outcome["status"])
+        if outcome.get("result") is not None:
             results[kind] = _TYPES[kind].from_dict(outcome["result"])
-        else:
+        if outcome["status"] == "failed":
             errors.append(outcome.get("error") or "failed")
+        if outcome.get("reason"):
+            reasons.append(outcome["reason"])
+    status = "failed" if "failed" in statuses else "suspect" if "suspect" in statuses else "ok"
+    diagnostics = outcomes.get("hypotest", {}).get("diagnostics") if "hypotest" in kinds else None
     return PointResult(
         patch=point.name,
         values=point.values,
@@ -90,9 +99,11 @@ def _point_result(
         hypotest=results["hypotest"],
         upper_limit=results["upper_limit"],
         fit=results["fit"],
-        status="failed" if errors else "ok",
+        status=status,
         error="; ".join(dict.fromkeys(errors)) if errors else None,
         seconds=round(seconds, 6),
+        reason="; ".join(dict.fromkeys(reasons)) if reasons else None,
+        diagnostics=diagnostics,
     )
 
 
@@ -176,7 +187,7 @@ def scan(
         outcomes: dict[tuple[str, str], dict[str, Any]] = {}
         for (patch_digest, kind), key in keys.items():
             found = stored.get(key)
-            if found is not None and found.status == "ok":
+            if found is not None and found.status in FINAL:
                 outcomes[patch_digest, kind] = found.outcome
         todo: list[tuple[Point, tuple[str, ...]]] = []
         for point in {p.digest: p for p in points}.values():
@@ -191,7 +202,7 @@ def scan(
                 point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
             )
             state["done"] += 1
-            state["failed"] += not result.ok
+            state["failed"] += result.status == "failed"
             if progress:
                 progress(
                     ScanProgress(len(points), state["done"], state["failed"], reused_points, result)

@@ -24,6 +24,7 @@ import pyhf
 
 from fitaas.errors import FitaasError
 from fitaas.inference import InferenceOptions, build_model, fit, hypotest, pyhf_backend, upper_limit
+from fitaas.inference.diagnostics import checked_hypotest
 
 __all__ = [
     "WorkerCache",
@@ -177,6 +178,20 @@ def _run_point(
     for kind in kinds:
         begin = time.perf_counter()
         try:
+            if kind == "hypotest":
+                checked, diagnosis = checked_hypotest(model, data, options)
+                reason = "; ".join(diagnosis.reasons) or None
+                outcome = _outcome(
+                    diagnosis.status,
+                    checked.to_dict() if checked else None,
+                    reason if diagnosis.status == "failed" else None,
+                    time.perf_counter() - begin + build,
+                )
+                outcome["reason"] = reason
+                outcome["diagnostics"] = diagnosis.to_dict()
+                outcomes[kind] = outcome
+                build = 0.0
+                continue
             result = _KIND_FUNCTIONS[kind](model, data, options).to_dict()
             outcome = _outcome("ok", result, None, time.perf_counter() - begin + build)
         except Exception as exc:

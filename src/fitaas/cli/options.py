@@ -117,6 +117,13 @@ def inference_options(func: F) -> F:
             help="Confidence level of upper limits.",
         ),
         click.option(
+            "--retry-strategy",
+            type=click.Choice(["default", "none"]),
+            default="default",
+            show_default=True,
+            help="Retry hypothesis tests whose fits look wrong with stricter strategies.",
+        ),
+        click.option(
             "--ul-scan",
             metavar="START,STOP,POINTS",
             help="Upper limits from a grid of POI values (default: root finding).",
@@ -202,4 +209,5 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         },
         level=round(1.0 - cl, 12),
         ul_scan=ul_scan,
+        retry_strategy=params.get("retry_strategy") or "default",
     )

@@ -66,7 +66,9 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
         if with_ul:
             ul = point.upper_limit
             cells += [_fmt(ul.obs if ul else None), _fmt(ul.exp[2] if ul else None)]
-        status = "[green]ok[/green]" if point.ok else f"[red]failed[/red]: {point.error}"
+        colour = {"ok": "green", "suspect": "yellow"}.get(point.status, "red")
+        why = "" if point.ok else f": {point.error or point.reason}"
+        status = f"[{colour}]{point.status}[/{colour}]{why}"
         table.add_row(*cells, status)
     console = Console()
     if not console.is_terminal:  # a file or a pipe: don't cut the table at 80 columns
@@ -74,7 +76,8 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     console.print(table)
     counts = scan.counts()
     console.print(
-        f"{len(scan)} points: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed; "
+        f"{len(scan)} points: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
+        f"{counts.get('failed', 0)} failed; "
         f"excluded at {cl:.0%} CL: {excluded_obs} observed, {excluded_exp} expected "
         f"(pyhf {scan.pyhf_version}, {scan.options.backend}/{scan.options.optimizer}, "
         f"{scan.options.test_stat}, mu={scan.options.poi_value:g})"

@@ -148,17 +148,19 @@ def scan(**params: Any) -> None:
         result.to_json(output)
     counts = result.counts()
     if not params["quiet"]:
+        rescued = [p for p in result if p.ok and (p.diagnostics or {}).get("attempts", 1) > 1]
         click.echo(
-            f"{len(result)} points: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed "
-            f"({result.computed} computed, {result.reused} reused from {store}) "
-            f"in {wall:.1f} s -> {output}",
+            f"{len(result)} points: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
+            f"{counts.get('failed', 0)} failed ({result.computed} computed, {result.reused} reused "
+            f"from {store}; {len(rescued)} rescued by a retry) in {wall:.1f} s -> {output}",
             err=True,
         )
-        for point in result.failed[:20]:
-            click.secho(f"  failed {point.patch}: {point.error}", fg="red", err=True)
-        if len(result.failed) > 20:
-            click.secho(
-                f"  ... and {len(result.failed) - 20} more (see {output})", fg="red", err=True
-            )
+        flagged = [*result.failed, *result.suspect]
+        for point in flagged[:20]:
+            colour = "red" if point.status == "failed" else "yellow"
+            why = point.error or point.reason
+            click.secho(f"  {point.status} {point.patch}: {why}", fg=colour, err=True)
+        if len(flagged) > 20:
+            click.secho(f"  ... and {len(flagged) - 20} more (see {output})", fg="red", err=True)
     if result.failed:
         sys.exit(1)

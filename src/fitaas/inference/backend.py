@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
+import numpy as np
 import pyhf
 
 from fitaas.errors import InputError
@@ -16,7 +18,44 @@ __all__ = ["pyhf_backend"]
 _EXTRA = {"jax": "jax", "minuit": "minuit"}
 
 
-def _optimizer(options: InferenceOptions) -> Any:
+OnFit = Callable[[Any, np.ndarray, Any, Any], None]
+
+
+@cache
+def _recording(base: type) -> type:
+    """A subclass of a pyhf optimizer that reports every minimisation to ``on_fit``."""
+
+    class Recording(base):
+        __slots__ = ("on_fit",)
+
+        def _minimize(
+            self,
+            minimizer: Any,
+            func: Any,
+            x0: Any,
+            do_grad: bool = False,
+            bounds: Any = None,
+            fixed_vals: Any = None,
+            options: Any = None,
+        ) -> Any:
+            start = np.array(x0, dtype=float).reshape(-1)
+            result = super()._minimize(
+                minimizer,
+                func,
+                x0,
+                do_grad=do_grad,
+                bounds=bounds,
+                fixed_vals=fixed_vals,
+                options=options if options is not None else {},
+            )
+            self.on_fit(result, start, bounds, fixed_vals)
+            return result
+
+    Recording.__name__ = f"recording_{base.__name__}"
+    return Recording
+
+
+def _optimizer(options: InferenceOptions, on_fit: OnFit | None = None) -> Any:
     kwargs: dict[str, Any] = {}
     if options.tolerance is not None:
         kwargs["tolerance"] = options.tolerance
@@ -24,8 +63,14 @@ def _optimizer(options: InferenceOptions) -> Any:
         kwargs["maxiter"] = options.maxiter
     try:
         if options.optimizer == "minuit":
-            return pyhf.optimize.minuit_optimizer(**kwargs)
-        return pyhf.optimize.scipy_optimizer(**kwargs)
+            base = pyhf.optimize.minuit_optimizer
+        else:
+            base = pyhf.optimize.scipy_optimizer
+        if on_fit is None:
+            return base(**kwargs)
+        optimizer = _recording(base)(**kwargs)
+        optimizer.on_fit = on_fit
+        return optimizer
     except (ImportError, pyhf.exceptions.ImportBackendError) as exc:
         raise InputError(
             f"the {options.optimizer} optimizer is not available ({exc}); "
@@ -34,7 +79,7 @@ def _optimizer(options: InferenceOptions) -> Any:
 
 
 @contextmanager
-def pyhf_backend(options: InferenceOptions) -> Iterator[None]:
+def pyhf_backend(options: InferenceOptions, on_fit: OnFit | None = None) -> Iterator[None]:
     """Set pyhf's backend and optimizer from ``options``; restore the previous ones after.
 
     pyhf keeps its backend in process-global state; this is the only place fitaas
@@ -42,6 +87,7 @@ def pyhf_backend(options: InferenceOptions) -> Iterator[None]:
 
     Args:
         options: The inference options naming backend, optimizer and tolerance.
+        on_fit: Called after every minimisation with ``(result, start, bounds, fixed)``.
 
     Yields:
         Nothing; pyhf is configured inside the ``with`` block.
@@ -50,7 +96,7 @@ def pyhf_backend(options: InferenceOptions) -> Iterator[None]:
         InputError: The backend or optimizer cannot be imported (missing extra).
     """
     previous = pyhf.get_backend()
-    optimizer = _optimizer(options)
+    optimizer = _optimizer(options, on_fit)
     try:
         pyhf.set_backend(options.backend, optimizer, precision="64b")
     except (ImportError, pyhf.exceptions.ImportBackendError) as exc:

@@ -37,7 +37,7 @@ _COMMON = (
     "par_bounds",
 )
 _PER_KIND: dict[str, tuple[str, ...]] = {
-    "hypotest": ("poi_value", "test_stat"),
+    "hypotest": ("poi_value", "test_stat", "retry_strategy"),
     "upper_limit": ("test_stat", "level", "ul_scan"),
     "fit": (),
 }
@@ -76,6 +76,8 @@ class InferenceOptions:
         level: Upper limits are computed at CLs = ``level`` (0.05 for 95% CL).
         ul_scan: ``(start, stop, points)`` for a grid scan of upper limits; ``None`` uses
             pyhf's TOMS748 root finding within the POI bounds.
+        retry_strategy: ``"default"``: a hypothesis test whose fits look wrong is computed
+            again with stricter strategies; ``"none"``: never (for comparisons).
     """
 
     backend: str = "numpy"
@@ -91,6 +93,7 @@ class InferenceOptions:
     par_bounds: Mapping[str, Any] = field(default_factory=dict)
     level: float = 0.05
     ul_scan: tuple[float, float, int] | None = None
+    retry_strategy: str = "default"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -99,6 +102,10 @@ class InferenceOptions:
             raise InputError(f"option optimizer: '{self.optimizer}' is not one of {OPTIMIZERS}")
         if self.test_stat not in TEST_STATS:
             raise InputError(f"option test_stat: '{self.test_stat}' is not one of {TEST_STATS}")
+        if self.retry_strategy not in ("default", "none"):
+            raise InputError(
+                f"option retry_strategy: '{self.retry_strategy}' is not 'default' or 'none'"
+            )
         if self.tolerance is not None and _check_number("tolerance", self.tolerance) <= 0:
             raise InputError("option tolerance: must be positive")
         if self.maxiter is not None and (
