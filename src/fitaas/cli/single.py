@@ -28,6 +28,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     from fitaas.inference import fit as fit_fn
     from fitaas.inference import hypotest as hypotest_fn
     from fitaas.inference import upper_limit as upper_limit_fn
+    from fitaas.inference.diagnostics import checked_hypotest
 
     functions: dict[str, Callable[..., Any]] = {
         "hypotest": hypotest_fn,
@@ -50,15 +51,27 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     with pyhf_backend(options):
         workspace = pyhf.Workspace(pallet.workspace, validate=False)
         model, data = build_model(workspace, point.operations, options)
-        try:
-            result = functions[kind](model, data, options)
-        except pyhf.exceptions.FailedMinimization as exc:
-            raise InputError(f"the fit did not converge: {exc}") from None
+        checks: dict[str, Any] = {}
+        if kind == "hypotest":
+            result, diagnosis = checked_hypotest(model, data, options)
+            if result is None:
+                raise InputError(f"the hypothesis test failed: {'; '.join(diagnosis.reasons)}")
+            checks = {
+                "status": diagnosis.status,
+                "reason": "; ".join(diagnosis.reasons) or None,
+                "diagnostics": diagnosis.to_dict(),
+            }
+        else:
+            try:
+                result = functions[kind](model, data, options)
+            except pyhf.exceptions.FailedMinimization as exc:
+                raise InputError(f"the fit did not converge: {exc}") from None
     out = {
         "patch": point.name,
         "values": list(point.values),
         "labels": list(pallet.labels),
         **result.to_dict(),
+        **checks,
         "seconds": round(time.perf_counter() - start, 4),
     }
     text = json.dumps(out, indent=1)
