@@ -165,6 +165,10 @@ def test_1lbb_reference_point(workspaces: Path) -> None:
     _assert_same(result[name], plain_hypotest(ws, patch))
     assert result[name].cls_obs == pytest.approx(0.58568, abs=1e-5)
     assert result[name].values == (1000, 0)
+    # the fit checks pass on it: no retry ran (five fits), the numbers are pyhf's
+    diagnostics = result[name].diagnostics
+    assert diagnostics["strategy"] == "default" and diagnostics["attempts"] == 1
+    assert len(diagnostics["fits"]) == 5
 
 
 def test_jax_backend_agrees_with_numpy(demo: Path) -> None:
