@@ -31,19 +31,22 @@ def _cell(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
-def html_report(result: ScanResult, figures: dict[str, Any], title: str | None = None) -> str:
+def html_report(
+    result: ScanResult, figures: dict[str, Any], title: str | None = None, cl: float = 0.95
+) -> str:
     """The report page as HTML text (images embedded, no external files).
 
     Args:
         result: The scan results.
         figures: Named matplotlib figures to embed.
         title: Page title.
+        cl: Confidence level for counting excluded points.
 
     Returns:
         The HTML document.
     """
     counts = result.counts()
-    level = 1 - 0.95
+    level = 1 - cl
     excluded = sum(1 for p in result if p.hypotest and p.hypotest.cls_obs < level)
     head = html.escape(title or f"fitaas report: {result.source or result.workspace_digest[:12]}")
     rows = []
@@ -87,7 +90,7 @@ def html_report(result: ScanResult, figures: dict[str, Any], title: str | None =
 <h1>{head}</h1>
 <p>{len(result)} points: {counts.get("ok", 0)} ok, {counts.get("suspect", 0)} suspect,
 {counts.get("failed", 0)} failed;
-{excluded} excluded at 95% CL (observed). pyhf {html.escape(result.pyhf_version)},
+{excluded} excluded at {cl:.0%} CL (observed). pyhf {html.escape(result.pyhf_version)},
 {options.backend}/{options.optimizer}, {options.test_stat}, μ = {options.poi_value:g}.
 Workspace digest <code>{result.workspace_digest}</code>.</p>
 <div>{images}</div>

@@ -32,7 +32,7 @@ from fitaas.inference import (
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
-from fitaas.tasks import WorkspaceNotOnWorker, run_points
+from fitaas.tasks import WorkspaceNotOnWorker, WorkspaceRef, run_points
 
 __all__ = ["ScanProgress", "scan"]
 
@@ -299,7 +299,9 @@ class _Gather:
         self.finish = finish
         self.computed = 0
 
-    def _tasks(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> list[_Task]:
+    def _tasks(
+        self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
+    ) -> list[_Task]:
         size = engine.batch_size_for(len(todo))
         by_kinds: dict[tuple[str, ...], list[Point]] = {}
         for point, kinds in todo:
@@ -309,14 +311,14 @@ class _Gather:
             for kinds, points in by_kinds.items()
             for start in range(0, len(points), size)
         ]
-        return self._fit_limit(engine, tasks) if engine.max_submission_bytes else tasks
+        return self._fit_limit(engine, tasks, ref) if engine.max_submission_bytes else tasks
 
-    def _fit_limit(self, engine: Engine, tasks: list[_Task]) -> list[_Task]:
+    def _fit_limit(self, engine: Engine, tasks: list[_Task], ref: WorkspaceRef) -> list[_Task]:
         """Split tasks so that each submission stays under the engine's size limit."""
         # pickled sizes, with room for what the engine's serialization adds
         limit = int((engine.max_submission_bytes or 0) / engine.serialization_overhead)
         workspace = 0
-        if not engine.install(self.pallet.workspace_digest, self.pallet.workspace).path:
+        if not ref.path:  # the workspace travels with the tasks
             workspace = len(engine.payload(self.pallet.workspace_digest, self.pallet.workspace))
         if workspace > limit // 2:
             raise EngineError(
@@ -358,7 +360,7 @@ class _Gather:
             pending[future] = task
 
         try:
-            for task in self._tasks(engine, todo):
+            for task in self._tasks(engine, todo, ref):
                 task.with_payload = engine.eager_payload
                 submit(task)
             while pending:

@@ -125,5 +125,6 @@ def report(results: Path, output: Path, **params: Any) -> None:
     except Exception as exc:  # a report without plots is still a report
         made = {}
         click.echo(f"no plots: {exc}", err=True)
-    output.write_text(html_report(read_results(results), made, title=params.get("title")))
+    page = html_report(read_results(results), made, params.get("title"), params.get("cl", 0.95))
+    output.write_text(page)
     click.echo(output)
