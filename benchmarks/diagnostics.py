@@ -72,6 +72,19 @@ def main() -> None:
             ]
             delta = f"{max(deltas):.1e}" if deltas else "–"
             off = str(sum(d > 1e-3 for d in deltas))
+            for p, r in zip(result, reference, strict=True):
+                if p.ok and p.hypotest and r.hypotest:
+                    d = max(
+                        abs(a - b)
+                        for a, b in zip(
+                            [p.hypotest.cls_obs, *p.hypotest.cls_exp],
+                            [r.hypotest.cls_obs, *r.hypotest.cls_exp],
+                            strict=True,
+                        )
+                    )
+                    if d > 1e-3:
+                        strategy = (p.diagnostics or {}).get("strategy")
+                        Console().print(f"  {name} {p.patch}: ok ({strategy}) but off by {d:.1e}")
         table.add_row(
             name,
             str(len(result)),

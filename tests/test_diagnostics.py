@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyhf
 import pytest
+from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 import fitaas
@@ -109,3 +111,67 @@ def test_results_json_carries_status_reason_and_diagnostics(demo: Path, tmp_path
     } <= set(fits[0])
     assert np.isfinite([f["twice_nll"] for f in fits]).all()
     assert fitaas.ScanResult.from_dict(result.to_dict()).points[0].status == "suspect"
+
+
+def _faint_signal_patchset(demo: Path, tmp_path: Path, scale: float) -> Path:
+    """The demo's points with their signal scaled down: next to no sensitivity (q_A ~ 0)."""
+    patchset = load(demo / "patchset.json")
+    for patch in patchset["patches"]:
+        for operation in patch["patch"]:
+            sample = operation["value"]
+            sample["data"] = [value * scale for value in sample["data"]]
+    path = tmp_path / "faint.json"
+    path.write_text(json.dumps(patchset))
+    return path
+
+
+def test_ill_conditioned_cls_is_computed_again_with_tight_fits(demo: Path, tmp_path: Path) -> None:
+    # With q_A ~ 1e-6, sqrt(q_A) moves by sqrt(error) for an error in -2lnL: the default
+    # SLSQP precision (~1e-5) moves the expected CLs by ~1e-2. The check catches it.
+    patchset = _faint_signal_patchset(demo, tmp_path, 1e-3)
+    names = ["demo_300_0", "demo_600_200"]
+    unchecked = fitaas.scan(
+        demo / "BkgOnly.json",
+        patchset,
+        patches=names,
+        options=InferenceOptions(retry_strategy="none"),
+    )
+    for point in unchecked:
+        assert point.status == "suspect"
+        assert "ill-conditioned" in (point.reason or "")
+    checked = fitaas.scan(demo / "BkgOnly.json", patchset, patches=names)
+    ws = pyhf.Workspace(load(demo / "BkgOnly.json"))
+    patches = {p["metadata"]["name"]: p["patch"] for p in load(patchset)["patches"]}
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-10))
+    try:
+        for point in checked:
+            assert point.status == "ok", point.reason
+            assert point.diagnostics["strategy"] == "tight"
+            model = ws.model(patches=[patches[point.patch]])
+            with threadpool_limits(limits=1):
+                obs, exp = pyhf.infer.hypotest(
+                    1.0, ws.data(model), model, test_stat="qtilde", return_expected_set=True
+                )
+            reference = [float(obs), *(float(v) for v in exp)]
+            assert point.hypotest is not None
+            got = [point.hypotest.cls_obs, *point.hypotest.cls_exp]
+            assert got == pytest.approx(reference, abs=1e-3)
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+
+
+def test_cls_sensitivity_follows_the_asymptotic_formulas() -> None:
+    from fitaas.inference.diagnostics import cls_sensitivity
+    from fitaas.inference.results import HypotestResult
+
+    def result(sqa: float) -> HypotestResult:
+        bands = np.array([2.0, 1.0, 0.0, -1.0, -2.0])
+        exp = norm.cdf(bands - sqa) / norm.cdf(bands)
+        return HypotestResult(1.0, "qtilde", 1.0, tuple(exp), 0.5, 0.5)  # type: ignore[arg-type]
+
+    # no sensitivity: sqrt(q_A) jumps by sqrt(1e-5); the -2 sigma band moves most
+    tiny = cls_sensitivity(result(0.0), 1e-5)
+    assert tiny == pytest.approx(norm.pdf(-2.0) / norm.cdf(-2.0) * np.sqrt(1e-5), rel=0.05)
+    # a sensitive point: the same error is harmless
+    assert cls_sensitivity(result(2.0), 1e-5) < 1e-5
+    assert cls_sensitivity(result(2.0), 1e-5) > 0.0

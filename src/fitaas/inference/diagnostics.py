@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import pyhf
+from scipy.stats import norm
 
 from fitaas.inference.backend import pyhf_backend
 from fitaas.inference.core import hypotest
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.results import HypotestResult
 
-__all__ = ["Diagnosis", "FitRecord", "checked_hypotest", "diagnose"]
+__all__ = ["Diagnosis", "FitRecord", "checked_hypotest", "cls_sensitivity", "diagnose"]
 
 # -2lnL of a conditional fit may not lie below the unconditional one by more than this.
 NLL_TOLERANCE = 1e-3
@@ -31,6 +32,12 @@ NOT_MOVED = 1e-10
 # Projected gradient norm of -2lnL beyond which a minimum is not one.
 GRADIENT_LIMIT = 1.0
 STRATEGIES = ("default", "tight", "minuit")
+# How far from its true minimum a fit's -2lnL may stop, per strategy (measured on the
+# sbottom pallets: pyhf's default SLSQP stops within ~1e-6..1e-5 of a tolerance-1e-10 fit;
+# MINUIT's default EDM goal leaves up to ~1e-4).
+PRECISION = {"default": 1e-5, "tight": 1e-9, "minuit": 1e-4}
+# The largest error in any CLs value a fit's precision may cause for a point to be ``ok``.
+CLS_PRECISION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,65 @@ def _record(model: Any, result: Any, start: np.ndarray, bounds: Any, fixed: Any)
     )
 
 
-def diagnose(records: Sequence[FitRecord], result: HypotestResult | None) -> tuple[str, ...]:
-    """The reasons to distrust a hypothesis test (none: it is ``ok``)."""
+def _asymptotic_cls(sq: float, sqa: float, tilde: bool) -> np.ndarray:
+    """Observed and five expected CLs from sqrt(q) and sqrt(q_A) (asymptotic formulas)."""
+    if tilde and sq > sqa:
+        clsb = norm.sf((sq * sq + sqa * sqa) / (2 * sqa))
+        clb = norm.sf((sq * sq - sqa * sqa) / (2 * sqa))
+    else:
+        clsb, clb = norm.sf(sq), norm.cdf(sqa - sq)
+    bands = np.array([2.0, 1.0, 0.0, -1.0, -2.0])
+    exp = norm.cdf(bands - sqa) / norm.cdf(bands)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.concatenate([[clsb / clb], exp])
+
+
+def cls_sensitivity(result: HypotestResult, twice_nll_error: float) -> float:
+    """How much an error of ``twice_nll_error`` in each fit's -2lnL can move CLs.
+
+    q and q_A are read back from the result (CLs+b and the median expected CLs), then
+    shifted by the error; the answer is the largest change of the observed or any expected
+    CLs. Large when q_A is tiny (a point without sensitivity): sqrt(q_A) moves by
+    sqrt(error) there, and the expected CLs with it.
+
+    Returns:
+        The largest absolute change (0 for the discovery test statistic q0).
+    """
+    if result.test_stat not in ("qtilde", "q"):
+        return 0.0
+    sqa = float(norm.isf(result.cls_exp[2] / 2.0))
+    if not np.isfinite(sqa) or sqa <= 0.0:
+        sqa = 0.0
+    t = float(norm.isf(result.clsb_obs))
+    if result.clsb_obs >= 0.5 or not np.isfinite(t):
+        sq = 0.0  # q was clipped to 0 (mu-hat above the tested mu): no fit error enters
+    elif result.test_stat == "qtilde" and t > sqa > 0.0:
+        sq = float(np.sqrt(max(2 * sqa * t - sqa * sqa, 0.0)))
+    else:
+        sq = t
+    tilde = result.test_stat == "qtilde"
+    base = _asymptotic_cls(sq, sqa, tilde)
+    shifted_sqa = float(np.sqrt(sqa * sqa + twice_nll_error))
+    shifted_sq = float(np.sqrt(sq * sq + twice_nll_error)) if sq > 0.0 else 0.0
+    worst = 0.0
+    for a, b in ((shifted_sq, sqa), (sq, shifted_sqa), (shifted_sq, shifted_sqa)):
+        delta = np.abs(_asymptotic_cls(a, b, tilde) - base)
+        worst = max(worst, float(np.nanmax(delta)) if np.isfinite(delta).any() else 0.0)
+    return worst
+
+
+def diagnose(
+    records: Sequence[FitRecord],
+    result: HypotestResult | None,
+    twice_nll_error: float = PRECISION["default"],
+) -> tuple[str, ...]:
+    """The reasons to distrust a hypothesis test (none: it is ``ok``).
+
+    Args:
+        records: The fits of the test, in the order pyhf ran them.
+        result: The test's result (``None`` when it raised).
+        twice_nll_error: How far from the minimum the optimizer may stop, in -2lnL.
+    """
     reasons = []
     for i, record in enumerate(records):
         if not record.success:
@@ -127,13 +191,32 @@ def diagnose(records: Sequence[FitRecord], result: HypotestResult | None) -> tup
                     "(the unconditional fit stopped early)"
                 )
     if result is not None:
+        values = [result.cls_obs, *result.cls_exp, result.clsb_obs, result.clb_obs]
+        if not all(np.isfinite(values)):
+            reasons.append("a CLs value is not a number (0/0: both tails vanished)")
+            return tuple(dict.fromkeys(reasons))
         if result.cls_obs == 1.0:
             reasons.append("observed CLs is exactly 1")
         low, high = min(result.cls_exp), max(result.cls_exp)
         # (a point excluded far beyond doubt has every expected CLs ~ 0: that is no collapse)
         if high > 1e-10 and high - low <= 1e-9 * high:
             reasons.append("the expected band collapsed to one value")
+        moved = cls_sensitivity(result, twice_nll_error)
+        if moved > CLS_PRECISION:
+            reasons.append(
+                f"CLs is ill-conditioned here (q_A = {norm.isf(result.cls_exp[2] / 2) ** 2:.2g}):"
+                f" the fits' precision ({twice_nll_error:.0e} in -2lnL) moves it by up to"
+                f" {moved:.1g}"
+            )
     return tuple(dict.fromkeys(reasons))
+
+
+def _precision(options: InferenceOptions) -> float:
+    if options.optimizer == "minuit":
+        return PRECISION["minuit"]
+    if options.tolerance is not None and options.tolerance <= 1e-8:
+        return PRECISION["tight"]
+    return PRECISION["default"]
 
 
 def _strategy(options: InferenceOptions, name: str) -> InferenceOptions:
@@ -159,6 +242,7 @@ def checked_hypotest(
     """
     names = STRATEGIES if options.retry_strategy != "none" else STRATEGIES[:1]
     kept: tuple[HypotestResult | None, Diagnosis] | None = None
+    retries: list[str] = []
     for attempt, name in enumerate(names, start=1):
         strategy = _strategy(options, name)
         result: HypotestResult | None = None
@@ -170,7 +254,7 @@ def checked_hypotest(
         with pyhf_backend(strategy, on_fit):
             try:
                 result = hypotest(model, data, strategy)
-                reasons = diagnose(records, result)
+                reasons = diagnose(records, result, _precision(strategy))
             except pyhf.exceptions.FailedMinimization as exc:
                 reasons = (f"fit did not converge: {exc}",)
         status = "ok" if result is not None and not reasons else "suspect"
@@ -181,6 +265,10 @@ def checked_hypotest(
             return result, diagnosis
         if kept is None or (kept[0] is None and result is not None):
             kept = (result, diagnosis)
+        if attempt > 1:
+            retries.append(f"retried with {name}: {'; '.join(reasons) or status}")
     assert kept is not None
     result, diagnosis = kept
-    return result, dataclasses.replace(diagnosis, attempts=len(names))
+    return result, dataclasses.replace(
+        diagnosis, reasons=(*diagnosis.reasons, *retries), attempts=len(names)
+    )
