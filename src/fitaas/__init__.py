@@ -22,10 +22,11 @@ from fitaas._version import __version__
 from fitaas.errors import FitaasError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fitaas.client import Client, Job
     from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
     from fitaas.pallets import Pallet, Point, load_pallet
     from fitaas.results import PointResult, ScanResult, read_results
-    from fitaas.scan import ScanProgress, scan
+    from fitaas.scanning import ScanProgress, scan
     from fitaas.store import ResultStore
 
 _LAZY = {
@@ -39,17 +40,21 @@ _LAZY = {
     "PointResult": "fitaas.results",
     "ScanResult": "fitaas.results",
     "read_results": "fitaas.results",
-    "ScanProgress": "fitaas.scan",
-    "scan": "fitaas.scan",
+    "ScanProgress": "fitaas.scanning",
+    "scan": "fitaas.scanning",
     "ResultStore": "fitaas.store",
+    "Client": "fitaas.client",
+    "Job": "fitaas.client",
 }
 
 __all__ = [
+    "Client",
     "FitResult",
     "FitaasError",
     "HypotestResult",
     "InferenceOptions",
     "InputError",
+    "Job",
     "Pallet",
     "Point",
     "PointResult",

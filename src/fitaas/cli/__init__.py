@@ -13,6 +13,7 @@ from fitaas.cli.example import example
 from fitaas.cli.plot import plot, report
 from fitaas.cli.results import results
 from fitaas.cli.scan import scan
+from fitaas.cli.service import admin, job, jobs, serve, submit
 from fitaas.cli.single import fit, hypotest, upper_limit
 from fitaas.errors import FitaasError
 
@@ -55,7 +56,22 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-for _command in (scan, hypotest, fit, upper_limit, results, plot, report, example, endpoint):
+for _command in (
+    scan,
+    hypotest,
+    fit,
+    upper_limit,
+    results,
+    plot,
+    report,
+    example,
+    endpoint,
+    serve,
+    admin,
+    submit,
+    jobs,
+    job,
+):
     cli.add_command(_command)
 
 

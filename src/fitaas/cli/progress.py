@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - keeps `fitaas --help` free of pyhf imports
-    from fitaas.scan import ScanProgress
+    from fitaas.scanning import ScanProgress
 
 __all__ = ["ScanBar"]
 

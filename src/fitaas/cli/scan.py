@@ -89,8 +89,8 @@ def _output_format(output: Path, fmt: str | None) -> str:
 )
 @click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Results store (SQLite; default: {STORE_NAME} beside the output).",
+    help=f"Results store: an SQLite file (default: {STORE_NAME} beside the output) or a "
+    "database URL (postgresql://user:password@host/name; needs the 'service' extra).",
 )
 @click.option(
     "-o",
@@ -116,11 +116,17 @@ def scan(**params: Any) -> None:
     Every result is stored as it arrives: rerun the same command to continue an
     interrupted scan.
     """
-    from fitaas.scan import scan as run_scan
+    from fitaas.scanning import scan as run_scan
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
-    store = params["store"] or output.parent / STORE_NAME
+    store: Any = params["store"] or output.parent / STORE_NAME
+    if "://" in str(store):
+        from fitaas.sql_store import SqlResultStore
+
+        store = SqlResultStore(str(store))
+    else:
+        store = Path(store)
     options = options_from_cli(params)
     pallet = pallet_from_cli(params)
     kinds = ["hypotest"]

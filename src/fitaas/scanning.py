@@ -34,7 +34,7 @@ from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
 from fitaas.tasks import WorkspaceNotOnWorker, WorkspaceRef, run_points
 
-__all__ = ["ScanProgress", "scan"]
+__all__ = ["ScanProgress", "scan", "stored_results"]
 
 # Statuses that are final answers, reused from the store (failed points are tried again).
 FINAL = ("ok", "suspect")
@@ -67,8 +67,8 @@ class ScanProgress:
 
 @contextmanager
 def _opened_store(store: str | Path | ResultStore | None) -> Iterator[ResultStore]:
-    if isinstance(store, ResultStore):
-        yield store
+    if store is not None and not isinstance(store, str | Path):
+        yield store  # an open store (SQLite or SQL database): the caller owns it
         return
     with ResultStore(":memory:" if store is None else store) as opened:
         yield opened
@@ -175,13 +175,7 @@ def scan(
         pass
     version = str(pyhf.__version__)
     per_kind = {kind: options.for_kind(kind) for kind in kinds}
-    keys = {
-        (point.digest, kind): result_key(
-            pallet.workspace_digest, point.digest, kind, per_kind[kind], version
-        )
-        for point in points
-        for kind in kinds
-    }
+    keys = _keys(pallet, points, kinds, options)
     with _opened_store(store) as results_store:
         stored = {} if force else results_store.get(keys.values())
         outcomes: dict[tuple[str, str], dict[str, Any]] = {}
@@ -236,6 +230,63 @@ def scan(
         points=results,
         computed=gather.computed,
         reused=sum(len(kinds) for _ in points) - gather.computed,
+        source=pallet.source,
+        units=pallet.units,
+    )
+
+
+def _keys(
+    pallet: Pallet, points: Sequence[Point], kinds: Sequence[str], options: InferenceOptions
+) -> dict[tuple[str, str], str]:
+    version = str(pyhf.__version__)
+    return {
+        (point.digest, kind): result_key(
+            pallet.workspace_digest, point.digest, kind, options.for_kind(kind), version
+        )
+        for point in points
+        for kind in kinds
+    }
+
+
+def stored_results(
+    pallet: Pallet,
+    store: ResultStore,
+    *,
+    patches: Sequence[str] | None = None,
+    options: InferenceOptions | None = None,
+    kinds: Sequence[str] = ("hypotest",),
+) -> ScanResult:
+    """What the store holds of a scan, computing nothing: the points finished so far.
+
+    Args:
+        pallet: The pallet.
+        store: An open results store.
+        patches: Patch names (default: all).
+        options: The scan's inference options.
+        kinds: The scan's task kinds.
+
+    Returns:
+        The points whose every kind is stored (failed ones included), in patchset order.
+    """
+    options = options or InferenceOptions()
+    kinds = tuple(dict.fromkeys(kinds))
+    points = pallet.select(patches)
+    keys = _keys(pallet, points, kinds, options)
+    stored = store.get(keys.values())
+    results = []
+    for point in points:
+        found = {k: stored.get(keys[point.digest, k]) for k in kinds}
+        if all(v is not None for v in found.values()):
+            outcomes = {k: v.outcome for k, v in found.items() if v is not None}
+            results.append(_point_result(point, pallet.labels, kinds, outcomes))
+    return ScanResult(
+        workspace_digest=pallet.workspace_digest,
+        options=options,
+        pyhf_version=str(pyhf.__version__),
+        labels=pallet.labels,
+        points=tuple(results),
+        computed=0,
+        reused=len(results) * len(kinds),
         source=pallet.source,
         units=pallet.units,
     )

@@ -1,0 +1,352 @@
+"""``fitaas serve``, ``fitaas admin`` (on the database directly), and the service's client
+commands ``fitaas submit``, ``fitaas jobs``, ``fitaas job``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fitaas.errors import FitaasError
+
+__all__ = ["admin", "job", "jobs", "serve", "submit"]
+
+_DATABASE_HELP = (
+    "Service database: a SQLite path or URL (default fitaas-service.sqlite here), "
+    "or postgresql://user:password@host:port/name."
+)
+
+
+def _database_option(function: Any) -> Any:
+    return click.option(
+        "--database",
+        default="sqlite:///fitaas-service.sqlite",
+        show_default=True,
+        envvar="FITAAS_DATABASE",
+        help=_DATABASE_HELP,
+    )(function)
+
+
+def _service_imports() -> Any:
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise FitaasError(
+            f"the service needs the 'service' extra ({exc.name} is missing): "
+            "pip install 'fitaas[service]'"
+        ) from None
+    from fitaas.service import db
+
+    return db
+
+
+@click.command()
+@_database_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--max-upload-mb",
+    default=64.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest request body and largest decompressed upload.",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Processes of the local endpoint.")
+def serve(database: str, host: str, port: int, max_upload_mb: float, workers: int | None) -> None:
+    """Run the fitaas service (HTTP API under /api/v1, web page at /)."""
+    _service_imports()
+    import uvicorn
+
+    from fitaas.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(
+        database=database, max_upload_bytes=int(max_upload_mb * 1e6), workers=workers
+    )
+    app = create_app(settings)
+    click.echo(f"fitaas service on http://{host}:{port}/ (database {database})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+
+
+@click.group()
+@_database_option
+@click.pass_context
+def admin(ctx: click.Context, database: str) -> None:
+    """Manage users, groups and endpoints (works on the database directly)."""
+    db = _service_imports()
+    ctx.obj["engine"] = db.connect(database)
+
+
+@admin.group()
+def user() -> None:
+    """Users and their tokens."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--group", "groups", multiple=True, help="A group to join (repeatable).")
+@click.pass_context
+def user_add(ctx: click.Context, name: str, groups: tuple[str, ...]) -> None:
+    """Add a user; prints their token once (only a hash is stored)."""
+    from fitaas.service.accounts import add_user
+
+    token = add_user(ctx.obj["engine"], name, groups)
+    click.echo(f"user {name} added; token (shown once):", err=True)
+    click.echo(token)
+
+
+@user.command("remove")
+@click.argument("name")
+@click.pass_context
+def user_remove(ctx: click.Context, name: str) -> None:
+    """Remove a user (their token stops working)."""
+    from fitaas.service.accounts import remove_user
+
+    remove_user(ctx.obj["engine"], name)
+    click.echo(f"user {name} removed", err=True)
+
+
+@user.command("list")
+@click.pass_context
+def user_list(ctx: click.Context) -> None:
+    """List users and their groups."""
+    from fitaas.service.accounts import list_users
+
+    for u in list_users(ctx.obj["engine"]):
+        click.echo(f"{u.name}\t{','.join(u.groups)}")
+
+
+@admin.group()
+def token() -> None:
+    """Tokens."""
+
+
+@token.command("rotate")
+@click.argument("name")
+@click.pass_context
+def token_rotate(ctx: click.Context, name: str) -> None:
+    """Give a user a new token; the old one stops working."""
+    from fitaas.service.accounts import rotate_token
+
+    new = rotate_token(ctx.obj["engine"], name)
+    click.echo(f"new token for {name} (shown once):", err=True)
+    click.echo(new)
+
+
+@admin.group()
+def group() -> None:
+    """Groups."""
+
+
+@group.command("add")
+@click.argument("name")
+@click.pass_context
+def group_add(ctx: click.Context, name: str) -> None:
+    """Add a group."""
+    from fitaas.service.accounts import add_group
+
+    add_group(ctx.obj["engine"], name)
+    click.echo(f"group {name} added", err=True)
+
+
+@admin.group()
+def endpoint() -> None:
+    """Endpoints and who may use them."""
+
+
+@endpoint.command("add")
+@click.argument("name")
+@click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(["local", "parsl", "dask", "globus"]),
+    required=True,
+    help="The engine that runs this endpoint's tasks.",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An endpoint file (fitaas endpoint init) with the engine's settings.",
+)
+@click.option("--group", "groups", multiple=True, help="A group that may use it (repeatable).")
+@click.option("--open", "open_to_all", is_flag=True, help="Let every user use it.")
+@click.pass_context
+def endpoint_add(
+    ctx: click.Context,
+    name: str,
+    engine_name: str,
+    config: Path | None,
+    groups: tuple[str, ...],
+    open_to_all: bool,
+) -> None:
+    """Add (or replace) an endpoint."""
+    from fitaas.engines.endpoint import load_endpoint
+    from fitaas.service.accounts import add_endpoint
+
+    settings: dict[str, Any] = {"engine": engine_name}
+    if config is not None:
+        settings = load_endpoint(config)
+        if settings["engine"] != engine_name:
+            raise FitaasError(
+                f"{config} describes the {settings['engine']} engine, not {engine_name}"
+            )
+    if not groups and not open_to_all:
+        raise FitaasError("say who may use it: --group G (repeatable) or --open")
+    add_endpoint(ctx.obj["engine"], name, settings, groups, open_to_all)
+    click.echo(f"endpoint {name} ({engine_name}) added", err=True)
+
+
+@endpoint.command("list")
+@click.pass_context
+def endpoint_list(ctx: click.Context) -> None:
+    """List endpoints and the groups that may use them."""
+    from fitaas.service.accounts import list_endpoints
+
+    for e in list_endpoints(ctx.obj["engine"]):
+        who = "everyone" if e.open_to_all else ",".join(e.groups) or "nobody"
+        click.echo(f"{e.name}\t{e.engine}\t{who}")
+
+
+def _service_options(function: Any) -> Any:
+    function = click.option(
+        "--token", envvar="FITAAS_TOKEN", help="Your token (or set FITAAS_TOKEN)."
+    )(function)
+    return click.option(
+        "--service",
+        envvar="FITAAS_SERVICE",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        help="The service URL (or set FITAAS_SERVICE).",
+    )(function)
+
+
+def _client(service: str, token: str | None) -> Any:
+    from fitaas.client import Client
+
+    return Client(service, token)
+
+
+def _job_line(j: Any) -> str:
+    elapsed = f"{j.elapsed:.1f}s" if j.elapsed is not None else "-"
+    return (
+        f"{j.id}  {j.state:<9} {j.done}/{j.total} ({j.failed} failed)  {j.task:<11} "
+        f"{j.endpoint}  {elapsed}  {j.owner}"
+    )
+
+
+@click.command()
+@_service_options
+@click.argument("workspace", type=click.Path(exists=True, path_type=Path))
+@click.argument("patchset", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--patch", "patches", multiple=True, help="Only this patch (repeatable).")
+@click.option(
+    "--task",
+    type=click.Choice(["hypotest", "upper_limit", "fit"]),
+    default="hypotest",
+    show_default=True,
+)
+@click.option("--endpoint", help="Where to run it (default: local).")
+@click.option("--group", help="Share the job with one of your groups.")
+@click.option("--region", help="Region folder of a directory or archive holding several.")
+@click.option(
+    "--option",
+    "raw_options",
+    multiple=True,
+    metavar="NAME=JSON",
+    help="An inference option, e.g. --option poi_value=2 (repeatable).",
+)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow its progress.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results here.")
+def submit(
+    service: str,
+    token: str | None,
+    workspace: Path,
+    patchset: Path | None,
+    patches: tuple[str, ...],
+    task: str,
+    endpoint: str | None,
+    group: str | None,
+    region: str | None,
+    raw_options: tuple[str, ...],
+    wait: bool,
+    output: Path | None,
+) -> None:
+    """Submit a scan to a fitaas service."""
+    options: dict[str, Any] = {}
+    for item in raw_options:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise FitaasError(f"--option {item}: expected NAME=VALUE")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    with _client(service, token) as client:
+        job_ = client.submit(
+            workspace,
+            patchset,
+            patches=list(patches) or None,
+            task=task,
+            endpoint=endpoint,
+            group=group,
+            region=region,
+            **options,
+        )
+        click.echo(f"job {job_.id} submitted", err=True)
+        click.echo(job_.id)
+        if wait or output:
+            job_ = client.wait(job_)
+            click.echo(_job_line(job_), err=True)
+        if output:
+            _write_results(client, job_.id, output)
+        if job_.state == "failed":
+            raise FitaasError(f"job {job_.id} failed: {job_.error}")
+
+
+def _write_results(client: Any, job_id: str, output: Path) -> None:
+    fmt = "csv" if output.suffix == ".csv" else "json"
+    data = client.results(job_id, format=fmt)
+    output.write_text(data if fmt == "csv" else json.dumps(data, indent=1))
+    click.echo(f"results written to {output}", err=True)
+
+
+@click.command()
+@_service_options
+def jobs(service: str, token: str | None) -> None:
+    """List your jobs (and those shared with your groups)."""
+    with _client(service, token) as client:
+        for j in client.jobs():
+            click.echo(_job_line(j))
+
+
+@click.command()
+@_service_options
+@click.argument("job_id")
+@click.option("--results", "want_results", is_flag=True, help="Fetch the results.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results here.")
+@click.option("--cancel", is_flag=True, help="Cancel the job (finished results stay).")
+@click.option("--wait", is_flag=True, help="Follow its progress until it finishes.")
+def job(
+    service: str,
+    token: str | None,
+    job_id: str,
+    want_results: bool,
+    output: Path | None,
+    cancel: bool,
+    wait: bool,
+) -> None:
+    """Show one job; fetch its results or cancel it."""
+    with _client(service, token) as client:
+        current = client.cancel(job_id) if cancel else client.job(job_id)
+        if wait:
+            current = client.wait(current)
+        click.echo(_job_line(current))
+        if current.error:
+            click.echo(f"error: {current.error}", err=True)
+        if output:
+            _write_results(client, job_id, output)
+        elif want_results:
+            click.echo(json.dumps(client.results(job_id), indent=1))

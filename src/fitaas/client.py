@@ -1,0 +1,263 @@
+"""A Python client of the fitaas service.
+
+Example:
+    >>> client = fitaas.Client("http://127.0.0.1:8000", token)  # doctest: +SKIP
+    >>> job = client.submit("BkgOnly.json", "patchset.json")
+    >>> client.wait(job)
+    >>> results = client.results(job)  # the JSON of `fitaas scan -o results.json`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fitaas.errors import FitaasError
+
+__all__ = ["Client", "Job", "ServiceError"]
+
+_ARCHIVES = (".tar.gz", ".tgz", ".tar")
+
+
+class ServiceError(FitaasError):
+    """The service refused a request (the message is its reason) or cannot be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the service reports it (see ``GET /api/v1/jobs/{id}``)."""
+
+    id: str
+    owner: str
+    endpoint: str
+    group: str | None
+    task: str
+    state: str
+    total: int
+    done: int
+    failed: int
+    error: str | None
+    workspace: str
+    patchset: str | None
+    patches: list[str] | None
+    options: dict[str, Any]
+    created: float
+    started: float | None
+    finished: float | None
+    elapsed: float | None
+
+    @property
+    def finished_running(self) -> bool:
+        """Whether the job is done, failed or cancelled."""
+        return self.state in ("done", "failed", "cancelled")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """From the service's JSON."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class Client:
+    """Submit jobs to a fitaas service and fetch their results.
+
+    Args:
+        url: The service, e.g. ``http://127.0.0.1:8000``.
+        token: Your token (default: the ``FITAAS_TOKEN`` environment variable).
+        timeout: Seconds to wait for one HTTP request.
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 120.0) -> None:
+        import httpx
+
+        token = token or os.environ.get("FITAAS_TOKEN")
+        if not token:
+            raise ServiceError("no token: pass token= or set FITAAS_TOKEN")
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot reach {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            if not isinstance(detail, str):
+                detail = json.dumps(detail)
+            raise ServiceError(
+                f"{method} {path}: {response.status_code} {detail}", response.status_code
+            )
+        return response
+
+    def _upload(self, kind: str, document: str | Path | dict[str, Any]) -> str:
+        if isinstance(document, dict):
+            body = json.dumps(document).encode()
+        else:
+            try:
+                body = Path(document).read_bytes()
+            except OSError as exc:
+                raise ServiceError(f"{document}: cannot read ({exc.strerror})") from None
+        headers = {
+            "Content-Type": "application/gzip" if body[:2] == b"\x1f\x8b" else "application/json"
+        }
+        response = self._request("POST", f"/{kind}s", content=body, headers=headers)
+        return str(response.json()["digest"])
+
+    def upload_workspace(self, workspace: str | Path | dict[str, Any]) -> str:
+        """Upload a workspace (a .json/.json.gz file or its decoded JSON); returns its digest."""
+        return self._upload("workspace", workspace)
+
+    def upload_patchset(self, patchset: str | Path | dict[str, Any]) -> str:
+        """Upload a patchset (a .json/.json.gz file or its decoded JSON); returns its digest."""
+        return self._upload("patchset", patchset)
+
+    def submit(
+        self,
+        workspace: str | Path | dict[str, Any],
+        patchset: str | Path | dict[str, Any] | None = None,
+        patches: list[str] | None = None,
+        task: str = "hypotest",
+        endpoint: str | None = None,
+        *,
+        group: str | None = None,
+        region: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Upload what is needed and submit a job.
+
+        Args:
+            workspace: A workspace file, a pallet directory or HEPData archive, or decoded JSON.
+            patchset: A patchset file or decoded JSON (found in a directory or archive).
+            patches: A subset of patch names.
+            task: ``"hypotest"``, ``"upper_limit"`` or ``"fit"``.
+            endpoint: Where to run it (default: the service's ``local`` endpoint).
+            group: One of your groups to share the job with.
+            region: The region folder of a directory or archive holding several.
+            **options: Inference options (``InferenceOptions`` fields, e.g. ``poi_value=1``).
+
+        Returns:
+            The queued job.
+        """
+        if not isinstance(workspace, dict):
+            path = Path(workspace)
+            if path.is_dir() or path.name.endswith(_ARCHIVES):
+                workspace, found = _pallet_files(path, region)
+                patchset = found if patchset is None else patchset
+        body: dict[str, Any] = {
+            "workspace": self.upload_workspace(workspace),
+            "patchset": self.upload_patchset(patchset) if patchset is not None else None,
+            "patches": patches,
+            "task": task,
+            "options": options,
+            "endpoint": endpoint,
+            "group": group,
+        }
+        return Job.from_dict(self._request("POST", "/jobs", json=body).json())
+
+    def job(self, job: Job | str) -> Job:
+        """The job's current state."""
+        job_id = job.id if isinstance(job, Job) else job
+        return Job.from_dict(self._request("GET", f"/jobs/{job_id}").json())
+
+    def jobs(self) -> list[Job]:
+        """Your jobs and those shared with your groups, newest first."""
+        return [Job.from_dict(j) for j in self._request("GET", "/jobs").json()]
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """The endpoints you may use."""
+        return list(self._request("GET", "/endpoints").json())
+
+    def cancel(self, job: Job | str) -> Job:
+        """Cancel a job; finished results stay."""
+        job_id = job.id if isinstance(job, Job) else job
+        return Job.from_dict(self._request("DELETE", f"/jobs/{job_id}").json())
+
+    def wait(
+        self,
+        job: Job | str,
+        progress: bool = True,
+        poll: float = 1.0,
+        timeout: float | None = None,
+    ) -> Job:
+        """Wait until the job is done, failed or cancelled.
+
+        Args:
+            job: The job or its id.
+            progress: Show a progress bar.
+            poll: Seconds between two looks.
+            timeout: Give up after this many seconds (``ServiceError``).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = self.job(job)
+        bar = None
+        if progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            bar.start()
+            task = bar.add_task(f"job {current.id[:8]}", total=current.total)
+        try:
+            while not current.finished_running:
+                if bar is not None:
+                    bar.update(task, completed=current.done, total=current.total)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ServiceError(f"job {current.id} still {current.state} after {timeout} s")
+                time.sleep(poll)
+                current = self.job(current.id)
+            if bar is not None:
+                bar.update(task, completed=current.done, total=current.total)
+        finally:
+            if bar is not None:
+                bar.stop()
+        return current
+
+    def results(self, job: Job | str, format: str = "json") -> Any:
+        """The job's results so far: the JSON of ``fitaas scan`` as a dict, or CSV text."""
+        job_id = job.id if isinstance(job, Job) else job
+        response = self._request("GET", f"/jobs/{job_id}/results", params={"format": format})
+        return response.json() if format == "json" else response.text
+
+
+def _pallet_files(path: Path, region: str | None) -> tuple[Any, Any]:
+    """The workspace and patchset JSON of a pallet directory or HEPData archive."""
+    from fitaas.pallets import _load_archive, _load_directory
+
+    loader = _load_directory if path.is_dir() else _load_archive
+    workspace, patchset, _, _ = loader(path, region)
+    return workspace, patchset

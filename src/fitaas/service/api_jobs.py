@@ -1,0 +1,306 @@
+"""``/api/v1/jobs``: submit, list, follow, fetch results, cancel."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from fitaas.errors import InputError
+from fitaas.inference import InferenceOptions
+from fitaas.pallets import Pallet
+from fitaas.scanning import stored_results
+from fitaas.service import db
+from fitaas.service.accounts import User, usable_endpoints
+from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store
+from fitaas.service.documents import load_document, owns_document, store_document
+from fitaas.service.runner import pallet_of
+
+__all__ = ["JobCreate", "JobPublic", "router"]
+
+router = APIRouter(tags=["jobs"])
+
+_DIGEST = r"^[0-9a-f]{64}$"
+_UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+
+class JobCreate(BaseModel):
+    """A job request. Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: str = Field(pattern=_DIGEST, description="digest from POST /workspaces")
+    patchset: str | dict[str, Any] | None = Field(
+        None, description="digest from POST /patchsets, or the patchset itself"
+    )
+    patches: list[str] | None = Field(None, description="a subset of patch names")
+    task: Literal["hypotest", "upper_limit", "fit"] = "hypotest"
+    options: dict[str, Any] = Field(default_factory=dict, description="InferenceOptions fields")
+    endpoint: str | None = Field(None, description="default: local")
+    group: str | None = Field(None, description="one of your groups to share the job with")
+
+
+class JobPublic(BaseModel):
+    """What a job's owner (and its group) sees of it."""
+
+    id: str
+    owner: str
+    endpoint: str
+    group: str | None
+    task: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    total: int
+    done: int
+    failed: int
+    error: str | None
+    workspace: str
+    patchset: str | None
+    patches: list[str] | None
+    options: dict[str, Any]
+    created: float
+    started: float | None
+    finished: float | None
+    elapsed: float | None = Field(description="seconds from start to finish (or to now)")
+
+
+def _select() -> Any:
+    owners = db.users.alias("owners")
+    return (
+        sa.select(
+            db.jobs,
+            owners.c.name.label("owner"),
+            db.endpoints.c.name.label("endpoint"),
+            db.groups.c.name.label("group_name"),
+        )
+        .join(owners, owners.c.id == db.jobs.c.owner_id)
+        .join(db.endpoints, db.endpoints.c.id == db.jobs.c.endpoint_id)
+        .outerjoin(db.groups, db.groups.c.id == db.jobs.c.group_id)
+    )
+
+
+def _visible(user: User) -> Any:
+    shared = sa.select(db.memberships.c.group_id).where(db.memberships.c.user_id == user.id)
+    return sa.or_(db.jobs.c.owner_id == user.id, db.jobs.c.group_id.in_(shared))
+
+
+def _public(row: Any) -> JobPublic:
+    end = row.finished or (time.time() if row.state == "running" else None)
+    return JobPublic(
+        id=row.id,
+        owner=row.owner,
+        endpoint=row.endpoint,
+        group=row.group_name,
+        task=row.task,
+        state=row.state,
+        total=row.total,
+        done=row.done,
+        failed=row.failed,
+        error=row.error,
+        workspace=row.workspace_digest,
+        patchset=row.patchset_digest,
+        patches=row.patches,
+        options=row.options,
+        created=row.created,
+        started=row.started,
+        finished=row.finished,
+        elapsed=round(end - row.started, 3) if end and row.started else None,
+    )
+
+
+def _job_row(database: sa.Engine, user: User, job_id: str) -> Any:
+    with database.connect() as conn:
+        row = conn.execute(_select().where(db.jobs.c.id == job_id, _visible(user))).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id} visible to you")
+    return row
+
+
+def _endpoint_for(database: sa.Engine, user: User, name: str) -> int:
+    with database.connect() as conn:
+        endpoint_id = conn.execute(
+            sa.select(db.endpoints.c.id).where(db.endpoints.c.name == name)
+        ).scalar()
+    usable = [e.name for e in usable_endpoints(database, user)]
+    if endpoint_id is None:
+        raise HTTPException(
+            _UNPROCESSABLE, f"no endpoint named '{name}' (yours: {', '.join(usable) or 'none'})"
+        )
+    if name not in usable:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"your groups may not use the endpoint '{name}'"
+        )
+    return int(endpoint_id)
+
+
+def _patchset(
+    request: JobCreate, user: User, database: sa.Engine, settings: Any
+) -> tuple[str | None, Any]:
+    if request.patchset is None:
+        return None, None
+    if isinstance(request.patchset, str):
+        if not owns_document(database, request.patchset, user.id, "patchset"):
+            raise HTTPException(
+                _UNPROCESSABLE,
+                f"no patchset {request.patchset} among your uploads (POST /api/v1/patchsets)",
+            )
+        return request.patchset, load_document(database, request.patchset)
+    raw = json.dumps(request.patchset).encode()
+    key, _ = store_document(database, raw, "patchset", user.id, settings.max_upload_bytes)
+    return key, request.patchset
+
+
+@router.post("/jobs", status_code=201)
+def submit_job(
+    request: JobCreate,
+    user: CurrentUser,
+    database: Database,
+    runner: Runner,
+    settings: Settings,
+) -> JobPublic:
+    """Submit a scan of a stored workspace (and patchset) on an endpoint."""
+    endpoint = request.endpoint or "local"
+    endpoint_id = _endpoint_for(database, user, endpoint)
+    group_id = None
+    if request.group is not None and request.group not in user.groups:
+        raise HTTPException(
+            _UNPROCESSABLE,
+            f"you are not in the group '{request.group}' (yours: {', '.join(user.groups)})",
+        )
+    if not owns_document(database, request.workspace, user.id, "workspace"):
+        raise HTTPException(
+            _UNPROCESSABLE,
+            f"no workspace {request.workspace} among your uploads (POST /api/v1/workspaces)",
+        )
+    try:
+        options = InferenceOptions.from_dict(request.options)
+        patchset_digest, patchset = _patchset(request, user, database, settings)
+        pallet = Pallet.from_specs(load_document(database, request.workspace), patchset)
+        points = pallet.select(request.patches)
+    except InputError as exc:
+        raise HTTPException(_UNPROCESSABLE, str(exc)) from None
+    job_id = uuid.uuid4().hex
+    with database.begin() as conn:
+        if request.group is not None:
+            group_id = conn.execute(
+                sa.select(db.groups.c.id).where(db.groups.c.name == request.group)
+            ).scalar()
+        conn.execute(
+            sa.insert(db.jobs).values(
+                id=job_id,
+                owner_id=user.id,
+                endpoint_id=endpoint_id,
+                group_id=group_id,
+                workspace_digest=request.workspace,
+                patchset_digest=patchset_digest,
+                patches=request.patches,
+                task=request.task,
+                options=options.to_dict(),
+                state="queued",
+                total=len(points),
+                done=0,
+                failed=0,
+                created=time.time(),
+            )
+        )
+    runner.submit(job_id, endpoint)
+    return _public(_job_row(database, user, job_id))
+
+
+@router.get("/jobs")
+def list_jobs(user: CurrentUser, database: Database) -> list[JobPublic]:
+    """Your jobs and those shared with your groups, newest first."""
+    with database.connect() as conn:
+        rows = conn.execute(_select().where(_visible(user)).order_by(db.jobs.c.created.desc()))
+        return [_public(row) for row in rows]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
+    """State, counts and timings of one job."""
+    return _public(_job_row(database, user, job_id))
+
+
+def _results(row: Any, database: sa.Engine, store: Any) -> Any:
+    return stored_results(
+        pallet_of(database, row),
+        store,
+        patches=row.patches,
+        options=InferenceOptions.from_dict(row.options),
+        kinds=(row.task,),
+    )
+
+
+@router.get("/jobs/{job_id}/results", response_model=None)
+def job_results(
+    job_id: str,
+    user: CurrentUser,
+    database: Database,
+    store: Store,
+    format: Literal["json", "csv"] = Query("json"),
+) -> Any:
+    """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV)."""
+    row = _job_row(database, user, job_id)
+    result = _results(row, database, store)
+    if format == "csv":
+        return Response(result.to_csv(), media_type="text/csv")
+    return result.to_dict()
+
+
+@router.get("/jobs/{job_id}/plot.png", response_class=Response)
+def job_plot(
+    job_id: str,
+    user: CurrentUser,
+    database: Database,
+    store: Store,
+    cl: float = Query(0.95, gt=0, lt=1),
+) -> Response:
+    """Observed and expected CLs in the plane of the two point labels, with contours."""
+    row = _job_row(database, user, job_id)
+    result = _results(row, database, store)
+    if row.task != "hypotest" or len(result.labels) != 2:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests over two labels"
+        )
+    usable = [p for p in result if p.hypotest is not None]
+    if len(usable) < 3:
+        raise HTTPException(status.HTTP_409_CONFLICT, "fewer than 3 results so far")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fitaas.plots import exclusion
+
+    try:
+        figure = exclusion(result, cl=cl, cls_map=True)
+    except (InputError, ValueError, RuntimeError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return Response(
+        buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.delete("/jobs/{job_id}")
+def cancel_job(job_id: str, user: CurrentUser, database: Database, runner: Runner) -> JobPublic:
+    """Cancel a job: its running tasks stop being waited for; finished results stay."""
+    row = _job_row(database, user, job_id)
+    if row.owner_id != user.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the job's owner may cancel it")
+    if row.state in ("queued", "running"):
+        with database.begin() as conn:
+            conn.execute(
+                sa.update(db.jobs)
+                .where(db.jobs.c.id == job_id)
+                .values(state="cancelled", finished=time.time())
+            )
+        runner.cancel(job_id)
+    return _public(_job_row(database, user, job_id))

@@ -1,0 +1,105 @@
+"""The service's application: ``create_app(settings)``.
+
+Routers: documents (workspaces, patchsets), jobs, endpoints and the caller (``/me``),
+all under ``/api/v1`` with bearer tokens; the web page at ``/``. Errors are JSON with a
+``detail`` in words, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from fitaas._version import __version__
+from fitaas.errors import InputError
+from fitaas.service import api_documents, api_jobs
+from fitaas.service.accounts import usable_endpoints
+from fitaas.service.db import connect
+from fitaas.service.deps import CurrentUser, Database
+from fitaas.service.limits import BodySizeLimit
+from fitaas.service.runner import JobRunner
+from fitaas.service.settings import ServiceSettings
+from fitaas.sql_store import SqlResultStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("fitaas.service")
+
+_account = APIRouter(tags=["account"])
+
+
+@_account.get("/me")
+def me(user: CurrentUser) -> dict[str, Any]:
+    """The caller's name and groups."""
+    return {"name": user.name, "groups": list(user.groups)}
+
+
+@_account.get("/endpoints")
+def endpoints(user: CurrentUser, database: Database) -> list[dict[str, Any]]:
+    """The endpoints the caller may use."""
+    return [e.to_dict() for e in usable_endpoints(database, user)]
+
+
+def _web(name: str) -> bytes:
+    return resources.files("fitaas.service").joinpath("web", name).read_bytes()
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The service application (the database is opened and migrated here).
+
+    Args:
+        settings: Database, upload limit, local workers.
+    """
+    settings = settings or ServiceSettings()
+    database = connect(settings.database)
+    store = SqlResultStore(database)
+    runner = JobRunner(database, store, settings.workers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner.start()
+        yield
+        runner.stop()
+        database.dispose()
+
+    app = FastAPI(
+        title="fitaas",
+        version=__version__,
+        description="Fitting as a Service: pyhf inference for every point of a likelihood.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.store = store
+    app.state.runner = runner
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(_account)
+    api.include_router(api_documents.router)
+    api.include_router(api_jobs.router)
+    app.include_router(api)
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error (see the service log)"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(_web("index.html"))
+
+    @app.get("/static/app.js", include_in_schema=False)
+    def script() -> Response:
+        return Response(_web("app.js"), media_type="text/javascript")
+
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
+    return app

@@ -1,0 +1,57 @@
+"""Dependencies of the routes: the database, the results store, the runner, the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fitaas.service.accounts import User, authenticate
+from fitaas.service.runner import JobRunner
+from fitaas.service.settings import ServiceSettings
+from fitaas.sql_store import SqlResultStore
+
+__all__ = ["CurrentUser", "Database", "Runner", "Settings", "Store"]
+
+_bearer = HTTPBearer(auto_error=False, description="the token from `fitaas admin user add`")
+
+
+def _database(request: Request) -> sa.Engine:
+    return request.app.state.database
+
+
+def _store(request: Request) -> SqlResultStore:
+    return request.app.state.store
+
+
+def _runner(request: Request) -> JobRunner:
+    return request.app.state.runner
+
+
+def _settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings
+
+
+Database = Annotated[sa.Engine, Depends(_database)]
+Store = Annotated[SqlResultStore, Depends(_store)]
+Runner = Annotated[JobRunner, Depends(_runner)]
+Settings = Annotated[ServiceSettings, Depends(_settings)]
+
+
+def _current_user(
+    database: Database,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    user = authenticate(database, credentials.credentials) if credentials else None
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid token (send 'Authorization: Bearer <token>')",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(_current_user)]

@@ -1,0 +1,168 @@
+"""Runs the service's jobs: one queue per endpoint, one job at a time on each.
+
+A job is a :func:`fitaas.scan` over stored documents into the shared results store, so
+points already computed (by any job or any ``fitaas scan`` on the same store) are reused
+at once. Progress goes to the job's row after every point. Jobs found queued or running
+when the service starts are started again: what was stored is reused, nothing finished is
+lost or recomputed. Cancelling stops waiting for the job's running tasks; what finished
+stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from fitaas.errors import FitaasError
+from fitaas.inference import InferenceOptions
+from fitaas.pallets import Pallet
+from fitaas.scanning import ScanProgress, scan
+from fitaas.service import db
+from fitaas.service.documents import load_document
+from fitaas.sql_store import SqlResultStore
+
+__all__ = ["JobRunner", "pallet_of"]
+
+log = logging.getLogger("fitaas.service")
+
+
+class _Stop(BaseException):
+    """Raised inside a scan's progress callback to stop waiting for its tasks."""
+
+
+def pallet_of(engine: sa.Engine, job: Any) -> Pallet:
+    """The pallet of a job row (documents were validated at upload)."""
+    workspace = load_document(engine, job.workspace_digest)
+    patchset = load_document(engine, job.patchset_digest) if job.patchset_digest else None
+    return Pallet.from_specs(workspace, patchset, verify=False)
+
+
+class JobRunner:
+    """Background threads that run queued jobs.
+
+    Args:
+        engine: The service database.
+        store: The shared results store.
+        workers: Worker processes for endpoints that do not set their own.
+    """
+
+    def __init__(self, engine: sa.Engine, store: SqlResultStore, workers: int | None = None):
+        self.engine = engine
+        self.store = store
+        self.workers = workers
+        self._queues: dict[str, queue.Queue[str | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start again every job that was queued or running when the service stopped."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.jobs.c.id, db.endpoints.c.name)
+                .join(db.endpoints, db.endpoints.c.id == db.jobs.c.endpoint_id)
+                .where(db.jobs.c.state.in_(("queued", "running")))
+                .order_by(db.jobs.c.created)
+            ).all()
+        for job_id, endpoint in rows:
+            log.info("resuming job %s on %s", job_id, endpoint)
+            self.submit(job_id, endpoint)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop waiting for running jobs (they stay ``running`` and resume at the next start)."""
+        self._stopping.set()
+        for q in self._queues.values():
+            q.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def submit(self, job_id: str, endpoint: str) -> None:
+        """Queue a job on its endpoint."""
+        with self._lock:
+            q = self._queues.get(endpoint)
+            if q is None:
+                q = self._queues[endpoint] = queue.Queue()
+                thread = threading.Thread(
+                    target=self._serve, args=(q,), name=f"fitaas-endpoint-{endpoint}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        q.put(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop waiting for a job's tasks (its state was set to ``cancelled`` already)."""
+        with self._lock:
+            self._cancelled.add(job_id)
+
+    def _serve(self, q: queue.Queue[str | None]) -> None:
+        while not self._stopping.is_set():
+            job_id = q.get()
+            if job_id is None:
+                return
+            try:
+                self._run(job_id)
+            except Exception:  # a bug must not kill the endpoint's queue
+                log.exception("job %s", job_id)
+                self._finish(job_id, "failed", "internal error: see the service log")
+
+    def _update(self, job_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(db.jobs).where(db.jobs.c.id == job_id).values(**values))
+
+    def _finish(self, job_id: str, state: str, error: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(db.jobs)
+                .where(db.jobs.c.id == job_id, db.jobs.c.state.in_(("queued", "running")))
+                .values(state=state, error=error, finished=time.time())
+            )
+
+    def _run(self, job_id: str) -> None:
+        with self.engine.connect() as conn:
+            job = conn.execute(sa.select(db.jobs).where(db.jobs.c.id == job_id)).first()
+            if job is None or job.state not in ("queued", "running"):
+                return
+            settings = conn.execute(
+                sa.select(db.endpoints.c.settings).where(db.endpoints.c.id == job.endpoint_id)
+            ).scalar_one()
+        self._update(job_id, state="running", started=job.started or time.time())
+
+        def progress(report: ScanProgress) -> None:
+            self._update(job_id, done=report.done, failed=report.failed, total=report.total)
+            with self._lock:
+                cancelled = job_id in self._cancelled
+            if cancelled or self._stopping.is_set():
+                raise _Stop
+
+        from fitaas.engines.endpoint import engine_from_settings
+
+        try:
+            pallet = pallet_of(self.engine, job)
+            options = InferenceOptions.from_dict(job.options)
+            settings = dict(settings)
+            if settings.get("engine") == "local" and not settings.get("workers"):
+                settings["workers"] = self.workers or 0
+            compute = engine_from_settings(settings)
+            with compute:
+                scan(
+                    pallet,
+                    patches=job.patches,
+                    options=options,
+                    kinds=(job.task,),
+                    engine=compute,
+                    store=self.store,
+                    progress=progress,
+                )
+        except _Stop:
+            return  # cancelled (state set by the request) or service stopping (resumes)
+        except FitaasError as exc:
+            self._finish(job_id, "failed", str(exc))
+            return
+        self._finish(job_id, "done")

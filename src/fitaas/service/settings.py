@@ -1,0 +1,26 @@
+"""The service's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fitaas.service.db import DEFAULT_DATABASE
+
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "ServiceSettings"]
+
+DEFAULT_MAX_UPLOAD_MB = 64
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How a service instance runs.
+
+    Attributes:
+        database: SQLAlchemy URL of the database (jobs, users, results); a path means SQLite.
+        max_upload_bytes: Largest request body, and largest decompressed upload, accepted.
+        workers: Worker processes of the ``local`` endpoint (default: one per core).
+    """
+
+    database: str = DEFAULT_DATABASE
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000
+    workers: int | None = None

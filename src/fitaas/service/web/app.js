@@ -1,0 +1,145 @@
+"use strict";
+// The fitaas web page: plain JavaScript over the HTTP API, polling for live progress.
+const api = "/api/v1";
+let token = localStorage.getItem("fitaas-token") || "";
+let currentJob = null;
+let sortKey = null, sortUp = true, lastRows = [], plotShownFor = -1;
+
+const $ = (id) => document.getElementById(id);
+
+async function call(path, options = {}) {
+  options.headers = Object.assign({ Authorization: "Bearer " + token }, options.headers || {});
+  const response = await fetch(api + path, options);
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) {}
+    const error = new Error(detail); error.status = response.status; throw error;
+  }
+  return response;
+}
+
+async function login(candidate) {
+  token = candidate;
+  try {
+    const me = await (await call("/me")).json();
+    localStorage.setItem("fitaas-token", token);
+    $("who").textContent = me.name + (me.groups.length ? " (" + me.groups.join(", ") + ")" : "") + " ";
+    const out = document.createElement("a"); out.href = "#"; out.textContent = "log out"; out.id = "logout";
+    out.onclick = (e) => { e.preventDefault(); localStorage.removeItem("fitaas-token"); location.hash = ""; location.reload(); };
+    $("who").appendChild(out);
+    $("login").hidden = true; $("app").hidden = false;
+    const endpoints = await (await call("/endpoints")).json();
+    $("endpoint").innerHTML = "";
+    for (const e of endpoints) { const o = document.createElement("option"); o.textContent = e.name; $("endpoint").appendChild(o); }
+    refresh();
+    setInterval(refresh, 1000);
+  } catch (e) {
+    $("login").hidden = false; $("app").hidden = true;
+    if (candidate) $("login-error").textContent = "Login failed: " + e.message;
+  }
+}
+
+function bar(job) {
+  const pct = job.total ? Math.round(100 * job.done / job.total) : 0;
+  return `<span class="bar"><span style="width:${pct}%"></span></span> ${job.done}/${job.total}` + (job.failed ? ` (${job.failed} failed)` : "");
+}
+
+async function refresh() {
+  const jobs = await (await call("/jobs")).json();
+  const body = $("jobs").querySelector("tbody");
+  body.innerHTML = "";
+  for (const job of jobs) {
+    const row = document.createElement("tr");
+    row.innerHTML = `<td><a href="#job=${job.id}">${job.id.slice(0, 8)}</a></td><td>${job.task}</td><td>${job.endpoint}</td>` +
+      `<td class="state">${job.state}</td><td>${bar(job)}</td><td>${job.elapsed == null ? "" : job.elapsed.toFixed(1) + " s"}</td><td>${job.owner}</td>`;
+    body.appendChild(row);
+  }
+  const match = location.hash.match(/job=([0-9a-f]+)/);
+  if (match) await showJob(match[1]); else $("job").hidden = true;
+}
+
+async function showJob(id) {
+  const job = await (await call("/jobs/" + id)).json();
+  $("job").hidden = false;
+  $("job-id").textContent = id.slice(0, 8);
+  $("job-state").textContent = job.state;
+  $("job-state").className = "state-" + job.state;
+  $("job-bar").style.width = (job.total ? 100 * job.done / job.total : 0) + "%";
+  $("job-counts").textContent = `${job.done}/${job.total} done, ${job.failed} failed`;
+  $("job-error").textContent = job.error || "";
+  $("job-cancel").hidden = !(job.state === "queued" || job.state === "running");
+  $("job-cancel").onclick = async () => { await call("/jobs/" + id, { method: "DELETE" }); refresh(); };
+  $("job-json").onclick = (e) => { e.preventDefault(); download(id, "json"); };
+  $("job-csv").onclick = (e) => { e.preventDefault(); download(id, "csv"); };
+  if (currentJob !== id) { currentJob = id; plotShownFor = -1; sortKey = null; }
+  const results = await (await call(`/jobs/${id}/results`)).json();
+  lastRows = results.results;
+  renderResults(results.labels);
+  if (job.task === "hypotest" && results.labels.length === 2 && job.done !== plotShownFor && job.done >= 3) {
+    plotShownFor = job.done;
+    try {
+      const blob = await (await call(`/jobs/${id}/plot.png`)).blob();
+      const old = $("plot").src; $("plot").src = URL.createObjectURL(blob); $("plot").hidden = false;
+      if (old) URL.revokeObjectURL(old);
+      $("plot-note").textContent = `CLs after ${job.done} of ${job.total} points`;
+    } catch (e) { $("plot-note").textContent = e.message; }
+  }
+}
+
+async function download(id, format) {
+  const blob = await (await call(`/jobs/${id}/results?format=${format}`)).blob();
+  const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = `${id}.${format}`; a.click();
+}
+
+function cell(row, key) {
+  if (key === "patch" || key === "status") return row[key];
+  if (key === "reason") return row.reason || row.error || "";
+  if (key.startsWith("value:")) return row.values[+key.slice(6)];
+  if (key === "cls_obs") return row.cls_obs == null ? null : row.cls_obs;
+  if (key.startsWith("cls_exp")) return row.cls_exp ? row.cls_exp[+key.slice(7)] : null;
+  return null;
+}
+
+function renderResults(labels) {
+  const keys = ["patch", ...labels.map((l, i) => "value:" + i), "status", "cls_obs", "cls_exp2", "cls_exp1", "cls_exp3", "reason"];
+  const names = ["patch", ...labels, "status", "CLs obs", "CLs exp", "−1σ", "+1σ", "reason"];
+  const head = $("results").querySelector("thead");
+  head.innerHTML = "<tr>" + names.map((n, i) => `<th data-key="${keys[i]}">${n}${sortKey === keys[i] ? (sortUp ? " ▲" : " ▼") : ""}</th>`).join("") + "</tr>";
+  for (const th of head.querySelectorAll("th")) th.onclick = () => {
+    if (sortKey === th.dataset.key) sortUp = !sortUp; else { sortKey = th.dataset.key; sortUp = true; }
+    renderResults(labels);
+  };
+  const rows = lastRows.slice();
+  if (sortKey) rows.sort((a, b) => {
+    const x = cell(a, sortKey), y = cell(b, sortKey);
+    if (x === y) return 0; if (x === null) return 1; if (y === null) return -1;
+    return (x < y ? -1 : 1) * (sortUp ? 1 : -1);
+  });
+  const body = $("results").querySelector("tbody");
+  body.innerHTML = "";
+  for (const row of rows) {
+    const tr = document.createElement("tr"); tr.className = row.status;
+    tr.innerHTML = keys.map((k) => { const v = cell(row, k); return `<td>${v === null ? "" : typeof v === "number" && !k.startsWith("value:") ? v.toPrecision(4) : String(v).replace(/</g, "&lt;")}</td>`; }).join("");
+    body.appendChild(tr);
+  }
+}
+
+$("login-form").onsubmit = (e) => { e.preventDefault(); login($("token").value.trim()); };
+$("submit-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("submit-status").textContent = "uploading…";
+  try {
+    const ws = await (await call("/workspaces", { method: "POST", body: $("ws-file").files[0] })).json();
+    let patchset = null;
+    if ($("ps-file").files.length) patchset = (await (await call("/patchsets", { method: "POST", body: $("ps-file").files[0] })).json()).digest;
+    const job = await (await call("/jobs", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ workspace: ws.digest, patchset, task: $("task").value, endpoint: $("endpoint").value }),
+    })).json();
+    $("submit-status").textContent = "submitted job " + job.id.slice(0, 8);
+    location.hash = "job=" + job.id;
+    refresh();
+  } catch (err) { $("submit-status").textContent = "Error: " + err.message; }
+};
+window.onhashchange = refresh;
+login(token);

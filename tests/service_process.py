@@ -1,0 +1,154 @@
+"""A real `fitaas serve` process on a free loopback port, and a real PostgreSQL server.
+
+PostgreSQL comes from Debian (`apt-get install postgresql`, done by .ci/run): the server is
+initialised in a scratch folder and run as the `postgres` user; tests that need it skip
+when its binaries are absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+FITAAS = Path(sys.executable).parent / "fitaas"
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """`fitaas serve` as a subprocess; `stop()` sends SIGTERM (a real shutdown)."""
+
+    def __init__(self, database: str, folder: Path, max_upload_mb: float = 64.0) -> None:
+        self.database = database
+        self.folder = folder
+        self.max_upload_mb = max_upload_mb
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = folder / f"serve-{self.port}.log"
+
+    def start(self) -> Service:
+        self.process = subprocess.Popen(
+            [
+                str(FITAAS),
+                "serve",
+                "--database",
+                self.database,
+                "--port",
+                str(self.port),
+                "--workers",
+                "2",
+                "--max-upload-mb",
+                str(self.max_upload_mb),
+            ],
+            cwd=self.folder,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"fitaas serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/openapi.json", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"fitaas serve did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@contextmanager
+def running(database: str, folder: Path, **kwargs: float) -> Iterator[Service]:
+    service = Service(database, folder, **kwargs).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def postgres_available() -> bool:
+    return PG_BIN is not None and shutil.which("runuser") is not None and os.geteuid() == 0
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server on a free port; yields the URL of its `postgres` database.
+
+    Its folder is made directly under the temporary directory: the `postgres` user cannot
+    enter pytest's root-only folders.
+    """
+    assert PG_BIN is not None
+    folder = Path(tempfile.mkdtemp(prefix="fitaas-pg-"))
+    shutil.chown(folder, "postgres", "postgres")
+    os.chmod(folder, 0o700)
+    data, log = folder / "data", folder / "pg.log"
+    port = free_port()
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    as_postgres(
+        str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"
+    )
+    as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(log),
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off",
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_postgres_database(url: str, name: str) -> str:
+    """Create an empty database on the server; returns its URL."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name

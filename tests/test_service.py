@@ -1,0 +1,312 @@
+"""The HTTP service, for real: `fitaas serve` processes on loopback ports, httpx clients,
+a SQLite file and (where Debian's postgresql is installed, as in CI) a PostgreSQL server."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+import fitaas
+from conftest import load, plain_hypotest
+from fitaas.service import db
+from fitaas.service.accounts import add_endpoint, add_user
+from service_process import (
+    Service,
+    fresh_postgres_database,
+    postgres_available,
+    postgres_server,
+    running,
+)
+
+PATCHES = ["demo_600_200", "demo_700_0", "demo_800_400", "demo_1000_0"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    if not postgres_available():
+        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql)")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.sqlite'}"
+    server = request.getfixturevalue("postgres")
+    return fresh_postgres_database(server, f"t{abs(hash(request.node.name)) % 10**8}")
+
+
+class Users:
+    """Tokens of alice and carol (group atlas) and bob (no group)."""
+
+    def __init__(self, database: str) -> None:
+        engine = db.connect(database)
+        self.alice = add_user(engine, "alice", ("atlas",))
+        self.bob = add_user(engine, "bob")
+        self.carol = add_user(engine, "carol", ("atlas",))
+        self.engine = engine
+
+
+@pytest.fixture
+def users(database: str) -> Iterator[Users]:
+    accounts = Users(database)
+    yield accounts
+    accounts.engine.dispose()
+
+
+@pytest.fixture
+def service(database: str, users: Users, tmp_path: Path) -> Iterator[Service]:
+    with running(database, tmp_path) as started:
+        yield started
+
+
+def client(service: Service, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=service.url + "/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+def upload(http: httpx.Client, kind: str, path: Path, compress: bool = False) -> str:
+    body = path.read_bytes()
+    if compress:
+        body = gzip.compress(body)
+    response = http.post(f"/{kind}s", content=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["digest"])
+
+
+def submit(http: httpx.Client, demo: Path, **extra: Any) -> dict[str, Any]:
+    body = {
+        "workspace": upload(http, "workspace", demo / "BkgOnly.json", compress=True),
+        "patchset": upload(http, "patchset", demo / "patchset.json"),
+        "patches": PATCHES,
+    } | extra
+    response = http.post("/jobs", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def wait(http: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = http.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return dict(job)
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} not finished after {timeout} s")
+
+
+def stored_created(database: str) -> dict[str, float]:
+    engine = db.connect(database)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.results.c.key, db.results.c.created)).all()
+    engine.dispose()
+    return {str(k): float(c) for k, c in rows}
+
+
+def test_a_job_gives_the_results_of_fitaas_scan(
+    service: Service, users: Users, demo: Path, database: str
+) -> None:
+    with client(service, users.alice) as http:
+        assert [e["name"] for e in http.get("/endpoints").json()] == ["local"]
+        job = submit(http, demo)
+        assert job["state"] in ("queued", "running") and job["total"] == len(PATCHES)
+        job = wait(http, job["id"])
+        assert job["state"] == "done", job
+        assert (job["done"], job["failed"]) == (len(PATCHES), 0)
+        assert job["elapsed"] > 0
+        results = http.get(f"/jobs/{job['id']}/results").json()
+        expected = fitaas.scan(demo, patches=PATCHES)
+        assert [r["patch"] for r in results["results"]] == PATCHES
+        for got, want in zip(results["results"], expected, strict=True):
+            assert got["status"] == "ok"
+            assert got["cls_obs"] == want.cls_obs
+            assert got["cls_exp"] == list(want.hypotest.cls_exp)
+        # ... and plain pyhf's numbers on the same inputs
+        patch = next(
+            p["patch"]
+            for p in load(demo / "patchset.json")["patches"]
+            if p["metadata"]["name"] == PATCHES[0]
+        )
+        cls_obs, _, _, _ = plain_hypotest(load(demo / "BkgOnly.json"), patch)
+        assert results["results"][0]["cls_obs"] == pytest.approx(cls_obs, rel=1e-6)
+        csv = http.get(f"/jobs/{job['id']}/results", params={"format": "csv"}).text
+        assert csv.splitlines()[0].startswith("patch,") and len(csv.splitlines()) == 5
+
+        # the same workspace twice is stored once; the same job again computes nothing
+        again = http.post("/workspaces", content=(demo / "BkgOnly.json").read_bytes())
+        assert again.json() == {"digest": job["workspace"], "kind": "workspace", "new": False}
+        before = stored_created(database)
+        repeat = wait(http, submit(http, demo)["id"])
+        assert repeat["state"] == "done" and repeat["done"] == len(PATCHES)
+        assert stored_created(database) == before  # nothing recomputed
+        assert len(http.get("/jobs").json()) == 2
+        picture = http.get(f"/jobs/{job['id']}/plot.png")
+        assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+
+
+def test_users_see_only_their_own_and_their_groups_jobs(
+    service: Service, users: Users, demo: Path
+) -> None:
+    with (
+        client(service, users.alice) as alice,
+        client(service, users.bob) as bob,
+        client(service, users.carol) as carol,
+    ):
+        private = submit(alice, demo, patches=PATCHES[:1])
+        shared = submit(alice, demo, patches=PATCHES[1:2], group="atlas")
+        wait(alice, private["id"])
+        wait(alice, shared["id"])
+        assert bob.get("/jobs").json() == []
+        for job_id in (private["id"], shared["id"]):
+            for path in ("", "/results", "/plot.png", "/results?format=csv"):
+                response = bob.get(f"/jobs/{job_id}{path}")
+                assert response.status_code == 404, (path, response.text)
+                assert "cls" not in response.text and "demo_" not in response.text
+            assert bob.delete(f"/jobs/{job_id}").status_code == 404
+        # a workspace is usable only by those who uploaded it
+        response = bob.get(f"/workspaces/{private['workspace']}")
+        assert response.status_code == 404
+        response = bob.post("/jobs", json={"workspace": private["workspace"]})
+        assert response.status_code == 422 and "among your uploads" in response.text
+        # the group shares the job, not the private one
+        assert [j["id"] for j in carol.get("/jobs").json()] == [shared["id"]]
+        assert carol.get(f"/jobs/{private['id']}").status_code == 404
+        results = carol.get(f"/jobs/{shared['id']}/results").json()["results"]
+        assert [r["patch"] for r in results] == PATCHES[1:2]
+        assert carol.delete(f"/jobs/{shared['id']}").status_code == 403  # owner only
+        response = bob.post("/jobs", json={"workspace": private["workspace"], "group": "atlas"})
+        assert response.status_code == 422 and "not in the group" in response.text
+    wrong = users.alice[:-1] + ("x" if users.alice[-1] != "x" else "y")
+    for token in (None, "fitaas_wrong", wrong, "Bearer", users.alice.upper()):
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=service.url + "/api/v1", headers=headers) as anyone:
+            for method, path in (
+                ("GET", "/jobs"),
+                ("GET", f"/jobs/{private['id']}"),
+                ("GET", f"/jobs/{private['id']}/results"),
+                ("POST", "/jobs"),
+                ("POST", "/workspaces"),
+                ("GET", "/endpoints"),
+            ):
+                response = anyone.request(method, path)
+                assert response.status_code == 401, (method, path, response.text)
+
+
+def test_groups_decide_who_may_use_an_endpoint(service: Service, users: Users, demo: Path) -> None:
+    add_endpoint(users.engine, "cluster", {"engine": "local", "workers": 1}, groups=("atlas",))
+    with client(service, users.alice) as alice, client(service, users.bob) as bob:
+        assert {e["name"] for e in alice.get("/endpoints").json()} == {"cluster", "local"}
+        assert {e["name"] for e in bob.get("/endpoints").json()} == {"local"}
+        job = submit(alice, demo, patches=PATCHES[:1], endpoint="cluster")
+        assert wait(alice, job["id"])["state"] == "done"
+        assert alice.get(f"/jobs/{job['id']}").json()["endpoint"] == "cluster"
+        workspace = upload(bob, "workspace", demo / "BkgOnly.json")
+        response = bob.post("/jobs", json={"workspace": workspace, "endpoint": "cluster"})
+        assert response.status_code == 403
+        assert "may not use the endpoint 'cluster'" in response.json()["detail"]
+        response = bob.post("/jobs", json={"workspace": workspace, "endpoint": "nowhere"})
+        assert response.status_code == 422 and "no endpoint named 'nowhere'" in response.text
+
+
+def _bad(response: httpx.Response, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert words in (detail if isinstance(detail, str) else json.dumps(detail)), detail
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_bad_input_gets_a_clear_error(
+    users: Users, demo: Path, tmp_path: Path, database: str
+) -> None:
+    with (
+        running(database, tmp_path, max_upload_mb=1.0) as service,
+        client(service, users.alice) as http,
+    ):
+        _bad(http.post("/workspaces", content=b'{"channels": [}'), 422, "malformed JSON at line 1")
+        _bad(http.post("/workspaces", content=b'{"channels": []}'), 422, "schema")
+        _bad(http.post("/workspaces", content=b"\x1f\x8bnot gzip"), 422, "gzip")
+        _bad(http.post("/workspaces", content=b""), 422, "empty")
+        _bad(http.post("/workspaces", content=b" " * 1_500_000), 413, "above the limit of 1 MB")
+        bomb = gzip.compress(b" " * 3_000_000)  # 3 KB that inflate to 3 MB
+        _bad(http.post("/workspaces", content=bomb), 413, "more than the limit")
+        workspace = upload(http, "workspace", demo / "BkgOnly.json")
+        patchset = upload(http, "patchset", demo / "patchset.json")
+        base = {"workspace": workspace, "patchset": patchset}
+        _bad(http.post("/jobs", json=base | {"colour": "red"}), 422, "colour")
+        _bad(http.post("/jobs", json=base | {"options": {"tolerance": -1}}), 422, "tolerance")
+        _bad(http.post("/jobs", json=base | {"options": {"speed": 2}}), 422, "unknown option")
+        _bad(http.post("/jobs", json=base | {"task": "toys"}), 422, "task")
+        _bad(
+            http.post("/jobs", json=base | {"patches": ["demo_650_0"]}),
+            422,
+            "no patch named 'demo_650_0'",
+        )
+        _bad(http.post("/jobs", json={"workspace": "abc"}), 422, "workspace")
+        # a patchset made for another workspace: pyhf's digest check
+        other = load(demo / "BkgOnly.json")
+        other["observations"][0]["data"][0] += 1
+        other_digest = http.post("/workspaces", content=json.dumps(other).encode()).json()
+        _bad(
+            http.post("/jobs", json={"workspace": other_digest["digest"], "patchset": patchset}),
+            422,
+            "was not made for",
+        )
+        assert http.get("/jobs").json() == []  # nothing was queued by a refused request
+
+
+def test_jobs_survive_a_restart(users: Users, demo: Path, tmp_path: Path, database: str) -> None:
+    service = Service(database, tmp_path).start()
+    try:
+        with client(service, users.alice) as http:
+            job = submit(http, demo, patches=None)  # all 20 points
+            deadline = time.monotonic() + 120
+            while http.get(f"/jobs/{job['id']}").json()["done"] < 3:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        service.stop()  # in the middle of the job
+        before = stored_created(database)
+        assert 3 <= len(before) < 20
+        service = Service(database, tmp_path).start()
+        with client(service, users.alice) as http:
+            finished = wait(http, job["id"])
+            assert finished["state"] == "done" and finished["done"] == 20
+            after = stored_created(database)
+            assert len(after) == 20
+            # nothing finished before the stop was computed again
+            assert {k: after[k] for k in before} == before
+            results = http.get(f"/jobs/{job['id']}/results").json()["results"]
+            assert len(results) == 20 and all(r["status"] == "ok" for r in results)
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_cancelled_job_keeps_what_finished(service: Service, users: Users, demo: Path) -> None:
+    with client(service, users.alice) as http:
+        job = submit(http, demo, patches=None)
+        deadline = time.monotonic() + 120
+        while http.get(f"/jobs/{job['id']}").json()["done"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        cancelled = http.delete(f"/jobs/{job['id']}").json()
+        assert cancelled["state"] == "cancelled"
+        time.sleep(2)
+        later = http.get(f"/jobs/{job['id']}").json()
+        assert later["state"] == "cancelled" and later["done"] < 20
+        kept = http.get(f"/jobs/{job['id']}/results").json()["results"]
+        assert len(kept) >= cancelled["done"] and all(r["status"] == "ok" for r in kept)
+        # the service goes on: the next job runs
+        assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"

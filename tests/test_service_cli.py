@@ -1,0 +1,108 @@
+"""The service as a site admin and its users meet it: the admin CLI, `fitaas submit`,
+`fitaas jobs`, `fitaas job`, and the Python client, against a real `fitaas serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import fitaas
+from conftest import FITAAS
+from service_process import running
+
+
+def cli(*args: str, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FITAAS_TOKEN"}
+    if token is not None:
+        env["FITAAS_TOKEN"] = token
+    return subprocess.run(
+        [str(FITAAS), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def admin(*args: str, cwd: Path) -> str:
+    done = cli("admin", "--database", "site.sqlite", *args, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_admin_cli_users_tokens_and_endpoints(tmp_path: Path, demo: Path) -> None:
+    alice = admin("user", "add", "alice", "--group", "atlas", cwd=tmp_path)
+    assert alice.startswith("fitaas_") and len(alice) > 40  # >= 128 random bits
+    bob = admin("user", "add", "bob", cwd=tmp_path)
+    assert "alice\tatlas" in admin("user", "list", cwd=tmp_path)
+    assert admin("endpoint", "list", cwd=tmp_path) == "local\tlocal\teveryone"
+    endpoint_file = tmp_path / "site.toml"
+    endpoint_file.write_text('engine = "local"\nworkers = 1\n')
+    admin(
+        "endpoint", "add", "small", "--engine", "local", "--config", str(endpoint_file),
+        "--group", "atlas", cwd=tmp_path,
+    )  # fmt: skip
+    assert "small\tlocal\tatlas" in admin("endpoint", "list", cwd=tmp_path)
+    refused = cli("admin", "--database", "site.sqlite", "user", "add", "alice", cwd=tmp_path)
+    assert refused.returncode == 2 and "exists" in refused.stderr
+    refused = cli(
+        "admin", "--database", "site.sqlite", "endpoint", "add", "x", "--engine", "dask",
+        "--group", "nogroup", cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "no group named 'nogroup'" in refused.stderr
+    with running("sqlite:///site.sqlite", tmp_path) as service:
+        url = ["--service", service.url]
+        submitted = cli(
+            "submit", *url, str(demo / "BkgOnly.json"), str(demo / "patchset.json"),
+            "--patch", "demo_700_0", "--patch", "demo_800_200", "--endpoint", "small",
+            "-o", "out.json", cwd=tmp_path, token=alice,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.strip()
+        results = json.loads((tmp_path / "out.json").read_text())
+        assert [r["patch"] for r in results["results"]] == ["demo_700_0", "demo_800_200"]
+        local = fitaas.scan(demo, patches=["demo_700_0", "demo_800_200"])
+        assert [r["cls_obs"] for r in results["results"]] == [p.cls_obs for p in local]
+        listed = cli("jobs", *url, cwd=tmp_path, token=alice)
+        assert job_id in listed.stdout and "done" in listed.stdout
+        shown = cli("job", *url, job_id, "-o", "again.csv", cwd=tmp_path, token=alice)
+        assert shown.returncode == 0 and "2/2" in shown.stdout
+        assert (tmp_path / "again.csv").read_text().count("\n") == 3
+        # bob may not use the endpoint nor see alice's job
+        denied = cli(
+            "submit", *url, str(demo / "BkgOnly.json"), "--endpoint", "small",
+            cwd=tmp_path, token=bob,
+        )  # fmt: skip
+        assert denied.returncode == 2 and "403" in denied.stderr
+        hidden = cli("job", *url, job_id, cwd=tmp_path, token=bob)
+        assert hidden.returncode == 2 and "404" in hidden.stderr
+        # rotating a token: the old one stops working at once
+        new = admin("token", "rotate", "alice", cwd=tmp_path)
+        old = cli("jobs", *url, cwd=tmp_path, token=alice)
+        assert old.returncode == 2 and "401" in old.stderr
+        assert job_id in cli("jobs", *url, cwd=tmp_path, token=new).stdout
+        admin("user", "remove", "bob", cwd=tmp_path)
+        gone = cli("jobs", *url, cwd=tmp_path, token=bob)
+        assert gone.returncode == 2 and "401" in gone.stderr
+
+
+def test_python_client_on_a_published_pallet(tmp_path: Path, workspaces: Path) -> None:
+    folder = workspaces / "sbottom"
+    patches = ["sbottom_1000_131_1", "sbottom_700_550_60", "sbottom_900_630_500"]
+    token = admin("user", "add", "alice", cwd=tmp_path)
+    with (
+        running("sqlite:///site.sqlite", tmp_path) as service,
+        fitaas.Client(service.url, token) as client,
+    ):
+        job = client.submit(folder, patches=patches, region="RegionB")
+        assert job.total == 3
+        job = client.wait(job, progress=False, timeout=600)
+        assert job.state == "done" and job.failed == 0
+        results = client.results(job)
+        with pytest.raises(fitaas.FitaasError, match="404"):
+            client.results("0" * 32)
+    local = fitaas.scan(folder, region="RegionB", patches=patches)
+    assert [r["patch"] for r in results["results"]] == patches
+    for got, want in zip(results["results"], local, strict=True):
+        assert got["status"] == want.status
+        assert got["cls_obs"] == want.cls_obs and got["cls_exp"] == list(want.hypotest.cls_exp)

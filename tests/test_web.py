@@ -1,0 +1,86 @@
+"""The web page in a real headless Chromium against a real `fitaas serve`: log in, submit
+the demo pallet, watch it finish, see the table and the CLs picture."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fitaas.service import db
+from fitaas.service.accounts import add_user
+from service_process import running
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_log_in_submit_and_watch_a_job_in_a_browser(tmp_path: Path, demo: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    database = f"sqlite:///{tmp_path / 'web.sqlite'}"
+    engine = db.connect(database)
+    alice = add_user(engine, "alice", ("atlas",))
+    bob = add_user(engine, "bob")
+    engine.dispose()
+    with running(database, tmp_path) as service, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(service.url + "/")
+            page.fill("#token", "fitaas_not-a-token")
+            page.click("#login-form button")
+            sync_api.expect(page.locator("#login-error")).to_contain_text("Login failed")
+
+            page.fill("#token", alice)
+            page.click("#login-form button")
+            sync_api.expect(page.locator("#who")).to_contain_text("alice (atlas)")
+            page.set_input_files("#ws-file", str(demo / "BkgOnly.json"))
+            page.set_input_files("#ps-file", str(demo / "patchset.json"))
+            page.click("#submit-button")
+            sync_api.expect(page.locator("#submit-status")).to_contain_text("submitted job")
+            # live progress: the job page follows the job to the end
+            sync_api.expect(page.locator("#job-state")).to_have_text("done", timeout=180_000)
+            sync_api.expect(page.locator("#job-counts")).to_have_text("20/20 done, 0 failed")
+            rows = page.locator("#results tbody tr")
+            sync_api.expect(rows).to_have_count(20)
+            sync_api.expect(page.locator("#plot")).to_be_visible(timeout=30_000)
+            page.wait_for_function(
+                "document.getElementById('plot-note').textContent.includes('20 of 20')",
+                timeout=30_000,
+            )
+            width = page.eval_on_selector("#plot", "img => img.naturalWidth")
+            assert width > 300
+            # the table sorts: by observed CLs, ascending
+            page.click("#results th[data-key=cls_obs]")
+            column = page.eval_on_selector_all(
+                "#results tbody tr td:nth-child(5)", "cells => cells.map(c => c.textContent)"
+            )
+            values = [float(v) for v in column]
+            assert values == sorted(values) and values[0] < 0.05 < values[-1]
+            jobs = page.locator("#jobs tbody tr")
+            sync_api.expect(jobs).to_have_count(1)
+            sync_api.expect(jobs.first.locator(".state")).to_have_text("done")
+            page.screenshot(path=str(tmp_path / "web.png"), full_page=True)
+
+            # bob logs in on a fresh page: none of alice's jobs
+            other = browser.new_page()
+            other.goto(service.url + "/")
+            other.fill("#token", bob)
+            other.click("#login-form button")
+            sync_api.expect(other.locator("#who")).to_contain_text("bob")
+            other.wait_for_timeout(1500)
+            assert other.locator("#jobs tbody tr").count() == 0
+            assert not re.search("demo_", other.content())
+        finally:
+            browser.close()
+    assert (tmp_path / "web.png").stat().st_size > 20_000
