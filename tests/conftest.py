@@ -15,6 +15,17 @@ from threadpoolctl import threadpool_limits
 
 WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
 FITAAS = Path(sys.executable).parent / "fitaas"
+# Debian's Chromium, driven by Playwright (never `playwright install`: it downloads)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def load(path: Path) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from matplotlib.testing.compare import compare_images
 
 import fitaas
-from conftest import run_cli
+from conftest import CHROMIUM, CHROMIUM_ARGS, run_cli
 from fitaas import InputError, plots
 from fitaas.example import true_boundary
 
@@ -154,18 +154,6 @@ def test_plot_and_report_commands(demo: Path, tmp_path: Path) -> None:
     assert "demo_700_200" in page and "<table>" in page
     none = run_cli("plot", str(tmp_path / "missing.json"))
     assert none.returncode == 2 and "no such file" in none.stderr
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")

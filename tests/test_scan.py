@@ -20,7 +20,10 @@ from fitaas.example import true_boundary
 
 def _stored(path: Path) -> dict[str, float]:
     with sqlite3.connect(path) as db:
-        return dict(db.execute("SELECT key, created FROM results WHERE status = 'ok'"))
+        try:
+            return dict(db.execute("SELECT key, created FROM results WHERE status = 'ok'"))
+        except sqlite3.OperationalError:  # the file exists, its table not yet
+            return {}
 
 
 def test_rerun_computes_nothing_and_force_recomputes(demo: Path, tmp_path: Path) -> None:

@@ -101,8 +101,10 @@ def wait(http: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = http.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed", "cancelled"):
+        if job["state"] in ("done", "cancelled"):
             return dict(job)
+        if job["state"] == "failed":
+            raise AssertionError(f"job {job_id} failed: {job['error']}")
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} not finished after {timeout} s")
 

@@ -106,3 +106,32 @@ def test_python_client_on_a_published_pallet(tmp_path: Path, workspaces: Path) -
     for got, want in zip(results["results"], local, strict=True):
         assert got["status"] == want.status
         assert got["cls_obs"] == want.cls_obs and got["cls_exp"] == list(want.hypotest.cls_exp)
+
+
+@pytest.mark.slow
+def test_region_b_from_the_cli_and_python_equals_fitaas_scan(
+    tmp_path: Path, workspaces: Path
+) -> None:
+    """The issue's acceptance: user A submits all of sbottom RegionB from the CLI and from
+    Python; both equal `fitaas scan`; user B sees nothing."""
+    folder = workspaces / "sbottom" / "RegionB"
+    alice = admin("user", "add", "alice", cwd=tmp_path)
+    bob = admin("user", "add", "bob", cwd=tmp_path)
+    with running("sqlite:///site.sqlite", tmp_path) as service:
+        submitted = cli(
+            "submit", "--service", service.url, str(folder / "BkgOnly.json"),
+            str(folder / "patchset.json.gz"), "-o", "cli.json", cwd=tmp_path, token=alice,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        with fitaas.Client(service.url, alice) as client:
+            job = client.wait(client.submit(folder), progress=False)
+            from_python = client.results(job)
+        with fitaas.Client(service.url, bob) as client:
+            assert client.jobs() == []
+    scanned = fitaas.scan(folder, store=tmp_path / "scan.sqlite")
+    from_cli = json.loads((tmp_path / "cli.json").read_text())
+    for results in (from_cli, from_python):
+        assert len(results["results"]) == len(scanned) == 218
+        for got, want in zip(results["results"], scanned, strict=True):
+            assert (got["patch"], got["status"]) == (want.patch, want.status)
+            assert got["cls_obs"] == want.cls_obs

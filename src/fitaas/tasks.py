@@ -69,6 +69,15 @@ class WorkerCache:
     def __init__(self) -> None:
         self._workspaces: dict[str, pyhf.Workspace] = {}
         self.configured = False
+        self._structures: Any = None
+
+    def structures(self) -> Any:
+        """This worker's compiled model structures (the fast path), made on first use."""
+        if self._structures is None:
+            from fitaas.fast import StructureCache
+
+            self._structures = StructureCache()
+        return self._structures
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._workspaces
@@ -158,10 +167,10 @@ def _outcome(status: str, result: Any, error: str | None, seconds: float) -> dic
 
 
 def _checked_hypotest_outcome(
-    model: Any, data: Sequence[float], options: InferenceOptions
+    model: Any, data: Sequence[float], options: InferenceOptions, structures: Any = None
 ) -> dict[str, Any]:
     """A hypothesis test with its fit checks: status ok, suspect or failed, and why."""
-    checked, diagnosis = checked_hypotest(model, data, options)
+    checked, diagnosis = checked_hypotest(model, data, options, structures)
     reason = "; ".join(diagnosis.reasons) or None
     failed = diagnosis.status == "failed"
     outcome = _outcome(
@@ -177,6 +186,7 @@ def _run_point(
     point: dict[str, Any],
     kinds: Sequence[str],
     options: InferenceOptions,
+    structures: Any = None,
 ) -> dict[str, dict[str, Any]]:
     start = time.perf_counter()
     try:
@@ -191,7 +201,7 @@ def _run_point(
         begin = time.perf_counter()
         try:
             if kind == "hypotest":
-                outcome = _checked_hypotest_outcome(model, data, options)
+                outcome = _checked_hypotest_outcome(model, data, options, structures)
             else:
                 result = _KIND_FUNCTIONS[kind](model, data, options).to_dict()
                 outcome = _outcome("ok", result, None, 0.0)
@@ -232,9 +242,10 @@ def run_points(
     _configure_process()
     ws = _CACHE.workspace(workspace, payload)
     opts = InferenceOptions.from_dict(options)
-    with pyhf_backend(opts):
+    structures = _CACHE.structures() if opts.fast else None
+    with pyhf_backend(opts, structures=structures):
         return [
-            {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts)}
+            {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts, structures)}
             for point in points
         ]
 

@@ -124,6 +124,13 @@ def inference_options(func: F) -> F:
             help="Retry hypothesis tests whose fits look wrong with stricter strategies.",
         ),
         click.option(
+            "--fast/--no-fast",
+            default=False,
+            show_default=True,
+            help="Fit with -2lnL and its exact gradient compiled once per model structure "
+            "(jax; needs the 'jax' extra); pyhf's numpy backend does the statistics.",
+        ),
+        click.option(
             "--ul-scan",
             metavar="START,STOP,POINTS",
             help="Upper limits from a grid of POI values (default: root finding).",
@@ -210,4 +217,5 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         level=round(1.0 - cl, 12),
         ul_scan=ul_scan,
         retry_strategy=params.get("retry_strategy") or "default",
+        fast=bool(params.get("fast")),
     )

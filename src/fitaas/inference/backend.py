@@ -55,7 +55,23 @@ def _recording(base: type) -> type:
     return Recording
 
 
-def _optimizer(options: InferenceOptions, on_fit: OnFit | None = None) -> Any:
+def _compiled(base: type, options: InferenceOptions, structures: Any) -> type:
+    """The base optimizer, or its compiled-objective subclass on the fast path."""
+    if not options.fast or options.optimizer != "scipy":
+        return base
+    try:
+        from fitaas.fast import StructureCache, compiled_objective_optimizer
+    except ImportError as exc:
+        raise InputError(
+            f"the fast path needs jax ({exc}); install it with: pip install 'fitaas[jax]'"
+        ) from None
+    del StructureCache  # imported to check that jax is there
+    return compiled_objective_optimizer(base)
+
+
+def _optimizer(
+    options: InferenceOptions, on_fit: OnFit | None = None, structures: Any = None
+) -> Any:
     kwargs: dict[str, Any] = {}
     if options.tolerance is not None:
         kwargs["tolerance"] = options.tolerance
@@ -66,10 +82,19 @@ def _optimizer(options: InferenceOptions, on_fit: OnFit | None = None) -> Any:
             base = pyhf.optimize.minuit_optimizer
         else:
             base = pyhf.optimize.scipy_optimizer
-        if on_fit is None:
-            return base(**kwargs)
-        optimizer = _recording(base)(**kwargs)
-        optimizer.on_fit = on_fit
+        base = _compiled(base, options, structures)
+        optimizer = (base if on_fit is None else _recording(base))(**kwargs)
+        if on_fit is not None:
+            optimizer.on_fit = on_fit
+        if options.fast and options.optimizer == "scipy":
+            from fitaas.fast import StructureCache
+
+            optimizer.structures = structures if structures is not None else StructureCache()
+            optimizer.modifier_settings = (
+                {k: dict(v) for k, v in options.modifier_settings.items()}
+                if options.modifier_settings
+                else None
+            )
         return optimizer
     except (ImportError, pyhf.exceptions.ImportBackendError) as exc:
         raise InputError(
@@ -79,7 +104,9 @@ def _optimizer(options: InferenceOptions, on_fit: OnFit | None = None) -> Any:
 
 
 @contextmanager
-def pyhf_backend(options: InferenceOptions, on_fit: OnFit | None = None) -> Iterator[None]:
+def pyhf_backend(
+    options: InferenceOptions, on_fit: OnFit | None = None, structures: Any = None
+) -> Iterator[None]:
     """Set pyhf's backend and optimizer from ``options``; restore the previous ones after.
 
     pyhf keeps its backend in process-global state; this is the only place fitaas
@@ -88,6 +115,8 @@ def pyhf_backend(options: InferenceOptions, on_fit: OnFit | None = None) -> Iter
     Args:
         options: The inference options naming backend, optimizer and tolerance.
         on_fit: Called after every minimisation with ``(result, start, bounds, fixed)``.
+        structures: On the fast path, the worker's :class:`~fitaas.fast.StructureCache`
+            (default: a new one, for this block only).
 
     Yields:
         Nothing; pyhf is configured inside the ``with`` block.
@@ -96,7 +125,7 @@ def pyhf_backend(options: InferenceOptions, on_fit: OnFit | None = None) -> Iter
         InputError: The backend or optimizer cannot be imported (missing extra).
     """
     previous = pyhf.get_backend()
-    optimizer = _optimizer(options, on_fit)
+    optimizer = _optimizer(options, on_fit, structures)
     try:
         pyhf.set_backend(options.backend, optimizer, precision="64b")
     except (ImportError, pyhf.exceptions.ImportBackendError) as exc:

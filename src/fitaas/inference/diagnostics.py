@@ -228,7 +228,7 @@ def _strategy(options: InferenceOptions, name: str) -> InferenceOptions:
 
 
 def checked_hypotest(
-    model: Any, data: Sequence[float], options: InferenceOptions
+    model: Any, data: Sequence[float], options: InferenceOptions, structures: Any = None
 ) -> tuple[HypotestResult | None, Diagnosis]:
     """A hypothesis test whose fits are checked, retried with stricter strategies if needed.
 
@@ -251,7 +251,7 @@ def checked_hypotest(
         def on_fit(fit: Any, start: Any, bounds: Any, fixed: Any) -> None:
             records.append(_record(model, fit, start, bounds, fixed))  # noqa: B023
 
-        with pyhf_backend(strategy, on_fit):
+        with pyhf_backend(strategy, on_fit, structures):
             try:
                 result = hypotest(model, data, strategy)
                 reasons = diagnose(records, result, _precision(strategy))

@@ -78,6 +78,10 @@ class InferenceOptions:
             pyhf's TOMS748 root finding within the POI bounds.
         retry_strategy: ``"default"``: a hypothesis test whose fits look wrong is computed
             again with stricter strategies; ``"none"``: never (for comparisons).
+        fast: Minimise with -2lnL and its exact gradient compiled once per model
+            structure (jax; :mod:`fitaas.fast`) instead of finite differences; pyhf's
+            numpy backend does the statistics. Needs ``backend="numpy"``; applies to the
+            scipy optimizer (MINUIT retries run the plain way).
     """
 
     backend: str = "numpy"
@@ -94,6 +98,7 @@ class InferenceOptions:
     level: float = 0.05
     ul_scan: tuple[float, float, int] | None = None
     retry_strategy: str = "default"
+    fast: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -102,6 +107,10 @@ class InferenceOptions:
             raise InputError(f"option optimizer: '{self.optimizer}' is not one of {OPTIMIZERS}")
         if self.test_stat not in TEST_STATS:
             raise InputError(f"option test_stat: '{self.test_stat}' is not one of {TEST_STATS}")
+        if not isinstance(self.fast, bool):
+            raise InputError(f"option fast: must be true or false, got {self.fast!r}")
+        if self.fast and self.backend != "numpy":
+            raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
         if self.retry_strategy not in ("default", "none"):
             raise InputError(
                 f"option retry_strategy: '{self.retry_strategy}' is not 'default' or 'none'"
@@ -195,7 +204,10 @@ class InferenceOptions:
             The relevant options as a plain mapping.
         """
         full = self.to_dict()
-        return {name: full[name] for name in (*_COMMON, *_PER_KIND[kind])}
+        out = {name: full[name] for name in (*_COMMON, *_PER_KIND[kind])}
+        if self.fast:  # (absent when off: keys of results stored before it existed hold)
+            out["fast"] = True
+        return out
 
 
 def _plain(value: Any) -> Any:

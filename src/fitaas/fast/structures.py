@@ -1,0 +1,223 @@
+"""One compiled objective per model structure, the arrays that differ passed as arguments.
+
+pyhf's jax backend compiles its objective for every new ``Model`` object (seconds per
+signal point). Points of one analysis share their structure: only a few of the model's
+internal arrays (nominal rates, interpolation tensors, masks, constraint widths) differ.
+A :class:`Structure` builds one jax *template* model, finds by tracing which of its
+arrays the likelihood reads, and compiles -2lnL and its gradient once with those arrays
+as arguments. Any model of the same structure (built with pyhf's numpy backend, as
+plain pyhf builds it) is then evaluated by handing its own arrays to the compiled code.
+
+Every model is checked before use: the compiled -2lnL must equal pyhf's own (numpy)
+-2lnL of that model at two parameter points, or the model is not served (the caller
+falls back to plain pyhf). pyhf does the statistics; this only evaluates its likelihood
+faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pyhf
+
+__all__ = ["Structure", "StructureCache"]
+
+Path = tuple[tuple[bool, Any], ...]
+Objective = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+
+# The compiled -2lnL may differ from pyhf's by summation order only.
+GUARD_RTOL = 1e-10
+GUARD_ATOL = 1e-8
+MAX_STRUCTURES = 16
+
+
+def _walk(obj: Any, path: Path, seen: set[int], out: list[Path]) -> None:
+    """Paths to every float or bool jax array reachable from a pyhf model object."""
+    import jax
+
+    if isinstance(obj, jax.Array):
+        if obj.dtype.kind in "fb":
+            out.append(path)
+        return
+    if isinstance(obj, np.ndarray) or id(obj) in seen:
+        return
+    if isinstance(obj, dict):
+        seen.add(id(obj))
+        for key in sorted(obj, key=str):
+            _walk(obj[key], (*path, (False, key)), seen, out)
+    elif isinstance(obj, list):
+        seen.add(id(obj))
+        for index, value in enumerate(obj):
+            _walk(value, (*path, (False, index)), seen, out)
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("pyhf"):
+        seen.add(id(obj))
+        attributes = vars(obj)
+        for key in sorted(attributes):
+            _walk(attributes[key], (*path, (True, key)), seen, out)
+
+
+def _get(obj: Any, path: Path) -> Any:
+    for attribute, key in path:
+        obj = getattr(obj, key) if attribute else obj[key]
+    return obj
+
+
+def _put(obj: Any, path: Path, value: Any) -> None:
+    *head, (attribute, key) = path
+    parent = _get(obj, tuple(head))
+    if attribute:
+        setattr(parent, key, value)
+    else:
+        parent[key] = value
+
+
+def _guard_points(model: Any) -> list[np.ndarray]:
+    init = np.asarray(model.config.suggested_init(), dtype=float)
+    bounds = np.asarray(model.config.suggested_bounds(), dtype=float)
+    shifted = np.clip(init + 0.1 * np.cos(np.arange(len(init))), bounds[:, 0], bounds[:, 1])
+    return [init, shifted]
+
+
+class Structure:
+    """-2lnL and its gradient, compiled once for every model with this structure.
+
+    Args:
+        model: A model (any backend) whose structure this is; a jax template is built from
+            its specification.
+        modifier_settings: The interpolation codes the models are built with.
+    """
+
+    def __init__(self, model: Any, modifier_settings: dict[str, Any] | None = None) -> None:
+        import jax
+
+        previous = pyhf.get_backend()
+        pyhf.set_backend("jax", precision="64b")
+        try:
+            kwargs: dict[str, Any] = {"validate": False, "poi_name": model.config.poi_name}
+            if modifier_settings:
+                kwargs["modifier_settings"] = modifier_settings
+            template = pyhf.Model(model.spec, **kwargs)
+            candidates: list[Path] = []
+            _walk(template, (), set(), candidates)
+            init = np.asarray(template.config.suggested_init(), dtype=float)
+            data = np.asarray(template.expected_data(init), dtype=float)
+
+            def every(pars: Any, data: Any, arrays: Sequence[Any]) -> Any:
+                return self._twice_nll(template, candidates, pars, data, arrays)
+
+            values = [_get(template, p) for p in candidates]
+            jaxpr = jax.make_jaxpr(every)(init, data, values).jaxpr
+            read = {id(v) for eqn in jaxpr.eqns for v in eqn.invars}
+            read |= {id(v) for v in jaxpr.outvars}
+            inputs = jaxpr.invars[2:]
+            self.paths = [p for p, v in zip(candidates, inputs, strict=True) if id(v) in read]
+            paths = self.paths
+
+            def used(pars: Any, data: Any, arrays: Sequence[Any]) -> Any:
+                return self._twice_nll(template, paths, pars, data, arrays)
+
+            arrays = [np.asarray(_get(template, p)) for p in paths]
+            self.shapes = [(a.shape, a.dtype) for a in arrays]
+            self.npars = len(init)
+            self.ndata = len(data)
+            self._value_and_grad = (
+                jax.jit(jax.value_and_grad(used)).lower(init, data, arrays).compile()
+            )
+        finally:
+            pyhf.set_backend(*previous)
+
+    @staticmethod
+    def _twice_nll(
+        template: Any, paths: Sequence[Path], pars: Any, data: Any, arrays: Sequence[Any]
+    ) -> Any:
+        saved = [_get(template, p) for p in paths]
+        try:
+            for path, value in zip(paths, arrays, strict=True):
+                _put(template, path, value)
+            return -2.0 * template.logpdf(pars, data)[0]
+        finally:
+            for path, value in zip(paths, saved, strict=True):
+                _put(template, path, value)
+
+    def arrays(self, model: Any) -> list[np.ndarray] | None:
+        """The model's own values of the arrays the likelihood reads (``None``: other shape)."""
+        try:
+            arrays = [np.asarray(_get(model, p)) for p in self.paths]
+        except (AttributeError, KeyError, IndexError, TypeError):
+            return None
+        if [(a.shape, a.dtype) for a in arrays] != self.shapes:
+            return None
+        return arrays
+
+    def objective(self, model: Any) -> Objective | None:
+        """-2lnL and gradient of this model, or ``None`` if it is not of this structure."""
+        if model.config.npars != self.npars or model.config.nmaindata + model.config.nauxdata != (
+            self.ndata
+        ):
+            return None
+        found = self.arrays(model)
+        if found is None:
+            return None
+        import jax
+
+        arrays = jax.device_put(found)  # once per model, not once per call
+        compiled_vg = self._value_and_grad
+        last_data: list[Any] = [None, None]
+
+        def value_and_grad(pars: np.ndarray, data: np.ndarray) -> tuple[float, np.ndarray]:
+            if last_data[0] is not data:  # the fits of one minimisation share their data
+                last_data[:] = [data, jax.device_put(data)]
+            value, grad = compiled_vg(pars, last_data[1], arrays)
+            return float(value), np.asarray(grad)
+
+        # the guard: pyhf's own -2lnL of this model, at two points
+        data = np.asarray(model.expected_data(model.config.suggested_init()), dtype=float)
+        for pars in _guard_points(model):
+            expected = float(pyhf.infer.mle.twice_nll(pars, data, model)[0])
+            got = float(compiled_vg(pars, data, arrays)[0])
+            if not abs(got - expected) <= GUARD_ATOL + GUARD_RTOL * abs(expected):
+                return None
+        return value_and_grad
+
+
+class StructureCache:
+    """The structures a worker has compiled, and the objective of the model in use."""
+
+    def __init__(self) -> None:
+        self._structures: dict[str, list[Structure]] = {}
+        self._last: tuple[Any, Objective | None] = (None, None)
+        self.compiled = 0
+        self.refused = 0
+
+    def objective(self, model: Any, modifier_settings: dict[str, Any] | None) -> Objective | None:
+        """The compiled objective for ``model``, compiling its structure if new.
+
+        Returns:
+            ``(value, gradient)`` of -2lnL as a function of ``(pars, data)``, or ``None``
+            when the model cannot be served (the caller uses plain pyhf).
+        """
+        if self._last[0] is model:
+            return self._last[1]
+        key = repr(sorted((modifier_settings or {}).items()))
+        known = self._structures.setdefault(key, [])
+        found = None
+        for structure in known:
+            found = structure.objective(model)
+            if found is not None:
+                break
+        if found is None and sum(map(len, self._structures.values())) < MAX_STRUCTURES:
+            made: Structure | None
+            try:
+                made = Structure(model, modifier_settings)
+            except Exception:  # a model pyhf's jax backend cannot trace: plain pyhf
+                made = None
+            if made is not None:
+                self.compiled += 1
+                known.append(made)
+                found = made.objective(model)
+        if found is None:
+            self.refused += 1
+        self._last = (model, found)
+        return found
