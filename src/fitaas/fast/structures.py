@@ -16,7 +16,9 @@ faster.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ import pyhf
 
 __all__ = ["Structure", "StructureCache"]
 
-Path = tuple[tuple[bool, Any], ...]
+LeafPath = tuple[tuple[bool, Any], ...]
 Objective = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
 # The compiled -2lnL may differ from pyhf's by summation order only.
@@ -33,7 +35,7 @@ GUARD_ATOL = 1e-8
 MAX_STRUCTURES = 16
 
 
-def _walk(obj: Any, path: Path, seen: set[int], out: list[Path]) -> None:
+def _walk(obj: Any, path: LeafPath, seen: set[int], out: list[LeafPath]) -> None:
     """Paths to every float or bool jax array reachable from a pyhf model object."""
     import jax
 
@@ -58,19 +60,32 @@ def _walk(obj: Any, path: Path, seen: set[int], out: list[Path]) -> None:
             _walk(attributes[key], (*path, (True, key)), seen, out)
 
 
-def _get(obj: Any, path: Path) -> Any:
+def _get(obj: Any, path: LeafPath) -> Any:
     for attribute, key in path:
         obj = getattr(obj, key) if attribute else obj[key]
     return obj
 
 
-def _put(obj: Any, path: Path, value: Any) -> None:
+def _put(obj: Any, path: LeafPath, value: Any) -> None:
     *head, (attribute, key) = path
     parent = _get(obj, tuple(head))
     if attribute:
         setattr(parent, key, value)
     else:
         parent[key] = value
+
+
+def _persistent_cache() -> None:
+    """Keep compiled code on disk: workers compiling the same structure, and later runs,
+    load it instead of compiling again. ``FITAAS_JAX_CACHE`` names the folder (default
+    ``~/.cache/fitaas/jax``; empty: off)."""
+    import jax
+
+    folder = os.environ.get("FITAAS_JAX_CACHE", str(Path.home() / ".cache" / "fitaas" / "jax"))
+    if not folder or getattr(jax.config, "jax_compilation_cache_dir", None):
+        return
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _guard_points(model: Any) -> list[np.ndarray]:
@@ -92,6 +107,7 @@ class Structure:
     def __init__(self, model: Any, modifier_settings: dict[str, Any] | None = None) -> None:
         import jax
 
+        _persistent_cache()
         previous = pyhf.get_backend()
         pyhf.set_backend("jax", precision="64b")
         try:
@@ -99,7 +115,7 @@ class Structure:
             if modifier_settings:
                 kwargs["modifier_settings"] = modifier_settings
             template = pyhf.Model(model.spec, **kwargs)
-            candidates: list[Path] = []
+            candidates: list[LeafPath] = []
             _walk(template, (), set(), candidates)
             init = np.asarray(template.config.suggested_init(), dtype=float)
             data = np.asarray(template.expected_data(init), dtype=float)
@@ -130,7 +146,7 @@ class Structure:
 
     @staticmethod
     def _twice_nll(
-        template: Any, paths: Sequence[Path], pars: Any, data: Any, arrays: Sequence[Any]
+        template: Any, paths: Sequence[LeafPath], pars: Any, data: Any, arrays: Sequence[Any]
     ) -> Any:
         saved = [_get(template, p) for p in paths]
         try:

@@ -132,7 +132,14 @@ class JobRunner:
             settings = conn.execute(
                 sa.select(db.endpoints.c.settings).where(db.endpoints.c.id == job.endpoint_id)
             ).scalar_one()
-        self._update(job_id, state="running", started=job.started or time.time())
+        with self.engine.begin() as conn:  # unless it was cancelled meanwhile
+            started = conn.execute(
+                sa.update(db.jobs)
+                .where(db.jobs.c.id == job_id, db.jobs.c.state.in_(("queued", "running")))
+                .values(state="running", started=job.started or time.time())
+            ).rowcount
+        if not started:
+            return
 
         def progress(report: ScanProgress) -> None:
             self._update(job_id, done=report.done, failed=report.failed, total=report.total)
