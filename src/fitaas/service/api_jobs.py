@@ -20,7 +20,6 @@ from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store
 from fitaas.service.documents import load_document, owns_document, store_document
-from fitaas.service.runner import pallet_of
 
 __all__ = ["JobCreate", "JobPublic", "router"]
 
@@ -226,9 +225,9 @@ def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
     return _public(_job_row(database, user, job_id))
 
 
-def _results(row: Any, database: sa.Engine, store: Any) -> Any:
+def _results(row: Any, runner: Any, store: Any) -> Any:
     return stored_results(
-        pallet_of(database, row),
+        runner.pallets.get(row),
         store,
         patches=row.patches,
         options=InferenceOptions.from_dict(row.options),
@@ -242,11 +241,12 @@ def job_results(
     user: CurrentUser,
     database: Database,
     store: Store,
+    runner: Runner,
     format: Literal["json", "csv"] = Query("json"),
 ) -> Any:
     """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV)."""
     row = _job_row(database, user, job_id)
-    result = _results(row, database, store)
+    result = _results(row, runner, store)
     if format == "csv":
         return Response(result.to_csv(), media_type="text/csv")
     return result.to_dict()
@@ -258,11 +258,12 @@ def job_plot(
     user: CurrentUser,
     database: Database,
     store: Store,
+    runner: Runner,
     cl: float = Query(0.95, gt=0, lt=1),
 ) -> Response:
     """Observed and expected CLs in the plane of the two point labels, with contours."""
     row = _job_row(database, user, job_id)
-    result = _results(row, database, store)
+    result = _results(row, runner, store)
     if row.task != "hypotest" or len(result.labels) != 2:
         raise HTTPException(
             status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests over two labels"

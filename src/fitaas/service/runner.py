@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ from fitaas.service import db
 from fitaas.service.documents import load_document
 from fitaas.sql_store import SqlResultStore
 
-__all__ = ["JobRunner", "pallet_of"]
+__all__ = ["JobRunner", "PalletCache", "pallet_of"]
 
 log = logging.getLogger("fitaas.service")
 
@@ -40,6 +41,35 @@ def pallet_of(engine: sa.Engine, job: Any) -> Pallet:
     workspace = load_document(engine, job.workspace_digest)
     patchset = load_document(engine, job.patchset_digest) if job.patchset_digest else None
     return Pallet.from_specs(workspace, patchset, verify=False)
+
+
+class PalletCache:
+    """The pallets of recent jobs, so that following a job does not rebuild its pallet.
+
+    Args:
+        engine: The service database.
+        size: How many pallets to keep.
+    """
+
+    def __init__(self, engine: sa.Engine, size: int = 8) -> None:
+        self.engine = engine
+        self.size = size
+        self._pallets: OrderedDict[tuple[str, str | None], Pallet] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job: Any) -> Pallet:
+        """The pallet of a job row."""
+        key = (job.workspace_digest, job.patchset_digest)
+        with self._lock:
+            if key in self._pallets:
+                self._pallets.move_to_end(key)
+                return self._pallets[key]
+        pallet = pallet_of(self.engine, job)
+        with self._lock:
+            self._pallets[key] = pallet
+            while len(self._pallets) > self.size:
+                self._pallets.popitem(last=False)
+        return pallet
 
 
 class JobRunner:
@@ -60,6 +90,7 @@ class JobRunner:
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.pallets = PalletCache(engine)
 
     def start(self) -> None:
         """Start again every job that was queued or running when the service stopped."""
@@ -151,7 +182,7 @@ class JobRunner:
         from fitaas.engines.endpoint import engine_from_settings
 
         try:
-            pallet = pallet_of(self.engine, job)
+            pallet = self.pallets.get(job)
             options = InferenceOptions.from_dict(job.options)
             settings = dict(settings)
             if settings.get("engine") == "local" and not settings.get("workers"):

@@ -3,7 +3,7 @@
 const api = "/api/v1";
 let token = localStorage.getItem("fitaas-token") || "";
 let currentJob = null;
-let sortKey = null, sortUp = true, lastRows = [], plotShownFor = -1;
+let sortKey = null, sortUp = true, lastRows = [], lastLabels = [], plotShownFor = -1, tableShownFor = -1;
 
 const $ = (id) => document.getElementById(id);
 
@@ -71,9 +71,10 @@ async function showJob(id) {
   $("job-cancel").onclick = async () => { await call("/jobs/" + id, { method: "DELETE" }); refresh(); };
   $("job-json").onclick = (e) => { e.preventDefault(); download(id, "json"); };
   $("job-csv").onclick = (e) => { e.preventDefault(); download(id, "csv"); };
-  if (currentJob !== id) { currentJob = id; plotShownFor = -1; sortKey = null; }
+  if (currentJob !== id) { currentJob = id; plotShownFor = -1; sortKey = null; tableShownFor = -1; }
+  if (job.done === tableShownFor) return;  // nothing new since the last look
   const results = await (await call(`/jobs/${id}/results`)).json();
-  lastRows = results.results;
+  lastRows = results.results; lastLabels = results.labels; tableShownFor = job.done;
   renderResults(results.labels);
   if (job.task === "hypotest" && results.labels.length === 2 && job.done !== plotShownFor && job.done >= 3) {
     plotShownFor = job.done;
