@@ -109,3 +109,15 @@ def test_scan_and_cli_take_fast(demo: Path, tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["options"]["fast"] is True
     assert result["results"][0]["cls_obs"] == pytest.approx(fast[names[0]].cls_obs, rel=1e-9)
+
+
+def test_upper_limits_and_fits_on_the_fast_path(demo: Path) -> None:
+    names = ["demo_700_0"]
+    kinds = ("hypotest", "upper_limit", "fit")
+    fast = fitaas.scan(demo, patches=names, options=FAST, kinds=kinds)[names[0]]
+    plain = fitaas.scan(demo, patches=names, kinds=kinds)[names[0]]
+    assert fast.upper_limit is not None and plain.upper_limit is not None
+    assert fast.upper_limit.obs == pytest.approx(plain.upper_limit.obs, rel=1e-4)
+    assert list(fast.upper_limit.exp) == pytest.approx(list(plain.upper_limit.exp), rel=1e-4)
+    assert fast.fit is not None and plain.fit is not None
+    assert fast.fit.twice_nll == pytest.approx(plain.fit.twice_nll, abs=1e-5)
