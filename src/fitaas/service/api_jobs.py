@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 import uuid
 from typing import Any, Literal
@@ -225,6 +226,17 @@ def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
     return _public(_job_row(database, user, job_id))
 
 
+def _strict(value: Any) -> Any:
+    """Strict JSON: NaN and infinities (a CLs of 0/0 at a point without sensitivity) as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
 def _results(row: Any, runner: Any, store: Any) -> Any:
     return stored_results(
         runner.pallets.get(row),
@@ -244,12 +256,16 @@ def job_results(
     runner: Runner,
     format: Literal["json", "csv"] = Query("json"),
 ) -> Any:
-    """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV)."""
+    """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV).
+
+    The JSON is strict: a value that is not a finite number (NaN CLs where a point has no
+    sensitivity at all) is ``null``, where ``fitaas scan``'s file has ``NaN``.
+    """
     row = _job_row(database, user, job_id)
     result = _results(row, runner, store)
     if format == "csv":
         return Response(result.to_csv(), media_type="text/csv")
-    return result.to_dict()
+    return _strict(result.to_dict())
 
 
 @router.get("/jobs/{job_id}/plot.png", response_class=Response)
