@@ -175,7 +175,7 @@ def scan(
         pass
     version = str(pyhf.__version__)
     per_kind = {kind: options.for_kind(kind) for kind in kinds}
-    keys = _keys(pallet, points, kinds, options)
+    keys = _keys(pallet, points, per_kind)
     with _opened_store(store) as results_store:
         stored = {} if force else results_store.get(keys.values())
         outcomes: dict[tuple[str, str], dict[str, Any]] = {}
@@ -236,15 +236,16 @@ def scan(
 
 
 def _keys(
-    pallet: Pallet, points: Sequence[Point], kinds: Sequence[str], options: InferenceOptions
+    pallet: Pallet, points: Sequence[Point], per_kind: dict[str, dict[str, Any]]
 ) -> dict[tuple[str, str], str]:
+    """The store key of every (point, kind), from the options each kind depends on."""
     version = str(pyhf.__version__)
     return {
         (point.digest, kind): result_key(
-            pallet.workspace_digest, point.digest, kind, options.for_kind(kind), version
+            pallet.workspace_digest, point.digest, kind, kind_options, version
         )
         for point in points
-        for kind in kinds
+        for kind, kind_options in per_kind.items()
     }
 
 
@@ -271,7 +272,7 @@ def stored_results(
     options = options or InferenceOptions()
     kinds = tuple(dict.fromkeys(kinds))
     points = pallet.select(patches)
-    keys = _keys(pallet, points, kinds, options)
+    keys = _keys(pallet, points, {kind: options.for_kind(kind) for kind in kinds})
     stored = store.get(keys.values())
     results = []
     for point in points:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fitaas.errors import FitaasError
-from fitaas.store import ResultStore, StoredOutcome
+from fitaas.store import ResultStore, StoredOutcome, _chunks
 
 __all__ = ["SqlResultStore", "results_table"]
 
@@ -77,8 +77,7 @@ class SqlResultStore(ResultStore):
         found: dict[str, StoredOutcome] = {}
         t = self._table
         with self.engine.connect() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for chunk in _chunks(wanted, 500):
                 rows = conn.execute(
                     sa.select(t.c.key, t.c.status, t.c.outcome, t.c.created).where(
                         t.c.key.in_(chunk)

@@ -55,17 +55,16 @@ def _recording(base: type) -> type:
     return Recording
 
 
-def _compiled(base: type, options: InferenceOptions, structures: Any) -> type:
-    """The base optimizer, or its compiled-objective subclass on the fast path."""
-    if not options.fast or options.optimizer != "scipy":
-        return base
+def _compiled(base: type) -> type:
+    """The compiled-objective subclass of ``base`` (the fast path), if jax is installed."""
     try:
-        from fitaas.fast import StructureCache, compiled_objective_optimizer
+        import jax  # noqa: F401 - fitaas.fast imports it only when it first compiles
     except ImportError as exc:
         raise InputError(
             f"the fast path needs jax ({exc}); install it with: pip install 'fitaas[jax]'"
         ) from None
-    del StructureCache  # imported to check that jax is there
+    from fitaas.fast import compiled_objective_optimizer
+
     return compiled_objective_optimizer(base)
 
 
@@ -82,11 +81,13 @@ def _optimizer(
             base = pyhf.optimize.minuit_optimizer
         else:
             base = pyhf.optimize.scipy_optimizer
-        base = _compiled(base, options, structures)
+        fast = options.fast and options.optimizer == "scipy"  # MINUIT runs the plain way
+        if fast:
+            base = _compiled(base)
         optimizer = (base if on_fit is None else _recording(base))(**kwargs)
         if on_fit is not None:
             optimizer.on_fit = on_fit
-        if options.fast and options.optimizer == "scipy":
+        if fast:
             from fitaas.fast import StructureCache
 
             optimizer.structures = structures if structures is not None else StructureCache()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fitaas.errors import InputError
 from fitaas.service import db
 from fitaas.service.deps import CurrentUser, Database, Settings
-from fitaas.service.documents import owns_document, store_document
+from fitaas.service.documents import UploadTooLarge, owns_document, store_document
 
 __all__ = ["router"]
 
@@ -35,9 +35,9 @@ async def _upload(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"empty {kind} upload")
     try:
         key, new = store_document(database, raw, kind, user.id, settings.max_upload_bytes)
+    except UploadTooLarge as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except InputError as exc:
-        if "more than the limit" in str(exc):
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return {"digest": key, "kind": kind, "new": new}
 

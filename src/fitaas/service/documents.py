@@ -14,14 +14,25 @@ from fitaas.errors import InputError
 from fitaas.pallets import digest, parse_json_bytes, validate_patchset, validate_workspace
 from fitaas.service import db
 
-__all__ = ["decompress_limited", "load_document", "owns_document", "store_document"]
+__all__ = [
+    "UploadTooLarge",
+    "decompress_limited",
+    "load_document",
+    "owns_document",
+    "store_document",
+]
+
+
+class UploadTooLarge(InputError):
+    """An upload that inflates beyond the size limit."""
 
 
 def decompress_limited(raw: bytes, limit: int, source: str) -> bytes:
     """Gunzip ``raw`` (if gzip) without ever holding more than ``limit`` bytes.
 
     Raises:
-        InputError: Not readable gzip, or it inflates beyond the limit.
+        InputError: Not readable gzip.
+        UploadTooLarge: It inflates beyond the limit.
     """
     if raw[:2] != b"\x1f\x8b":
         return raw
@@ -31,7 +42,9 @@ def decompress_limited(raw: bytes, limit: int, source: str) -> bytes:
     except zlib.error as exc:
         raise InputError(f"{source}: not a readable gzip file ({exc})") from None
     if len(out) > limit:
-        raise InputError(f"{source}: decompresses to more than the limit of {limit / 1e6:.0f} MB")
+        raise UploadTooLarge(
+            f"{source}: decompresses to more than the limit of {limit / 1e6:.0f} MB"
+        )
     return out
 
 
