@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,15 +94,32 @@ def _worker_pids(engine: Any) -> list[int]:
         return [p.pid for p in engine.executor._processes.values() if p.is_alive()]
     if isinstance(engine, DaskEngine):
         return list(engine._client.run(os.getpid).values())
-    # Parsl: the workers are spawned children of the process_worker_pool manager; the one
-    # that has run a task has pyhf loaded, by far the largest of them.
+    # Parsl: the workers are spawned children of the process_worker_pool manager. Kill one
+    # in the middle of a task, as the OOM killer or a preempted node would: an idle Parsl
+    # worker waits in the pool's multiprocessing queue holding its read lock, and killing
+    # it there leaves the lock taken for every other worker (a Parsl hazard, not a lost
+    # task), so the victim is a worker seen using CPU.
     managers = [
         p
         for p in psutil.process_iter(["cmdline"])
         if "process_worker_pool" in " ".join(p.info["cmdline"] or [])
     ]
     children = [c for m in managers for c in m.children() if "spawn_main" in " ".join(c.cmdline())]
-    return [max(children, key=lambda c: c.memory_info().rss).pid] if children else []
+    deadline = time.monotonic() + 30
+    while children and time.monotonic() < deadline:
+        before = {c.pid: _cpu_seconds(c) for c in children}
+        time.sleep(0.05)
+        busy = [c.pid for c in children if _cpu_seconds(c) - before[c.pid] > 0.02]
+        if busy:
+            return busy[:1]
+    return []
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    try:
+        return sum(process.cpu_times()[:2])
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 @pytest.mark.parametrize("engine_name", ["local", "parsl", "dask"])
