@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonpatch
 import numpy as np
 import pyhf
 import pytest
@@ -181,3 +183,39 @@ def test_jax_backend_agrees_with_numpy(demo: Path) -> None:
         assert ours.hypotest.cls_obs == pytest.approx(reference.hypotest.cls_obs, abs=2e-5)
         np.testing.assert_allclose(ours.hypotest.cls_exp, reference.hypotest.cls_exp, atol=2e-5)
     assert jax_result.options.backend == "jax"
+
+
+def test_patched_spec_is_what_pyhf_builds_and_leaves_the_workspace_alone(demo: Path) -> None:
+    from fitaas.inference.core import patched_spec
+    from fitaas.pallets import load_pallet
+
+    pallet = load_pallet(demo)
+    ws = pyhf.Workspace(pallet.workspace)
+    before = json.dumps(ws, sort_keys=True)
+    measurement = ws.get_measurement()
+    signal = list(pallet.points[0].operations)
+    edits = [
+        {"op": "replace", "path": "/channels/0/samples/0/data/0", "value": 12.5},
+        {"op": "add", "path": "/channels/0/samples/-", "value": {**signal[0]["value"]}},
+        {"op": "move", "from": "/channels/0/samples/0", "path": "/channels/0/samples/-"},
+        {"op": "copy", "from": "/parameters/0", "path": "/parameters/-"},
+        {"op": "remove", "path": "/parameters/0"},
+    ]
+    edits[1]["value"]["name"] = "signal~/copy"
+    edits.append(
+        {"op": "replace", "path": "/channels/0/samples/1/name", "value": "renamed"},
+    )
+    for operations in [*(list(p.operations) for p in pallet.points), edits]:
+        spec = patched_spec(ws, measurement, operations)
+        assert spec == ws.model(patches=[operations], validate=False).spec
+    assert json.dumps(ws, sort_keys=True) == before
+    assert json.dumps(pallet.points[0].operations, sort_keys=True) == json.dumps(
+        signal, sort_keys=True
+    )
+    with pytest.raises(jsonpatch.JsonPatchException):
+        patched_spec(ws, measurement, [{"op": "remove", "path": "/channels/0/samples/99"}])
+    with pytest.raises(jsonpatch.JsonPatchException):
+        patched_spec(
+            ws, measurement, [*signal, {"op": "test", "path": "/channels/0/name", "value": 1}]
+        )
+    assert json.dumps(ws, sort_keys=True) == before

@@ -4,6 +4,16 @@ pyhf runs the statistics exactly as usual (numpy backend: Asimov data, test stat
 CLs); only each minimisation gets -2lnL and its exact gradient from the compiled
 structure (SLSQP with ``jac=True``) instead of finite differences over the numpy
 objective. Models the structure cache cannot serve are minimised the plain way.
+
+Warm starts: the fits of one hypothesis test share their model, and most share a
+minimum's neighbourhood (the Asimov data are generated from the first fit's parameters,
+whose free fit on them is that very point). Each minimisation starts from whichever of
+pyhf's initial parameters and the earlier fits' results on the same model (with this fit's
+fixed values) has the lowest -2lnL on this fit's data, with a tighter tolerance when it is
+not pyhf's start (see ``WARM_TOLERANCE``). The first fit of a model starts where pyhf
+starts it, with pyhf's tolerance, so the Asimov data are pyhf's; the fits that follow end
+at the same minima, nearer than pyhf's cold fits do, in a third fewer evaluations. Fit
+records still measure the distance moved from pyhf's start.
 """
 
 from __future__ import annotations
@@ -19,6 +29,37 @@ from fitaas.fast.structures import StructureCache
 __all__ = ["compiled_objective_optimizer"]
 
 _FIXED_BY_BOUNDS = "fitaas_fixed_by_bounds"
+_START = "fitaas_start"
+# Results of earlier fits remembered as starting points, per model.
+WARM_CANDIDATES = 4
+# SLSQP stops when -2lnL changes by less than its tolerance between iterations (scipy's
+# default 1e-6). Started next to a minimum, its first steps are small and it would stop
+# early; warm-started fits run at 1e-8, which still takes fewer evaluations than a cold
+# start at the default and ends nearer the minimum (measured on the demo and sbottom A:
+# 125 and 164 evaluations per hypotest against 192 and 247, -2lnL within 8e-7 of a
+# tolerance-1e-12 fit against 1.7e-6 for the cold default).
+SLSQP_TOLERANCE = 1e-6
+WARM_TOLERANCE = 1e-8
+
+
+def _warm_start(
+    compiled: Any,
+    observed: np.ndarray,
+    init: np.ndarray,
+    fixed_vals: Any,
+    candidates: list[np.ndarray],
+) -> np.ndarray | None:
+    """The earlier fit's result (with this fit's fixed values) with the lowest -2lnL on
+    ``observed``, if lower than at pyhf's start; ``None``: start where pyhf does."""
+    best, best_value = None, np.inf
+    for candidate in [init, *candidates] if candidates else []:
+        start = candidate.copy()
+        for index, value in fixed_vals or []:
+            start[index] = value
+        value = compiled(start, observed)[0]
+        if np.isfinite(value) and value < best_value:
+            best, best_value = (None if candidate is init else start), value
+    return best
 
 
 @cache
@@ -29,7 +70,7 @@ def compiled_objective_optimizer(base: type) -> type:
     """
 
     class CompiledObjective(base):
-        __slots__ = ("modifier_settings", "structures")
+        __slots__ = ("_fitted", "modifier_settings", "structures")
 
         def minimize(
             self,
@@ -74,15 +115,28 @@ def compiled_objective_optimizer(base: type) -> type:
             def func(pars: Any) -> tuple[float, np.ndarray]:
                 return compiled(np.asarray(pars, dtype=float), observed)
 
+            fitted: tuple[Any, list[np.ndarray]] = getattr(self, "_fitted", (None, []))
+            if fitted[0] is not pdf:
+                fitted = (pdf, [])
+                self._fitted = fitted
+            init = np.asarray(init_pars, dtype=float)
+            options = {**kwargs, _FIXED_BY_BOUNDS: True}
+            start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
+            if start is not None:
+                tolerance = options.get("tolerance", self.tolerance) or SLSQP_TOLERANCE
+                options.update({_START: start, "tolerance": min(tolerance, WARM_TOLERANCE)})
             result = self._internal_minimize(
                 func=func,
-                x0=list(np.asarray(init_pars, dtype=float)),
+                x0=list(init),
                 do_grad=True,
                 bounds=par_bounds,
                 fixed_vals=fixed_vals or [],
-                options={**kwargs, _FIXED_BY_BOUNDS: True},
+                options=options,
                 par_names=list(pdf.config.par_names),
             )
+            if result.success:
+                fitted[1].insert(0, np.asarray(result.x, dtype=float).copy())
+                del fitted[1][WARM_CANDIDATES:]
             result = self._internal_postprocess(result, lambda pars, stitch_with=None: pars)
             returns = [result.x]
             if return_fitted_val:
@@ -108,6 +162,7 @@ def compiled_objective_optimizer(base: type) -> type:
             compiled); scipy removes variables with equal bounds from the problem instead.
             """
             options = dict(options or {})
+            warm = options.pop(_START, None)
             if not options.pop(_FIXED_BY_BOUNDS, False):
                 return super()._minimize(minimizer, func, x0, do_grad, bounds, fixed_vals, options)
             maxiter = options.pop("maxiter", self.maxiter)
@@ -119,7 +174,7 @@ def compiled_objective_optimizer(base: type) -> type:
                 raise pyhf.exceptions.Unsupported(
                     f"Unsupported options were passed in: {list(options)}."
                 )
-            start = np.array(x0, dtype=float)
+            start = np.array(x0 if warm is None else warm, dtype=float)
             held = [list(b) for b in bounds]
             for index, value in fixed_vals or []:
                 start[index] = value

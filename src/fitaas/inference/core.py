@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+import jsonpatch
 import numpy as np
 import pyhf
 
@@ -23,9 +24,69 @@ from fitaas.inference.results import (
     UpperLimitScanPoint,
 )
 
-__all__ = ["FitInputs", "build_model", "fit", "fit_inputs", "hypotest", "upper_limit"]
+__all__ = [
+    "FitInputs",
+    "build_model",
+    "fit",
+    "fit_inputs",
+    "hypotest",
+    "patched_spec",
+    "upper_limit",
+]
 
 FitInputs = tuple[list[float] | None, list[list[float]] | None, list[bool] | None]
+
+
+def _json_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(v) for v in value]
+    return value
+
+
+def _pointer(path: str) -> list[str]:
+    return [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
+
+
+def _copy_along(spec: dict[str, Any], path: str, copied: set[int]) -> None:
+    """Shallow-copy the containers on the way to ``path`` (copy on write)."""
+    parent: Any = spec
+    for token in _pointer(path)[:-1]:
+        try:
+            key: Any = int(token) if isinstance(parent, list) else token
+            child = parent[key]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return  # the patch does not apply: jsonpatch says why
+        if not isinstance(child, dict | list):
+            return
+        if id(child) not in copied:
+            child = dict(child) if isinstance(child, dict) else list(child)
+            parent[key] = child
+            copied.add(id(child))
+        parent = child
+
+
+def patched_spec(
+    workspace: pyhf.Workspace, measurement: dict[str, Any], operations: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The model specification ``workspace.model`` builds for one patch.
+
+    pyhf deep-copies the whole specification to apply a patch, and ``pyhf.Model`` copies
+    it again; here only the containers the patch changes are copied (the model's own copy
+    follows), which gives the same specification.
+    """
+    spec: dict[str, Any] = {
+        "channels": workspace["channels"],
+        "parameters": measurement["config"]["parameters"],
+    }
+    operations = _json_copy(list(operations))
+    copied: set[int] = set()
+    for operation in operations:
+        for key in ("path", "from"):
+            if isinstance(operation.get(key), str):
+                _copy_along(spec, operation[key], copied)
+    return jsonpatch.JsonPatch(operations).apply(spec, in_place=True)
 
 
 def build_model(
@@ -36,8 +97,9 @@ def build_model(
     """Build the model of a workspace with one patch applied, and its observed data.
 
     This is ``workspace.model(patches=[patch])`` and ``workspace.data(model)``, as in
-    plain pyhf. Schema validation of the patched model is skipped: the workspace and
-    the patchset were validated once when they were loaded.
+    plain pyhf, without pyhf's full copy of the specification per patch
+    (:func:`patched_spec`). Schema validation of the patched model is skipped: the
+    workspace and the patchset were validated once when they were loaded.
 
     Args:
         workspace: The background-only workspace.
@@ -50,9 +112,13 @@ def build_model(
     kwargs: dict[str, Any] = {"validate": False}
     if options.modifier_settings is not None:
         kwargs["modifier_settings"] = {k: dict(v) for k, v in options.modifier_settings.items()}
-    model = workspace.model(
-        measurement_name=options.measurement,
-        patches=[list(operations)] if operations else None,
+    if not operations:
+        model = workspace.model(measurement_name=options.measurement, **kwargs)
+        return model, workspace.data(model)
+    measurement = workspace.get_measurement(measurement_name=options.measurement)
+    model = pyhf.Model(
+        patched_spec(workspace, measurement, operations),
+        poi_name=measurement["config"]["poi"],
         **kwargs,
     )
     return model, workspace.data(model)
