@@ -26,10 +26,11 @@ import pyhf
 
 from fitaas.fast.structures import StructureCache
 
-__all__ = ["compiled_objective_optimizer"]
+__all__ = ["compiled_objective_optimizer", "parameter_scales"]
 
 _FIXED_BY_BOUNDS = "fitaas_fixed_by_bounds"
 _START = "fitaas_start"
+_SCALE = "fitaas_scale"
 # Results of earlier fits remembered as starting points, per model.
 WARM_CANDIDATES = 4
 # SLSQP stops when -2lnL changes by less than its tolerance between iterations (scipy's
@@ -60,6 +61,29 @@ def _warm_start(
         if np.isfinite(value) and value < best_value:
             best, best_value = (None if candidate is init else start), value
     return best
+
+
+def parameter_scales(pdf: Any) -> np.ndarray:
+    """Each parameter's constraint width (at most 1; 1 when unconstrained), from pyhf.
+
+    SLSQP starts from the identity as its Hessian estimate; a staterror gamma of width
+    0.02 has a curvature 2500 times a unit nuisance parameter's, and learning that costs
+    iterations. Minimising over ``(x - start) / scale`` instead removes most of the
+    spread (measured: 53 -> 27 evaluations per fit on sbottom A, 89 -> 43 on 1Lbb, ending
+    nearer the minimum), at the same minimum.
+    """
+    scale = np.ones(pdf.config.npars)
+    for name in pdf.config.par_order:
+        paramset = pdf.config.param_set(name)
+        if not getattr(paramset, "constrained", False):
+            continue
+        try:
+            width = np.asarray(paramset.width(), dtype=float)
+        except (AttributeError, RuntimeError):
+            continue
+        if np.all(np.isfinite(width)) and np.all(width > 0):
+            scale[pdf.config.par_slice(name)] = np.minimum(width, 1.0)
+    return scale
 
 
 @cache
@@ -115,12 +139,12 @@ def compiled_objective_optimizer(base: type) -> type:
             def func(pars: Any) -> tuple[float, np.ndarray]:
                 return compiled(np.asarray(pars, dtype=float), observed)
 
-            fitted: tuple[Any, list[np.ndarray]] = getattr(self, "_fitted", (None, []))
-            if fitted[0] is not pdf:
-                fitted = (pdf, [])
+            fitted: tuple[Any, list[np.ndarray], np.ndarray] | None = getattr(self, "_fitted", None)
+            if fitted is None or fitted[0] is not pdf:
+                fitted = (pdf, [], parameter_scales(pdf))
                 self._fitted = fitted
             init = np.asarray(init_pars, dtype=float)
-            options = {**kwargs, _FIXED_BY_BOUNDS: True}
+            options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
             start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
             if start is not None:
                 tolerance = options.get("tolerance", self.tolerance) or SLSQP_TOLERANCE
@@ -163,6 +187,7 @@ def compiled_objective_optimizer(base: type) -> type:
             """
             options = dict(options or {})
             warm = options.pop(_START, None)
+            scale = options.pop(_SCALE, None)
             if not options.pop(_FIXED_BY_BOUNDS, False):
                 return super()._minimize(minimizer, func, x0, do_grad, bounds, fixed_vals, options)
             maxiter = options.pop("maxiter", self.maxiter)
@@ -175,19 +200,31 @@ def compiled_objective_optimizer(base: type) -> type:
                     f"Unsupported options were passed in: {list(options)}."
                 )
             start = np.array(x0 if warm is None else warm, dtype=float)
-            held = [list(b) for b in bounds]
+            held = np.array(bounds, dtype=float)
             for index, value in fixed_vals or []:
                 start[index] = value
                 held[index] = [value, value]
-            return minimizer(
-                func,
-                start,
+            if scale is None or not do_grad:
+                scale = np.ones_like(start)
+
+            def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
+                value, grad = func(start + scale * y)
+                return value, grad * scale
+
+            result = minimizer(
+                scaled if do_grad else func,
+                np.zeros_like(start) if do_grad else start,
                 method=method,
                 jac=do_grad,
-                bounds=held,
+                bounds=(held - start[:, None]) / scale[:, None] if do_grad else held,
                 tol=tolerance,
                 options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
             )
+            if do_grad:  # back to pyhf's parameters
+                result.x = start + scale * np.asarray(result.x, dtype=float)
+                if getattr(result, "jac", None) is not None:
+                    result.jac = np.asarray(result.jac, dtype=float) / scale
+            return result
 
     CompiledObjective.__name__ = f"compiled_{base.__name__}"
     return CompiledObjective
