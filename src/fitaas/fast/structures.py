@@ -3,8 +3,8 @@
 pyhf's jax backend compiles its objective for every new ``Model`` object (seconds per
 signal point). Points of one analysis share their structure: only a few of the model's
 internal arrays (nominal rates, interpolation tensors, masks, constraint widths) differ.
-A :class:`Structure` builds one jax *template* model, finds by tracing which of its
-arrays the likelihood reads, and compiles -2lnL and its gradient once with those arrays
+A :class:`Structure` builds one *template* model, finds by tracing (pyhf's jax backend)
+which of its arrays the likelihood reads, and compiles -2lnL and its gradient once with those arrays
 as arguments. Any model of the same structure (built with pyhf's numpy backend, as
 plain pyhf builds it) is then evaluated by handing its own arrays to the compiled code.
 
@@ -36,14 +36,14 @@ MAX_STRUCTURES = 16
 
 
 def _walk(obj: Any, path: LeafPath, seen: set[int], out: list[LeafPath]) -> None:
-    """Paths to every float or bool jax array reachable from a pyhf model object."""
+    """Paths to every float or bool array reachable from a pyhf model object."""
     import jax
 
-    if isinstance(obj, jax.Array):
+    if isinstance(obj, jax.Array | np.ndarray):
         if obj.dtype.kind in "fb":
             out.append(path)
         return
-    if isinstance(obj, np.ndarray) or id(obj) in seen:
+    if id(obj) in seen:
         return
     if isinstance(obj, dict):
         seen.add(id(obj))
@@ -91,7 +91,7 @@ def _configure_jax() -> None:
     if not folder or getattr(jax.config, "jax_compilation_cache_dir", None):
         return
     jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _guard_points(model: Any) -> list[np.ndarray]:
@@ -105,8 +105,8 @@ class Structure:
     """-2lnL and its gradient, compiled once for every model with this structure.
 
     Args:
-        model: A model (any backend) whose structure this is; a jax template is built from
-            its specification.
+        model: A model (numpy backend) whose structure this is; a template built from its
+            specification is traced under pyhf's jax backend.
         modifier_settings: The interpolation codes the models are built with.
     """
 
@@ -114,17 +114,25 @@ class Structure:
         import jax
 
         _configure_jax()
-        # Example inputs for tracing, from the given model: computed eagerly by the jax
-        # template instead, they would compile every operation on its own (2.5 s on sbottom).
+        # Example inputs for tracing, computed by the given (numpy) model.
         init = np.asarray(model.config.suggested_init(), dtype=float)
         data = np.asarray(model.expected_data(init), dtype=float)
+        kwargs: dict[str, Any] = {"validate": False, "poi_name": model.config.poi_name}
+        if modifier_settings:
+            kwargs["modifier_settings"] = modifier_settings
         previous = pyhf.get_backend()
-        pyhf.set_backend("jax", precision="64b")
+        # The template is a numpy model, traced under pyhf's jax backend: built under jax,
+        # its construction would run op by op in jax, each op compiled on its own (~1 s).
+        # pyhf recomputes every live model's index tables when its backend changes (its
+        # "tensorlib_changed" event), op by op again; the models alive now, the template
+        # included, are numpy models that stay so, and pyhf's own switch turns the event
+        # off for the visit.
+        muted = "tensorlib_changed" in getattr(pyhf.events, "__disabled_events", set())
         try:
-            kwargs: dict[str, Any] = {"validate": False, "poi_name": model.config.poi_name}
-            if modifier_settings:
-                kwargs["modifier_settings"] = modifier_settings
+            pyhf.set_backend("numpy", precision="64b")
             template = pyhf.Model(model.spec, **kwargs)
+            pyhf.events.disable("tensorlib_changed")
+            pyhf.set_backend("jax", precision="64b")
             candidates: list[LeafPath] = []
             _walk(template, (), set(), candidates)
 
@@ -151,6 +159,8 @@ class Structure:
             )
         finally:
             pyhf.set_backend(*previous)
+            if not muted:
+                pyhf.events.enable("tensorlib_changed")
 
     @staticmethod
     def _twice_nll(
