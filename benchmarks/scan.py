@@ -5,6 +5,7 @@ Usage::
     python benchmarks/scan.py --pallet sbottom/RegionA            # all points
     python benchmarks/scan.py --pallet 1Lbb --points 10           # an even subsample
     python benchmarks/scan.py --pallet 1Lbb --engines local+fast  # the compiled fast path
+    python benchmarks/scan.py --pallet 1Lbb --engines local+fast --cold-cache
 
 ``--pallet`` is a folder under ``../shared/workspaces`` (or any folder holding
 ``BkgOnly.json`` and ``patchset.json[.gz]``). The plain loop is what an analyst writes:
@@ -13,6 +14,10 @@ scipy, qtilde, mu=1, expected band). Prints a table with wall time, seconds per 
 the ratio to the plain loop, the largest |ΔCLs| over observed and the five expected values
 (and how many points differ by more than 1e-4), and peak memory: the plain process, and
 the sum over fitaas's process tree sampled every 0.2 s.
+
+The fast path keeps compiled code in a persistent cache (``~/.cache/fitaas/jax``): a
+later scan of the same analysis loads it. ``--cold-cache`` gives each fast run an empty
+cache instead, as on a machine that never scanned it.
 """
 
 from __future__ import annotations
@@ -109,6 +114,11 @@ def main() -> None:
         help="comma-separated engines to run fitaas on: local, parsl, dask, each optionally "
         "with +fast for the compiled fast path (default: local)",
     )
+    parser.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="an empty compilation cache for each fast run (default: the user's cache)",
+    )
     args = parser.parse_args()
 
     folder = Path(args.pallet)
@@ -135,6 +145,8 @@ def main() -> None:
         options = fitaas.InferenceOptions(fast=flag == "fast")
         first: list[float] = []
         with tempfile.TemporaryDirectory() as tmp:
+            if args.cold_cache:  # read by the workers, started below
+                os.environ["FITAAS_JAX_CACHE"] = str(Path(tmp) / "jax")
             start = time.perf_counter()
 
             def progress(
@@ -159,7 +171,8 @@ def main() -> None:
             else [float("nan")] * 6
             for p in result
         }
-        label = f"fitaas scan, {config} ({workers} workers; first result {first[0]:.1f} s)"
+        cache = ", cold cache" if args.cold_cache and flag == "fast" else ""
+        label = f"fitaas scan, {config} ({workers} workers{cache}; first result {first[0]:.1f} s)"
         rows.append((label, wall, ours, memory.peak))
         if result.failed:
             Console().print(f"[red]{name}: {len(result.failed)} points failed")

@@ -1,13 +1,15 @@
 """The fast path: one compiled (jax) objective per model structure, exact gradients.
 
-Same inputs and results as :mod:`fitaas.inference` (pyhf computes the statistics); only
-the minimisations get their -2lnL and gradient from code compiled once per structure.
-Needs the ``jax`` extra.
+Same inputs as :mod:`fitaas.inference`, and pyhf computes the statistics; the
+minimisations get their -2lnL and gradient from code compiled once per structure, start
+from the earlier fits of the same test and run over parameters scaled by their constraint
+widths. Results agree with plain pyhf within its fits' tolerance (nearer a tight fit than
+pyhf's defaults). Needs the ``jax`` extra.
 """
 
 from __future__ import annotations
 
-from fitaas.fast.optimizer import compiled_objective_optimizer
+from fitaas.fast.optimizer import compiled_objective_optimizer, parameter_scales
 from fitaas.fast.structures import Structure, StructureCache
 
-__all__ = ["Structure", "StructureCache", "compiled_objective_optimizer"]
+__all__ = ["Structure", "StructureCache", "compiled_objective_optimizer", "parameter_scales"]
