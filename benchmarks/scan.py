@@ -4,8 +4,8 @@ Usage::
 
     python benchmarks/scan.py --pallet sbottom/RegionA            # all points
     python benchmarks/scan.py --pallet 1Lbb --points 10           # an even subsample
-    python benchmarks/scan.py --pallet 1Lbb --engines local+fast  # the compiled fast path
-    python benchmarks/scan.py --pallet 1Lbb --engines local+fast --cold-cache
+    python benchmarks/scan.py --pallet 1Lbb --engines local,local+plain  # fast and plain paths
+    python benchmarks/scan.py --pallet 1Lbb --cold-cache
 
 ``--pallet`` is a folder under ``../shared/workspaces`` (or any folder holding
 ``BkgOnly.json`` and ``patchset.json[.gz]``). The plain loop is what an analyst writes:
@@ -111,8 +111,9 @@ def main() -> None:
     parser.add_argument(
         "--engines",
         default="local",
-        help="comma-separated engines to run fitaas on: local, parsl, dask, each optionally "
-        "with +fast for the compiled fast path (default: local)",
+        help="comma-separated engines to run fitaas on: local, parsl, dask, each with "
+        "fitaas's default path (the fast one) or +plain for pyhf's own fits, +fast to insist "
+        "(default: local)",
     )
     parser.add_argument(
         "--cold-cache",
@@ -142,7 +143,10 @@ def main() -> None:
     for config in args.engines.split(","):
         name, _, flag = config.partition("+")
         settings = {"engine": name, "workers": workers}
-        options = fitaas.InferenceOptions(fast=flag == "fast")
+        if flag not in ("", "fast", "plain"):
+            parser.error(f"--engines: '+{flag}' is not +fast or +plain")
+        # no flag: fitaas's default (the fast path wherever it applies)
+        options = fitaas.InferenceOptions(fast={"": None, "fast": True, "plain": False}[flag])
         first: list[float] = []
         with tempfile.TemporaryDirectory() as tmp:
             if args.cold_cache:  # read by the workers, started below
@@ -171,8 +175,11 @@ def main() -> None:
             else [float("nan")] * 6
             for p in result
         }
-        cache = ", cold cache" if args.cold_cache and flag == "fast" else ""
-        label = f"fitaas scan, {config} ({workers} workers{cache}; first result {first[0]:.1f} s)"
+        path = "fast path" if options.fast else "plain path"
+        cache = ", cold cache" if args.cold_cache and options.fast else ""
+        label = (
+            f"fitaas scan, {name}, {path} ({workers} workers{cache}; first result {first[0]:.1f} s)"
+        )
         rows.append((label, wall, ours, memory.peak))
         if result.failed:
             Console().print(f"[red]{name}: {len(result.failed)} points failed")

@@ -19,6 +19,7 @@ pytest.importorskip("jax")
 from fitaas.fast import StructureCache
 
 FAST = InferenceOptions(fast=True)
+PLAIN = InferenceOptions(fast=False)
 
 
 def _patches(patchset: dict, names: list[str]) -> dict[str, list]:
@@ -67,8 +68,8 @@ def test_a_model_the_guard_refuses_is_fitted_the_plain_way(
     monkeypatch.undo()
     with pyhf_backend(FAST, structures=cache):
         result = hypotest(model, data, FAST)  # no compiled objective: pyhf's own fits
-    with pyhf_backend(InferenceOptions()):
-        plain = hypotest(model, data, InferenceOptions())
+    with pyhf_backend(PLAIN):
+        plain = hypotest(model, data, PLAIN)
     assert result == plain
 
 
@@ -94,10 +95,13 @@ def test_1lbb_reference_point_on_the_fast_path(workspaces: Path) -> None:
     assert fast[0] == pytest.approx(0.58568, abs=1e-4)
 
 
-def test_scan_and_cli_take_fast(demo: Path, tmp_path: Path) -> None:
+def test_fast_is_the_default_and_plain_a_choice(demo: Path, tmp_path: Path) -> None:
     names = ["demo_600_200", "demo_900_0"]
-    fast = fitaas.scan(demo, patches=names, options=FAST)
-    plain = fitaas.scan(demo, patches=names)
+    assert InferenceOptions().fast is True
+    assert InferenceOptions(optimizer="minuit").fast is False  # it would not apply
+    assert InferenceOptions(backend="jax").fast is False
+    fast = fitaas.scan(demo, patches=names)
+    plain = fitaas.scan(demo, patches=names, options=InferenceOptions(fast=False))
     for a, b in zip(fast, plain, strict=True):
         assert a.status == "ok" and a.hypotest is not None and b.hypotest is not None
         assert [a.cls_obs, *a.hypotest.cls_exp] == pytest.approx(
@@ -110,6 +114,11 @@ def test_scan_and_cli_take_fast(demo: Path, tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["options"]["fast"] is True
     assert result["results"][0]["cls_obs"] == pytest.approx(fast[names[0]].cls_obs, rel=1e-9)
+    done = run_cli("scan", str(demo), "--plain", "--patch", names[0], "-o", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["options"]["fast"] is False
+    assert result["results"][0]["cls_obs"] == plain[names[0]].cls_obs
 
 
 def test_upper_limits_and_fits_on_the_fast_path(demo: Path) -> None:
@@ -141,10 +150,10 @@ def test_warm_started_scaled_fits_are_nearer_the_minimum_in_fewer_evaluations(
     names = ["demo_500_200", "demo_700_0", "demo_1000_200"]
     patches = _patches(load(demo / "patchset.json"), names)
     cache = StructureCache()
-    tight = InferenceOptions(tolerance=1e-10, retry_strategy="none")
+    tight = InferenceOptions(tolerance=1e-10, retry_strategy="none", fast=False)
     for name in names:
         fast, fast_diagnosis = _checked(workspace, patches[name], FAST, cache)
-        plain, plain_diagnosis = _checked(workspace, patches[name], InferenceOptions(), None)
+        plain, plain_diagnosis = _checked(workspace, patches[name], PLAIN, None)
         reference, _ = _checked(workspace, patches[name], tight, None)
         assert fast_diagnosis.status == "ok" and fast_diagnosis.attempts == 1, name
         fits = fast_diagnosis.fits

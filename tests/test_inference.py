@@ -16,6 +16,9 @@ from fitaas import InferenceOptions, InputError
 from fitaas.inference import build_model, fit, pyhf_backend, upper_limit
 
 RTOL = 1e-6
+# The plain path (pyhf's own fits) gives pyhf's numbers; the default fast path is held to
+# plain pyhf within its fits' tolerance in test_fast.py.
+PLAIN = InferenceOptions(fast=False)
 
 
 def _assert_same(point: fitaas.PointResult, plain: tuple[float, list[float], float, float]) -> None:
@@ -47,7 +50,9 @@ def test_scan_equals_plain_pyhf_on_pyhf_examples(
     examples: tuple[dict, dict], test_stat: str, mu: float, interp: dict | None
 ) -> None:
     ws, ps = examples
-    options = InferenceOptions(poi_value=mu, test_stat=test_stat, modifier_settings=interp)
+    options = InferenceOptions(
+        poi_value=mu, test_stat=test_stat, modifier_settings=interp, fast=False
+    )
     result = fitaas.scan(ws, ps, options=options, workers=1)
     kwargs = {"modifier_settings": interp} if interp else {}
     plain = plain_hypotest(ws, ps["patches"][0]["patch"], mu, test_stat, **kwargs)
@@ -56,7 +61,7 @@ def test_scan_equals_plain_pyhf_on_pyhf_examples(
 
 
 def test_to_pandas_and_csv_rows(examples: tuple[dict, dict]) -> None:
-    result = fitaas.scan(*examples, workers=1)
+    result = fitaas.scan(*examples, options=PLAIN, workers=1)
     frame = result.to_pandas()
     assert list(frame["patch"]) == ["patch_channel1_signal_syst1"]
     assert frame["cls_obs"].iloc[0] == result.points[0].cls_obs
@@ -65,7 +70,7 @@ def test_to_pandas_and_csv_rows(examples: tuple[dict, dict]) -> None:
 
 
 def test_reference_value_pyhf_examples(examples: tuple[dict, dict]) -> None:
-    result = fitaas.scan(*examples, workers=1)
+    result = fitaas.scan(*examples, options=PLAIN, workers=1)
     assert result.points[0].cls_obs == pytest.approx(0.52998, abs=1e-5)
 
 
@@ -75,12 +80,12 @@ def _model(examples: tuple[dict, dict], options: InferenceOptions) -> tuple:
 
 
 def test_upper_limit_equals_pyhf(examples: tuple[dict, dict]) -> None:
-    options = InferenceOptions()
+    options = PLAIN
     with pyhf_backend(options):
         model, data = _model(examples, options)
         ours = upper_limit(model, data, options)
         obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(data, model)
-        grid_options = InferenceOptions(ul_scan=(0.0, 3.0, 21))
+        grid_options = InferenceOptions(ul_scan=(0.0, 3.0, 21), fast=False)
         grid = upper_limit(model, data, grid_options)
         g_obs, g_exp = pyhf.infer.intervals.upper_limits.upper_limit(
             data, model, np.linspace(0, 3, 21)
@@ -97,7 +102,7 @@ def test_upper_limit_equals_pyhf(examples: tuple[dict, dict]) -> None:
 
 
 def test_fit_equals_pyhf_with_uncertainties(examples: tuple[dict, dict]) -> None:
-    options = InferenceOptions()
+    options = PLAIN
     with pyhf_backend(options):
         model, data = _model(examples, options)
         ours = fit(model, data, options)
@@ -116,7 +121,9 @@ def test_fit_equals_pyhf_with_uncertainties(examples: tuple[dict, dict]) -> None
 
 
 def test_fixed_and_init_parameters(examples: tuple[dict, dict]) -> None:
-    options = InferenceOptions(fixed_params={"syst1": 0.5}, init_pars={"SigXsecOverSM": 1.5})
+    options = InferenceOptions(
+        fixed_params={"syst1": 0.5}, init_pars={"SigXsecOverSM": 1.5}, fast=False
+    )
     with pyhf_backend(options):
         model, data = _model(examples, options)
         ours = fit(model, data, options)
@@ -151,7 +158,7 @@ def test_several_sbottom_points_equal_plain_pyhf(workspaces: Path) -> None:
     folder = workspaces / "sbottom" / "RegionA"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
     names = ["sbottom_1000_131_1", "sbottom_700_550_60", "sbottom_1400_1250_60"]
-    result = fitaas.scan(ws, ps, patches=names, workers=2)
+    result = fitaas.scan(ws, ps, patches=names, options=PLAIN, workers=2)
     patches = {p["metadata"]["name"]: p["patch"] for p in ps["patches"]}
     for point in result:
         _assert_same(point, plain_hypotest(ws, patches[point.patch]))
@@ -162,7 +169,7 @@ def test_1lbb_reference_point(workspaces: Path) -> None:
     folder = workspaces / "1Lbb"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
     name = "C1N2_Wh_hbb_1000_0"
-    result = fitaas.scan(ws, ps, patches=[name], workers=1)
+    result = fitaas.scan(ws, ps, patches=[name], options=PLAIN, workers=1)
     patch = next(p["patch"] for p in ps["patches"] if p["metadata"]["name"] == name)
     _assert_same(result[name], plain_hypotest(ws, patch))
     assert result[name].cls_obs == pytest.approx(0.58568, abs=1e-5)

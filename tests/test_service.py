@@ -135,14 +135,15 @@ def test_a_job_gives_the_results_of_fitaas_scan(
             assert got["status"] == "ok"
             assert got["cls_obs"] == want.cls_obs
             assert got["cls_exp"] == list(want.hypotest.cls_exp)
-        # ... and plain pyhf's numbers on the same inputs
+        # ... and plain pyhf's numbers on the same inputs (within its fits' tolerance: the
+        # default path is the fast one)
         patch = next(
             p["patch"]
             for p in load(demo / "patchset.json")["patches"]
             if p["metadata"]["name"] == PATCHES[0]
         )
         cls_obs, _, _, _ = plain_hypotest(load(demo / "BkgOnly.json"), patch)
-        assert results["results"][0]["cls_obs"] == pytest.approx(cls_obs, rel=1e-6)
+        assert results["results"][0]["cls_obs"] == pytest.approx(cls_obs, abs=1e-5)
         csv = http.get(f"/jobs/{job['id']}/results", params={"format": "csv"}).text
         assert csv.splitlines()[0].startswith("patch,") and len(csv.splitlines()) == 5
 

@@ -124,11 +124,11 @@ def inference_options(func: F) -> F:
             help="Retry hypothesis tests whose fits look wrong with stricter strategies.",
         ),
         click.option(
-            "--fast/--no-fast",
-            default=False,
-            show_default=True,
-            help="Fit with -2lnL and its exact gradient compiled once per model structure "
-            "(jax; needs the 'jax' extra); pyhf's numpy backend does the statistics.",
+            "--fast/--plain",
+            default=None,
+            help="--fast (the default wherever it applies: numpy backend, scipy optimizer): "
+            "fit with -2lnL and its exact gradient compiled once per model structure (jax), "
+            "pyhf doing the statistics; --plain: pyhf's own fits, number for number.",
         ),
         click.option(
             "--ul-scan",
@@ -217,5 +217,5 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         level=round(1.0 - cl, 12),
         ul_scan=ul_scan,
         retry_strategy=params.get("retry_strategy") or "default",
-        fast=bool(params.get("fast")),
+        fast=params.get("fast"),
     )

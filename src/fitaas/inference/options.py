@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -81,7 +82,9 @@ class InferenceOptions:
         fast: Minimise with -2lnL and its exact gradient compiled once per model
             structure (jax; :mod:`fitaas.fast`) instead of finite differences; pyhf's
             numpy backend does the statistics. Needs ``backend="numpy"``; applies to the
-            scipy optimizer (MINUIT retries run the plain way).
+            scipy optimizer (MINUIT retries run the plain way). ``None`` (the default):
+            on wherever it applies (numpy backend, scipy optimizer, jax installed);
+            ``False``: pyhf's own fits, the plain path.
     """
 
     backend: str = "numpy"
@@ -98,7 +101,7 @@ class InferenceOptions:
     level: float = 0.05
     ul_scan: tuple[float, float, int] | None = None
     retry_strategy: str = "default"
-    fast: bool = False
+    fast: bool | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -107,8 +110,14 @@ class InferenceOptions:
             raise InputError(f"option optimizer: '{self.optimizer}' is not one of {OPTIMIZERS}")
         if self.test_stat not in TEST_STATS:
             raise InputError(f"option test_stat: '{self.test_stat}' is not one of {TEST_STATS}")
+        if self.fast is None:  # frozen: resolved once, so keys and results say which path
+            object.__setattr__(
+                self,
+                "fast",
+                self.backend == "numpy" and self.optimizer == "scipy" and _jax_installed(),
+            )
         if not isinstance(self.fast, bool):
-            raise InputError(f"option fast: must be true or false, got {self.fast!r}")
+            raise InputError(f"option fast: must be true, false or null, got {self.fast!r}")
         if self.fast and self.backend != "numpy":
             raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
         if self.retry_strategy not in ("default", "none"):
@@ -208,6 +217,10 @@ class InferenceOptions:
         if self.fast:  # (absent when off: keys of results stored before it existed hold)
             out["fast"] = True
         return out
+
+
+def _jax_installed() -> bool:
+    return importlib.util.find_spec("jax") is not None
 
 
 def _plain(value: Any) -> Any:
