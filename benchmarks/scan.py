@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
 import tempfile
@@ -114,6 +115,9 @@ def main() -> None:
         help="comma-separated engines to run fitaas on: local, parsl, dask, each with "
         "fitaas's default path (the fast one) or +plain for pyhf's own fits, +fast to insist "
         "(default: local)",
+    )
+    parser.add_argument(
+        "--save", type=Path, help="write every configuration's CLs per point to this JSON file"
     )
     parser.add_argument(
         "--cold-cache",
@@ -209,6 +213,14 @@ def main() -> None:
             f"{memory:.0f}" + (" (all workers)" if "fitaas" in label else ""),
         )
     Console(width=150).print(table)
+    if reference is not None:
+        for label, _, values, _ in rows[1:]:
+            for name in names:
+                delta = max_delta({name: values[name]}, {name: reference[name]})
+                if not delta <= 1e-4:
+                    Console().print(f"{label.split(' (')[0]}: {name} differs by {delta:.1e}")
+    if args.save:
+        args.save.write_text(json.dumps({label: values for label, _, values, _ in rows}))
 
 
 if __name__ == "__main__":
