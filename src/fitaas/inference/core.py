@@ -16,7 +16,7 @@ import numpy as np
 import pyhf
 
 from fitaas.errors import InputError
-from fitaas.inference.options import InferenceOptions
+from fitaas.inference.options import InferenceOptions, plain_json
 from fitaas.inference.results import (
     FitResult,
     HypotestResult,
@@ -35,14 +35,6 @@ __all__ = [
 ]
 
 FitInputs = tuple[list[float] | None, list[list[float]] | None, list[bool] | None]
-
-
-def _json_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_copy(v) for v in value]
-    return value
 
 
 def _pointer(path: str) -> list[str]:
@@ -80,7 +72,7 @@ def patched_spec(
         "channels": workspace["channels"],
         "parameters": measurement["config"]["parameters"],
     }
-    operations = _json_copy(list(operations))
+    operations = plain_json(operations)
     copied: set[int] = set()
     for operation in operations:
         for key in ("path", "from"):

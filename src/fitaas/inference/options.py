@@ -18,6 +18,7 @@ __all__ = [
     "TEST_STATS",
     "InferenceOptions",
     "Kind",
+    "plain_json",
 ]
 
 _INTERPCODES = {
@@ -198,7 +199,7 @@ class InferenceOptions:
         out = asdict(self)
         for name in ("modifier_settings", "init_pars", "fixed_params", "par_bounds"):
             if out[name] is not None:
-                out[name] = {k: _plain(v) for k, v in dict(out[name]).items()}
+                out[name] = {k: plain_json(v) for k, v in dict(out[name]).items()}
         if out["ul_scan"] is not None:
             out["ul_scan"] = list(out["ul_scan"])
         return out
@@ -223,9 +224,10 @@ def _jax_installed() -> bool:
     return importlib.util.find_spec("jax") is not None
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """A copy of JSON-like data made of plain dicts and lists (mappings and tuples too)."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     return value
