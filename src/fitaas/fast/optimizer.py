@@ -190,6 +190,7 @@ def compiled_objective_optimizer(base: type) -> type:
             scale = options.pop(_SCALE, None)
             if not options.pop(_FIXED_BY_BOUNDS, False):
                 return super()._minimize(minimizer, func, x0, do_grad, bounds, fixed_vals, options)
+            assert do_grad and scale is not None
             maxiter = options.pop("maxiter", self.maxiter)
             verbose = options.pop("verbose", self.verbose)
             method = options.pop("method", "SLSQP")
@@ -199,31 +200,30 @@ def compiled_objective_optimizer(base: type) -> type:
                 raise pyhf.exceptions.Unsupported(
                     f"Unsupported options were passed in: {list(options)}."
                 )
+            # (only minimize() above takes this path: compiled objective, exact gradient)
             start = np.array(x0 if warm is None else warm, dtype=float)
             held = np.array(bounds, dtype=float)
             for index, value in fixed_vals or []:
                 start[index] = value
                 held[index] = [value, value]
-            if scale is None or not do_grad:
-                scale = np.ones_like(start)
 
             def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
                 value, grad = func(start + scale * y)
                 return value, grad * scale
 
             result = minimizer(
-                scaled if do_grad else func,
-                np.zeros_like(start) if do_grad else start,
+                scaled,
+                np.zeros_like(start),
                 method=method,
-                jac=do_grad,
-                bounds=(held - start[:, None]) / scale[:, None] if do_grad else held,
+                jac=True,
+                bounds=(held - start[:, None]) / scale[:, None],
                 tol=tolerance,
                 options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
             )
-            if do_grad:  # back to pyhf's parameters
-                result.x = start + scale * np.asarray(result.x, dtype=float)
-                if getattr(result, "jac", None) is not None:
-                    result.jac = np.asarray(result.jac, dtype=float) / scale
+            # back to pyhf's parameters
+            result.x = start + scale * np.asarray(result.x, dtype=float)
+            if getattr(result, "jac", None) is not None:
+                result.jac = np.asarray(result.jac, dtype=float) / scale
             return result
 
     CompiledObjective.__name__ = f"compiled_{base.__name__}"
