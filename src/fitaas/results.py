@@ -85,6 +85,9 @@ class PointResult:
             "cls_exp": list(ht.cls_exp) if ht else None,
             "clsb_obs": ht.clsb_obs if ht else None,
             "clb_obs": ht.clb_obs if ht else None,
+            **(ht.discovery_dict() if ht else {}),
+            "calctype": ht.calctype if ht else None,
+            "toys": ht.toys.to_dict() if ht and ht.toys else None,
             "upper_limit": self.upper_limit.to_dict() if self.upper_limit else None,
             "fit": self.fit.to_dict() if self.fit else None,
             "status": self.status,
@@ -210,6 +213,18 @@ class ScanResult:
                 row[f"cls_exp_{sigma}"] = ht.cls_exp[i] if ht else None
             row["clsb_obs"] = ht.clsb_obs if ht else None
             row["clb_obs"] = ht.clb_obs if ht else None
+            if self.options.test_stat == "q0":
+                row["p0_obs"] = ht.p0_obs if ht else None
+                row["z_obs"] = ht.z_obs if ht else None
+                z_exp = ht.z_exp if ht and ht.z_exp else (None,) * 5
+                for sigma, value in zip(_SIGMAS, z_exp, strict=True):
+                    row[f"z_exp_{sigma}"] = value
+            if self.options.toybased:
+                toys = ht.toys if ht else None
+                row["cls_obs_error"] = toys.cls_obs_error if toys else None
+                row["ntoys_sb"] = toys.ntoys_sb if toys else None
+                row["ntoys_b"] = toys.ntoys_b if toys else None
+                row["failed_toys"] = toys.failed_sb + toys.failed_b if toys else None
             row["ul_obs"] = ul.obs if ul else None
             for sigma, i in zip(_SIGMAS, range(5), strict=True):
                 row[f"ul_exp_{sigma}"] = ul.exp[i] if ul else None

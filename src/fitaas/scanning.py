@@ -32,7 +32,8 @@ from fitaas.inference import (
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
-from fitaas.tasks import WorkspaceNotOnWorker, WorkspaceRef, run_points
+from fitaas.tasks import WorkspaceNotOnWorker, WorkspaceRef, run_points, run_toy_blocks
+from fitaas.toy_blocks import Block, blocks_for, merge_blocks, more_toys
 
 __all__ = ["ScanProgress", "scan", "stored_results"]
 
@@ -170,6 +171,11 @@ def scan(
         raise InputError(f"unknown task kind(s) {unknown}; choose among {KINDS}")
     if batch_size < 0:
         raise InputError(f"batch size must be 0 (automatic) or more, got {batch_size}")
+    if options is not None and options.toybased and kinds != ("hypotest",):
+        raise InputError(
+            "toys (calctype toybased) compute hypothesis tests only; upper limits and fits "
+            "use the asymptotic calculator"
+        )
     points = pallet.select(patches)
     with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
         pass
@@ -208,7 +214,8 @@ def scan(
         for point in points:
             if point.digest not in pending:
                 finish(point)
-        gather = _Gather(pallet, options, version, per_kind, results_store, outcomes, keys, finish)
+        gatherer = _ToyGather if options.toybased else _Gather
+        gather = gatherer(pallet, options, version, per_kind, results_store, outcomes, keys, finish)
         if todo:
             if isinstance(engine, Engine):
                 gather.run(engine, todo)
@@ -320,6 +327,7 @@ class _Task:
     attempts: int = 0
     with_payload: bool = False
     errors: list[str] = field(default_factory=list)
+    blocks: tuple[Block, ...] = ()  # toy blocks (of the one point), for toy tasks
 
 
 def _lacks_workspace(exc: BaseException) -> bool:
@@ -350,6 +358,7 @@ class _Gather:
         self.keys = keys
         self.finish = finish
         self.computed = 0
+        self.submit: Callable[[_Task], None] = lambda task: None
 
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
@@ -405,12 +414,9 @@ class _Gather:
 
         def submit(task: _Task) -> None:
             payload = engine.payload(digest, spec) if task.with_payload else None
-            points = [{"name": p.name, "operations": list(p.operations)} for p in task.points]
-            future = engine.executor.submit(
-                run_points, ref, points, task.kinds, self.option_dict, payload
-            )
-            pending[future] = task
+            pending[self._call(engine, ref, task, payload)] = task
 
+        self.submit = submit
         try:
             for task in self._tasks(engine, todo, ref):
                 task.with_payload = engine.eager_payload
@@ -425,6 +431,20 @@ class _Gather:
         except BaseException:
             engine.abandon(list(pending))
             raise
+
+    def _call(
+        self, engine: Engine, ref: WorkspaceRef, task: _Task, payload: bytes | None
+    ) -> Future[list[dict[str, Any]]]:
+        points = [{"name": p.name, "operations": list(p.operations)} for p in task.points]
+        return engine.executor.submit(
+            run_points, ref, points, task.kinds, self.option_dict, payload
+        )
+
+    def _lost(self, task: _Task, error: str) -> list[dict[str, Any]]:
+        outcome = {"status": "failed", "result": None, "error": error, "seconds": 0.0}
+        return [
+            {"name": p.name, "outcomes": dict.fromkeys(task.kinds, outcome)} for p in task.points
+        ]
 
     def _returned(
         self,
@@ -447,10 +467,7 @@ class _Gather:
                 submit(task)
                 return None
         error = f"task lost after {task.attempts + 1} attempts: {task.errors[-1]}"[:500]
-        outcome = {"status": "failed", "result": None, "error": error, "seconds": 0.0}
-        return [
-            {"name": p.name, "outcomes": dict.fromkeys(task.kinds, outcome)} for p in task.points
-        ]
+        return self._lost(task, error)
 
     def _record(self, task: _Task, returned: list[dict[str, Any]]) -> None:
         for point, item in zip(task.points, returned, strict=True):
@@ -469,3 +486,116 @@ class _Gather:
                 self.outcomes[point.digest, kind] = outcome
                 self.computed += 1
             self.finish(point)
+
+
+class _ToyGather(_Gather):
+    """Toy-based hypothesis tests: blocks of toys as tasks, stored one by one, merged.
+
+    A point is finished when all its blocks are in (stored before or computed now); with
+    ``cls_accuracy`` its result may ask for more blocks first. The merged result is stored
+    under the point's hypothesis-test key, like an asymptotic one.
+    """
+
+    def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
+        self.options = InferenceOptions.from_dict(self.option_dict)
+        self.totals: dict[str, int] = {}
+        self.blocks: dict[str, dict[Block, dict[str, Any]]] = {}
+        self.toy_points = {point.digest: point for point, _ in todo}
+        self.block_tasks: list[_Task] = []
+        for point, _ in todo:
+            self.blocks[point.digest] = {}
+            self._plan(point, self.options.ntoys)
+        super().run(engine, todo)
+
+    def _block_key(self, point: Point, block: Block) -> str:
+        return result_key(
+            self.pallet.workspace_digest,
+            point.digest,
+            "toys",
+            self.options.for_toy_block(*block),
+            self.version,
+        )
+
+    def _plan(self, point: Point, total: int) -> None:
+        """Take the stored blocks ``total`` toys need; queue tasks for the others."""
+        self.totals[point.digest] = total
+        have = self.blocks[point.digest]
+        wanted = [b for b in blocks_for(self.options, total) if b not in have]
+        keys = {self._block_key(point, b): b for b in wanted}
+        for key, found in self.store.get(keys).items():
+            if found.status == "ok":
+                have[keys[key]] = found.outcome
+        missing = tuple(b for b in wanted if b not in have)
+        for block in missing:
+            self.block_tasks.append(_Task(("hypotest",), [point], blocks=(block,)))
+
+    def _tasks(
+        self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
+    ) -> list[_Task]:
+        ready = [p for p, _ in todo if not any(t.points[0] is p for t in self.block_tasks)]
+        tasks, self.block_tasks = self.block_tasks, []
+        for point in ready:  # every block stored already
+            self._complete(point)
+        return tasks
+
+    def _call(
+        self, engine: Engine, ref: WorkspaceRef, task: _Task, payload: bytes | None
+    ) -> Future[list[dict[str, Any]]]:
+        point = task.points[0]
+        data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
+        return engine.executor.submit(
+            run_toy_blocks, ref, data, list(task.blocks), self.option_dict, payload
+        )
+
+    def _lost(self, task: _Task, error: str) -> list[dict[str, Any]]:
+        return [
+            {"ensemble": e, "index": i, "status": "failed", "error": error, "seconds": 0.0}
+            for e, i in task.blocks
+        ]
+
+    def _record(self, task: _Task, returned: list[dict[str, Any]]) -> None:
+        point = task.points[0]
+        for outcome in returned:
+            block = (str(outcome["ensemble"]), int(outcome["index"]))
+            if outcome["status"] == "ok":
+                self.store.put(
+                    self._block_key(point, block),
+                    workspace_digest=self.pallet.workspace_digest,
+                    patch=point.name,
+                    patch_digest=point.digest,
+                    kind="toys",
+                    options=self.options.for_toy_block(*block),
+                    pyhf_version=self.version,
+                    outcome=outcome,
+                )
+            self.blocks[point.digest][block] = outcome
+        needed = blocks_for(self.options, self.totals[point.digest])
+        if all(b in self.blocks[point.digest] for b in needed):
+            self._complete(point)
+
+    def _complete(self, point: Point) -> None:
+        total = self.totals[point.digest]
+        outcome = merge_blocks(self.options, self.blocks[point.digest], total)
+        more = more_toys(self.options, outcome, total)
+        if more is not None:
+            self._plan(point, more)
+            tasks, self.block_tasks = self.block_tasks, []
+            if tasks:
+                for task in tasks:
+                    self.submit(task)
+                return
+            self._complete(point)
+            return
+        self.store.put(
+            self.keys[point.digest, "hypotest"],
+            workspace_digest=self.pallet.workspace_digest,
+            patch=point.name,
+            patch_digest=point.digest,
+            kind="hypotest",
+            options=self.per_kind["hypotest"],
+            pyhf_version=self.version,
+            outcome=outcome,
+        )
+        self.outcomes[point.digest, "hypotest"] = outcome
+        self.computed += 1
+        self.finish(point)

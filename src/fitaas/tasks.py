@@ -34,10 +34,13 @@ __all__ = [
     "compress_workspace",
     "init_worker",
     "run_points",
+    "run_toy_blocks",
     "worker_cache",
     "worker_environment",
 ]
 
+# Points whose model and toy reference a worker keeps for their next blocks of toys.
+TOY_POINTS_KEPT = 4
 # Hypothesis tests go through the fit checks (checked_hypotest); these run as they are.
 _KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {"upper_limit": upper_limit, "fit": fit}
 
@@ -71,6 +74,32 @@ class WorkerCache:
         self._workspaces: dict[str, pyhf.Workspace] = {}
         self.configured = False
         self._structures: Any = None
+        self._toy_points: dict[str, tuple[Any, Any, Any]] = {}
+
+    def toy_point(
+        self,
+        workspace: pyhf.Workspace,
+        workspace_digest: str,
+        point: dict[str, Any],
+        options: InferenceOptions,
+    ) -> tuple[Any, Any, Any]:
+        """The model, data and toy reference of a point, kept for its next blocks."""
+        from fitaas.inference.core import fit_inputs
+        from fitaas.inference.toys import toy_reference
+        from fitaas.pallets import digest
+
+        key = digest([workspace_digest, point["digest"], options.for_toy_block("", 0)])
+        found = self._toy_points.get(key)
+        if found is None:
+            model, data = build_model(workspace, point["operations"], options)
+            if model.config.poi_index is None:
+                raise FitaasError("the model has no parameter of interest: no toys to test")
+            reference = toy_reference(model, data, options, fit_inputs(model, options))
+            found = (model, data, reference)
+            if len(self._toy_points) >= TOY_POINTS_KEPT:
+                self._toy_points.pop(next(iter(self._toy_points)))
+            self._toy_points[key] = found
+        return found
 
     def structures(self) -> Any:
         """This worker's compiled model structures (the fast path), made on first use."""
@@ -269,3 +298,110 @@ def worker_environment() -> dict[str, str]:
         "pyhf": str(pyhf.__version__),
         "fitaas": __version__,
     }
+
+
+def _toy_block(
+    model: Any,
+    data: Sequence[float],
+    options: InferenceOptions,
+    reference: Any,
+    seeds: tuple[str, str],
+    block: tuple[str, int],
+    structures: Any,
+) -> dict[str, Any]:
+    """One block of toys: draw them, compute their test statistics."""
+    import numpy as np
+
+    from fitaas.inference.core import fit_inputs
+    from fitaas.inference.toys import block_seed, encode_array, plain_teststats, sample_toys
+
+    ensemble, index = block
+    begin = time.perf_counter()
+    seed = block_seed(options.seed, seeds[0], seeds[1], options, ensemble, index)
+    toys = sample_toys(model, reference.pars[ensemble], options.toy_block_size, seed)
+    inputs = fit_inputs(model, options)
+    bound = structures.bound(model, options.modifier_settings) if structures else None
+    refitted, evaluations = 0, 0.0
+    if bound is not None:
+        from fitaas.fast.toys import fast_teststats
+
+        fits = fast_teststats(bound, model, toys, options, inputs, reference, ensemble)
+        values, refitted, evaluations = fits.teststats, fits.refitted, fits.evaluations
+    else:
+        values = plain_teststats(model, toys, options, inputs)
+    return {
+        "ensemble": ensemble,
+        "index": index,
+        "status": "ok",
+        "teststats": encode_array(values),
+        "failed": int(np.isnan(values).sum()),
+        "refitted": refitted,
+        "evaluations": round(evaluations, 2),
+        "teststat_obs": reference.teststat_obs,
+        "error": None,
+        "seconds": round(time.perf_counter() - begin, 6),
+    }
+
+
+def run_toy_blocks(
+    workspace: WorkspaceRef,
+    point: dict[str, Any],
+    blocks: Sequence[tuple[str, int]],
+    options: dict[str, Any],
+    payload: bytes | None = None,
+) -> list[dict[str, Any]]:
+    """Compute blocks of toys of one point: the toy task every engine runs.
+
+    Args:
+        workspace: The background-only workspace, by digest.
+        point: ``{"name", "digest", "operations"}`` of the signal point.
+        blocks: ``(ensemble, index)`` of each block to compute.
+        options: :meth:`InferenceOptions.to_dict` output (``calctype="toybased"``).
+        payload: The workspace itself (gzip-compressed JSON), for a worker that lacks it.
+
+    Returns:
+        One outcome per block, in the order given: ``ensemble``, ``index``, ``status``,
+        ``teststats`` (base64 float64; NaN where a toy's fits failed), ``failed``,
+        ``teststat_obs``, ``error``, ``seconds``.
+
+    Raises:
+        WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
+    """
+    _configure_process()
+    ws = _CACHE.workspace(workspace, payload)
+    opts = InferenceOptions.from_dict(options)
+    structures = _CACHE.structures() if opts.fast else None
+    out = []
+    with pyhf_backend(opts, structures=structures):
+        try:
+            model, data, reference = _CACHE.toy_point(ws, workspace.digest, point, opts)
+        except Exception as exc:
+            error = f"cannot prepare the toys of '{point['name']}': {_error_text(exc)}"
+            return [
+                {"ensemble": e, "index": i, "status": "failed", "error": error, "seconds": 0.0}
+                for e, i in blocks
+            ]
+        for block in blocks:
+            try:
+                out.append(
+                    _toy_block(
+                        model,
+                        data,
+                        opts,
+                        reference,
+                        (workspace.digest, point["digest"]),
+                        (block[0], int(block[1])),
+                        structures,
+                    )
+                )
+            except Exception as exc:
+                out.append(
+                    {
+                        "ensemble": block[0],
+                        "index": int(block[1]),
+                        "status": "failed",
+                        "error": _error_text(exc),
+                        "seconds": 0.0,
+                    }
+                )
+    return out

@@ -17,14 +17,16 @@ faster.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyhf
 
-__all__ = ["Structure", "StructureCache"]
+__all__ = ["Bound", "Structure", "StructureCache"]
 
 LeafPath = tuple[tuple[bool, Any], ...]
 Objective = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
@@ -101,6 +103,33 @@ def _guard_points(model: Any) -> list[np.ndarray]:
     return [init, shifted]
 
 
+@contextmanager
+def _traced_under_jax() -> Iterator[Callable[[], None]]:
+    """Within: pyhf's numpy backend, and a switch to its jax backend for tracing.
+
+    The template is a numpy model, traced under pyhf's jax backend: built under jax, its
+    construction would run op by op in jax, each op compiled on its own (~1 s). pyhf
+    recomputes every live model's index tables when its backend changes (its
+    "tensorlib_changed" event), op by op again; the models alive now, the template
+    included, are numpy models that stay so, and pyhf's own switch turns the event off for
+    the visit. The backend and the event are restored on leaving.
+    """
+    previous = pyhf.get_backend()
+    muted = "tensorlib_changed" in getattr(pyhf.events, "__disabled_events", set())
+
+    def to_jax() -> None:
+        pyhf.events.disable("tensorlib_changed")
+        pyhf.set_backend("jax", precision="64b")
+
+    try:
+        pyhf.set_backend("numpy", precision="64b")
+        yield to_jax
+    finally:
+        pyhf.set_backend(*previous)
+        if not muted:
+            pyhf.events.enable("tensorlib_changed")
+
+
 class Structure:
     """-2lnL and its gradient, compiled once for every model with this structure.
 
@@ -120,19 +149,9 @@ class Structure:
         kwargs: dict[str, Any] = {"validate": False, "poi_name": model.config.poi_name}
         if modifier_settings:
             kwargs["modifier_settings"] = modifier_settings
-        previous = pyhf.get_backend()
-        # The template is a numpy model, traced under pyhf's jax backend: built under jax,
-        # its construction would run op by op in jax, each op compiled on its own (~1 s).
-        # pyhf recomputes every live model's index tables when its backend changes (its
-        # "tensorlib_changed" event), op by op again; the models alive now, the template
-        # included, are numpy models that stay so, and pyhf's own switch turns the event
-        # off for the visit.
-        muted = "tensorlib_changed" in getattr(pyhf.events, "__disabled_events", set())
-        try:
-            pyhf.set_backend("numpy", precision="64b")
+        with _traced_under_jax() as to_jax:
             template = pyhf.Model(model.spec, **kwargs)
-            pyhf.events.disable("tensorlib_changed")
-            pyhf.set_backend("jax", precision="64b")
+            to_jax()
             candidates: list[LeafPath] = []
             _walk(template, (), set(), candidates)
 
@@ -154,13 +173,42 @@ class Structure:
             self.shapes = [(a.shape, a.dtype) for a in arrays]
             self.npars = len(init)
             self.ndata = len(data)
+            self._function = used
+            self._example = (init, data, arrays)
+            self._variants: dict[tuple[str, int], Any] = {}
             self._value_and_grad = (
                 jax.jit(jax.value_and_grad(used)).lower(init, data, arrays).compile()
             )
-        finally:
-            pyhf.set_backend(*previous)
-            if not muted:
-                pyhf.events.enable("tensorlib_changed")
+
+    def batched_value_and_grad(self, size: int) -> Any:
+        """-2lnL and its gradient for ``size`` (parameters, data) pairs at once (``vmap``).
+
+        Compiled once per size and kept: ``f(pars[size, npars], data[size, ndata], arrays)``
+        gives ``(values[size], gradients[size, npars])``.
+        """
+        return self._variant("value_and_grad", size)
+
+    def hessian(self) -> Any:
+        """The Hessian of -2lnL, ``h(pars, data, arrays)``, compiled on first use."""
+        return self._variant("hessian", 0)
+
+    def _variant(self, name: str, size: int) -> Any:
+        found = self._variants.get((name, size))
+        if found is not None:
+            return found
+        import jax
+
+        init, data, arrays = self._example
+        with _traced_under_jax() as to_jax:
+            to_jax()
+            if name == "hessian":
+                made = jax.jit(jax.hessian(self._function)).lower(init, data, arrays).compile()
+            else:
+                batched = jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, None))
+                pars, rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
+                made = jax.jit(batched).lower(pars, rows, arrays).compile()
+        self._variants[name, size] = made
+        return made
 
     @staticmethod
     def _twice_nll(
@@ -187,6 +235,15 @@ class Structure:
 
     def objective(self, model: Any) -> Objective | None:
         """-2lnL and gradient of this model, or ``None`` if it is not of this structure."""
+        bound = self.bind(model)
+        return bound.value_and_grad if bound is not None else None
+
+    def bind(self, model: Any) -> Bound | None:
+        """This structure with ``model``'s arrays, checked against pyhf's -2lnL (the guard).
+
+        Returns:
+            ``None`` if the model is not of this structure or fails the guard.
+        """
         if model.config.npars != self.npars or model.config.nmaindata + model.config.nauxdata != (
             self.ndata
         ):
@@ -213,7 +270,22 @@ class Structure:
             got = float(compiled_vg(pars, data, arrays)[0])
             if not abs(got - expected) <= GUARD_ATOL + GUARD_RTOL * abs(expected):
                 return None
-        return value_and_grad
+        return Bound(self, arrays, value_and_grad)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A compiled structure with one model's arrays: what a model's fits evaluate.
+
+    Attributes:
+        structure: The structure.
+        arrays: The model's own arrays (on jax's device).
+        value_and_grad: -2lnL and its gradient of the model, ``f(pars, data)``.
+    """
+
+    structure: Structure
+    arrays: Any
+    value_and_grad: Objective
 
 
 class StructureCache:
@@ -221,7 +293,7 @@ class StructureCache:
 
     def __init__(self) -> None:
         self._structures: dict[str, list[Structure]] = {}
-        self._last: tuple[Any, Objective | None] = (None, None)
+        self._last: tuple[Any, Bound | None] = (None, None)
         self.compiled = 0
         self.refused = 0
 
@@ -232,13 +304,22 @@ class StructureCache:
             ``(value, gradient)`` of -2lnL as a function of ``(pars, data)``, or ``None``
             when the model cannot be served (the caller uses plain pyhf).
         """
+        bound = self.bound(model, modifier_settings)
+        return bound.value_and_grad if bound is not None else None
+
+    def bound(self, model: Any, modifier_settings: dict[str, Any] | None) -> Bound | None:
+        """The compiled structure bound to ``model``, compiling the structure if new.
+
+        Returns:
+            ``None`` when the model cannot be served (the caller uses plain pyhf).
+        """
         if self._last[0] is model:
             return self._last[1]
         key = repr(sorted((modifier_settings or {}).items()))
         known = self._structures.setdefault(key, [])
         found = None
         for structure in known:
-            found = structure.objective(model)
+            found = structure.bind(model)
             if found is not None:
                 break
         if found is None and sum(map(len, self._structures.values())) < MAX_STRUCTURES:
@@ -250,7 +331,7 @@ class StructureCache:
             if made is not None:
                 self.compiled += 1
                 known.append(made)
-                found = made.objective(model)
+                found = made.bind(model)
         if found is None:
             self.refused += 1
         self._last = (model, found)

@@ -6,6 +6,7 @@ from fitaas.inference.options import KINDS, InferenceOptions, Kind
 from fitaas.inference.results import (
     FitResult,
     HypotestResult,
+    ToySummary,
     UpperLimitResult,
     UpperLimitScanPoint,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "HypotestResult",
     "InferenceOptions",
     "Kind",
+    "ToySummary",
     "UpperLimitResult",
     "UpperLimitScanPoint",
     "build_model",

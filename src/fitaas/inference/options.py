@@ -13,6 +13,7 @@ from fitaas.errors import InputError
 
 __all__ = [
     "BACKENDS",
+    "CALCTYPES",
     "KINDS",
     "OPTIMIZERS",
     "TEST_STATS",
@@ -38,6 +39,12 @@ _COMMON = (
     "fixed_params",
     "par_bounds",
 )
+CALCTYPES = ("asymptotics", "toybased")
+# What toy-based hypothesis tests depend on besides the common options (absent from the
+# keys of asymptotic results, so that those stored before toys existed still match).
+_TOYS = ("calctype", "ntoys", "seed", "cls_accuracy", "max_toys", "toy_block_size")
+# What one block of toys depends on (its index and ensemble are added to its key).
+_TOY_BLOCK = ("poi_value", "test_stat", "seed", "toy_block_size")
 _PER_KIND: dict[str, tuple[str, ...]] = {
     "hypotest": ("poi_value", "test_stat", "retry_strategy"),
     "upper_limit": ("test_stat", "level", "ul_scan"),
@@ -80,6 +87,20 @@ class InferenceOptions:
             pyhf's TOMS748 root finding within the POI bounds.
         retry_strategy: ``"default"``: a hypothesis test whose fits look wrong is computed
             again with stricter strategies; ``"none"``: never (for comparisons).
+        calctype: ``"asymptotics"`` (the default: asymptotic formulae) or ``"toybased"``
+            (pseudo-experiments; hypothesis tests only).
+        ntoys: Toys per ensemble (signal plus background, background only), as pyhf's
+            ``ntoys``; used with ``calctype="toybased"``.
+        seed: Seed of the toys: with the same seed the same toys, bit for bit, on any
+            number of workers and any engine.
+        cls_accuracy: Keep adding toys until the Monte-Carlo uncertainty of the observed
+            CLs (p0 for ``q0``) is below this (as CMS Combine's ``--clsAcc``), up to
+            ``max_toys``; ``None``: exactly ``ntoys``.
+        max_toys: The most toys per ensemble ``cls_accuracy`` may ask for (at least
+            ``ntoys``).
+        toy_block_size: Toys per block: the unit of work, storage and seeding. Blocks are
+            always computed whole (``ntoys`` uses the first toys of the blocks), so that
+            more toys extend a run.
         fast: Minimise with -2lnL and its exact gradient compiled once per model
             structure (jax; :mod:`fitaas.fast`) instead of finite differences; pyhf's
             numpy backend does the statistics. Needs ``backend="numpy"``; applies to the
@@ -102,6 +123,12 @@ class InferenceOptions:
     level: float = 0.05
     ul_scan: tuple[float, float, int] | None = None
     retry_strategy: str = "default"
+    calctype: str = "asymptotics"
+    ntoys: int = 1000
+    seed: int = 0
+    cls_accuracy: float | None = None
+    max_toys: int = 100_000
+    toy_block_size: int = 250
     fast: bool | None = None
 
     def __post_init__(self) -> None:
@@ -121,6 +148,20 @@ class InferenceOptions:
             raise InputError(f"option fast: must be true, false or null, got {self.fast!r}")
         if self.fast and self.backend != "numpy":
             raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
+        if self.calctype not in CALCTYPES:
+            raise InputError(f"option calctype: '{self.calctype}' is not one of {CALCTYPES}")
+        for name in ("ntoys", "max_toys", "toy_block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"option {name}: must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"option seed: must be a non-negative integer, got {self.seed!r}")
+        if self.cls_accuracy is not None and not (
+            0 < _check_number("cls_accuracy", self.cls_accuracy) < 1
+        ):
+            raise InputError(
+                f"option cls_accuracy: must lie between 0 and 1, got {self.cls_accuracy}"
+            )
         if self.retry_strategy not in ("default", "none"):
             raise InputError(
                 f"option retry_strategy: '{self.retry_strategy}' is not 'default' or 'none'"
@@ -215,9 +256,24 @@ class InferenceOptions:
         """
         full = self.to_dict()
         out = {name: full[name] for name in (*_COMMON, *_PER_KIND[kind])}
+        if kind == "hypotest" and self.toybased:
+            out.update({name: full[name] for name in _TOYS})
+            del out["retry_strategy"]
         if self.fast:  # (absent when off: keys of results stored before it existed hold)
             out["fast"] = True
         return out
+
+    def for_toy_block(self, ensemble: str, index: int) -> dict[str, Any]:
+        """The options one block of toys depends on, with its ensemble and index: its key."""
+        full = self.to_dict()
+        out = {name: full[name] for name in (*_COMMON, *_TOY_BLOCK)}
+        out.update({"ensemble": ensemble, "block": int(index), "fast": bool(self.fast)})
+        return out
+
+    @property
+    def toybased(self) -> bool:
+        """Whether hypothesis tests use pseudo-experiments."""
+        return self.calctype == "toybased"
 
 
 def _jax_installed() -> bool:

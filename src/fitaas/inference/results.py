@@ -2,10 +2,109 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
-__all__ = ["FitResult", "HypotestResult", "UpperLimitResult", "UpperLimitScanPoint"]
+__all__ = [
+    "FitResult",
+    "HypotestResult",
+    "ToySummary",
+    "UpperLimitResult",
+    "UpperLimitScanPoint",
+    "significance",
+]
+
+
+def significance(p0: float) -> float:
+    """The significance Z of a p-value: the one-sided Gaussian quantile (inf at p0 = 0)."""
+    if not math.isfinite(p0) or p0 > 1 or p0 < 0:
+        return math.nan
+    if p0 == 0:
+        return math.inf
+    if p0 == 1:
+        return -math.inf
+    return NormalDist().inv_cdf(1.0 - p0)
+
+
+@dataclass(frozen=True)
+class ToySummary:
+    """How a toy-based hypothesis test was computed, and its Monte-Carlo uncertainties.
+
+    Attributes:
+        ntoys_sb: Toys of the signal-plus-background ensemble used (failed ones left out).
+        ntoys_b: Toys of the background-only ensemble used.
+        failed_sb: Toys of the signal-plus-background ensemble whose fits failed.
+        failed_b: Toys of the background-only ensemble whose fits failed.
+        seed: The seed of the toys.
+        teststat_obs: The observed test statistic.
+        cls_obs_error: Uncertainty of ``cls_obs`` (binomial, both ensembles).
+        cls_exp_error: Uncertainties of the expected band (bootstrap over the toys).
+        clsb_obs_error: Uncertainty of ``clsb_obs`` (binomial).
+        clb_obs_error: Uncertainty of ``clb_obs`` (binomial).
+        teststats_sb: The signal-plus-background test statistics, base64 float32.
+        teststats_b: The background-only test statistics, base64 float32.
+    """
+
+    ntoys_sb: int
+    ntoys_b: int
+    failed_sb: int
+    failed_b: int
+    seed: int
+    teststat_obs: float
+    cls_obs_error: float
+    cls_exp_error: tuple[float, ...]
+    clsb_obs_error: float
+    clb_obs_error: float
+    teststats_sb: str = ""
+    teststats_b: str = ""
+
+    def distributions(self) -> tuple[Any, Any]:
+        """The two test-statistic distributions as numpy arrays (float32 precision)."""
+        from fitaas.inference.toys import decode_array
+
+        return decode_array(self.teststats_sb, "float32"), decode_array(self.teststats_b, "float32")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values."""
+        return {
+            "ntoys": {"sb": self.ntoys_sb, "b": self.ntoys_b},
+            "failed": {"sb": self.failed_sb, "b": self.failed_b},
+            "seed": self.seed,
+            "teststat_obs": self.teststat_obs,
+            "errors": {
+                "cls_obs": self.cls_obs_error,
+                "cls_exp": list(self.cls_exp_error),
+                "clsb_obs": self.clsb_obs_error,
+                "clb_obs": self.clb_obs_error,
+            },
+            "teststats": {"dtype": "float32", "sb": self.teststats_sb, "b": self.teststats_b},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToySummary:
+        """Inverse of :meth:`to_dict`."""
+        errors = data["errors"]
+        stats = data.get("teststats") or {}
+        return cls(
+            ntoys_sb=int(data["ntoys"]["sb"]),
+            ntoys_b=int(data["ntoys"]["b"]),
+            failed_sb=int(data["failed"]["sb"]),
+            failed_b=int(data["failed"]["b"]),
+            seed=int(data["seed"]),
+            teststat_obs=_number(data["teststat_obs"]),
+            cls_obs_error=_number(errors["cls_obs"]),
+            cls_exp_error=tuple(_number(v) for v in errors["cls_exp"]),
+            clsb_obs_error=_number(errors["clsb_obs"]),
+            clb_obs_error=_number(errors["clb_obs"]),
+            teststats_sb=str(stats.get("sb", "")),
+            teststats_b=str(stats.get("b", "")),
+        )
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -21,7 +120,9 @@ class HypotestResult:
         clb_obs: Observed CLb.
 
     With ``test_stat="q0"`` (discovery, test at mu=0) these are pyhf's discovery values:
-    ``cls_obs`` and ``clsb_obs`` are the observed p0, ``cls_exp`` the expected p0 band.
+    ``cls_obs`` and ``clsb_obs`` are the observed p0, ``cls_exp`` the expected p0 band;
+    :attr:`p0_obs`, :attr:`p0_exp`, :attr:`z_obs` and :attr:`z_exp` name them (and the
+    results JSON carries them under those names).
     """
 
     poi_value: float
@@ -30,29 +131,75 @@ class HypotestResult:
     cls_exp: tuple[float, float, float, float, float]
     clsb_obs: float
     clb_obs: float
+    calctype: str = "asymptotics"
+    toys: ToySummary | None = None
+
+    @property
+    def discovery(self) -> bool:
+        """Whether this is a discovery test (``q0``): p0 and Z instead of CLs."""
+        return self.test_stat == "q0"
+
+    @property
+    def p0_obs(self) -> float | None:
+        """Observed p0 of a discovery test (``None`` otherwise)."""
+        return self.clsb_obs if self.discovery else None
+
+    @property
+    def p0_exp(self) -> tuple[float, ...] | None:
+        """Expected p0 (-2..+2 sigma) of a discovery test (``None`` otherwise)."""
+        return self.cls_exp if self.discovery else None
+
+    @property
+    def z_obs(self) -> float | None:
+        """Observed significance of a discovery test (``None`` otherwise)."""
+        return significance(self.clsb_obs) if self.discovery else None
+
+    @property
+    def z_exp(self) -> tuple[float, ...] | None:
+        """Expected significances (-2..+2 sigma) of a discovery test (``None`` otherwise)."""
+        return tuple(significance(p) for p in self.cls_exp) if self.discovery else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
-        return {
+        out: dict[str, Any] = {
             "poi_value": self.poi_value,
             "test_stat": self.test_stat,
             "cls_obs": self.cls_obs,
             "cls_exp": list(self.cls_exp),
             "clsb_obs": self.clsb_obs,
             "clb_obs": self.clb_obs,
+            "calctype": self.calctype,
+            "toys": self.toys.to_dict() if self.toys else None,
+        }
+        if self.discovery:
+            out.update(self.discovery_dict())
+        return out
+
+    def discovery_dict(self) -> dict[str, Any]:
+        """``p0_obs``, ``p0_exp``, ``z_obs``, ``z_exp`` of a discovery test (else empty)."""
+        if not self.discovery:
+            return {}
+        return {
+            "p0_obs": self.p0_obs,
+            "p0_exp": list(self.p0_exp or ()),
+            "z_obs": self.z_obs,
+            "z_exp": list(self.z_exp or ()),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HypotestResult:
         """Inverse of :meth:`to_dict`."""
-        exp = tuple(float(v) for v in data["cls_exp"])
+        exp = tuple(_number(v) for v in data["cls_exp"])
+        toys = data.get("toys")
         return cls(
             poi_value=float(data["poi_value"]),
             test_stat=str(data["test_stat"]),
-            cls_obs=float(data["cls_obs"]),
+            cls_obs=_number(data["cls_obs"]),
             cls_exp=(exp[0], exp[1], exp[2], exp[3], exp[4]),
-            clsb_obs=float(data["clsb_obs"]),
-            clb_obs=float(data["clb_obs"]),
+            clsb_obs=_number(data["clsb_obs"]),
+            clb_obs=_number(data["clb_obs"]),
+            calctype=str(data.get("calctype") or "asymptotics"),
+            toys=ToySummary.from_dict(toys) if toys else None,
         )
 
 

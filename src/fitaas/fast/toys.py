@@ -1,0 +1,170 @@
+"""Test statistics of a block of toys, every fit of the block in lockstep.
+
+The same definitions as :func:`fitaas.inference.toys.plain_teststats` (pyhf's
+``qmu_tilde``, ``qmu`` and ``q0``: a fit with the POI held at the tested value, a free
+fit, their difference clipped at 0, and 0 where the free POI lies above (below, for
+``q0``) the tested value), with the fits of :mod:`fitaas.fast.batched`. A toy whose
+batched fit does not converge is fitted again on its own with pyhf's test statistic
+(through the compiled objective); if that fails too its value is NaN (a failed toy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyhf
+
+from fitaas.fast.batched import BatchFit, minimize_batch, positive_definite
+from fitaas.fast.optimizer import parameter_scales
+from fitaas.fast.structures import Bound
+from fitaas.inference.options import InferenceOptions
+from fitaas.inference.toys import ToyReference, tested_poi, teststat_function
+
+__all__ = ["ToyFits", "fast_teststats", "lane_width"]
+
+# Datasets per compiled call on the CPU: measured on 1Lbb, a value and gradient per
+# dataset costs 0.98 ms alone, 0.35 ms in calls of 16, 0.66 ms in calls of 256 (cache).
+CPU_LANES = 16
+
+
+@dataclass(frozen=True)
+class ToyFits:
+    """Test statistics of a block of toys, and how their fits went.
+
+    Attributes:
+        teststats: One value per toy (NaN: its fits failed).
+        refitted: Toys fitted again one at a time (the batched fit did not converge).
+        evaluations: Mean value-and-gradient evaluations per toy (both fits).
+    """
+
+    teststats: np.ndarray
+    refitted: int
+    evaluations: float
+
+
+def lane_width(size: int) -> int:
+    """Datasets per compiled call: the whole block on an accelerator, 16 on the CPU."""
+    import jax
+
+    return size if jax.default_backend() != "cpu" else min(size, CPU_LANES)
+
+
+def _evaluator(bound: Bound, toys: np.ndarray) -> Any:
+    """``evaluate(pars, rows)`` in calls of a few compiled widths (few rows: a narrow one)."""
+    import jax
+
+    widest = lane_width(len(toys))
+    widths = sorted({w for w in (1, 4, widest) if w <= widest})
+    arrays = bound.arrays
+
+    def evaluate(pars: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = np.empty(len(rows))
+        grads = np.empty(pars.shape)
+        start = 0
+        while start < len(rows):
+            left = len(rows) - start
+            width = next((w for w in widths if w >= left), widest)
+            compiled = bound.structure.batched_value_and_grad(width)
+            chunk = slice(start, start + width)
+            start += width
+            p, d = pars[chunk], toys[rows[chunk]]
+            short = width - len(p)
+            if short:  # pad the last call with copies of its first row
+                p = np.concatenate([p, np.repeat(p[:1], short, axis=0)])
+                d = np.concatenate([d, np.repeat(d[:1], short, axis=0)])
+            value, grad = jax.device_get(compiled(p, d, arrays))
+            values[chunk] = np.asarray(value)[: width - short]
+            grads[chunk] = np.asarray(grad)[: width - short]
+        return values, grads
+
+    return evaluate
+
+
+def fast_teststats(
+    bound: Bound,
+    model: pyhf.pdf.Model,
+    toys: np.ndarray,
+    options: InferenceOptions,
+    fit_inputs: tuple[Any, Any, Any],
+    reference: ToyReference,
+    ensemble: str,
+) -> ToyFits:
+    """The test statistic of every toy of a block (fits in lockstep).
+
+    Args:
+        bound: The compiled structure bound to the model.
+        model: The model.
+        toys: Pseudo-datasets, one row each.
+        options: Inference options (test statistic, tested POI value).
+        fit_inputs: ``(init, bounds, fixed)`` as :func:`fitaas.inference.fit_inputs` gives.
+        reference: The point's observed test statistic and generating parameters.
+        ensemble: Which ensemble the toys belong to (their fits start at its parameters).
+
+    Returns:
+        The test statistics and how the fits went.
+    """
+    init, bounds, fixed = fit_inputs
+    init = np.asarray(init or model.config.suggested_init(), dtype=float)
+    limits = np.asarray(bounds or model.config.suggested_bounds(), dtype=float)
+    held = np.asarray(fixed or model.config.suggested_fixed(), dtype=bool)
+    poi = model.config.poi_index
+    mu = tested_poi(options)
+    lower, upper = limits[:, 0], limits[:, 1]
+    generating = np.where(held, init, np.asarray(reference.pars[ensemble], dtype=float))
+    asimov = np.asarray(model.expected_data(generating), dtype=float)
+    hessian = bound.structure.hessian()
+    evaluate = _evaluator(bound, toys)
+    size = len(toys)
+    widths = parameter_scales(model)
+    free_vars = ~held
+    fixed_vars = free_vars.copy()
+    fixed_vars[poi] = False
+    first = {}
+    for name, variable, at in (
+        ("free", free_vars, generating),
+        ("fixed", fixed_vars, np.where(np.arange(len(init)) == poi, mu, generating)),
+    ):
+        exact = np.asarray(hessian(at, asimov, bound.arrays), dtype=float)
+        estimate = np.eye(len(at))
+        moving = np.flatnonzero(variable)
+        estimate[np.ix_(moving, moving)] = positive_definite(exact[np.ix_(moving, moving)])
+        first[name] = estimate
+
+    def run(name: str, starts: np.ndarray) -> BatchFit:
+        variable = free_vars if name == "free" else fixed_vars
+        starts = starts.copy()
+        if name == "fixed":
+            starts[:, poi] = mu
+        return minimize_batch(evaluate, starts, lower, upper, variable, first[name], widths)
+
+    # Both fits start at the ensemble's generating parameters (the toys fluctuate around
+    # them). Where a likelihood has several minima a fit can end in another one than
+    # pyhf's from its own start (measured: 1 toy in 20 of a sbottom A point; started also
+    # from the other fit's minimum, it ended in the same one).
+    free_fit = run("free", np.tile(generating, (size, 1)))
+    fixed_fit = run("fixed", np.tile(generating, (size, 1)))
+    statistic = np.clip(fixed_fit.fun - free_fit.fun, 0.0, None)
+    muhat = free_fit.x[:, poi]
+    if options.test_stat == "q0":
+        statistic = np.where(muhat < 0, 0.0, statistic)
+    else:
+        statistic = np.where(muhat > mu, 0.0, statistic)
+    again = np.flatnonzero(~(fixed_fit.converged & free_fit.converged))
+    function = teststat_function(options.test_stat)
+    for row in again:
+        try:
+            value = function(
+                mu,
+                pyhf.tensorlib.astensor(toys[row]),
+                model,
+                list(init),
+                limits.tolist(),
+                held.tolist(),
+            )
+            statistic[row] = float(np.asarray(value, dtype=float).reshape(-1)[0])
+        except pyhf.exceptions.FailedMinimization:
+            statistic[row] = np.nan
+    evaluations = float(np.mean(fixed_fit.evaluations + free_fit.evaluations))
+    return ToyFits(teststats=statistic, refitted=len(again), evaluations=evaluations)
