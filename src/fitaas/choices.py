@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["BACKENDS", "KINDS", "OPTIMIZERS", "TEST_STATS", "Kind"]
+__all__ = ["BACKENDS", "CALCTYPES", "KINDS", "OPTIMIZERS", "TEST_STATS", "Kind"]
 
 Kind = Literal["hypotest", "upper_limit", "fit"]
 KINDS: tuple[Kind, ...] = ("hypotest", "upper_limit", "fit")
 BACKENDS = ("numpy", "jax")
 OPTIMIZERS = ("scipy", "minuit")
 TEST_STATS = ("qtilde", "q", "q0")
+CALCTYPES = ("asymptotics", "toybased")

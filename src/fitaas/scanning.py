@@ -57,6 +57,8 @@ class ScanProgress:
         failed: Points among ``done`` where something failed.
         reused: Points found complete in the store.
         latest: The point that just finished (``None`` for the first report).
+        toys_done: Toys computed so far (toy-based tests; both ensembles, whole blocks).
+        toys_total: Toys planned so far (grows when ``cls_accuracy`` asks for more).
     """
 
     total: int
@@ -64,6 +66,8 @@ class ScanProgress:
     failed: int
     reused: int
     latest: PointResult | None = None
+    toys_done: int = 0
+    toys_total: int = 0
 
 
 @contextmanager
@@ -216,6 +220,22 @@ def scan(
                 finish(point)
         gatherer = _ToyGather if options.toybased else _Gather
         gather = gatherer(pallet, options, version, per_kind, results_store, outcomes, keys, finish)
+        if progress:
+
+            def toys(done: int, total: int) -> None:
+                progress(
+                    ScanProgress(
+                        len(points),
+                        state["done"],
+                        state["failed"],
+                        reused_points,
+                        None,
+                        done,
+                        total,
+                    )
+                )
+
+            gather.report_toys = toys
         if todo:
             if isinstance(engine, Engine):
                 gather.run(engine, todo)
@@ -359,6 +379,7 @@ class _Gather:
         self.finish = finish
         self.computed = 0
         self.submit: Callable[[_Task], None] = lambda task: None
+        self.report_toys: Callable[[int, int], None] | None = None
 
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
@@ -502,6 +523,7 @@ class _ToyGather(_Gather):
         self.blocks: dict[str, dict[Block, dict[str, Any]]] = {}
         self.toy_points = {point.digest: point for point, _ in todo}
         self.block_tasks: list[_Task] = []
+        self.toys_done = self.toys_total = 0
         for point, _ in todo:
             self.blocks[point.digest] = {}
             self._plan(point, self.options.ntoys)
@@ -528,6 +550,12 @@ class _ToyGather(_Gather):
         missing = tuple(b for b in wanted if b not in have)
         for block in missing:
             self.block_tasks.append(_Task(("hypotest",), [point], blocks=(block,)))
+        self.toys_total += len(missing) * self.options.toy_block_size
+        self._report()
+
+    def _report(self) -> None:
+        if self.report_toys is not None:
+            self.report_toys(self.toys_done, self.toys_total)
 
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
@@ -569,6 +597,8 @@ class _ToyGather(_Gather):
                     outcome=outcome,
                 )
             self.blocks[point.digest][block] = outcome
+            self.toys_done += self.options.toy_block_size
+        self._report()
         needed = blocks_for(self.options, self.totals[point.digest])
         if all(b in self.blocks[point.digest] for b in needed):
             self._complete(point)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from fitaas.choices import BACKENDS, OPTIMIZERS, TEST_STATS
+from fitaas.choices import BACKENDS, CALCTYPES, OPTIMIZERS, TEST_STATS
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
@@ -135,6 +135,48 @@ def inference_options(func: F) -> F:
             metavar="START,STOP,POINTS",
             help="Upper limits from a grid of POI values (default: root finding).",
         ),
+        click.option(
+            "--calctype",
+            type=click.Choice(CALCTYPES),
+            default="asymptotics",
+            show_default=True,
+            help="Hypothesis tests from asymptotic formulae or from pseudo-experiments (toys).",
+        ),
+        click.option(
+            "--ntoys",
+            type=click.IntRange(min=1),
+            default=1000,
+            show_default=True,
+            help="Toys per ensemble (signal+background, background only), as pyhf's ntoys.",
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Seed of the toys: the same seed gives the same toys on any workers.",
+        ),
+        click.option(
+            "--cls-accuracy",
+            type=float,
+            metavar="A",
+            help="Add toys until the uncertainty of the observed CLs is below A "
+            "(as Combine's --clsAcc), up to --max-toys.",
+        ),
+        click.option(
+            "--max-toys",
+            type=click.IntRange(min=1),
+            default=100_000,
+            show_default=True,
+            help="The most toys per ensemble --cls-accuracy may ask for.",
+        ),
+        click.option(
+            "--toy-block-size",
+            type=click.IntRange(min=1),
+            default=250,
+            show_default=True,
+            help="Toys per block: the unit of work, storage and seeding.",
+        ),
     )(func)
 
 
@@ -218,4 +260,10 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         ul_scan=ul_scan,
         retry_strategy=params.get("retry_strategy") or "default",
         fast=params.get("fast"),
+        calctype=params.get("calctype") or "asymptotics",
+        ntoys=params.get("ntoys") or 1000,
+        seed=params.get("seed") or 0,
+        cls_accuracy=params.get("cls_accuracy"),
+        max_toys=params.get("max_toys") or 100_000,
+        toy_block_size=params.get("toy_block_size") or 250,
     )

@@ -44,6 +44,7 @@ class ScanBar:
             disable=quiet,
         )
         self._task: TaskID | None = None
+        self._toys: TaskID | None = None
 
     def __enter__(self) -> ScanBar:
         self._progress.start()
@@ -60,5 +61,11 @@ class ScanBar:
     def __call__(self, state: ScanProgress) -> None:
         if self._task is None:
             self._task = self._progress.add_task("scan", total=state.total, failed=0, latest="")
+        if state.toys_total:
+            if self._toys is None:
+                self._toys = self._progress.add_task("toys", total=0, failed=0, latest="")
+            self._progress.update(self._toys, completed=state.toys_done, total=state.toys_total)
+        if state.latest is None and state.done:
+            return
         latest = state.latest.patch or "" if state.latest else ""
         self._progress.update(self._task, completed=state.done, failed=state.failed, latest=latest)

@@ -21,14 +21,10 @@ __all__ = ["fit", "hypotest", "upper_limit"]
 
 
 def _run(kind: str, params: dict[str, Any]) -> None:
-    import pyhf
-
     from fitaas.errors import InputError
-    from fitaas.inference import build_model, pyhf_backend
     from fitaas.inference import fit as fit_fn
     from fitaas.inference import hypotest as hypotest_fn
     from fitaas.inference import upper_limit as upper_limit_fn
-    from fitaas.inference.diagnostics import checked_hypotest
 
     functions: dict[str, Callable[..., Any]] = {
         "hypotest": hypotest_fn,
@@ -48,6 +44,41 @@ def _run(kind: str, params: dict[str, Any]) -> None:
             f"(e.g. {', '.join(map(str, names))}), or use 'fitaas scan' for all"
         )
     start = time.perf_counter()
+    if kind == "hypotest" and options.toybased:  # blocks of toys spread over the workers
+        from fitaas.scanning import scan
+
+        found = scan(pallet, patches=[point.name] if point.name else None, options=options)
+        computed = found.points[0]
+        if computed.hypotest is None:
+            raise InputError(f"the toys failed: {computed.error}")
+        result = computed.hypotest
+        checks = {"status": computed.status, "reason": computed.reason}
+    else:
+        result, checks = _compute(kind, functions, pallet, point, options)
+    out = {
+        "patch": point.name,
+        "values": list(point.values),
+        "labels": list(pallet.labels),
+        **result.to_dict(),
+        **checks,
+        "seconds": round(time.perf_counter() - start, 4),
+    }
+    text = json.dumps(out, indent=1)
+    if params["output"]:
+        Path(params["output"]).write_text(text)
+    else:
+        click.echo(text)
+
+
+def _compute(
+    kind: str, functions: dict[str, Callable[..., Any]], pallet: Any, point: Any, options: Any
+) -> tuple[Any, dict[str, Any]]:
+    import pyhf
+
+    from fitaas.errors import InputError
+    from fitaas.inference import build_model, pyhf_backend
+    from fitaas.inference.diagnostics import checked_hypotest
+
     with pyhf_backend(options):
         workspace = pyhf.Workspace(pallet.workspace, validate=False)
         model, data = build_model(workspace, point.operations, options)
@@ -66,19 +97,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
                 result = functions[kind](model, data, options)
             except pyhf.exceptions.FailedMinimization as exc:
                 raise InputError(f"the fit did not converge: {exc}") from None
-    out = {
-        "patch": point.name,
-        "values": list(point.values),
-        "labels": list(pallet.labels),
-        **result.to_dict(),
-        **checks,
-        "seconds": round(time.perf_counter() - start, 4),
-    }
-    text = json.dumps(out, indent=1)
-    if params["output"]:
-        Path(params["output"]).write_text(text)
-    else:
-        click.echo(text)
+    return result, checks
 
 
 def _command(kind: str, summary: str) -> click.Command:

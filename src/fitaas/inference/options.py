@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fitaas.choices import BACKENDS, KINDS, OPTIMIZERS, TEST_STATS, Kind
+from fitaas.choices import BACKENDS, CALCTYPES, KINDS, OPTIMIZERS, TEST_STATS, Kind
 from fitaas.errors import InputError
 
 __all__ = [
@@ -39,7 +39,6 @@ _COMMON = (
     "fixed_params",
     "par_bounds",
 )
-CALCTYPES = ("asymptotics", "toybased")
 # What toy-based hypothesis tests depend on besides the common options (absent from the
 # keys of asymptotic results, so that those stored before toys existed still match).
 _TOYS = ("calctype", "ntoys", "seed", "cls_accuracy", "max_toys", "toy_block_size")
