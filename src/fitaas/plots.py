@@ -20,7 +20,7 @@ from fitaas.results import PointResult, ScanResult
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["brazil", "cls_vs_mu", "exclusion", "plane", "use_style"]
+__all__ = ["brazil", "cls_vs_mu", "exclusion", "plane", "toy_distributions", "use_style"]
 
 _FLOOR = 1e-300  # log10 of CLs = 0 is -inf; clip far below any contour level
 
@@ -308,6 +308,60 @@ def cls_vs_mu(point: PointResult, title: str | None = None) -> Figure:
     # root finding also visits the POI bounds: show the region around the limits
     ax.set_xlim(0, min(float(mus.max()), 2.0 * max(ul.exp[4], ul.obs)))
     ax.legend(frameon=False)
+    ax.set_title(title or f"{point.patch}")
+    fig.tight_layout()
+    return fig
+
+
+def toy_distributions(point: PointResult, title: str | None = None) -> Figure:
+    """The test-statistic distributions of a toy-based test: the plot every toy user reads.
+
+    Signal-plus-background and background-only toys as histograms, the observed test
+    statistic, the background-only quantiles at -2..+2 sigma (where the expected band is
+    read), and CLs with its Monte-Carlo uncertainty.
+
+    Raises:
+        InputError: The point has no toys.
+    """
+    from fitaas.inference.toys import NORMAL_PERCENTILES
+
+    plt = _pyplot()
+    ht = point.hypotest
+    if ht is None or ht.toys is None:
+        raise InputError(f"patch '{point.patch}' has no toys (compute it with --calctype toybased)")
+    toys = ht.toys
+    sb, b = toys.distributions()
+    finite = np.concatenate([sb, b, [toys.teststat_obs]])
+    top = float(np.percentile(finite, 99.9)) if len(finite) else 1.0
+    top = max(top, toys.teststat_obs * 1.1, 1e-3)
+    bins = np.linspace(0.0, top, 60)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    name = "q0" if ht.discovery else ("q̃μ" if ht.test_stat == "qtilde" else "qμ")
+    ax.hist(np.clip(sb, 0, top), bins=bins, histtype="step", lw=1.6, color="#1f77b4",
+            label=f"signal + background ({toys.ntoys_sb} toys)")  # fmt: skip
+    ax.hist(np.clip(b, 0, top), bins=bins, histtype="step", lw=1.6, color="#d62728",
+            label=f"background only ({toys.ntoys_b} toys)")  # fmt: skip
+    ax.axvline(
+        toys.teststat_obs, color="k", lw=2, label=f"observed {name} = {toys.teststat_obs:.3g}"
+    )
+    if len(b):
+        quantiles = np.percentile(b, NORMAL_PERCENTILES)
+        for sigma, value in zip((-2, -1, 0, 1, 2), quantiles, strict=True):
+            ax.axvline(value, color="0.4", ls=":" if sigma else "--", lw=1)
+            ax.text(value, 0.97, f"{sigma:+d}σ" if sigma else "median", rotation=90,
+                    va="top", ha="right", fontsize=8, color="0.3",
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel(f"test statistic {name}")
+    ax.set_ylabel("toys")
+    if ht.discovery:
+        text = f"p0 = {ht.clsb_obs:.3g} ± {toys.clsb_obs_error:.2g}, Z = {ht.z_obs:.2f}"
+    else:
+        text = f"CLs = {ht.cls_obs:.3g} ± {toys.cls_obs_error:.2g} (μ = {ht.poi_value:g})"
+    failed = toys.failed_sb + toys.failed_b
+    if failed:
+        text += f"; {failed} failed toys left out"
+    ax.legend(frameon=False, title=text, loc="upper right", fontsize=9, title_fontsize=9)
     ax.set_title(title or f"{point.patch}")
     fig.tight_layout()
     return fig

@@ -35,7 +35,13 @@ def figures(path: Path, params: dict[str, Any]) -> dict[str, Any]:
     plots.use_style(params.get("style"))
     units = result.units
     made: dict[str, Any] = {}
-    if len(result.labels) >= 2:
+    patch = params.get("patch")
+    if patch and patch not in {p.patch for p in result}:
+        raise InputError(f"{path}: no patch named '{patch}'")
+    if patch and result[patch].hypotest is not None and result[patch].hypotest.toys:  # type: ignore[union-attr]
+        made[f"toys_{patch}"] = plots.toy_distributions(result[patch], params.get("title"))
+    successful = [p for p in result if p.hypotest is not None]
+    if len(result.labels) >= 2 and len(successful) >= 3:
         made["exclusion"] = plots.exclusion(
             result,
             params.get("x"),
@@ -51,13 +57,13 @@ def figures(path: Path, params: dict[str, Any]) -> dict[str, Any]:
         made["brazil"] = plots.brazil(
             result, params.get("x"), params.get("title"), units, _slices(params.get("slices") or ())
         )
-    if len(with_ul) == 1 or params.get("patch"):
-        name = str(params.get("patch") or with_ul[0].patch)
+    if len(with_ul) == 1 or (patch and result[patch].upper_limit is not None):
+        name = str(patch or with_ul[0].patch)
         made[f"cls_vs_mu_{name}"] = plots.cls_vs_mu(result[name], params.get("title"))
     if not made:
         raise InputError(
             f"{path}: nothing to plot: an exclusion needs two labels and 3 points, a Brazil band "
-            "upper limits (--upper-limit) at 2 points"
+            "upper limits (--upper-limit) at 2 points, --patch NAME upper limits or toys"
         )
     return made
 
@@ -70,7 +76,11 @@ _OPTIONS = [
     ),
     click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level."),
     click.option("--cls-map", is_flag=True, help="Colour the plane by observed CLs."),
-    click.option("--patch", metavar="NAME", help="Draw CLs versus mu for this point."),
+    click.option(
+        "--patch",
+        metavar="NAME",
+        help="Draw this point's CLs versus mu (with upper limits) or toy distributions.",
+    ),
     click.option("--title", help="Figure title."),
     click.option("--style", metavar="NAME", help="An mplhep style, e.g. ATLAS."),
 ]

@@ -60,7 +60,10 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
             excluded_obs += obs_x
             excluded_exp += exp_x
             verdict = f"{'yes' if obs_x else 'no'}/{'yes' if exp_x else 'no'}"
-            cells += [_cls(ht.cls_obs), _cls(ht.cls_exp[2]), band, verdict]
+            observed = _cls(ht.cls_obs)
+            if ht.toys is not None:  # toys: with the Monte-Carlo uncertainty
+                observed += f" ± {ht.toys.cls_obs_error:.2g}"
+            cells += [observed, _cls(ht.cls_exp[2]), band, verdict]
         else:
             cells += ["—", "—", "—", "—"]
         if with_ul:
