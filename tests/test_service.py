@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 import fitaas
 from conftest import load, plain_hypotest
+from fitaas import InferenceOptions
 from fitaas.service import db
 from fitaas.service.accounts import add_endpoint, add_user
 from service_process import (
@@ -319,3 +320,31 @@ def test_a_cancelled_job_keeps_what_finished(service: Service, users: Users, dem
         assert len(kept) >= cancelled["done"] and all(r["status"] == "ok" for r in kept)
         # the service goes on: the next job runs
         assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
+
+
+def test_a_toy_job_gives_the_toys_of_fitaas_scan(
+    service: Service, users: Users, demo: Path
+) -> None:
+    options = {"calctype": "toybased", "ntoys": 100, "seed": 4, "toy_block_size": 100}
+    with client(service, users.alice) as http:
+        refused = http.post(
+            "/jobs",
+            json={
+                "workspace": upload(http, "workspace", demo / "BkgOnly.json"),
+                "task": "upper_limit",
+                "options": options,
+            },
+        )
+        assert refused.status_code == 422 and "hypothesis tests only" in refused.text
+        job = wait(http, submit(http, demo, options=options)["id"])
+        assert job["state"] == "done" and job["failed"] == 0
+        results = http.get(f"/jobs/{job['id']}/results").json()
+        expected = fitaas.scan(demo, patches=PATCHES, options=InferenceOptions(**options))
+        for got, want in zip(results["results"], expected, strict=True):
+            assert got["toys"]["ntoys"] == {"sb": 100, "b": 100}
+            assert got["cls_obs"] == want.cls_obs  # the same seed: the same toys
+            assert got["toys"]["teststats"]["b"] == want.hypotest.toys.teststats_b
+        picture = http.get(f"/jobs/{job['id']}/toys.png", params={"patch": PATCHES[0]})
+        assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+        missing = http.get(f"/jobs/{job['id']}/toys.png", params={"patch": "nope"})
+        assert missing.status_code == 404

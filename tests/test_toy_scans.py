@@ -31,7 +31,15 @@ def _numbers(result: fitaas.ScanResult) -> list[Any]:
         assert ht is not None and ht.toys is not None, point.error
         sb, b = ht.toys.distributions()
         out.append(
-            (point.patch, ht.cls_obs, ht.cls_exp, ht.clsb_obs, ht.clb_obs, sb.tobytes(), b.tobytes())
+            (
+                point.patch,
+                ht.cls_obs,
+                ht.cls_exp,
+                ht.clsb_obs,
+                ht.clb_obs,
+                sb.tobytes(),
+                b.tobytes(),
+            )
         )
     return out
 

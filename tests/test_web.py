@@ -62,6 +62,17 @@ def test_log_in_submit_and_watch_a_job_in_a_browser(tmp_path: Path, demo: Path) 
             sync_api.expect(jobs.first.locator(".state")).to_have_text("done")
             page.screenshot(path=str(tmp_path / "web.png"), full_page=True)
 
+            # a toy job from the form: each point's toy distributions on a click
+            page.fill("#ntoys", "100")
+            page.click("#submit-button")
+            sync_api.expect(jobs).to_have_count(2, timeout=30_000)
+            sync_api.expect(page.locator("#job-state")).to_have_text("done", timeout=180_000)
+            sync_api.expect(page.locator("#toy-note")).to_be_visible()
+            page.locator("#results tbody tr").first.click()
+            sync_api.expect(page.locator("#toy-plot")).to_be_visible(timeout=30_000)
+            width = page.eval_on_selector("#toy-plot", "img => img.naturalWidth")
+            assert width > 300
+
             # bob logs in on a fresh page: none of alice's jobs
             other = browser.new_page()
             other.goto(service.url + "/")

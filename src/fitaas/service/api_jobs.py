@@ -179,6 +179,8 @@ def submit_job(
         )
     try:
         options = InferenceOptions.from_dict(request.options)
+        if options.toybased and request.task != "hypotest":
+            raise InputError("toys (calctype toybased) compute hypothesis tests only")
         patchset_digest, patchset = _patchset(request, user, database, settings)
         pallet = Pallet.from_specs(load_document(database, request.workspace), patchset)
         points = pallet.select(request.patches)
@@ -304,6 +306,37 @@ def job_plot(
     return Response(
         buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"}
     )
+
+
+@router.get("/jobs/{job_id}/toys.png", response_class=Response)
+def job_toys_plot(
+    job_id: str,
+    user: CurrentUser,
+    database: Database,
+    store: Store,
+    runner: Runner,
+    patch: str = Query(..., description="The signal point"),
+) -> Response:
+    """The test-statistic distributions of one point of a toy-based job."""
+    row = _job_row(database, user, job_id)
+    result = _results(row, runner, store)
+    found = [p for p in result if p.patch == patch]
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no finished point '{patch}' in this job")
+    if found[0].hypotest is None or found[0].hypotest.toys is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"point '{patch}' has no toys")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fitaas.plots import toy_distributions
+
+    figure = toy_distributions(found[0])
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return Response(buffer.getvalue(), media_type="image/png")
 
 
 @router.delete("/jobs/{job_id}")

@@ -87,6 +87,15 @@ async function showJob(id) {
   }
 }
 
+async function showToys(patch) {
+  try {
+    const blob = await (await call(`/jobs/${currentJob}/toys.png?patch=${encodeURIComponent(patch)}`)).blob();
+    const old = $("toy-plot").src; $("toy-plot").src = URL.createObjectURL(blob); $("toy-plot").hidden = false;
+    if (old) URL.revokeObjectURL(old);
+    $("toy-note").textContent = `Toys of ${patch}`;
+  } catch (e) { $("toy-note").textContent = e.message; }
+}
+
 async function download(id, format) {
   const blob = await (await call(`/jobs/${id}/results?format=${format}`)).blob();
   const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = `${id}.${format}`; a.click();
@@ -97,13 +106,16 @@ function cell(row, key) {
   if (key === "reason") return row.reason || row.error || "";
   if (key.startsWith("value:")) return row.values[+key.slice(6)];
   if (key === "cls_obs") return row.cls_obs == null ? null : row.cls_obs;
+  if (key === "toys") return row.toys ? `${row.toys.ntoys.sb}+${row.toys.ntoys.b}, ±${row.toys.errors.cls_obs.toPrecision(2)}` : null;
   if (key.startsWith("cls_exp")) return row.cls_exp ? row.cls_exp[+key.slice(7)] : null;
   return null;
 }
 
 function renderResults(labels) {
-  const keys = ["patch", ...labels.map((l, i) => "value:" + i), "status", "cls_obs", "cls_exp2", "cls_exp1", "cls_exp3", "reason"];
-  const names = ["patch", ...labels, "status", "CLs obs", "CLs exp", "−1σ", "+1σ", "reason"];
+  const toys = lastRows.some((r) => r.toys);
+  const keys = ["patch", ...labels.map((l, i) => "value:" + i), "status", "cls_obs", "cls_exp2", "cls_exp1", "cls_exp3", ...(toys ? ["toys"] : []), "reason"];
+  const names = ["patch", ...labels, "status", "CLs obs", "CLs exp", "−1σ", "+1σ", ...(toys ? ["toys (s+b, b), ± MC"] : []), "reason"];
+  $("toy-note").hidden = !toys;
   const head = $("results").querySelector("thead");
   head.innerHTML = "<tr>" + names.map((n, i) => `<th data-key="${keys[i]}">${n}${sortKey === keys[i] ? (sortUp ? " ▲" : " ▼") : ""}</th>`).join("") + "</tr>";
   for (const th of head.querySelectorAll("th")) th.onclick = () => {
@@ -121,6 +133,7 @@ function renderResults(labels) {
   for (const row of rows) {
     const tr = document.createElement("tr"); tr.className = row.status;
     tr.innerHTML = keys.map((k) => { const v = cell(row, k); return `<td>${v === null ? "" : typeof v === "number" && !k.startsWith("value:") ? v.toPrecision(4) : String(v).replace(/</g, "&lt;")}</td>`; }).join("");
+    if (row.toys) tr.onclick = () => showToys(row.patch);
     body.appendChild(tr);
   }
 }
@@ -135,7 +148,10 @@ $("submit-form").onsubmit = async (e) => {
     if ($("ps-file").files.length) patchset = (await (await call("/patchsets", { method: "POST", body: $("ps-file").files[0] })).json()).digest;
     const job = await (await call("/jobs", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ workspace: ws.digest, patchset, task: $("task").value, endpoint: $("endpoint").value }),
+      body: JSON.stringify({
+        workspace: ws.digest, patchset, task: $("task").value, endpoint: $("endpoint").value,
+        options: +$("ntoys").value > 0 ? { calctype: "toybased", ntoys: +$("ntoys").value } : {},
+      }),
     })).json();
     $("submit-status").textContent = "submitted job " + job.id.slice(0, 8);
     location.hash = "job=" + job.id;
