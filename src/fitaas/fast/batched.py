@@ -31,6 +31,8 @@ Evaluate = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 ARMIJO = 1e-4
 # Halvings of a step before a fit is given up as stuck (fitted again on its own).
 MAX_HALVINGS = 12
+# Parameters newly at a bound beyond which a fit is given up as strayed.
+MAX_NEW_BOUNDS = 2
 # The largest move of a parameter in one step, in its widths.
 MAX_MOVE = 1.0
 
@@ -70,7 +72,7 @@ def minimize_batch(
     hessian: np.ndarray,
     scale: np.ndarray,
     *,
-    tolerance: float = 1e-9,
+    tolerance: float = 1e-8,
     maxiter: int = 60,
     max_move: float = MAX_MOVE,
 ) -> BatchFit:
@@ -105,6 +107,7 @@ def minimize_batch(
     finished = ~np.isfinite(fun) | ~np.all(np.isfinite(grad), axis=1)
     span = np.maximum(np.abs(lower), np.abs(upper))
     edge = 1e-10 * (1.0 + span)
+    started_at_bound = (x <= lower + edge) | (x >= upper - edge)
     diagonal = np.arange(npars)
     for _ in range(maxiter):
         lanes = np.flatnonzero(~finished)
@@ -112,6 +115,17 @@ def minimize_batch(
             break
         xs, gs = x[lanes], grad[lanes]
         at_bound = ((xs <= lower + edge) & (gs > 0)) | ((xs >= upper - edge) & (gs < 0))
+        # A fit whose parameters pile up at bounds they did not start at has left the
+        # minimum next to its start for a region where -2lnL keeps falling (1Lbb: a
+        # background normalisation towards 0, staterror gammas to their lower bound); it
+        # is given up now (the caller fits it again as pyhf does) instead of at maxiter.
+        strayed = np.sum(at_bound & ~started_at_bound[lanes], axis=1) > MAX_NEW_BOUNDS
+        if np.any(strayed):
+            finished[lanes[strayed]] = True
+            keep = ~strayed
+            lanes, xs, gs, at_bound = lanes[keep], xs[keep], gs[keep], at_bound[keep]
+            if len(lanes) == 0:
+                break
         free = ~held & ~at_bound
         reduced = estimate[lanes] * (free[:, :, None] & free[:, None, :])
         reduced[:, diagonal, diagonal] += ~free
