@@ -209,6 +209,24 @@ def test_globus_engine_through_the_service_boundary(demo: Path, reference: list)
     assert made[0].batch_size * max(made[0].submissions) < 10 * 1000 * 1000
 
 
+def test_toys_on_dask_and_globus_equal_local_toys(demo: Path) -> None:
+    # A block's toys depend on the seed and the block, not on where it ran.
+    options = fitaas.InferenceOptions(calctype="toybased", ntoys=100, seed=8, toy_block_size=100)
+    points = DEMO_POINTS[:2]
+
+    def toys(result: fitaas.ScanResult) -> list[Any]:
+        return [(p.cls_obs, p.hypotest and p.hypotest.toys) for p in result]
+
+    local = toys(fitaas.scan(demo, patches=points, options=options, workers=2))
+    assert all(summary is not None for _, summary in local)
+    with DaskEngine({"n_workers": 2}) as engine:
+        assert toys(fitaas.scan(demo, patches=points, options=options, engine=engine)) == local
+    engine, made = _globus()
+    with engine:
+        assert toys(fitaas.scan(demo, patches=points, options=options, engine=engine)) == local
+    assert len(made[0].submissions) >= 1 + 2 * len(points)  # the probe, then the blocks
+
+
 def test_globus_limits_are_checked_before_submitting(demo: Path, tmp_path: Path) -> None:
     class Tight(GlobusEngine):
         max_submission_bytes = 1000  # the demo workspace is 530 B compressed, a patch ~670 B

@@ -29,6 +29,7 @@ __all__ = [
     "check_environment",
     "remote_environment",
     "remote_run_points",
+    "remote_run_toy_blocks",
 ]
 
 MAX_SUBMISSION_BYTES = 10 * 1000 * 1000
@@ -44,6 +45,13 @@ def remote_run_points(*args: Any) -> list[dict[str, Any]]:
     from fitaas.tasks import run_points
 
     return run_points(*args)
+
+
+def remote_run_toy_blocks(*args: Any) -> list[dict[str, Any]]:
+    """The toy task the endpoint runs: :func:`fitaas.tasks.run_toy_blocks`, imported there."""
+    from fitaas.tasks import run_toy_blocks
+
+    return run_toy_blocks(*args)
 
 
 def remote_environment() -> dict[str, str]:
@@ -194,7 +202,8 @@ class GlobusEngine(Engine):
 
 
 class _RemoteTasks(Executor):
-    """Submits :func:`remote_run_points` in place of the local task function.
+    """Submits :func:`remote_run_points` (:func:`remote_run_toy_blocks`) in place of the
+    local task functions.
 
     The SDK sends up to ``batch_size`` tasks in one request, and the whole request must stay
     under 10 MB: the batch size follows the largest task seen.
@@ -205,14 +214,15 @@ class _RemoteTasks(Executor):
         self._largest = 1
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        from fitaas.tasks import run_points
+        from fitaas.tasks import run_points, run_toy_blocks
 
+        remote = {run_points: remote_run_points, run_toy_blocks: remote_run_toy_blocks}
         size = int(len(pickle.dumps((args, kwargs))) * GlobusEngine.serialization_overhead) + 1
         if size > self._largest and hasattr(self._executor, "batch_size"):
             self._largest = size
             fits = max(1, MAX_SUBMISSION_BYTES // size)
             self._executor.batch_size = min(self._executor.batch_size, fits)
-        return self._executor.submit(remote_run_points if fn is run_points else fn, *args, **kwargs)
+        return self._executor.submit(remote.get(fn, fn), *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
