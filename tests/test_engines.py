@@ -209,6 +209,7 @@ def test_globus_engine_through_the_service_boundary(demo: Path, reference: list)
     assert made[0].batch_size * max(made[0].submissions) < 10 * 1000 * 1000
 
 
+@pytest.mark.slow
 def test_toys_on_dask_and_globus_equal_local_toys(demo: Path) -> None:
     # A block's toys depend on the seed and the block, not on where it ran.
     options = fitaas.InferenceOptions(calctype="toybased", ntoys=100, seed=8, toy_block_size=100)

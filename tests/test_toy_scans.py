@@ -21,7 +21,7 @@ POINTS = ["demo_600_200", "demo_800_400"]
 
 
 def _toys(**kwargs: Any) -> InferenceOptions:
-    return InferenceOptions(calctype="toybased", toy_block_size=100, **kwargs)
+    return InferenceOptions(**{"calctype": "toybased", "toy_block_size": 100, **kwargs})
 
 
 def _numbers(result: fitaas.ScanResult) -> list[Any]:
@@ -129,3 +129,17 @@ def test_toy_scan_from_the_command_line_and_its_plot(demo: Path, tmp_path: Path)
     drawn = run_cli("plot", str(out), "--patch", "demo_700_200", "-o", str(plots))
     assert drawn.returncode == 0, drawn.stderr
     assert (plots / "toys_demo_700_200.png").stat().st_size > 10_000
+
+
+def test_plain_toys_are_the_same_toys_with_pyhf_fits(demo: Path) -> None:
+    # --plain: every toy's test statistic from pyhf's own fits, on the same toys
+    common = {"ntoys": 20, "seed": 12, "toy_block_size": 20}
+    fast = fitaas.scan(demo, patches=["demo_700_200"], options=_toys(**common)).points[0]
+    plain = fitaas.scan(demo, patches=["demo_700_200"], options=_toys(fast=False, **common)).points[
+        0
+    ]
+    assert fast.hypotest is not None and plain.hypotest is not None
+    fast_sb, fast_b = fast.hypotest.toys.distributions()  # type: ignore[union-attr]
+    plain_sb, plain_b = plain.hypotest.toys.distributions()  # type: ignore[union-attr]
+    assert fast_sb == pytest.approx(plain_sb, abs=1e-3)
+    assert fast_b == pytest.approx(plain_b, abs=1e-3)
