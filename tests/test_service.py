@@ -323,8 +323,10 @@ def test_a_cancelled_job_keeps_what_finished(service: Service, users: Users, dem
 
 
 def test_a_toy_job_gives_the_toys_of_fitaas_scan(
-    service: Service, users: Users, demo: Path
+    service: Service, users: Users, demo: Path, database: str
 ) -> None:
+    if database.startswith("postgresql"):
+        pytest.skip("toy results are stored like any other: the SQLite run covers them")
     options = {"calctype": "toybased", "ntoys": 100, "seed": 4, "toy_block_size": 100}
     with client(service, users.alice) as http:
         refused = http.post(
