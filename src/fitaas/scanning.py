@@ -397,17 +397,7 @@ class _Gather:
 
     def _fit_limit(self, engine: Engine, tasks: list[_Task], ref: WorkspaceRef) -> list[_Task]:
         """Split tasks so that each submission stays under the engine's size limit."""
-        # pickled sizes, with room for what the engine's serialization adds
-        limit = int((engine.max_submission_bytes or 0) / engine.serialization_overhead)
-        workspace = 0
-        if not ref.path:  # the workspace travels with the tasks
-            workspace = len(engine.payload(self.pallet.workspace_digest, self.pallet.workspace))
-        if workspace > limit // 2:
-            raise EngineError(
-                f"the workspace is {workspace / 1e6:.1f} MB compressed, too large to send with "
-                f"tasks to the {engine.name} engine (limit {limit / 1e6:.0f} MB per submission): "
-                "set shared_path in the endpoint file to a folder the workers can read"
-            )
+        limit, workspace = self._submission_limit(engine, ref)
         out = []
         for task in tasks:
             sizes = [len(pickle.dumps(list(p.operations))) for p in task.points]
@@ -427,6 +417,25 @@ class _Gather:
                 used += size
             out.append(_Task(task.kinds, batch))
         return out
+
+    def _submission_limit(self, engine: Engine, ref: WorkspaceRef) -> tuple[int, int]:
+        """The engine's limit per submission and the workspace's share of it (pickled sizes,
+        with room for what the engine's serialization adds).
+
+        Raises:
+            EngineError: The workspace alone is too large to travel with tasks.
+        """
+        limit = int((engine.max_submission_bytes or 0) / engine.serialization_overhead)
+        workspace = 0
+        if not ref.path:  # the workspace travels with the tasks
+            workspace = len(engine.payload(self.pallet.workspace_digest, self.pallet.workspace))
+        if workspace > limit // 2:
+            raise EngineError(
+                f"the workspace is {workspace / 1e6:.1f} MB compressed, too large to send with "
+                f"tasks to the {engine.name} engine (limit {limit / 1e6:.0f} MB per submission): "
+                "set shared_path in the endpoint file to a folder the workers can read"
+            )
+        return limit, workspace
 
     def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
         digest, spec = self.pallet.workspace_digest, self.pallet.workspace
@@ -560,7 +569,10 @@ class _ToyGather(_Gather):
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
     ) -> list[_Task]:
-        ready = [p for p, _ in todo if not any(t.points[0] is p for t in self.block_tasks)]
+        if engine.max_submission_bytes:  # a toy task is small; the workspace may not be
+            self._submission_limit(engine, ref)
+        waiting = {task.points[0].digest for task in self.block_tasks}
+        ready = [point for point, _ in todo if point.digest not in waiting]
         tasks, self.block_tasks = self.block_tasks, []
         for point in ready:  # every block stored already
             self._complete(point)
