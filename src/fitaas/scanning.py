@@ -32,7 +32,13 @@ from fitaas.inference import (
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
-from fitaas.tasks import WorkspaceNotOnWorker, WorkspaceRef, run_points, run_toy_blocks
+from fitaas.tasks import (
+    WorkspaceNotOnWorker,
+    WorkspaceRef,
+    failed_block,
+    run_points,
+    run_toy_blocks,
+)
 from fitaas.toy_blocks import Block, blocks_for, merge_blocks, more_toys
 
 __all__ = ["ScanProgress", "scan", "stored_results"]
@@ -588,10 +594,7 @@ class _ToyGather(_Gather):
         )
 
     def _lost(self, task: _Task, error: str) -> list[dict[str, Any]]:
-        return [
-            {"ensemble": e, "index": i, "status": "failed", "error": error, "seconds": 0.0}
-            for e, i in task.blocks
-        ]
+        return [failed_block(e, i, error) for e, i in task.blocks]
 
     def _record(self, task: _Task, returned: list[dict[str, Any]]) -> None:
         point = task.points[0]

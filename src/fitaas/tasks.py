@@ -32,6 +32,7 @@ __all__ = [
     "WorkspaceNotOnWorker",
     "WorkspaceRef",
     "compress_workspace",
+    "failed_block",
     "init_worker",
     "run_points",
     "run_toy_blocks",
@@ -74,7 +75,7 @@ class WorkerCache:
         self._workspaces: dict[str, pyhf.Workspace] = {}
         self.configured = False
         self._structures: Any = None
-        self._toy_points: dict[str, tuple[Any, Any, Any]] = {}
+        self._toy_points: dict[str, tuple[Any, Any]] = {}
 
     def toy_point(
         self,
@@ -82,8 +83,8 @@ class WorkerCache:
         workspace_digest: str,
         point: dict[str, Any],
         options: InferenceOptions,
-    ) -> tuple[Any, Any, Any]:
-        """The model, data and toy reference of a point, kept for its next blocks."""
+    ) -> tuple[Any, Any]:
+        """The model and toy reference of a point, kept for its next blocks."""
         from fitaas.inference.core import fit_inputs
         from fitaas.inference.toys import toy_reference
         from fitaas.pallets import digest
@@ -95,7 +96,7 @@ class WorkerCache:
             if model.config.poi_index is None:
                 raise FitaasError("the model has no parameter of interest: no toys to test")
             reference = toy_reference(model, data, options, fit_inputs(model, options))
-            found = (model, data, reference)
+            found = (model, reference)
             if len(self._toy_points) >= TOY_POINTS_KEPT:
                 self._toy_points.pop(next(iter(self._toy_points)))
             self._toy_points[key] = found
@@ -250,6 +251,17 @@ def _run_point(
     return outcomes
 
 
+def _task_setup(
+    workspace: WorkspaceRef, options: dict[str, Any], payload: bytes | None
+) -> tuple[pyhf.Workspace, InferenceOptions, Any]:
+    """What every task starts with: the process configured, its workspace, options and
+    (on the fast path) the worker's compiled structures."""
+    _configure_process()
+    ws = _CACHE.workspace(workspace, payload)
+    opts = InferenceOptions.from_dict(options)
+    return ws, opts, _CACHE.structures() if opts.fast else None
+
+
 def run_points(
     workspace: WorkspaceRef,
     points: Sequence[dict[str, Any]],
@@ -273,10 +285,7 @@ def run_points(
     Raises:
         WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
     """
-    _configure_process()
-    ws = _CACHE.workspace(workspace, payload)
-    opts = InferenceOptions.from_dict(options)
-    structures = _CACHE.structures() if opts.fast else None
+    ws, opts, structures = _task_setup(workspace, options, payload)
     with pyhf_backend(opts, structures=structures):
         return [
             {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts, structures)}
@@ -302,7 +311,6 @@ def worker_environment() -> dict[str, str]:
 
 def _toy_block(
     model: Any,
-    data: Sequence[float],
     options: InferenceOptions,
     reference: Any,
     seeds: tuple[str, str],
@@ -367,41 +375,37 @@ def run_toy_blocks(
     Raises:
         WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
     """
-    _configure_process()
-    ws = _CACHE.workspace(workspace, payload)
-    opts = InferenceOptions.from_dict(options)
-    structures = _CACHE.structures() if opts.fast else None
+    ws, opts, structures = _task_setup(workspace, options, payload)
     out = []
     with pyhf_backend(opts, structures=structures):
         try:
-            model, data, reference = _CACHE.toy_point(ws, workspace.digest, point, opts)
+            model, reference = _CACHE.toy_point(ws, workspace.digest, point, opts)
         except Exception as exc:
             error = f"cannot prepare the toys of '{point['name']}': {_error_text(exc)}"
-            return [
-                {"ensemble": e, "index": i, "status": "failed", "error": error, "seconds": 0.0}
-                for e, i in blocks
-            ]
-        for block in blocks:
+            return [failed_block(e, i, error) for e, i in blocks]
+        for ensemble, index in blocks:
             try:
                 out.append(
                     _toy_block(
                         model,
-                        data,
                         opts,
                         reference,
                         (workspace.digest, point["digest"]),
-                        (block[0], int(block[1])),
+                        (ensemble, int(index)),
                         structures,
                     )
                 )
             except Exception as exc:
-                out.append(
-                    {
-                        "ensemble": block[0],
-                        "index": int(block[1]),
-                        "status": "failed",
-                        "error": _error_text(exc),
-                        "seconds": 0.0,
-                    }
-                )
+                out.append(failed_block(ensemble, index, _error_text(exc)))
     return out
+
+
+def failed_block(ensemble: str, index: int, error: str) -> dict[str, Any]:
+    """The outcome of a block of toys that could not be computed."""
+    return {
+        "ensemble": ensemble,
+        "index": int(index),
+        "status": "failed",
+        "error": error,
+        "seconds": 0.0,
+    }

@@ -64,7 +64,7 @@ def merge_blocks(
     }
     observed = float(blocks[needed[0]]["teststat_obs"])
     merged = merge_toys(observed, values["sb"], values["b"], options.test_stat, options.seed)
-    errors_ = merged["errors"]
+    uncertainties = merged["errors"]
     summary = ToySummary(
         ntoys_sb=merged["ntoys"]["sb"],
         ntoys_b=merged["ntoys"]["b"],
@@ -72,10 +72,10 @@ def merge_blocks(
         failed_b=merged["failed"]["b"],
         seed=options.seed,
         teststat_obs=observed,
-        cls_obs_error=errors_["cls_obs"],
-        cls_exp_error=tuple(errors_["cls_exp"]),
-        clsb_obs_error=errors_["clsb_obs"],
-        clb_obs_error=errors_["clb_obs"],
+        cls_obs_error=uncertainties["cls_obs"],
+        cls_exp_error=tuple(uncertainties["cls_exp"]),
+        clsb_obs_error=uncertainties["clsb_obs"],
+        clb_obs_error=uncertainties["clb_obs"],
         teststats_sb=encode_array(values["sb"][~np.isnan(values["sb"])], "float32"),
         teststats_b=encode_array(values["b"][~np.isnan(values["b"])], "float32"),
     )

@@ -108,7 +108,6 @@ def minimize_batch(
     span = np.maximum(np.abs(lower), np.abs(upper))
     edge = 1e-10 * (1.0 + span)
     started_at_bound = (x <= lower + edge) | (x >= upper - edge)
-    diagonal = np.arange(npars)
     for _ in range(maxiter):
         lanes = np.flatnonzero(~finished)
         if len(lanes) == 0:
@@ -127,22 +126,13 @@ def minimize_batch(
             if len(lanes) == 0:
                 break
         free = ~held & ~at_bound
-        reduced = estimate[lanes] * (free[:, :, None] & free[:, None, :])
-        reduced[:, diagonal, diagonal] += ~free
         projected = np.where(free, gs, 0.0)
-        try:
-            step = -np.linalg.solve(reduced, projected[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = np.full_like(projected, np.nan)
+        step = _step(estimate[lanes], free, projected)
         slope = np.sum(projected * step, axis=1)
         broken = ~np.isfinite(slope) | (slope >= 0) & (np.abs(projected).max(axis=1) > 0)
         if np.any(broken):  # a lost estimate: start again from the first one
             estimate[lanes[broken]] = hessian
-            step[broken] = -np.linalg.solve(
-                np.where(free[broken][:, :, None] & free[broken][:, None, :], hessian, 0.0)
-                + np.eye(npars) * ~free[broken][:, None, :],
-                projected[broken][..., None],
-            )[..., 0]
+            step[broken] = _step(estimate[lanes[broken]], free[broken], projected[broken])
             slope[broken] = np.sum(projected[broken] * step[broken], axis=1)
         done = -0.5 * slope <= tolerance
         reach = np.max(np.abs(step) / scale, axis=1)
@@ -157,6 +147,17 @@ def minimize_batch(
         finished[stuck] = True
         finished[lanes[~np.isfinite(fun[lanes])]] = True
     return BatchFit(x=x, fun=fun, converged=converged, evaluations=evaluations)
+
+
+def _step(estimates: np.ndarray, free: np.ndarray, projected: np.ndarray) -> np.ndarray:
+    """The quasi-Newton step of each lane on its free parameters (0 on the held ones)."""
+    reduced = estimates * (free[:, :, None] & free[:, None, :])
+    diagonal = np.arange(free.shape[1])
+    reduced[:, diagonal, diagonal] += ~free
+    try:
+        return -np.linalg.solve(reduced, projected[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.full_like(projected, np.nan)
 
 
 def _line_search(

@@ -233,11 +233,6 @@ class Structure:
             return None
         return arrays
 
-    def objective(self, model: Any) -> Objective | None:
-        """-2lnL and gradient of this model, or ``None`` if it is not of this structure."""
-        bound = self.bind(model)
-        return bound.value_and_grad if bound is not None else None
-
     def bind(self, model: Any) -> Bound | None:
         """This structure with ``model``'s arrays, checked against pyhf's -2lnL (the guard).
 

@@ -34,6 +34,7 @@ __all__ = [
     "NORMAL_PERCENTILES",
     "ToyReference",
     "block_seed",
+    "complete_fit_inputs",
     "decode_array",
     "encode_array",
     "generating_poi",
@@ -124,6 +125,18 @@ def sample_toys(
     return _draw(pdf, rng, size)
 
 
+def complete_fit_inputs(
+    model: pyhf.pdf.Model, fit_inputs: tuple[Any, Any, Any]
+) -> tuple[list[float], list[list[float]], list[bool]]:
+    """``(init, bounds, fixed)`` with pyhf's suggestions where the options left ``None``."""
+    init, bounds, fixed = fit_inputs
+    return (
+        list(init or model.config.suggested_init()),
+        [list(b) for b in bounds or model.config.suggested_bounds()],
+        list(fixed or model.config.suggested_fixed()),
+    )
+
+
 def teststat_function(test_stat: str) -> Any:
     """pyhf's test statistic function for ``test_stat``."""
     return pyhf.infer.utils.get_test_stat(test_stat)
@@ -152,10 +165,7 @@ def toy_reference(
 
     Runs with pyhf's backend and optimizer as set by the caller.
     """
-    init, bounds, fixed = fit_inputs
-    init = init or model.config.suggested_init()
-    bounds = bounds or model.config.suggested_bounds()
-    fixed = fixed or model.config.suggested_fixed()
+    init, bounds, fixed = complete_fit_inputs(model, fit_inputs)
     tensor_data = pyhf.tensorlib.astensor(data)
     teststat = teststat_function(options.test_stat)(
         tested_poi(options), tensor_data, model, init, bounds, fixed
@@ -176,10 +186,7 @@ def plain_teststats(
     fit_inputs: tuple[Any, Any, Any],
 ) -> np.ndarray:
     """The test statistic of each toy with pyhf's own fits (NaN where a fit failed)."""
-    init, bounds, fixed = fit_inputs
-    init = init or model.config.suggested_init()
-    bounds = bounds or model.config.suggested_bounds()
-    fixed = fixed or model.config.suggested_fixed()
+    init, bounds, fixed = complete_fit_inputs(model, fit_inputs)
     function = teststat_function(options.test_stat)
     mu = tested_poi(options)
     out = np.full(len(toys), np.nan)
