@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,108 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     write_example(folder)
     return folder
+
+
+def workspace_with_every_modifier(
+    signal: list[float],
+    background: list[float],
+    observed: list[float],
+    *,
+    channels: int = 1,
+    extra: bool = True,
+    shared_shape: bool = False,
+    shapefactor: bool = False,
+) -> dict[str, Any]:
+    """A small workspace with every kind of modifier pyhf knows (several channels).
+
+    Args:
+        signal: The signal's yields per bin.
+        background: The background's yields per bin (scaled up by 30% per channel).
+        observed: The observed counts (scaled as the background).
+        channels: How many channels.
+        extra: Add a third sample (shapesys, a bounded normfactor, a normsys).
+        shared_shape: The background's histosys also on the signal and the third sample
+            (one histosys shared by three samples in every channel).
+        shapefactor: A shapefactor (one free factor per bin) on the third sample.
+    """
+    spec_channels, observations = [], []
+    for c in range(channels):
+        scale = 1.0 + 0.3 * c
+        bkg = [b * scale for b in background]
+        samples: list[dict[str, Any]] = [
+            {
+                "name": "signal",
+                "data": signal,
+                "modifiers": [
+                    {"name": "mu", "type": "normfactor", "data": None},
+                    {"name": "lumi", "type": "lumi", "data": None},
+                    {"name": "sig_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}},
+                ],
+            },
+            {
+                "name": "background",
+                "data": bkg,
+                "modifiers": [
+                    {"name": "lumi", "type": "lumi", "data": None},
+                    {
+                        "name": "shape",
+                        "type": "histosys",
+                        "data": {
+                            "hi_data": [b * 1.08 for b in bkg],
+                            "lo_data": [b * 0.95 for b in bkg],
+                        },
+                    },
+                    {
+                        "name": f"stat_{c}",
+                        "type": "staterror",
+                        "data": [math.sqrt(b) * 0.3 for b in bkg],
+                    },
+                ],
+            },
+        ]
+        if extra:
+            samples.append(
+                {
+                    "name": "other",
+                    "data": [b * 0.3 for b in bkg],
+                    "modifiers": [
+                        {
+                            "name": f"unc_{c}",
+                            "type": "shapesys",
+                            "data": [b * 0.3 * 0.2 for b in bkg],
+                        },
+                        {"name": "k_other", "type": "normfactor", "data": None},
+                        {"name": "other_norm", "type": "normsys", "data": {"hi": 1.2, "lo": 0.85}},
+                    ],
+                }
+            )
+        if shared_shape:
+            for sample, (hi, lo) in zip(samples[::2], ((1.05, 0.9), (0.93, 1.06)), strict=False):
+                sample["modifiers"].append(
+                    {
+                        "name": "shape",
+                        "type": "histosys",
+                        "data": {
+                            "hi_data": [y * hi for y in sample["data"]],
+                            "lo_data": [y * lo for y in sample["data"]],
+                        },
+                    }
+                )
+        if shapefactor and extra:
+            samples[2]["modifiers"].append({"name": f"sf_{c}", "type": "shapefactor", "data": None})
+        spec_channels.append({"name": f"SR{c}", "samples": samples})
+        observations.append({"name": f"SR{c}", "data": [o * scale for o in observed]})
+    parameters = [
+        {"name": "lumi", "auxdata": [1.0], "sigmas": [0.02], "bounds": [[0.9, 1.1]], "inits": [1.0]}
+    ]
+    if extra:
+        parameters.append({"name": "k_other", "bounds": [[0.5, 2.0]], "inits": [1.0]})
+    return {
+        "channels": spec_channels,
+        "observations": observations,
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": parameters}}],
+        "version": "1.0.0",
+    }
 
 
 def plain_hypotest(

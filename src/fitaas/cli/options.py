@@ -82,7 +82,10 @@ def inference_options(func: F) -> F:
             "--interpcode",
             multiple=True,
             metavar="MODIFIER=CODE",
-            help="Interpolation code, e.g. normsys=code4 histosys=code4p (repeatable).",
+            help=(
+                "Interpolation code, e.g. normsys=code1 histosys=code0 (repeatable); a "
+                "modifier not named keeps pyhf's default (normsys=code4, histosys=code4p)."
+            ),
         ),
         click.option(
             "--modifier-settings",

@@ -26,6 +26,8 @@ _INTERPCODES = {
     "normsys": ("code1", "code4"),
     "histosys": ("code0", "code2", "code4p"),
 }
+# pyhf's codes when no modifier_settings are given
+_DEFAULT_INTERPCODES = {"normsys": "code4", "histosys": "code4p"}
 
 # Options that every kind of task depends on; the others belong to one kind only.
 _COMMON = (
@@ -76,7 +78,8 @@ class InferenceOptions:
         test_stat: ``"qtilde"``, ``"q"`` or ``"q0"``.
         modifier_settings: Interpolation codes, as pyhf's ``modifier_settings``, e.g.
             ``{"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}``;
-            ``None`` keeps pyhf's defaults.
+            ``None`` keeps pyhf's defaults (code4, code4p); a modifier left out keeps its
+            default (pyhf itself would fall back to code1 / code0 for it).
         measurement: Name of the workspace measurement; ``None`` for the first.
         init_pars: Initial values by parameter name (a list for vector parameters).
         fixed_params: Parameters held constant in fits, by name, at the given value.
@@ -188,6 +191,11 @@ class InferenceOptions:
                         f"option modifier_settings: {modifier} needs "
                         f"{{'interpcode': one of {codes}}}, got {conf!r}"
                     )
+            # pyhf falls back to code1 / code0 for a modifier the mapping leaves out, not to
+            # its defaults: a setting here changes only the modifier it names.
+            complete = {m: {"interpcode": code} for m, code in _DEFAULT_INTERPCODES.items()}
+            complete.update({m: dict(conf) for m, conf in settings.items()})
+            object.__setattr__(self, "modifier_settings", complete)
         for name in ("init_pars", "fixed_params", "par_bounds"):
             _check_mapping(name, getattr(self, name))
         for par, bounds in self.par_bounds.items():
