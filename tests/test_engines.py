@@ -4,6 +4,7 @@ the cloud boundary give the results of the local engine; lost workers cost nothi
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -166,7 +167,14 @@ def test_slurm_endpoint_equals_local(
     text = endpoint.read_text()
     assert 'launcher = "srun"' in text  # workers start through srun, as on a real site
     text = text.replace('worker_init = "source /path/to/venv/bin/activate"\n', "")
-    text = text.replace("workers_per_node = 0", "workers_per_node = 2")
+    # two blocks (pilot jobs) of one worker each, as one pool: workspaces and compiled code
+    # through the shared folder
+    text = text.replace("workers_per_node = 0", "workers_per_node = 1")
+    text = text.replace("init_blocks = 1", "init_blocks = 2").replace(
+        "max_blocks = 1", "max_blocks = 2"
+    )
+    shared = tmp_path / "shared"
+    text = text.replace('shared_path = ""', f'shared_path = "{shared}"')
     endpoint.write_text(text)
     with slurm_cluster.slurm_cluster(tmp_path / "slurm") as env:
         for key, value in env.items():
@@ -179,6 +187,10 @@ def test_slurm_endpoint_equals_local(
         assert proc.returncode == 0, proc.stderr
     scanned = fitaas.read_results(out)
     assert _values(scanned) == reference
+    log = (tmp_path / "slurm" / "slurmctld.log").read_text()
+    assert len(set(re.findall(r"Allocate (JobId=\d+)", log))) == 2, log[-2000:]  # two blocks
+    assert list(shared.glob("*.json.gz"))  # the workspace, written once
+    assert any((shared / "jax").iterdir())  # compiled code the blocks share
 
 
 # Globus Compute: real SDK serialization, a stand-in for the cloud service.

@@ -169,6 +169,52 @@ def scan(
         EngineError: The engine cannot start or cannot take these tasks.
         KeyboardInterrupt: The scan was interrupted; finished results are in the store.
     """
+    early = None
+    if executor is None and engine in (None, "local"):
+        # the workers start now, importing pyhf and jax while the inputs are read
+        early = LocalEngine(workers, retries=retries, batch_size=batch_size)
+        early.prestart()
+    try:
+        return _scan(
+            workspace,
+            patchset,
+            patches=patches,
+            options=options,
+            kinds=kinds,
+            region=region,
+            verify=verify,
+            engine=early or engine,
+            executor=executor,
+            workers=workers,
+            retries=retries,
+            batch_size=batch_size,
+            store=store,
+            force=force,
+            progress=progress,
+        )
+    finally:
+        if early is not None:
+            early.stop(cancel=True)
+
+
+def _scan(
+    workspace: str | Path | dict[str, Any] | Pallet,
+    patchset: str | Path | dict[str, Any] | None,
+    *,
+    patches: Sequence[str] | None,
+    options: InferenceOptions | None,
+    kinds: Sequence[str],
+    region: str | None,
+    verify: bool,
+    engine: Engine | str | None,
+    executor: Executor | None,
+    workers: int | None,
+    retries: int,
+    batch_size: int,
+    store: str | Path | ResultStore | None,
+    force: bool,
+    progress: Callable[[ScanProgress], None] | None,
+) -> ScanResult:
     pallet = (
         workspace
         if isinstance(workspace, Pallet)

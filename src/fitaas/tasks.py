@@ -12,11 +12,13 @@ import gc
 import gzip
 import json
 import logging
+import os
 import signal
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ __all__ = [
     "init_worker",
     "run_points",
     "run_toy_blocks",
+    "warm_worker",
     "worker_cache",
     "worker_environment",
 ]
@@ -57,10 +60,14 @@ class WorkspaceRef:
     Attributes:
         digest: Content digest of the workspace specification.
         path: A file every worker can read (a shared filesystem), gzip-compressed JSON.
+        compile_cache: A folder every worker can write for jax's compiled code (on a shared
+            filesystem: what one worker compiled, workers of other blocks and nodes load),
+            used unless the worker's environment sets ``FITAAS_JAX_CACHE``.
     """
 
     digest: str
     path: str | None = None
+    compile_cache: str | None = None
 
 
 def compress_workspace(spec: dict[str, Any]) -> bytes:
@@ -158,6 +165,9 @@ def _configure_process(threads: int = 1) -> None:
         return
     from threadpoolctl import threadpool_limits
 
+    from fitaas.fast.device import configure_device
+
+    configure_device()  # before anything imports jax: the CPU unless a GPU is asked for
     threadpool_limits(limits=threads)
     # Building a pyhf model allocates a million small objects; the default thresholds run
     # the cyclic collector over them dozens of times per model (measured: 1Lbb model builds
@@ -170,21 +180,30 @@ def _configure_process(threads: int = 1) -> None:
     _CACHE.configured = True
 
 
-def init_worker(
-    digest: str | None = None, spec: dict[str, Any] | None = None, threads: int = 1
-) -> None:
-    """Initialise a local pool's worker: one BLAS thread, no SIGINT, the workspace installed.
+def init_worker(digest: str | None = None, path: str | None = None, threads: int = 1) -> None:
+    """Initialise a local pool's worker: one BLAS thread, no SIGINT, the workspace loaded.
 
     Args:
-        digest: Digest of the workspace to install now, if any.
-        spec: The workspace specification to install under ``digest``.
+        digest: Digest of the workspace to load now, if any.
+        path: Its file (gzip-compressed JSON); a worker that cannot read it loads it when
+            a task names it (from the file again, or from the task's payload).
         threads: Threads for BLAS/OpenMP pools (1: workers don't fight over cores).
     """
     _configure_process(threads)
     # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if digest is not None and spec is not None:
-        _CACHE.install(digest, spec)
+    if digest is not None and path is not None:
+        with suppress(WorkspaceNotOnWorker, OSError, ValueError):
+            _CACHE.workspace(WorkspaceRef(digest, path))
+
+
+def warm_worker() -> None:
+    """Import and configure what the first task needs (pyhf, jax, the fast path)."""
+    _configure_process()
+    with suppress(ImportError):
+        from fitaas.fast.structures import configure_jax
+
+        configure_jax()
 
 
 def _error_text(exc: BaseException) -> str:
@@ -257,6 +276,8 @@ def _task_setup(
     """What every task starts with: the process configured, its workspace, options and
     (on the fast path) the worker's compiled structures."""
     _configure_process()
+    if workspace.compile_cache and not os.environ.get("FITAAS_JAX_CACHE"):
+        os.environ["FITAAS_JAX_CACHE"] = workspace.compile_cache  # read at the first compile
     ws = _CACHE.workspace(workspace, payload)
     opts = InferenceOptions.from_dict(options)
     return ws, opts, _CACHE.structures() if opts.fast else None

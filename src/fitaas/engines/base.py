@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+from fitaas.caches import write_once
 from fitaas.errors import FitaasError
 from fitaas.tasks import WorkspaceRef, compress_workspace
 
@@ -42,7 +43,8 @@ class Engine(ABC):
         retries: How many times a task whose worker died (or was lost) is sent again.
         batch_size: Points per task; 0 chooses automatically.
         shared_path: A folder every worker can read: workspaces are written there once
-            and read by the workers, instead of travelling with tasks.
+            and read by the workers, instead of travelling with tasks, and workers keep
+            their compiled code there (``jax/``), shared by every block and node.
     """
 
     name: ClassVar[str] = "engine"
@@ -113,13 +115,8 @@ class Engine(ABC):
         if not self.shared_path:
             return WorkspaceRef(digest)
         folder = Path(self.shared_path)
-        path = folder / f"{digest}.json.gz"
-        if not path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(compress_workspace(spec))
-            tmp.replace(path)
-        return WorkspaceRef(digest, str(path))
+        path = write_once(folder / f"{digest}.json.gz", compress_workspace(spec))
+        return WorkspaceRef(digest, str(path), str(folder / "jax"))
 
     def payload(self, digest: str, spec: dict[str, Any]) -> Any:
         """What a task carries for a worker that lacks the workspace (compressed JSON)."""

@@ -21,13 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyhf
 
-__all__ = ["Bound", "Structure", "StructureCache"]
+__all__ = ["Bound", "Structure", "StructureCache", "configure_jax"]
 
 LeafPath = tuple[tuple[bool, Any], ...]
 Objective = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
@@ -83,19 +82,23 @@ def _put(obj: Any, path: LeafPath, value: Any) -> None:
         parent[key] = value
 
 
-def _configure_jax() -> None:
+def configure_jax() -> None:
     """Run small computations synchronously, and keep compiled code on disk.
 
     A value and gradient of -2lnL takes ~0.1 ms of compute: handing it to jax's dispatch
     thread and waiting for the answer costs as much again (sbottom A, one call: 0.27 ms
     asynchronous, 0.165 ms synchronous). Workers compiling the same structure, and later
-    runs, load compiled code from ``FITAAS_JAX_CACHE`` (default ``~/.cache/fitaas/jax``;
+    runs, load compiled code from ``FITAAS_JAX_CACHE`` (default ``FITAAS_CACHE``/jax;
     empty: off) instead of compiling again.
     """
+    from fitaas.caches import cache_folder
+    from fitaas.fast.device import configure_device
+
+    configure_device()
     import jax
 
     jax.config.update("jax_cpu_enable_async_dispatch", False)
-    folder = os.environ.get("FITAAS_JAX_CACHE", str(Path.home() / ".cache" / "fitaas" / "jax"))
+    folder = os.environ.get("FITAAS_JAX_CACHE", str(cache_folder("jax")))
     if not folder or getattr(jax.config, "jax_compilation_cache_dir", None):
         return
     jax.config.update("jax_compilation_cache_dir", folder)
@@ -223,7 +226,7 @@ class Structure:
     def __init__(self, model: Any, modifier_settings: dict[str, Any] | None = None) -> None:
         import jax
 
-        _configure_jax()
+        configure_jax()
         # Example inputs for tracing, computed by the given (numpy) model.
         init = np.asarray(model.config.suggested_init(), dtype=float)
         data = np.asarray(model.expected_data(init), dtype=float)

@@ -1,0 +1,54 @@
+"""Where fitaas keeps what it can reuse between runs on this machine.
+
+One folder, ``FITAAS_CACHE`` (default ``~/.cache/fitaas``), holds compiled code (``jax/``,
+or ``FITAAS_JAX_CACHE``), workspaces written once for local workers to read by digest
+(``workspaces/``) and the digests of workspaces pyhf's schema has accepted
+(``validated/``). Everything in it can be deleted at any time: it is recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import suppress
+from pathlib import Path
+
+__all__ = ["cache_folder", "remember", "remembered", "write_once"]
+
+
+def cache_folder(name: str) -> Path:
+    """The cache's subfolder ``name`` (not created here)."""
+    root = os.environ.get("FITAAS_CACHE") or str(Path.home() / ".cache" / "fitaas")
+    return Path(root) / name
+
+
+def write_once(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` unless it exists; atomic (a reader never sees half).
+
+    Returns:
+        The path.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def _marker(kind: str, key: str) -> Path:
+    return cache_folder(kind) / key
+
+
+def remembered(kind: str, key: str) -> bool:
+    """Whether :func:`remember` was called with this kind and key (on this machine)."""
+    try:
+        return _marker(kind, key).is_file()
+    except OSError:
+        return False
+
+
+def remember(kind: str, key: str) -> None:
+    """Note a fact by key (e.g. a digest that passed validation); a failure to write is
+    harmless: the fact is established again next time."""
+    with suppress(OSError):
+        write_once(_marker(kind, key), b"")
