@@ -3,8 +3,10 @@ a SQLite file and (where Debian's postgresql is installed, as in CI) a PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,6 +275,15 @@ def test_bad_input_gets_a_clear_error(
             422,
             "was not made for",
         )
+        # physically invalid counts pass pyhf's schema; fits on them never end (issue 13)
+        negative = load(demo / "BkgOnly.json")
+        negative["observations"][0]["data"][:2] = [-5.0, -3.0]
+        _bad(
+            http.post("/workspaces", content=json.dumps(negative).encode()),
+            422,
+            "observed count -5.0 in channel 'SR_low' bin 0",
+        )
+        _bad(http.post("/jobs", json=base | {"options": {"fit_timeout": 0}}), 422, "fit_timeout")
         assert http.get("/jobs").json() == []  # nothing was queued by a refused request
 
 
@@ -320,6 +331,106 @@ def test_a_cancelled_job_keeps_what_finished(service: Service, users: Users, dem
         assert len(kept) >= cancelled["done"] and all(r["status"] == "ok" for r in kept)
         # the service goes on: the next job runs
         assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_cancel_stops_running_workers_within_seconds(
+    service: Service, users: Users, demo: Path
+) -> None:
+    # One block of 50,000 plain toys: a task of many minutes. Cancelling used to leave its
+    # workers computing until the task ended (the stop was looked at between points).
+    import psutil
+
+    assert service.process is not None
+    server = psutil.Process(service.process.pid)
+
+    def workers() -> list[psutil.Process]:
+        found = []
+        for child in server.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "spawn_main" in " ".join(child.cmdline()):
+                    found.append(child)
+        return found
+
+    options = {"fast": False, "calctype": "toybased", "ntoys": 50_000, "toy_block_size": 50_000}
+    with client(service, users.alice) as http:
+        job = submit(http, demo, patches=PATCHES[:1], options=options)
+        deadline = time.monotonic() + 60
+        while not workers() or http.get(f"/jobs/{job['id']}").json()["state"] != "running":
+            assert time.monotonic() < deadline, "the job's workers never started"
+            time.sleep(0.2)
+        time.sleep(3)  # the toy blocks are running
+        assert http.delete(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+        cancelled = time.monotonic()
+        while workers():
+            assert time.monotonic() - cancelled < 10, "workers still running 10 s after cancel"
+            time.sleep(0.2)
+        # the endpoint is free: the next job runs
+        assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
+    """A real filesystem of a few MB (tmpfs), to fill up; skips where mounting is refused."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem is full."""
+    with contextlib.suppress(OSError), path.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+
+
+def test_a_full_disk_fails_the_job_and_the_service_goes_on(demo: Path, tmp_path: Path) -> None:
+    # A full disk used to kill the endpoint's runner thread: the job stayed running and
+    # every later job queued until a restart; clients got 500s.
+    with small_disk(tmp_path / "small", 8) as small:
+        database = f"sqlite:///{small / 'service.sqlite'}"
+        users = Users(database)
+        (tmp_path / "service").mkdir()
+        with (
+            running(database, tmp_path / "service") as service,
+            client(service, users.alice) as http,
+        ):
+            job = submit(http, demo, patches=None, options=SLOW)
+            body = {
+                "workspace": job["workspace"],
+                "patchset": job["patchset"],
+                "patches": PATCHES[:1],
+            }
+            deadline = time.monotonic() + 120
+            while http.get(f"/jobs/{job['id']}").json()["done"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            fill(small / "filler")
+            time.sleep(2)
+            assert http.get("/me").status_code == 200  # reads go on
+            refused = http.post("/jobs", json=body)
+            assert refused.status_code == 503 and "storage error" in refused.json()["detail"]
+            (small / "filler").unlink()  # space returns
+            deadline = time.monotonic() + 60
+            while (state := http.get(f"/jobs/{job['id']}").json())["state"] == "running":
+                assert time.monotonic() < deadline, "the job was never marked"
+                time.sleep(0.3)
+            assert state["state"] == "failed" and "full" in state["error"], state
+            # the endpoint's runner is alive: the next job runs
+            later = http.post("/jobs", json=body)
+            assert later.status_code == 201, later.text
+            assert wait(http, later.json()["id"])["state"] == "done"
+        users.engine.dispose()
 
 
 def test_a_toy_job_gives_the_toys_of_fitaas_scan(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import pyhf
 
 from fitaas.caches import remember, remembered
@@ -143,7 +144,9 @@ def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
         InputError: The specification is not a valid pyhf workspace.
     """
     errors = (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidMeasurement)
-    return _validated("workspace", pyhf.Workspace, spec, source, errors)
+    workspace = _validated("workspace", pyhf.Workspace, spec, source, errors)
+    _check_counts(spec, source)
+    return workspace
 
 
 def _validated_workspace(spec: Any, source: str) -> tuple[pyhf.Workspace, str]:
@@ -154,11 +157,34 @@ def _validated_workspace(spec: Any, source: str) -> tuple[pyhf.Workspace, str]:
     found = digest(spec)
     key = digest(["workspace", found, str(pyhf.__version__)])
     if remembered("validated", key):
+        _check_counts(spec, source)
         with suppress(Exception):  # validated again below: the full check names the problem
             return pyhf.Workspace(spec, validate=False), found
     workspace = validate_workspace(spec, source)
     remember("validated", key)
     return workspace, found
+
+
+def _check_counts(spec: dict[str, Any], source: str) -> None:
+    """Observed counts finite and not negative, sample yields finite: pyhf's schema
+    accepts any number, and a fit on a negative count runs until its iteration limit."""
+    for observation in spec.get("observations", []):
+        values = np.asarray(observation.get("data", []), dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        if bad.size:
+            raise InputError(
+                f"{source}: observed count {values[bad[0]]} in channel "
+                f"'{observation.get('name')}' bin {bad[0]}: counts must be finite, >= 0"
+            )
+    for channel in spec.get("channels", []):
+        for sample in channel.get("samples", []):
+            values = np.asarray(sample.get("data", []), dtype=float)
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                raise InputError(
+                    f"{source}: yield {values[bad[0]]} of sample '{sample.get('name')}' in "
+                    f"channel '{channel.get('name')}' bin {bad[0]}: yields must be finite"
+                )
 
 
 def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:

@@ -9,6 +9,7 @@ not computed again unless ``force`` is set.
 from __future__ import annotations
 
 import pickle
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import pyhf
 
 from fitaas.engines.base import Engine, EngineError, ExecutorEngine
 from fitaas.engines.local import LocalEngine
-from fitaas.errors import InputError
+from fitaas.errors import FitaasError, InputError
 from fitaas.inference import (
     KINDS,
     FitResult,
@@ -41,10 +42,17 @@ from fitaas.tasks import (
 )
 from fitaas.toy_blocks import Block, blocks_for, merge_blocks, more_toys
 
-__all__ = ["ScanProgress", "scan", "stored_results"]
+__all__ = ["ScanProgress", "ScanStopped", "scan", "stored_results"]
 
 # Statuses that are final answers, reused from the store (failed points are tried again).
 FINAL = ("ok", "suspect")
+# How often a scan waiting for its tasks looks at its stop event.
+STOP_CHECK_SECONDS = 0.25
+
+
+class ScanStopped(FitaasError):
+    """A scan's ``stop`` event was set: it stopped; finished results are in the store."""
+
 
 _TYPES: dict[str, Any] = {
     "hypotest": HypotestResult,
@@ -135,6 +143,7 @@ def scan(
     store: str | Path | ResultStore | None = None,
     force: bool = False,
     progress: Callable[[ScanProgress], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ScanResult:
     """Compute hypothesis tests (and optionally upper limits, fits) for every signal point.
 
@@ -160,6 +169,9 @@ def scan(
             results only in memory.
         force: Recompute results even when the store has them.
         progress: Called with a :class:`ScanProgress` at the start and after every point.
+        stop: Set it (from another thread) to stop the scan within a second: running tasks
+            are abandoned (the local engine's workers are terminated when it owns them) and
+            :class:`ScanStopped` is raised; finished results are in the store.
 
     Returns:
         One result per point, in the order of ``patches`` (or of the patchset).
@@ -168,6 +180,7 @@ def scan(
         InputError: Unusable inputs or options; nothing is computed then.
         EngineError: The engine cannot start or cannot take these tasks.
         KeyboardInterrupt: The scan was interrupted; finished results are in the store.
+        ScanStopped: ``stop`` was set.
     """
     early = None
     if executor is None and engine in (None, "local"):
@@ -191,6 +204,7 @@ def scan(
             store=store,
             force=force,
             progress=progress,
+            stop=stop,
         )
     finally:
         if early is not None:
@@ -214,6 +228,7 @@ def _scan(
     store: str | Path | ResultStore | None,
     force: bool,
     progress: Callable[[ScanProgress], None] | None,
+    stop: threading.Event | None,
 ) -> ScanResult:
     pallet = (
         workspace
@@ -272,6 +287,7 @@ def _scan(
                 finish(point)
         gatherer = _ToyGather if options.toybased else _Gather
         gather = gatherer(pallet, options, version, per_kind, results_store, outcomes, keys, finish)
+        gather.stop = stop
         if progress:
 
             def toys(done: int, total: int) -> None:
@@ -432,6 +448,7 @@ class _Gather:
         self.computed = 0
         self.submit: Callable[[_Task], None] = lambda task: None
         self.report_toys: Callable[[int, int], None] | None = None
+        self.stop: threading.Event | None = None
 
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
@@ -504,7 +521,11 @@ class _Gather:
                 task.with_payload = engine.eager_payload
                 submit(task)
             while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    list(pending), timeout=STOP_CHECK_SECONDS, return_when=FIRST_COMPLETED
+                )
+                if self.stop is not None and self.stop.is_set():
+                    raise ScanStopped("the scan was stopped; finished results are in the store")
                 for future in done:
                     task = pending.pop(future)
                     returned = self._returned(engine, future, task, submit)

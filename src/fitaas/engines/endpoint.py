@@ -57,8 +57,8 @@ _TOP: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "shared_path": (
         (str,),
         "",
-        "a folder every worker can read; workspaces are written there once instead of "
-        "travelling with tasks",
+        "a folder every worker can read and write; workspaces are written there once instead "
+        "of travelling with tasks, and compiled code is shared there by every block and node",
     ),
 }
 _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {

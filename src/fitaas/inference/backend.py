@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -10,10 +11,10 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.errors import InputError
+from fitaas.errors import FitaasError, InputError
 from fitaas.inference.options import InferenceOptions
 
-__all__ = ["pyhf_backend"]
+__all__ = ["FitTimeout", "pyhf_backend"]
 
 _EXTRA = {"jax": "jax", "minuit": "minuit"}
 
@@ -55,6 +56,54 @@ def _recording(base: type) -> type:
     return Recording
 
 
+class FitTimeout(FitaasError):
+    """A minimisation ran past the ``fit_timeout`` option."""
+
+
+@cache
+def _bounded(base: type) -> type:
+    """A subclass of a pyhf optimizer whose minimisations stop after ``fit_timeout``.
+
+    The objective is wrapped: past the deadline its next call raises :class:`FitTimeout`,
+    which ends scipy's or MINUIT's loop (a fit that cannot converge otherwise runs until
+    its iteration limit: 100,000 for pyhf's scipy, minutes to hours).
+    """
+
+    class Bounded(base):
+        __slots__ = ("fit_timeout",)
+
+        def _minimize(
+            self,
+            minimizer: Any,
+            func: Any,
+            x0: Any,
+            do_grad: bool = False,
+            bounds: Any = None,
+            fixed_vals: Any = None,
+            options: Any = None,
+        ) -> Any:
+            limit = self.fit_timeout
+            deadline = time.monotonic() + limit
+
+            def bounded(*args: Any) -> Any:
+                if time.monotonic() > deadline:
+                    raise FitTimeout(f"a fit ran past the fit_timeout of {limit:g} s")
+                return func(*args)
+
+            return super()._minimize(
+                minimizer,
+                bounded,
+                x0,
+                do_grad=do_grad,
+                bounds=bounds,
+                fixed_vals=fixed_vals,
+                options=options if options is not None else {},
+            )
+
+    Bounded.__name__ = f"bounded_{base.__name__}"
+    return Bounded
+
+
 def _compiled(base: type) -> type:
     """The compiled-objective subclass of ``base`` (the fast path), if jax is installed."""
     try:
@@ -84,7 +133,11 @@ def _optimizer(
         fast = options.fast and options.optimizer == "scipy"  # MINUIT runs the plain way
         if fast:
             base = _compiled(base)
+        if options.fit_timeout is not None:
+            base = _bounded(base)
         optimizer = (base if on_fit is None else _recording(base))(**kwargs)
+        if options.fit_timeout is not None:
+            optimizer.fit_timeout = options.fit_timeout
         if on_fit is not None:
             optimizer.on_fit = on_fit
         if fast:

@@ -109,6 +109,9 @@ class InferenceOptions:
             scipy optimizer (MINUIT retries run the plain way). ``None`` (the default):
             on wherever it applies (numpy backend, scipy optimizer, jax installed);
             ``False``: pyhf's own fits, the plain path.
+        fit_timeout: Seconds one minimisation may take before it is stopped and the point
+            (or block of toys) fails with that reason; ``None``: no limit. Not part of a
+            result's key: it does not change a result that is computed.
     """
 
     backend: str = "numpy"
@@ -132,8 +135,11 @@ class InferenceOptions:
     max_toys: int = 100_000
     toy_block_size: int = 250
     fast: bool | None = None
+    fit_timeout: float | None = 900.0
 
     def __post_init__(self) -> None:
+        if self.fit_timeout is not None and not _check_number("fit_timeout", self.fit_timeout) > 0:
+            raise InputError(f"option fit_timeout: must be positive, got {self.fit_timeout}")
         if self.backend not in BACKENDS:
             raise InputError(f"option backend: '{self.backend}' is not one of {BACKENDS}")
         if self.optimizer not in OPTIMIZERS:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -20,7 +21,7 @@ from fitaas._version import __version__
 from fitaas.errors import InputError
 from fitaas.service import api_documents, api_jobs
 from fitaas.service.accounts import usable_endpoints
-from fitaas.service.db import connect
+from fitaas.service.db import connect, storage_reason
 from fitaas.service.deps import CurrentUser, Database
 from fitaas.service.limits import BodySizeLimit
 from fitaas.service.runner import JobRunner
@@ -87,6 +88,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    async def _storage(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        reason = storage_reason(exc)
+        log.error("%s %s: %s", request.method, request.url.path, reason)
+        return JSONResponse({"detail": reason}, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

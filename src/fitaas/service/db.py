@@ -30,8 +30,17 @@ __all__ = [
     "memberships",
     "metadata",
     "migrate",
+    "storage_reason",
     "users",
 ]
+
+
+def storage_reason(exc: BaseException) -> str:
+    """One line saying what the database refused (disk full, read-only, gone)."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()
+    return f"storage error: {text[0] if text else type(original).__name__}"
+
 
 DEFAULT_DATABASE = "sqlite:///fitaas-service.sqlite"
 

@@ -22,12 +22,15 @@ import sqlalchemy as sa
 from fitaas.errors import FitaasError
 from fitaas.inference import InferenceOptions
 from fitaas.pallets import Pallet
-from fitaas.scanning import ScanProgress, scan
+from fitaas.scanning import ScanProgress, ScanStopped, scan
 from fitaas.service import db
 from fitaas.service.documents import load_document
 from fitaas.sql_store import SqlResultStore
 
 __all__ = ["JobRunner", "PalletCache", "pallet_of"]
+
+# How long a job whose failure the database could not record waits to be marked again.
+STORAGE_RETRY_SECONDS = 2.0
 
 log = logging.getLogger("fitaas.service")
 
@@ -87,7 +90,7 @@ class JobRunner:
         self.workers = workers
         self._queues: dict[str, queue.Queue[str | None]] = {}
         self._threads: list[threading.Thread] = []
-        self._cancelled: set[str] = set()
+        self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.pallets = PalletCache(engine)
@@ -108,6 +111,9 @@ class JobRunner:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop waiting for running jobs (they stay ``running`` and resume at the next start)."""
         self._stopping.set()
+        with self._lock:
+            for event in self._stops.values():
+                event.set()
         for q in self._queues.values():
             q.put(None)
         deadline = time.monotonic() + timeout
@@ -128,9 +134,9 @@ class JobRunner:
         q.put(job_id)
 
     def cancel(self, job_id: str) -> None:
-        """Stop waiting for a job's tasks (its state was set to ``cancelled`` already)."""
+        """Stop a job's running tasks within a second (its state is ``cancelled`` already)."""
         with self._lock:
-            self._cancelled.add(job_id)
+            self._stops.setdefault(job_id, threading.Event()).set()
 
     def _serve(self, q: queue.Queue[str | None]) -> None:
         while not self._stopping.is_set():
@@ -139,9 +145,34 @@ class JobRunner:
                 return
             try:
                 self._run(job_id)
+            except sa.exc.OperationalError as exc:  # disk full, read-only, database gone
+                log.error("job %s: %s", job_id, db.storage_reason(exc))
+                self._fail(q, job_id, db.storage_reason(exc))
             except Exception:  # a bug must not kill the endpoint's queue
                 log.exception("job %s", job_id)
-                self._finish(job_id, "failed", "internal error: see the service log")
+                self._fail(q, job_id, "internal error: see the service log")
+            finally:
+                with self._lock:
+                    self._stops.pop(job_id, None)
+
+    def _fail(self, q: queue.Queue[str | None], job_id: str, reason: str) -> None:
+        """Mark a job failed; if the database refuses even that, try again later.
+
+        The endpoint's thread goes on with the next job either way: a full disk fails the
+        jobs that write, and once space returns the job is marked (what it stored is kept).
+        """
+        try:
+            self._finish(job_id, "failed", reason)
+        except sa.exc.OperationalError as exc:
+            log.error(
+                "job %s: cannot record its failure (%s); trying again in %g s",
+                job_id,
+                db.storage_reason(exc),
+                STORAGE_RETRY_SECONDS,
+            )
+            timer = threading.Timer(STORAGE_RETRY_SECONDS, self._fail, (q, job_id, reason))
+            timer.daemon = True
+            timer.start()
 
     def _update(self, job_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
@@ -172,11 +203,14 @@ class JobRunner:
         if not started:
             return
 
+        with self._lock:
+            stop = self._stops.setdefault(job_id, threading.Event())
+        if self._stopping.is_set():
+            stop.set()
+
         def progress(report: ScanProgress) -> None:
             self._update(job_id, done=report.done, failed=report.failed, total=report.total)
-            with self._lock:
-                cancelled = job_id in self._cancelled
-            if cancelled or self._stopping.is_set():
+            if stop.is_set():
                 raise _Stop
 
         from fitaas.engines.endpoint import engine_from_settings
@@ -197,9 +231,11 @@ class JobRunner:
                     engine=compute,
                     store=self.store,
                     progress=progress,
+                    stop=stop,
                 )
-        except _Stop:
+        except (_Stop, ScanStopped):
             return  # cancelled (state set by the request) or service stopping (resumes)
+
         except FitaasError as exc:
             self._finish(job_id, "failed", str(exc))
             return

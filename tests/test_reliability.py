@@ -1,0 +1,65 @@
+"""Inputs no fit can use are refused up front; fits are bounded; a scan can be stopped."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import pyhf
+import pytest
+
+import fitaas
+from conftest import load
+from fitaas import InferenceOptions
+from fitaas.inference import build_model
+from fitaas.scanning import ScanStopped
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "words"),
+    [
+        ("observations", -5.0, "observed count -5.0 in channel 'SR_low' bin 0"),
+        ("observations", math.nan, "observed count nan in channel 'SR_low' bin 0"),
+        ("samples", math.inf, "yield inf of sample"),
+    ],
+)
+def test_counts_no_fit_can_use_are_refused_with_the_place(
+    demo: Path, where: str, value: float, words: str
+) -> None:
+    spec = load(demo / "BkgOnly.json")
+    if where == "observations":
+        spec["observations"][0]["data"][0] = value
+    else:
+        spec["channels"][0]["samples"][0]["data"][1] = value
+    with pytest.raises(fitaas.InputError, match=words.replace("(", r"\(")):
+        fitaas.load_pallet(spec)
+
+
+def test_a_patch_that_makes_counts_infinite_fails_its_point_only(demo: Path) -> None:
+    workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
+    signal = load(demo / "patchset.json")["patches"][0]["patch"]
+    bad = [*signal, {"op": "replace", "path": "/channels/1/samples/0/data/0", "value": math.inf}]
+    with pytest.raises(fitaas.InputError, match=r"expected count (inf|nan) in channel 'SR_mid' bin 0"):
+        build_model(workspace, bad, InferenceOptions())
+
+
+def test_a_fit_past_its_time_limit_fails_its_point_with_that_reason(demo: Path) -> None:
+    options = InferenceOptions(fast=False, fit_timeout=1e-6)
+    (point,) = fitaas.scan(demo, patches=["demo_700_0"], options=options, workers=1)
+    assert point.status == "failed"
+    assert point.error is not None and "fit_timeout of 1e-06 s" in point.error
+    with pytest.raises(fitaas.InputError, match="fit_timeout"):
+        InferenceOptions(fit_timeout=-1)
+
+
+def test_a_stopped_scan_stops_within_a_second(demo: Path) -> None:
+    # plain toys: one block is a long task; the stop must not wait for it
+    options = InferenceOptions(fast=False, calctype="toybased", ntoys=20_000, toy_block_size=20_000)
+    stop = threading.Event()
+    threading.Timer(3.0, stop.set).start()
+    begin = time.monotonic()
+    with pytest.raises(ScanStopped):
+        fitaas.scan(demo, patches=["demo_700_0"], options=options, workers=2, stop=stop)
+    assert time.monotonic() - begin < 3.0 + 5.0  # (the blocks alone take minutes)
