@@ -41,7 +41,9 @@ def test_a_patch_that_makes_counts_infinite_fails_its_point_only(demo: Path) -> 
     workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
     signal = load(demo / "patchset.json")["patches"][0]["patch"]
     bad = [*signal, {"op": "replace", "path": "/channels/1/samples/0/data/0", "value": math.inf}]
-    with pytest.raises(fitaas.InputError, match=r"expected count (inf|nan) in channel 'SR_mid' bin 0"):
+    with pytest.raises(
+        fitaas.InputError, match=r"expected count (inf|nan) in channel 'SR_mid' bin 0"
+    ):
         build_model(workspace, bad, InferenceOptions())
 
 

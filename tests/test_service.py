@@ -369,6 +369,42 @@ def test_cancel_stops_running_workers_within_seconds(
         assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_other_requests_are_served_while_a_large_upload_is_checked(
+    service: Service, users: Users, workspaces: Path
+) -> None:
+    # Parsing and pyhf's schema check of a 4.4 MB workspace take ~2 s; they ran on the
+    # event loop and every other request waited (issue 13: GET /me stalled 10.7 s).
+    import threading
+
+    body = (workspaces / "1Lbb" / "BkgOnly.json").read_bytes()
+    answered: list[float] = []
+    finished = threading.Event()
+    with client(service, users.alice) as http, client(service, users.bob) as other:
+
+        def poll() -> None:
+            while not finished.is_set():
+                if other.get("/me").status_code == 200:
+                    answered.append(time.monotonic())
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        time.sleep(0.2)
+        begin = time.monotonic()
+        response = http.post("/workspaces", content=body)
+        end = time.monotonic()
+        finished.set()
+        poller.join()
+    assert response.status_code == 201, response.text
+    during = [t for t in answered if begin < t < end]
+    # /me answered all along the upload, not only before and after it
+    assert len(during) >= 5, (len(during), end - begin)
+    assert (
+        max(b - a for a, b in zip([begin, *during], [*during, end], strict=True))
+        < (end - begin) / 2
+    )
+
+
 @contextlib.contextmanager
 def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
     """A real filesystem of a few MB (tmpfs), to fill up; skips where mounting is refused."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 
 from fitaas.errors import InputError
 from fitaas.service import db
@@ -34,7 +35,11 @@ async def _upload(
     if not raw:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"empty {kind} upload")
     try:
-        key, new = store_document(database, raw, kind, user.id, settings.max_upload_bytes)
+        # parsing and pyhf's schema take seconds on large uploads: off the event loop, so
+        # that every other request is served meanwhile
+        key, new = await run_in_threadpool(
+            store_document, database, raw, kind, user.id, settings.max_upload_bytes
+        )
     except UploadTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except InputError as exc:
