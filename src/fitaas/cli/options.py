@@ -79,6 +79,13 @@ def inference_options(func: F) -> F:
         click.option("--tolerance", type=float, help="Optimizer tolerance (default: pyhf's)."),
         click.option("--maxiter", type=click.IntRange(min=1), help="Optimizer iteration limit."),
         click.option(
+            "--fit-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=900.0,
+            show_default=True,
+            help="Seconds one fit may take; past it, its point fails with that reason.",
+        ),
+        click.option(
             "--interpcode",
             multiple=True,
             metavar="MODIFIER=CODE",
@@ -243,6 +250,7 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         optimizer=params["optimizer"],
         tolerance=params.get("tolerance"),
         maxiter=params.get("maxiter"),
+        fit_timeout=params.get("fit_timeout", 900.0),
         poi_value=params["poi_value"],
         test_stat=params["test_stat"],
         modifier_settings=settings,
