@@ -56,6 +56,7 @@ def test_an_optimizer_that_stops_early_is_caught_and_rescued(demo: Path) -> None
     assert checked["demo_700_0"].cls_obs < 0.05
 
 
+@pytest.mark.slow
 def test_well_behaved_pallets_stay_ok_without_retries(demo: Path, workspaces: Path) -> None:
     folder = workspaces / "sbottom" / "RegionA"
     cases = [
@@ -130,6 +131,7 @@ def _faint_signal_patchset(demo: Path, tmp_path: Path, scale: float) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_ill_conditioned_cls_is_computed_again_with_tight_fits(demo: Path, tmp_path: Path) -> None:
     # With q_A ~ 1e-6, sqrt(q_A) moves by sqrt(error) for an error in -2lnL: the default
     # SLSQP precision (~1e-5) moves the expected CLs by ~1e-2. The check catches it.

@@ -203,7 +203,9 @@ def test_example_endpoint_files(path: Path) -> None:
     assert "valid" in check_endpoint(path)
 
 
-@pytest.mark.parametrize("name", ["parsl-local.toml", "dask-local.toml"])
+@pytest.mark.parametrize(
+    "name", [pytest.param("parsl-local.toml", marks=pytest.mark.slow), "dask-local.toml"]
+)
 def test_example_local_endpoints_run_a_scan(demo: Path, tmp_path: Path, name: str) -> None:
     out = tmp_path / "out.json"
     proc = run_cli(

@@ -61,6 +61,7 @@ def test_dask_localcluster_equals_local(demo: Path, reference: list, sbottom: tu
         assert _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, engine=engine)) == expected
 
 
+@pytest.mark.slow
 def test_pyhf_examples_on_every_engine(workspaces: Path) -> None:
     folder = workspaces / "pyhf-examples"
     ws, ps = load(folder / "example_bkgonly.json"), load(folder / "example_patchset.json")
@@ -69,6 +70,7 @@ def test_pyhf_examples_on_every_engine(workspaces: Path) -> None:
         assert _values(fitaas.scan(ws, ps, engine=name, workers=1)) == expected, name
 
 
+@pytest.mark.slow
 def test_shared_path_carries_the_workspace(demo: Path, reference: list, tmp_path: Path) -> None:
     settings = {"engine": "parsl", "shared_path": str(tmp_path), "parsl": {"workers_per_node": 2}}
     with engine_from_settings(settings) as engine:
@@ -123,7 +125,14 @@ def _cpu_seconds(process: psutil.Process) -> float:
         return 0.0
 
 
-@pytest.mark.parametrize("engine_name", ["local", "parsl", "dask"])
+@pytest.mark.parametrize(
+    "engine_name",
+    [
+        "local",
+        pytest.param("parsl", marks=pytest.mark.slow),
+        pytest.param("dask", marks=pytest.mark.slow),
+    ],
+)
 def test_a_dead_worker_loses_nothing(demo: Path, tmp_path: Path, engine_name: str) -> None:
     engines = {
         "local": lambda: LocalEngine(2),

@@ -203,18 +203,27 @@ def test_compiling_leaves_pyhf_and_live_models_as_they_were(demo: Path) -> None:
         pyhf.set_backend(*backend)
 
 
+def _codes(normsys: str, histosys: str) -> dict[str, dict[str, str]]:
+    return {"normsys": {"interpcode": normsys}, "histosys": {"interpcode": histosys}}
+
+
+# (the default run: each code at least once, both test statistics; the rest `slow`)
 INTERPOLATIONS = [
-    None,
-    {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}},
-    {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code4p"}},
-    {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code0"}},
-    {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code2"}},
-    {"histosys": {"interpcode": "code2"}},
+    pytest.param(None, "qtilde"),
+    pytest.param(_codes("code1", "code0"), "q"),
+    pytest.param(_codes("code1", "code0"), "qtilde", marks=pytest.mark.slow),
+    pytest.param(_codes("code1", "code4p"), "q", marks=pytest.mark.slow),
+    pytest.param(_codes("code1", "code4p"), "qtilde", marks=pytest.mark.slow),
+    pytest.param(_codes("code4", "code0"), "q", marks=pytest.mark.slow),
+    pytest.param(_codes("code4", "code0"), "qtilde", marks=pytest.mark.slow),
+    pytest.param(_codes("code4", "code2"), "qtilde"),
+    pytest.param(_codes("code4", "code2"), "q", marks=pytest.mark.slow),
+    pytest.param({"histosys": {"interpcode": "code2"}}, "q", marks=pytest.mark.slow),
+    pytest.param(None, "q", marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("test_stat", ["q", "qtilde"])
-@pytest.mark.parametrize("settings", INTERPOLATIONS)
+@pytest.mark.parametrize(("settings", "test_stat"), INTERPOLATIONS)
 def test_every_interpolation_code_on_the_fast_path_equals_plain_pyhf(
     settings: dict | None, test_stat: str
 ) -> None:

@@ -154,6 +154,7 @@ def test_bad_options_are_refused_by_name() -> None:
     assert InferenceOptions.from_dict(options.to_dict()) == options
 
 
+@pytest.mark.slow
 def test_several_sbottom_points_equal_plain_pyhf(workspaces: Path) -> None:
     folder = workspaces / "sbottom" / "RegionA"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
@@ -165,6 +166,7 @@ def test_several_sbottom_points_equal_plain_pyhf(workspaces: Path) -> None:
     assert result["sbottom_1000_131_1"].cls_obs == pytest.approx(0.6437, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_1lbb_reference_point(workspaces: Path) -> None:
     folder = workspaces / "1Lbb"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")

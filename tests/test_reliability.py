@@ -65,3 +65,38 @@ def test_a_stopped_scan_stops_within_a_second(demo: Path) -> None:
     with pytest.raises(ScanStopped):
         fitaas.scan(demo, patches=["demo_700_0"], options=options, workers=2, stop=stop)
     assert time.monotonic() - begin < 3.0 + 5.0  # (the blocks alone take minutes)
+
+
+def test_local_workers_exit_when_their_parent_is_killed(demo: Path, tmp_path: Path) -> None:
+    # A SIGKILLed scan (or service) cannot stop its pool: its workers, reparented to init,
+    # used to go on computing.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "scan.py"
+    script.write_text(
+        "import fitaas\n"
+        "if __name__ == '__main__':\n"
+        f"    fitaas.scan({str(demo)!r}, options=fitaas.InferenceOptions(fast=False), workers=2)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[psutil.Process] = []
+        while len(workers) < 2:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.2)
+            children = psutil.Process(parent.pid).children()
+            workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+        time.sleep(1.0)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers still running 10 s after their parent was killed: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

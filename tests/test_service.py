@@ -287,6 +287,9 @@ def test_bad_input_gets_a_clear_error(
         assert http.get("/jobs").json() == []  # nothing was queued by a refused request
 
 
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 def test_jobs_survive_a_restart(users: Users, demo: Path, tmp_path: Path, database: str) -> None:
     service = Service(database, tmp_path).start()
     try:

@@ -31,6 +31,7 @@ def admin(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_admin_cli_users_tokens_and_endpoints(tmp_path: Path, demo: Path) -> None:
     alice = admin("user", "add", "alice", "--group", "atlas", cwd=tmp_path)
     assert alice.startswith("fitaas_") and len(alice) > 40  # >= 128 random bits
@@ -87,6 +88,7 @@ def test_admin_cli_users_tokens_and_endpoints(tmp_path: Path, demo: Path) -> Non
         assert gone.returncode == 2 and "401" in gone.stderr
 
 
+@pytest.mark.slow
 def test_python_client_on_a_published_pallet(tmp_path: Path, workspaces: Path) -> None:
     folder = workspaces / "sbottom"
     patches = ["sbottom_1000_131_1", "sbottom_700_550_60", "sbottom_900_630_500"]

@@ -121,7 +121,12 @@ CASES = [
         {"fixed_params": {"sig_norm": 0.5}, "par_bounds": {"k_other": [0.8, 1.5]}},
         marks=SLOW,
     ),
-    ("qtilde", None, {"fixed_params": {"sig_norm": 0.5}, "par_bounds": {"k_other": [0.8, 1.5]}}),
+    pytest.param(
+        "qtilde",
+        None,
+        {"fixed_params": {"sig_norm": 0.5}, "par_bounds": {"k_other": [0.8, 1.5]}},
+        marks=SLOW,
+    ),
 ]
 
 
@@ -164,7 +169,7 @@ def test_fast_toy_fits_equal_pyhf_fits_toy_by_toy(
             assert fits.refitted <= 2  # most toys converge in the batch
 
 
-@pytest.mark.parametrize("mu", [pytest.param(0.6, marks=SLOW), 1.5, pytest.param(3.0, marks=SLOW)])
+@pytest.mark.parametrize("mu", [pytest.param(mu, marks=SLOW) for mu in (0.6, 1.5, 3.0)])
 def test_toy_based_cls_agree_with_pyhf_toy_calculator(pyhf_toys: None, mu: float) -> None:
     # Not excluded, near the boundary, excluded: fitaas's toys (fast path) and pyhf's own
     # ToyCalculator agree within their combined Monte-Carlo uncertainty (3 sigma; pyhf's

@@ -192,9 +192,27 @@ def init_worker(digest: str | None = None, path: str | None = None, threads: int
     _configure_process(threads)
     # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     if digest is not None and path is not None:
         with suppress(WorkspaceNotOnWorker, OSError, ValueError):
             _CACHE.workspace(WorkspaceRef(digest, path))
+
+
+def _exit_with_parent(period: float = 1.0) -> None:
+    """Exit when the process that started this worker is gone (SIGKILLed, crashed): a
+    worker reparented to init would otherwise compute on for nobody."""
+    import multiprocessing
+    import threading
+
+    started_by = multiprocessing.parent_process()  # (a worker may outlive it while starting)
+    parent = started_by.pid if started_by is not None and started_by.pid else os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fitaas-parent-watch", daemon=True).start()
 
 
 def warm_worker() -> None:
