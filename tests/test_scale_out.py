@@ -139,3 +139,14 @@ def test_results_are_identical_for_every_worker_count(demo: Path) -> None:
         runs.append(fitaas.scan(demo, patches=names, engine=engine))
     numbers = [[(p.patch, p.hypotest, p.status) for p in run] for run in runs]
     assert numbers[0] == numbers[1] == numbers[2]
+
+
+def test_without_a_writable_cache_the_workspace_travels_with_the_tasks(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fitaas.caches import cache_folder
+
+    monkeypatch.setenv("FITAAS_JAX_CACHE", str(cache_folder("jax")))
+    monkeypatch.setenv("FITAAS_CACHE", "/dev/null/not-a-folder")
+    (point,) = fitaas.scan(demo, patches=["demo_700_0"], workers=1)
+    assert point.status == "ok"

@@ -119,10 +119,14 @@ class LocalEngine(Engine):
 
         The file (``FITAAS_CACHE``/workspaces/DIGEST.json.gz) outlives the run: later scans
         of the same workspace write nothing. The first workspace is loaded by every worker
-        as it starts, later ones on a worker's first task that names them.
+        as it starts, later ones on a worker's first task that names them. Without a
+        writable cache folder, a worker gets the workspace with its first task instead.
         """
         path = cache_folder("workspaces") / f"{digest}.json.gz"
-        ref = WorkspaceRef(digest, str(write_once(path, compress_workspace(spec))))
+        try:
+            ref = WorkspaceRef(digest, str(write_once(path, compress_workspace(spec))))
+        except OSError:  # no writable cache: the workspace travels with the first tasks
+            ref = WorkspaceRef(digest)
         if self._pool is None:
             self._first = ref
         return ref
