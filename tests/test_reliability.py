@@ -100,3 +100,9 @@ def test_local_workers_exit_when_their_parent_is_killed(demo: Path, tmp_path: Pa
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_a_patch_named_twice_is_one_point(demo: Path) -> None:
+    pallet = fitaas.load_pallet(demo)
+    chosen = pallet.select(["demo_700_0", "demo_300_0", *["demo_700_0"] * 1000])
+    assert [p.name for p in chosen] == ["demo_700_0", "demo_300_0"]

@@ -303,10 +303,11 @@ class Pallet:
         )
 
     def select(self, names: Sequence[str] | None) -> tuple[Point, ...]:
-        """The points with the given patch names, in the order given.
+        """The points with the given patch names, in the order given, each once.
 
         Args:
-            names: Patch names, or ``None`` (or empty) for every point.
+            names: Patch names, or ``None`` (or empty) for every point; a name given
+                twice selects its point once.
 
         Returns:
             The selected points.
@@ -318,7 +319,7 @@ class Pallet:
             return self.points
         by_name = {p.name: p for p in self.points if p.name is not None}
         selected = []
-        for name in names:
+        for name in dict.fromkeys(names):
             if name not in by_name:
                 near = difflib.get_close_matches(name, list(by_name), n=5, cutoff=0.6)
                 hint = f"; did you mean {', '.join(near)}?" if near else ""
