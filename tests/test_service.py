@@ -408,6 +408,30 @@ def test_other_requests_are_served_while_a_large_upload_is_checked(
     )
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_parallel_jobs_with_one_new_inline_patchset(
+    service: Service, users: Users, demo: Path
+) -> None:
+    # 8 parallel POST /jobs with the same new inline patchset: 5 of them were 500s
+    # (UNIQUE constraint failed: documents.digest).
+    from concurrent.futures import ThreadPoolExecutor
+
+    patchset = load(demo / "patchset.json")
+    patchset["patches"] = patchset["patches"][:2]
+    with client(service, users.alice) as http:
+        body = {
+            "workspace": upload(http, "workspace", demo / "BkgOnly.json"),
+            "patchset": patchset,
+            "options": {"fast": True},
+        }
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: http.post("/jobs", json=body), range(8)))
+        assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+        assert len({a.json()["patchset"] for a in answers}) == 1
+        for answer in answers:
+            assert wait(http, answer.json()["id"])["state"] == "done"
+
+
 @contextlib.contextmanager
 def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
     """A real filesystem of a few MB (tmpfs), to fill up; skips where mounting is refused."""

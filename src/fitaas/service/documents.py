@@ -74,27 +74,40 @@ def store_document(
         validate_patchset(spec, "patchset")
     key = digest(spec)
     compressed = gzip.compress(json.dumps(spec, sort_keys=True).encode(), compresslevel=6)
-    with engine.begin() as conn:
-        found = conn.execute(
-            sa.select(db.documents.c.kind).where(db.documents.c.digest == key)
-        ).scalar()
-        if found is not None and found != kind:
-            raise InputError(f"this content was uploaded as a {found}, not a {kind}")
-        new = found is None
-        if new:
-            conn.execute(
-                sa.insert(db.documents).values(
-                    digest=key, kind=kind, size=len(text), content=compressed, created=time.time()
-                )
-            )
-        owned = conn.execute(
-            sa.select(db.document_owners.c.digest).where(
-                db.document_owners.c.digest == key, db.document_owners.c.user_id == user_id
-            )
-        ).first()
-        if owned is None:
-            conn.execute(sa.insert(db.document_owners).values(digest=key, user_id=user_id))
-    return key, new
+    # Concurrent uploads of the same new content (e.g. parallel jobs with one inline
+    # patchset) race to insert it: the loser's insert breaks the unique key, and its next
+    # attempt finds the row.
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                found = conn.execute(
+                    sa.select(db.documents.c.kind).where(db.documents.c.digest == key)
+                ).scalar()
+                if found is not None and found != kind:
+                    raise InputError(f"this content was uploaded as a {found}, not a {kind}")
+                new = found is None
+                if new:
+                    conn.execute(
+                        sa.insert(db.documents).values(
+                            digest=key,
+                            kind=kind,
+                            size=len(text),
+                            content=compressed,
+                            created=time.time(),
+                        )
+                    )
+                owned = conn.execute(
+                    sa.select(db.document_owners.c.digest).where(
+                        db.document_owners.c.digest == key, db.document_owners.c.user_id == user_id
+                    )
+                ).first()
+                if owned is None:
+                    conn.execute(sa.insert(db.document_owners).values(digest=key, user_id=user_id))
+            return key, new
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def owns_document(engine: sa.Engine, key: str, user_id: int, kind: str) -> bool:
