@@ -284,6 +284,26 @@ def test_bad_input_gets_a_clear_error(
             "observed count -5.0 in channel 'SR_low' bin 0",
         )
         _bad(http.post("/jobs", json=base | {"options": {"fit_timeout": 0}}), 422, "fit_timeout")
+        # values that used to be 500s (issue 13): NaN and huge numbers, wrong shapes, nesting
+        raw = {"content": b"", "headers": {"Content-Type": "application/json"}}
+        for text, words in [
+            (b'{"workspace": NaN}', "workspace"),
+            (b'{"workspace": 1e400}', "workspace"),
+            (b'{"workspace": "%s", "options": {"maxiter": 1%s}}', "maxiter"),
+            (b'{"workspace": "%s", "options": {"ul_scan": 0}}', "ul_scan"),
+            (b'{"workspace": "%s", "options": {"fixed_params": {"lumi": NaN}}}', "fixed_params"),
+            (b'{"workspace": "%s", "options": {"measurement": 5}}', "measurement"),
+            (b'{"workspace": "%s", "options": {"tolerance": Infinity}}', "tolerance"),
+        ]:
+            body = text.replace(b"%s", workspace.encode(), 1).replace(b"%s", b"0" * 400)
+            _bad(http.post("/jobs", **(raw | {"content": body})), 422, words)
+        _bad(
+            http.post("/workspaces", content=b"[" * 50_000 + b"]" * 50_000),
+            422,
+            "nested too deeply",
+        )
+        deep = b'{"channels": ' + b"[" * 900 + b"]" * 900 + b"}"
+        _bad(http.post("/workspaces", content=deep), 422, "")
         assert http.get("/jobs").json() == []  # nothing was queued by a refused request
 
 

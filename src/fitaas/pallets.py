@@ -81,6 +81,8 @@ def parse_json_bytes(raw: bytes, source: str) -> Any:
         raise InputError(
             f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested too deeply to be a pyhf document") from None
 
 
 def load_json(path: str | Path) -> Any:
@@ -126,6 +128,8 @@ def _validated(
         return build(spec)
     except pyhf.exceptions.InvalidSpecification as exc:
         raise InputError(f"{source}: {kind} {_schema_message(exc)}") from None
+    except RecursionError:
+        raise InputError(f"{source}: {kind} nested too deeply to be a pyhf document") from None
     except errors as exc:
         raise InputError(f"{source}: invalid {kind}: {_short(exc)}") from None
 

@@ -28,6 +28,8 @@ _INTERPCODES = {
 }
 # pyhf's codes when no modifier_settings are given
 _DEFAULT_INTERPCODES = {"normsys": "code4", "histosys": "code4p"}
+# The largest maxiter passed on (scipy's SLSQP takes a C int)
+MAX_ITERATIONS = 10**9
 
 # Options that every kind of task depends on; the others belong to one kind only.
 _COMMON = (
@@ -54,8 +56,13 @@ _PER_KIND: dict[str, tuple[str, ...]] = {
 
 
 def _check_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"option {name}: expected a finite number, got {value!r}")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    try:
+        finite = number and math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite:
+        raise InputError(f"option {name}: expected a finite number, got {str(value)[:40]}")
     return float(value)
 
 
@@ -177,9 +184,16 @@ class InferenceOptions:
         if self.tolerance is not None and _check_number("tolerance", self.tolerance) <= 0:
             raise InputError("option tolerance: must be positive")
         if self.maxiter is not None and (
-            isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1
+            isinstance(self.maxiter, bool)
+            or not isinstance(self.maxiter, int)
+            or not 1 <= self.maxiter <= MAX_ITERATIONS
         ):
-            raise InputError(f"option maxiter: must be a positive integer, got {self.maxiter!r}")
+            raise InputError(
+                f"option maxiter: must be an integer from 1 to {MAX_ITERATIONS}, "
+                f"got {str(self.maxiter)[:40]}"
+            )
+        if self.measurement is not None and not isinstance(self.measurement, str):
+            raise InputError(f"option measurement: expected a name, got {self.measurement!r}")
         _check_number("poi_value", self.poi_value)
         if not 0 < _check_number("level", self.level) < 1:
             raise InputError(f"option level: must lie between 0 and 1, got {self.level}")
@@ -204,6 +218,10 @@ class InferenceOptions:
             object.__setattr__(self, "modifier_settings", complete)
         for name in ("init_pars", "fixed_params", "par_bounds"):
             _check_mapping(name, getattr(self, name))
+        for name in ("init_pars", "fixed_params"):
+            for par, value in getattr(self, name).items():
+                for number in value if isinstance(value, list | tuple) else [value]:
+                    _check_number(f"{name} {par}", number)
         for par, bounds in self.par_bounds.items():
             if not (isinstance(bounds, list | tuple) and len(bounds) == 2):
                 raise InputError(f"option par_bounds: {par} needs [low, high], got {bounds!r}")
@@ -244,7 +262,7 @@ class InferenceOptions:
                 f"unknown option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
             )
         values = dict(data)
-        if values.get("ul_scan") is not None:
+        if isinstance(values.get("ul_scan"), list):
             values["ul_scan"] = tuple(values["ul_scan"])
         return cls(**values)
 

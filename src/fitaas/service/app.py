@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fitaas._version import __version__
@@ -88,6 +89,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, which JSON cannot carry when it holds
+        # NaN or Infinity: that was a 500. Locations and messages are what a client needs.
+        errors = [
+            {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg"))}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(sa.exc.OperationalError)
     async def _storage(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
