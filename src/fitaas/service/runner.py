@@ -147,15 +147,15 @@ class JobRunner:
                 self._run(job_id)
             except sa.exc.OperationalError as exc:  # disk full, read-only, database gone
                 log.error("job %s: %s", job_id, db.storage_reason(exc))
-                self._fail(q, job_id, db.storage_reason(exc))
+                self._fail(job_id, db.storage_reason(exc))
             except Exception:  # a bug must not kill the endpoint's queue
                 log.exception("job %s", job_id)
-                self._fail(q, job_id, "internal error: see the service log")
+                self._fail(job_id, "internal error: see the service log")
             finally:
                 with self._lock:
                     self._stops.pop(job_id, None)
 
-    def _fail(self, q: queue.Queue[str | None], job_id: str, reason: str) -> None:
+    def _fail(self, job_id: str, reason: str) -> None:
         """Mark a job failed; if the database refuses even that, try again later.
 
         The endpoint's thread goes on with the next job either way: a full disk fails the
@@ -170,7 +170,7 @@ class JobRunner:
                 db.storage_reason(exc),
                 STORAGE_RETRY_SECONDS,
             )
-            timer = threading.Timer(STORAGE_RETRY_SECONDS, self._fail, (q, job_id, reason))
+            timer = threading.Timer(STORAGE_RETRY_SECONDS, self._fail, (job_id, reason))
             timer.daemon = True
             timer.start()
 
@@ -235,7 +235,6 @@ class JobRunner:
                 )
         except (_Stop, ScanStopped):
             return  # cancelled (state set by the request) or service stopping (resumes)
-
         except FitaasError as exc:
             self._finish(job_id, "failed", str(exc))
             return
