@@ -127,13 +127,12 @@ def _endpoint_for(database: sa.Engine, user: User, name: str) -> int:
             sa.select(db.endpoints.c.id).where(db.endpoints.c.name == name)
         ).scalar()
     usable = [e.name for e in usable_endpoints(database, user)]
-    if endpoint_id is None:
+    if endpoint_id is None or name not in usable:
+        # the same answer whether it does not exist or is not the user's: names of other
+        # groups' endpoints cannot be probed
         raise HTTPException(
-            _UNPROCESSABLE, f"no endpoint named '{name}' (yours: {', '.join(usable) or 'none'})"
-        )
-    if name not in usable:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"your groups may not use the endpoint '{name}'"
+            status.HTTP_403_FORBIDDEN,
+            f"no endpoint '{name}' that you may use (yours: {', '.join(usable) or 'none'})",
         )
     return int(endpoint_id)
 
