@@ -22,12 +22,22 @@ _EXTRA = {"jax": "jax", "minuit": "minuit"}
 OnFit = Callable[[Any, np.ndarray, Any, Any], None]
 
 
-@cache
-def _recording(base: type) -> type:
-    """A subclass of a pyhf optimizer that reports every minimisation to ``on_fit``."""
+class FitTimeout(FitaasError):
+    """A minimisation ran past the ``fit_timeout`` option."""
 
-    class Recording(base):
-        __slots__ = ("on_fit",)
+
+@cache
+def _watched(base: type) -> type:
+    """A subclass of a pyhf optimizer that bounds and reports its minimisations.
+
+    With ``fit_timeout`` set, the objective is wrapped: past the deadline its next call
+    raises :class:`FitTimeout`, which ends scipy's or MINUIT's loop (a fit that cannot
+    converge otherwise runs until its iteration limit: 100,000 for pyhf's scipy, minutes to
+    hours). With ``on_fit`` set, every minimisation is reported to it.
+    """
+
+    class Watched(base):
+        __slots__ = ("fit_timeout", "on_fit")
 
         def _minimize(
             self,
@@ -40,68 +50,31 @@ def _recording(base: type) -> type:
             options: Any = None,
         ) -> Any:
             start = np.array(x0, dtype=float).reshape(-1)
+            limit = self.fit_timeout
+            objective = func
+            if limit is not None:
+                deadline = time.monotonic() + limit
+
+                def objective(*args: Any) -> Any:
+                    if time.monotonic() > deadline:
+                        raise FitTimeout(f"a fit ran past the fit_timeout of {limit:g} s")
+                    return func(*args)
+
             result = super()._minimize(
                 minimizer,
-                func,
+                objective,
                 x0,
                 do_grad=do_grad,
                 bounds=bounds,
                 fixed_vals=fixed_vals,
                 options=options if options is not None else {},
             )
-            self.on_fit(result, start, bounds, fixed_vals)
+            if self.on_fit is not None:
+                self.on_fit(result, start, bounds, fixed_vals)
             return result
 
-    Recording.__name__ = f"recording_{base.__name__}"
-    return Recording
-
-
-class FitTimeout(FitaasError):
-    """A minimisation ran past the ``fit_timeout`` option."""
-
-
-@cache
-def _bounded(base: type) -> type:
-    """A subclass of a pyhf optimizer whose minimisations stop after ``fit_timeout``.
-
-    The objective is wrapped: past the deadline its next call raises :class:`FitTimeout`,
-    which ends scipy's or MINUIT's loop (a fit that cannot converge otherwise runs until
-    its iteration limit: 100,000 for pyhf's scipy, minutes to hours).
-    """
-
-    class Bounded(base):
-        __slots__ = ("fit_timeout",)
-
-        def _minimize(
-            self,
-            minimizer: Any,
-            func: Any,
-            x0: Any,
-            do_grad: bool = False,
-            bounds: Any = None,
-            fixed_vals: Any = None,
-            options: Any = None,
-        ) -> Any:
-            limit = self.fit_timeout
-            deadline = time.monotonic() + limit
-
-            def bounded(*args: Any) -> Any:
-                if time.monotonic() > deadline:
-                    raise FitTimeout(f"a fit ran past the fit_timeout of {limit:g} s")
-                return func(*args)
-
-            return super()._minimize(
-                minimizer,
-                bounded,
-                x0,
-                do_grad=do_grad,
-                bounds=bounds,
-                fixed_vals=fixed_vals,
-                options=options if options is not None else {},
-            )
-
-    Bounded.__name__ = f"bounded_{base.__name__}"
-    return Bounded
+    Watched.__name__ = f"watched_{base.__name__}"
+    return Watched
 
 
 def _compiled(base: type) -> type:
@@ -133,12 +106,10 @@ def _optimizer(
         fast = options.fast and options.optimizer == "scipy"  # MINUIT runs the plain way
         if fast:
             base = _compiled(base)
-        if options.fit_timeout is not None:
-            base = _bounded(base)
-        optimizer = (base if on_fit is None else _recording(base))(**kwargs)
-        if options.fit_timeout is not None:
+        watched = on_fit is not None or options.fit_timeout is not None
+        optimizer = (_watched(base) if watched else base)(**kwargs)
+        if watched:
             optimizer.fit_timeout = options.fit_timeout
-        if on_fit is not None:
             optimizer.on_fit = on_fit
         if fast:
             from fitaas.fast import StructureCache
