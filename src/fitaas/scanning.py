@@ -521,9 +521,8 @@ class _Gather:
                 task.with_payload = engine.eager_payload
                 submit(task)
             while pending:
-                done, _ = wait(
-                    list(pending), timeout=STOP_CHECK_SECONDS, return_when=FIRST_COMPLETED
-                )
+                timeout = STOP_CHECK_SECONDS if self.stop is not None else None
+                done, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
                 if self.stop is not None and self.stop.is_set():
                     raise ScanStopped("the scan was stopped; finished results are in the store")
                 for future in done:
