@@ -7,6 +7,7 @@ when its binaries are absent.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import signal
@@ -18,11 +19,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import sqlalchemy as sa
+
+from fitaas.service import db
+from fitaas.service.accounts import add_user
 
 FITAAS = Path(sys.executable).parent / "fitaas"
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+PATCHES = ["demo_600_200", "demo_700_0", "demo_800_400", "demo_1000_0"]
+
+
+class Users:
+    """Tokens of alice and carol (group atlas) and bob (no group)."""
+
+    def __init__(self, database: str) -> None:
+        engine = db.connect(database)
+        self.alice = add_user(engine, "alice", ("atlas",))
+        self.bob = add_user(engine, "bob")
+        self.carol = add_user(engine, "carol", ("atlas",))
+        self.engine = engine
 
 
 def free_port() -> int:
@@ -34,10 +54,19 @@ def free_port() -> int:
 class Service:
     """`fitaas serve` as a subprocess; `stop()` sends SIGTERM (a real shutdown)."""
 
-    def __init__(self, database: str, folder: Path, max_upload_mb: float = 64.0) -> None:
+    def __init__(
+        self,
+        database: str,
+        folder: Path,
+        max_upload_mb: float = 64.0,
+        workers: int = 2,
+        options: tuple[str, ...] = (),
+    ) -> None:
         self.database = database
         self.folder = folder
         self.max_upload_mb = max_upload_mb
+        self.workers = workers
+        self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,9 +82,10 @@ class Service:
                 "--port",
                 str(self.port),
                 "--workers",
-                "2",
+                str(self.workers),
                 "--max-upload-mb",
                 str(self.max_upload_mb),
+                *self.options,
             ],
             cwd=self.folder,
             stdout=self.log.open("ab"),
@@ -73,6 +103,12 @@ class Service:
                 time.sleep(0.2)
         raise RuntimeError(f"fitaas serve did not start: {self.log.read_text()[-2000:]}")
 
+    def kill(self) -> None:
+        """SIGKILL the server alone (its workers notice and exit by themselves)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -85,7 +121,7 @@ class Service:
 
 
 @contextmanager
-def running(database: str, folder: Path, **kwargs: float) -> Iterator[Service]:
+def running(database: str, folder: Path, **kwargs: Any) -> Iterator[Service]:
     service = Service(database, folder, **kwargs).start()
     try:
         yield service
@@ -152,3 +188,56 @@ def fresh_postgres_database(url: str, name: str) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return url.rsplit("/", 1)[0] + "/" + name
+
+
+def client(service: Service, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=service.url + "/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+def upload(http: httpx.Client, kind: str, path: Path, compress: bool = False) -> str:
+    body = path.read_bytes()
+    if compress:
+        body = gzip.compress(body)
+    response = http.post(f"/{kind}s", content=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["digest"])
+
+
+# Jobs that must still be running when the test acts on them: pyhf's own fits (the default
+# fast path computes the demo's 20 points in about a second).
+SLOW = {"fast": False}
+
+
+def submit(http: httpx.Client, demo: Path, **extra: Any) -> dict[str, Any]:
+    body = {
+        "workspace": upload(http, "workspace", demo / "BkgOnly.json", compress=True),
+        "patchset": upload(http, "patchset", demo / "patchset.json"),
+        "patches": PATCHES,
+    } | extra
+    response = http.post("/jobs", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def wait(http: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = http.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("done", "cancelled"):
+            return dict(job)
+        if job["state"] == "failed":
+            raise AssertionError(f"job {job_id} failed: {job['error']}")
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} not finished after {timeout} s")
+
+
+def stored_created(database: str) -> dict[str, float]:
+    engine = db.connect(database)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.results.c.key, db.results.c.created)).all()
+    engine.dispose()
+    return {str(k): float(c) for k, c in rows}

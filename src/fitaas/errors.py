@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FitaasError", "InputError"]
+__all__ = ["DocumentTooLarge", "FitaasError", "InputError"]
 
 
 class FitaasError(Exception):
@@ -14,3 +14,7 @@ class FitaasError(Exception):
 
 class InputError(FitaasError):
     """A file, archive, workspace, patchset, patch name or option that cannot be used."""
+
+
+class DocumentTooLarge(InputError):
+    """A document (an upload, a gzip file) larger than the limit it is read under."""

@@ -10,9 +10,9 @@ patchset file, as a directory holding ``BkgOnly.json`` and ``patchset.json``
 from __future__ import annotations
 
 import difflib
-import gzip
 import json
 import tarfile
+import zlib
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -23,12 +23,13 @@ import numpy as np
 import pyhf
 
 from fitaas.caches import remember, remembered
-from fitaas.errors import InputError
+from fitaas.errors import DocumentTooLarge, InputError
 
 __all__ = [
     "Pallet",
     "Point",
     "digest",
+    "gunzip",
     "load_json",
     "load_pallet",
     "parse_json_bytes",
@@ -53,6 +54,55 @@ def digest(obj: Any) -> str:
     return str(pyhf.utils.digest(obj, algorithm="sha256"))
 
 
+def gunzip(raw: bytes, source: str, limit: int | None = None) -> bytes:
+    """Gunzip ``raw`` if it is gzip (else return it), never holding more than ``limit`` bytes.
+
+    Several gzip members one after another (what ``cat a.gz b.gz`` or a parallel gzip
+    writes) are one document, as ``gunzip`` reads them.
+
+    Args:
+        raw: Bytes of a file or an upload.
+        source: How to name the input in an error message.
+        limit: The largest decompressed size accepted, in bytes (None: no limit).
+
+    Raises:
+        InputError: Not readable gzip: damaged, cut short, or followed by other bytes.
+        DocumentTooLarge: It inflates beyond the limit.
+    """
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    cap = limit if limit is not None else 2**62
+    parts: list[bytes] = []
+    size = 0
+    rest = raw
+    member = 0
+    while rest:
+        member += 1
+        if rest[:2] != b"\x1f\x8b":
+            raise InputError(
+                f"{source}: {len(rest)} bytes that are not gzip after the end of the gzip data "
+                f"(member {member - 1} ends at byte {len(raw) - len(rest)})"
+            )
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out = inflater.decompress(rest, cap + 1 - size)
+        except zlib.error as exc:
+            raise InputError(f"{source}: damaged gzip data ({exc})") from None
+        size += len(out)
+        if size > cap:
+            raise DocumentTooLarge(
+                f"{source}: decompresses to more than the limit of {cap / 1e6:g} MB"
+            )
+        if not inflater.eof:
+            raise InputError(
+                f"{source}: the gzip data is cut short (it ends after {len(raw)} bytes, "
+                "before the end of its compressed stream): is the file complete?"
+            )
+        parts.append(out)
+        rest = inflater.unused_data
+    return b"".join(parts)
+
+
 def parse_json_bytes(raw: bytes, source: str) -> Any:
     """Parse JSON (plain or gzip-compressed) with an error that names the place.
 
@@ -66,11 +116,7 @@ def parse_json_bytes(raw: bytes, source: str) -> Any:
     Raises:
         InputError: The bytes are not valid (gzipped) JSON.
     """
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{source}: not a readable gzip file ({exc})") from None
+    raw = gunzip(raw, source)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -56,15 +56,36 @@ def _service_imports() -> Any:
     help="Largest request body and largest decompressed upload.",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Processes of the local endpoint.")
-def serve(database: str, host: str, port: int, max_upload_mb: float, workers: int | None) -> None:
-    """Run the fitaas service (HTTP API under /api/v1, web page at /)."""
+@click.option(
+    "--auth-failures-per-minute",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Failed authentications a client may make in a minute before it gets 429.",
+)
+def serve(
+    database: str,
+    host: str,
+    port: int,
+    max_upload_mb: float,
+    workers: int | None,
+    auth_failures_per_minute: int,
+) -> None:
+    """Run the fitaas service (HTTP API under /api/v1, web page at /).
+
+    Several servers may share one database (PostgreSQL, or SQLite on one host): each job
+    runs on one of them at a time, and a job of a server that stops or dies is taken over.
+    """
     _service_imports()
     import uvicorn
 
     from fitaas.service import ServiceSettings, create_app
 
     settings = ServiceSettings(
-        database=database, max_upload_bytes=int(max_upload_mb * 1e6), workers=workers
+        database=database,
+        max_upload_bytes=int(max_upload_mb * 1e6),
+        workers=workers,
+        auth_failures_per_minute=auth_failures_per_minute,
     )
     app = create_app(settings)
     click.echo(f"fitaas service on http://{host}:{port}/ (database {database})", err=True)

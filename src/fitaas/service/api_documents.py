@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from fitaas.errors import InputError
+from fitaas.errors import DocumentTooLarge, InputError
 from fitaas.service import db
 from fitaas.service.deps import CurrentUser, Database, Settings
-from fitaas.service.documents import UploadTooLarge, owns_document, store_document
+from fitaas.service.documents import owns_document, store_document
 
 __all__ = ["router"]
 
@@ -40,7 +40,7 @@ async def _upload(
         key, new = await run_in_threadpool(
             store_document, database, raw, kind, user.id, settings.max_upload_bytes
         )
-    except UploadTooLarge as exc:
+    except DocumentTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except InputError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -10,7 +10,7 @@ import uuid
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from fitaas.errors import InputError
@@ -21,6 +21,7 @@ from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store
 from fitaas.service.documents import load_document, owns_document, store_document
+from fitaas.service.pictures import PictureCache
 
 __all__ = ["JobCreate", "JobPublic", "router"]
 
@@ -269,47 +270,70 @@ def job_results(
     return _strict(result.to_dict())
 
 
+def _png(figure: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _picture(request: Request, key: tuple[Any, ...], render: Any) -> Response:
+    """A cached picture, or 304 when the client holds this one already."""
+    pictures: PictureCache = request.app.state.pictures
+    tag = pictures.etag(key)
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(pictures.get(key, render), media_type="image/png", headers=headers)
+
+
 @router.get("/jobs/{job_id}/plot.png", response_class=Response)
 def job_plot(
     job_id: str,
+    request: Request,
     user: CurrentUser,
     database: Database,
     store: Store,
     runner: Runner,
     cl: float = Query(0.95, gt=0, lt=1),
 ) -> Response:
-    """Observed and expected CLs in the plane of the two point labels, with contours."""
+    """Observed and expected CLs in the plane of the two point labels, with contours.
+
+    Rendered once per finished point, whoever asks; answers 304 to a client that sends the
+    ETag of the picture it holds.
+    """
     row = _job_row(database, user, job_id)
-    result = _results(row, runner, store)
-    if row.task != "hypotest" or len(result.labels) != 2:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests over two labels"
-        )
-    usable = [p for p in result if p.hypotest is not None]
-    if len(usable) < 3:
-        raise HTTPException(status.HTTP_409_CONFLICT, "fewer than 3 results so far")
-    import matplotlib
+    if row.task != "hypotest":
+        raise HTTPException(status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def render() -> bytes:
+        result = _results(row, runner, store)
+        if len(result.labels) != 2:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, "a CLs picture needs points with two labels"
+            )
+        if len([p for p in result if p.hypotest is not None]) < 3:
+            raise HTTPException(status.HTTP_409_CONFLICT, "fewer than 3 results so far")
+        import matplotlib
 
-    from fitaas.plots import exclusion
+        matplotlib.use("Agg")
+        from fitaas.plots import exclusion
 
-    try:
-        figure = exclusion(result, cl=cl, cls_map=True)
-    except (InputError, ValueError, RuntimeError) as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return Response(
-        buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"}
-    )
+        try:
+            figure = exclusion(result, cl=cl, cls_map=True)
+        except (InputError, ValueError, RuntimeError) as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
+        return _png(figure)
+
+    return _picture(request, ("cls", job_id, row.done, row.failed, row.state, cl), render)
 
 
 @router.get("/jobs/{job_id}/toys.png", response_class=Response)
 def job_toys_plot(
     job_id: str,
+    request: Request,
     user: CurrentUser,
     database: Database,
     store: Store,
@@ -318,24 +342,25 @@ def job_toys_plot(
 ) -> Response:
     """The test-statistic distributions of one point of a toy-based job."""
     row = _job_row(database, user, job_id)
-    result = _results(row, runner, store)
-    found = [p for p in result if p.patch == patch]
-    if not found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no finished point '{patch}' in this job")
-    if found[0].hypotest is None or found[0].hypotest.toys is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"point '{patch}' has no toys")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def render() -> bytes:
+        result = _results(row, runner, store)
+        found = [p for p in result if p.patch == patch]
+        if not found:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"no finished point '{patch}' in this job"
+            )
+        if found[0].hypotest is None or found[0].hypotest.toys is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"point '{patch}' has no toys")
+        import matplotlib
 
-    from fitaas.plots import toy_distributions
+        matplotlib.use("Agg")
+        from fitaas.plots import toy_distributions
 
-    figure = toy_distributions(found[0])
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return Response(buffer.getvalue(), media_type="image/png")
+        return _png(toy_distributions(found[0]))
+
+    # a point's toys do not change once it is finished, nor (unfinished) until the job moves
+    return _picture(request, ("toys", job_id, patch, row.done, row.failed), render)
 
 
 @router.delete("/jobs/{job_id}")

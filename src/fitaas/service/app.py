@@ -24,7 +24,8 @@ from fitaas.service import api_documents, api_jobs
 from fitaas.service.accounts import usable_endpoints
 from fitaas.service.db import connect, storage_reason
 from fitaas.service.deps import CurrentUser, Database
-from fitaas.service.limits import BodySizeLimit
+from fitaas.service.limits import BodySizeLimit, FailedAuthLimiter, SecurityHeaders
+from fitaas.service.pictures import PictureCache
 from fitaas.service.runner import JobRunner
 from fitaas.service.settings import ServiceSettings
 from fitaas.sql_store import SqlResultStore
@@ -80,6 +81,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.database = database
     app.state.store = store
     app.state.runner = runner
+    app.state.pictures = PictureCache()
+    app.state.auth_limiter = FailedAuthLimiter(settings.auth_failures_per_minute, 60.0)
     api = APIRouter(prefix="/api/v1")
     api.include_router(_account)
     api.include_router(api_documents.router)
@@ -119,5 +122,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def script() -> Response:
         return Response(_web("app.js"), media_type="text/javascript")
 
+    @app.get("/static/app.css", include_in_schema=False)
+    def style() -> Response:
+        return Response(_web("app.css"), media_type="text/css")
+
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

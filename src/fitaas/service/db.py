@@ -117,6 +117,9 @@ jobs = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("started", sa.Float, nullable=True),
     sa.Column("finished", sa.Float, nullable=True),
+    # which server runs the job, and until when its claim holds (renewed every few seconds)
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
 )
 results = results_table(metadata)
 schema_version = sa.Table(
@@ -141,8 +144,16 @@ def _v1(conn: sa.Connection) -> None:
     )
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Job leases: several servers on one database run each job once."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns("jobs")}
+    if "lease_owner" not in present:  # (a fresh database got them from _v1's create_all)
+        conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN lease_owner VARCHAR(128)"))
+        conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN lease_until FLOAT"))
+
+
 # Numbered steps; a new schema change is a new function appended here.
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fitaas.service.accounts import User, authenticate
+from fitaas.service.limits import FailedAuthLimiter
 from fitaas.service.runner import JobRunner
 from fitaas.service.settings import ServiceSettings
 from fitaas.sql_store import SqlResultStore
@@ -41,11 +42,23 @@ Settings = Annotated[ServiceSettings, Depends(_settings)]
 
 
 def _current_user(
+    request: Request,
     database: Database,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
+    limiter: FailedAuthLimiter = request.app.state.auth_limiter
+    client = request.client.host if request.client else "unknown"
+    wait = limiter.retry_after(client)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed authentications from {client}: try again in {wait:.0f} s",
+            headers={"Retry-After": str(int(wait + 0.999))},
+        )
     user = authenticate(database, credentials.credentials) if credentials else None
     if user is None:
+        if credentials:  # a wrong token, not a request that carried none
+            limiter.failed(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or invalid token (send 'Authorization: Bearer <token>')",

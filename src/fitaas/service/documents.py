@@ -5,47 +5,19 @@ from __future__ import annotations
 import gzip
 import json
 import time
-import zlib
 from typing import Any
 
 import sqlalchemy as sa
 
 from fitaas.errors import InputError
-from fitaas.pallets import digest, parse_json_bytes, validate_patchset, validate_workspace
+from fitaas.pallets import digest, gunzip, parse_json_bytes, validate_patchset, validate_workspace
 from fitaas.service import db
 
 __all__ = [
-    "UploadTooLarge",
-    "decompress_limited",
     "load_document",
     "owns_document",
     "store_document",
 ]
-
-
-class UploadTooLarge(InputError):
-    """An upload that inflates beyond the size limit."""
-
-
-def decompress_limited(raw: bytes, limit: int, source: str) -> bytes:
-    """Gunzip ``raw`` (if gzip) without ever holding more than ``limit`` bytes.
-
-    Raises:
-        InputError: Not readable gzip.
-        UploadTooLarge: It inflates beyond the limit.
-    """
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise InputError(f"{source}: not a readable gzip file ({exc})") from None
-    if len(out) > limit:
-        raise UploadTooLarge(
-            f"{source}: decompresses to more than the limit of {limit / 1e6:.0f} MB"
-        )
-    return out
 
 
 def store_document(
@@ -66,7 +38,7 @@ def store_document(
     Raises:
         InputError: Malformed JSON or a document that fails pyhf's schema.
     """
-    text = decompress_limited(raw, limit, kind)
+    text = gunzip(raw, kind, limit)
     spec = parse_json_bytes(text, kind)
     if kind == "workspace":
         validate_workspace(spec, "workspace")

@@ -6,14 +6,26 @@ at once. Progress goes to the job's row after every point. Jobs found queued or 
 when the service starts are started again: what was stored is reused, nothing finished is
 lost or recomputed. Cancelling stops the job within a second (its local workers are
 terminated); what finished stays.
+
+Several servers may share one database. A server runs a job only while it holds the job's
+lease (its name and a time, renewed every :data:`HEARTBEAT_SECONDS`): claiming is one
+conditional ``UPDATE``, atomic in SQLite and PostgreSQL alike, so each job runs on one
+server at a time; a server whose renewal finds the job cancelled (by any server) or claimed
+by another stops it within seconds. A lease ends when its server stops (SIGTERM), when it
+expires (:data:`LEASE_SECONDS` after the last renewal), or at once when its server was a
+process of this host that is gone (SIGKILL): another server, or the restarted one, takes
+the job over, reusing what was stored.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -31,6 +43,12 @@ __all__ = ["JobRunner", "PalletCache", "pallet_of"]
 
 # How long a job whose failure the database could not record waits to be marked again.
 STORAGE_RETRY_SECONDS = 2.0
+# A server renews the leases of its running jobs this often (and notices cancels then) ...
+HEARTBEAT_SECONDS = 2.0
+# ... and a lease not renewed for this long may be taken over by another server.
+LEASE_SECONDS = 30.0
+# How often a server looks for jobs that no live server holds.
+SWEEP_SECONDS = 10.0
 
 log = logging.getLogger("fitaas.service")
 
@@ -71,6 +89,25 @@ class PalletCache:
         return pallet
 
 
+def _server_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _gone(owner: str) -> bool:
+    """Whether a lease's server was a process of this host that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class JobRunner:
     """Background threads that run queued jobs.
 
@@ -89,23 +126,121 @@ class JobRunner:
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._pending: set[str] = set()  # queued here or running here
+        self._running: set[str] = set()
+        self.name = _server_name()
         self.pallets = PalletCache(engine)
 
     def start(self) -> None:
-        """Start again every job that was queued or running when the service stopped."""
+        """Start again every job that was queued or running when the service stopped,
+        and keep the leases of running jobs and the search for orphaned jobs going."""
+        self._sweep()
+        thread = threading.Thread(target=self._keep, name="fitaas-leases", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _sweep(self) -> None:
+        """Queue here the jobs no live server holds (never started, or their server gone)."""
+        now = time.time()
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(db.jobs.c.id, db.endpoints.c.name)
+                sa.select(
+                    db.jobs.c.id, db.endpoints.c.name, db.jobs.c.lease_owner, db.jobs.c.lease_until
+                )
                 .join(db.endpoints, db.endpoints.c.id == db.jobs.c.endpoint_id)
                 .where(db.jobs.c.state.in_(("queued", "running")))
                 .order_by(db.jobs.c.created)
             ).all()
-        for job_id, endpoint in rows:
+        for job_id, endpoint, owner, until in rows:
+            held_elsewhere = (
+                owner not in (None, self.name)
+                and until is not None
+                and until >= now
+                and not _gone(owner)
+            )
+            if job_id in self._pending or held_elsewhere:
+                continue
             log.info("resuming job %s on %s", job_id, endpoint)
             self.submit(job_id, endpoint)
 
+    def _keep(self) -> None:
+        """Renew this server's leases; stop jobs that were cancelled or taken elsewhere."""
+        last_sweep = time.monotonic()
+        while not self._stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                self._renew()
+                if time.monotonic() - last_sweep > SWEEP_SECONDS:
+                    last_sweep = time.monotonic()
+                    self._sweep()
+            except sa.exc.OperationalError as exc:
+                log.error("job leases: %s", db.storage_reason(exc))
+            except Exception:  # a bug must not end the leases of every job
+                log.exception("job leases")
+
+    def _renew(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for job_id in running:
+            with self.engine.begin() as conn:
+                kept = conn.execute(
+                    sa.update(db.jobs)
+                    .where(
+                        db.jobs.c.id == job_id,
+                        db.jobs.c.state == "running",
+                        db.jobs.c.lease_owner == self.name,
+                    )
+                    .values(lease_until=time.time() + LEASE_SECONDS)
+                ).rowcount
+            if not kept:
+                log.info("job %s: cancelled or taken over by another server; stopping", job_id)
+                self.cancel(job_id)
+
+    def _claim(self, job_id: str) -> bool:
+        """Take the job's lease, unless a live server holds it; marks it running."""
+        now = time.time()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(db.jobs.c.lease_owner, db.jobs.c.lease_until).where(
+                    db.jobs.c.id == job_id
+                )
+            ).first()
+        if row is None:
+            return False
+        owner, until = row
+        free = (
+            owner is None
+            or owner == self.name
+            or (until is not None and until < now)
+            or _gone(owner)
+        )
+        if not free:
+            return False
+        held = (
+            db.jobs.c.lease_owner.is_(None)
+            if owner is None
+            else sa.and_(db.jobs.c.lease_owner == owner, db.jobs.c.lease_until == until)
+        )
+        with self.engine.begin() as conn:  # unless cancelled or claimed meanwhile
+            return bool(
+                conn.execute(
+                    sa.update(db.jobs)
+                    .where(
+                        db.jobs.c.id == job_id,
+                        db.jobs.c.state.in_(("queued", "running")),
+                        held,
+                    )
+                    .values(
+                        state="running",
+                        started=sa.func.coalesce(db.jobs.c.started, now),
+                        lease_owner=self.name,
+                        lease_until=now + LEASE_SECONDS,
+                    )
+                ).rowcount
+            )
+
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop waiting for running jobs (they stay ``running`` and resume at the next start)."""
+        """Stop waiting for running jobs (they stay ``running`` and resume at the next start,
+        here or on another server at once: their leases are given up)."""
         self._stopping.set()
         with self._lock:
             for event in self._stops.values():
@@ -115,10 +250,22 @@ class JobRunner:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.update(db.jobs)
+                    .where(db.jobs.c.lease_owner == self.name)
+                    .values(lease_owner=None, lease_until=None)
+                )
+        except sa.exc.OperationalError as exc:
+            log.error("giving up job leases: %s", db.storage_reason(exc))
 
     def submit(self, job_id: str, endpoint: str) -> None:
         """Queue a job on its endpoint."""
         with self._lock:
+            if job_id in self._pending:
+                return
+            self._pending.add(job_id)
             q = self._queues.get(endpoint)
             if q is None:
                 q = self._queues[endpoint] = queue.Queue()
@@ -150,6 +297,8 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._stops.pop(job_id, None)
+                    self._pending.discard(job_id)
+                    self._running.discard(job_id)
 
     def _fail(self, job_id: str, reason: str) -> None:
         """Mark a job failed; if the database refuses even that, try again later.
@@ -170,16 +319,32 @@ class JobRunner:
             timer.daemon = True
             timer.start()
 
+    def _mine(self) -> Any:
+        """Rows this server may write: jobs it holds, or that no server holds."""
+        return sa.or_(db.jobs.c.lease_owner == self.name, db.jobs.c.lease_owner.is_(None))
+
     def _update(self, job_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
-            conn.execute(sa.update(db.jobs).where(db.jobs.c.id == job_id).values(**values))
+            conn.execute(
+                sa.update(db.jobs).where(db.jobs.c.id == job_id, self._mine()).values(**values)
+            )
 
     def _finish(self, job_id: str, state: str, error: str | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(db.jobs)
-                .where(db.jobs.c.id == job_id, db.jobs.c.state.in_(("queued", "running")))
-                .values(state=state, error=error, finished=time.time())
+                .where(
+                    db.jobs.c.id == job_id,
+                    db.jobs.c.state.in_(("queued", "running")),
+                    self._mine(),
+                )
+                .values(
+                    state=state,
+                    error=error,
+                    finished=time.time(),
+                    lease_owner=None,
+                    lease_until=None,
+                )
             )
 
     def _run(self, job_id: str) -> None:
@@ -190,16 +355,11 @@ class JobRunner:
             settings = conn.execute(
                 sa.select(db.endpoints.c.settings).where(db.endpoints.c.id == job.endpoint_id)
             ).scalar_one()
-        with self.engine.begin() as conn:  # unless it was cancelled meanwhile
-            started = conn.execute(
-                sa.update(db.jobs)
-                .where(db.jobs.c.id == job_id, db.jobs.c.state.in_(("queued", "running")))
-                .values(state="running", started=job.started or time.time())
-            ).rowcount
-        if not started:
-            return
+        if not self._claim(job_id):
+            return  # cancelled meanwhile, or running on another server
 
         with self._lock:
+            self._running.add(job_id)
             stop = self._stops.setdefault(job_id, threading.Event())
         if self._stopping.is_set():
             stop.set()

@@ -19,8 +19,11 @@ class ServiceSettings:
         database: SQLAlchemy URL of the database (jobs, users, results); a path means SQLite.
         max_upload_bytes: Largest request body, and largest decompressed upload, accepted.
         workers: Worker processes of the ``local`` endpoint (default: one per core).
+        auth_failures_per_minute: Failed authentications a client may make in a minute
+            before it is answered 429 for the rest of that minute.
     """
 
     database: str = DEFAULT_DATABASE
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000
     workers: int | None = None
+    auth_failures_per_minute: int = 20

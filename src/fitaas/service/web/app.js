@@ -7,6 +7,18 @@ let sortKey = null, sortUp = true, lastRows = [], lastLabels = [], plotShownFor 
 
 const $ = (id) => document.getElementById(id);
 
+// Every value from the service goes into the page as text, never as markup.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "width") node.style.width = value;
+    else node[key] = value;
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
 async function call(path, options = {}) {
   options.headers = Object.assign({ Authorization: "Bearer " + token }, options.headers || {});
   const response = await fetch(api + path, options);
@@ -29,31 +41,38 @@ async function login(candidate) {
     $("who").appendChild(out);
     $("login").hidden = true; $("app").hidden = false;
     const endpoints = await (await call("/endpoints")).json();
-    $("endpoint").innerHTML = "";
-    for (const e of endpoints) { const o = document.createElement("option"); o.textContent = e.name; $("endpoint").appendChild(o); }
-    refresh();
-    setInterval(refresh, 1000);
+    $("endpoint").replaceChildren(...endpoints.map((e) => el("option", {}, e.name)));
+    poll();
   } catch (e) {
     $("login").hidden = false; $("app").hidden = true;
     if (candidate) $("login-error").textContent = "Login failed: " + e.message;
   }
 }
 
+// One refresh at a time, every 2 s while the page is visible (a slow answer delays the next
+// one instead of piling requests on a busy service).
+async function poll() {
+  if (!document.hidden) {
+    try { await refresh(); $("service-error").textContent = ""; }
+    catch (e) { $("service-error").textContent = "The service did not answer: " + e.message; }
+  }
+  setTimeout(poll, 2000);
+}
+
 function bar(job) {
   const pct = job.total ? Math.round(100 * job.done / job.total) : 0;
-  return `<span class="bar"><span style="width:${pct}%"></span></span> ${job.done}/${job.total}` + (job.failed ? ` (${job.failed} failed)` : "");
+  return [el("span", { className: "bar" }, el("span", { width: pct + "%" })),
+    ` ${job.done}/${job.total}` + (job.failed ? ` (${job.failed} failed)` : "")];
 }
 
 async function refresh() {
   const jobs = await (await call("/jobs")).json();
   const body = $("jobs").querySelector("tbody");
-  body.innerHTML = "";
-  for (const job of jobs) {
-    const row = document.createElement("tr");
-    row.innerHTML = `<td><a href="#job=${job.id}">${job.id.slice(0, 8)}</a></td><td>${job.task}</td><td>${job.endpoint}</td>` +
-      `<td class="state">${job.state}</td><td>${bar(job)}</td><td>${job.elapsed == null ? "" : job.elapsed.toFixed(1) + " s"}</td><td>${job.owner}</td>`;
-    body.appendChild(row);
-  }
+  body.replaceChildren(...jobs.map((job) => el("tr", {},
+    el("td", {}, el("a", { href: "#job=" + encodeURIComponent(job.id) }, job.id.slice(0, 8))),
+    el("td", {}, job.task), el("td", {}, job.endpoint), el("td", { className: "state" }, job.state),
+    el("td", {}, ...bar(job)), el("td", {}, job.elapsed == null ? "" : job.elapsed.toFixed(1) + " s"),
+    el("td", {}, job.owner))));
   const match = location.hash.match(/job=([0-9a-f]+)/);
   if (match) await showJob(match[1]); else $("job").hidden = true;
 }
@@ -117,7 +136,8 @@ function renderResults(labels) {
   const names = ["patch", ...labels, "status", "CLs obs", "CLs exp", "−1σ", "+1σ", ...(toys ? ["toys (s+b, b), ± MC"] : []), "reason"];
   $("toy-note").hidden = !toys;
   const head = $("results").querySelector("thead");
-  head.innerHTML = "<tr>" + names.map((n, i) => `<th data-key="${keys[i]}">${n}${sortKey === keys[i] ? (sortUp ? " ▲" : " ▼") : ""}</th>`).join("") + "</tr>";
+  head.replaceChildren(el("tr", {}, ...names.map((n, i) =>
+    el("th", { dataset: { key: keys[i] } }, n + (sortKey === keys[i] ? (sortUp ? " ▲" : " ▼") : "")))));
   for (const th of head.querySelectorAll("th")) th.onclick = () => {
     if (sortKey === th.dataset.key) sortUp = !sortUp; else { sortKey = th.dataset.key; sortUp = true; }
     renderResults(labels);
@@ -129,13 +149,14 @@ function renderResults(labels) {
     return (x < y ? -1 : 1) * (sortUp ? 1 : -1);
   });
   const body = $("results").querySelector("tbody");
-  body.innerHTML = "";
-  for (const row of rows) {
-    const tr = document.createElement("tr"); tr.className = row.status;
-    tr.innerHTML = keys.map((k) => { const v = cell(row, k); return `<td>${v === null ? "" : typeof v === "number" && !k.startsWith("value:") ? v.toPrecision(4) : String(v).replace(/</g, "&lt;")}</td>`; }).join("");
+  body.replaceChildren(...rows.map((row) => {
+    const tr = el("tr", { className: row.status }, ...keys.map((k) => {
+      const v = cell(row, k);
+      return el("td", {}, v === null ? "" : typeof v === "number" && !k.startsWith("value:") ? v.toPrecision(4) : String(v));
+    }));
     if (row.toys) tr.onclick = () => showToys(row.patch);
-    body.appendChild(tr);
-  }
+    return tr;
+  }));
 }
 
 $("login-form").onsubmit = (e) => { e.preventDefault(); login($("token").value.trim()); };

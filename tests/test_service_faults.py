@@ -1,0 +1,119 @@
+"""Several `fitaas serve` processes on one database, and servers that die (issue 13, item 6):
+each job runs on one server at a time, a cancel through any server stops it, and a job of a
+killed server is taken over, nothing lost or computed twice."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from fitaas.service import db
+from service_process import (
+    SLOW,
+    Service,
+    Users,
+    client,
+    stored_created,
+    submit,
+    wait,
+)
+
+# plain toys: a job of minutes, still running when the test acts on it
+LONG = {"fast": False, "calctype": "toybased", "ntoys": 400, "toy_block_size": 200}
+
+
+def workers(service: Service) -> list[psutil.Process]:
+    """The service's worker processes (children started by multiprocessing's spawn)."""
+    assert service.process is not None
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(service.process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "spawn_main" in " ".join(child.cmdline()):
+                    found.append(child)
+    return found
+
+
+def lease_owner(users: Users, job_id: str) -> str | None:
+    with users.engine.connect() as conn:
+        owner = conn.execute(
+            sa.select(db.jobs.c.lease_owner).where(db.jobs.c.id == job_id)
+        ).scalar()
+    return None if owner is None else str(owner)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'service.sqlite'}"
+
+
+@pytest.fixture
+def users(database: str) -> Iterator[Users]:
+    accounts = Users(database)
+    yield accounts
+    accounts.engine.dispose()
+
+
+def test_two_servers_on_one_database(
+    users: Users, demo: Path, tmp_path: Path, database: str
+) -> None:
+    first = Service(database, tmp_path, workers=1).start()
+    second: Service | None = None
+    try:
+        with client(first, users.alice) as http:
+            job = submit(http, demo, patches=None, options=LONG)
+            deadline = time.monotonic() + 120
+            while not workers(first) or http.get(f"/jobs/{job['id']}").json()["state"] != "running":
+                assert time.monotonic() < deadline, "the job's workers never started"
+                time.sleep(0.2)
+        # A second server on the same file, started while the job runs: it used to resume
+        # the job too, both wrote its counts, and a cancel through one was ignored by the other.
+        second = Service(database, tmp_path, workers=1).start()
+        assert first.process is not None and second.process is not None
+        seen: list[int] = []
+        with client(first, users.alice) as one, client(second, users.alice) as two:
+            for _ in range(12):  # 6 s, both servers answering
+                for http in (one, two):
+                    seen.append(http.get(f"/jobs/{job['id']}").json()["done"])
+                    time.sleep(0.25)
+                assert not workers(second), "the second server runs the first one's job"
+            assert seen == sorted(seen), f"done went backwards: {seen}"
+
+            # cancelled through the server that does not run it: the other stops within seconds
+            assert two.delete(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+            cancelled = time.monotonic()
+            while workers(first):
+                assert time.monotonic() - cancelled < 10, "workers still running 10 s after cancel"
+                time.sleep(0.2)
+            assert one.get(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+
+            # a job of a server that dies is taken over by the other, nothing computed twice
+            earlier = set(stored_created(database))
+            job = submit(one, demo, patches=None, options=SLOW)
+            deadline = time.monotonic() + 120
+            while (owner := lease_owner(users, job["id"])) is None or two.get(
+                f"/jobs/{job['id']}"
+            ).json()["done"] < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            runs, other = (first, second) if f":{first.process.pid}:" in owner else (second, first)
+            runs.kill()
+            before = stored_created(database)
+            with client(other, users.alice) as http:
+                finished = wait(http, job["id"], timeout=180)
+                assert finished["state"] == "done" and finished["done"] == 20, finished
+                assert other.process is not None
+                assert f":{other.process.pid}:" not in (lease_owner(users, job["id"]) or "")
+            after = stored_created(database)
+            assert len(set(after) - earlier) == 20
+            assert {key: after[key] for key in before} == before  # kept, not recomputed
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
