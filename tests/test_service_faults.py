@@ -9,16 +9,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import sqlalchemy as sa
 
 from fitaas.service import db
 from service_process import (
+    PATCHES,
     SLOW,
     Service,
     Users,
     client,
+    running,
     stored_created,
     submit,
     wait,
@@ -117,3 +120,36 @@ def test_two_servers_on_one_database(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_a_database_file_removed_under_the_service_is_reported(
+    users: Users, demo: Path, tmp_path: Path, database: str
+) -> None:
+    # SQLite goes on writing to a deleted file: nothing failed, and everything written was
+    # lost at the next start (issue 13, item 11). The service now says so and takes no work.
+    with running(database, tmp_path) as service, client(service, users.alice) as http:
+        assert httpx.get(service.url + "/api/v1/health").json()["status"] == "ok"
+        job = submit(http, demo, patches=PATCHES[:1])
+        assert wait(http, job["id"])["state"] == "done"
+        saved = tmp_path / "saved"
+        saved.mkdir()
+        files = sorted(tmp_path.glob("service.sqlite*"))
+        for path in files:
+            path.rename(saved / path.name)
+        deadline = time.monotonic() + 10
+        while (health := httpx.get(service.url + "/api/v1/health").json())["status"] == "ok":
+            assert time.monotonic() < deadline, "the removal was never noticed"
+            time.sleep(0.2)
+        assert "was removed while the service runs" in health["storage"], health
+        refused = http.post("/jobs", json={"workspace": job["workspace"]})
+        assert refused.status_code == 503 and "was removed" in refused.json()["detail"]
+        assert http.get(f"/jobs/{job['id']}").status_code == 200  # reads go on
+        for path in files:
+            (saved / path.name).rename(path)
+        deadline = time.monotonic() + 10
+        while httpx.get(service.url + "/api/v1/health").json()["status"] != "ok":
+            assert time.monotonic() < deadline, "the return was never noticed"
+            time.sleep(0.2)
+        again = submit(http, demo, patches=PATCHES[1:2])
+        assert wait(http, again["id"])["state"] == "done"
+    assert "was removed while the service runs" in service.log.read_text()

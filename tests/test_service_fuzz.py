@@ -4,6 +4,7 @@ server log holds no traceback (issue 13). A longer run: benchmarks/reliability.p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ def fuzz(url: str, token: str, examples: int) -> tuple[int, list[str]]:
                 if response.status_code >= 500 or "Traceback" in response.text:
                     errors.append(f"{case.method} {case.formatted_path}: {response.status_code}")
 
-            check()
+            with contextlib.suppress(hypothesis.errors.Unsatisfiable):
+                check()  # (no negative case exists for an operation without inputs)
     return sent, errors
 
 

@@ -180,7 +180,9 @@ def _configure_process(threads: int = 1) -> None:
     _CACHE.configured = True
 
 
-def init_worker(digest: str | None = None, path: str | None = None, threads: int = 1) -> None:
+def init_worker(
+    digest: str | None = None, path: str | None = None, threads: int = 1, niceness: int = 0
+) -> None:
     """Initialise a local pool's worker: one BLAS thread, no SIGINT, the workspace loaded.
 
     Args:
@@ -188,7 +190,11 @@ def init_worker(digest: str | None = None, path: str | None = None, threads: int
         path: Its file (gzip-compressed JSON); a worker that cannot read it loads it when
             a task names it (from the file again, or from the task's payload).
         threads: Threads for BLAS/OpenMP pools (1: workers don't fight over cores).
+        niceness: Added to this process's niceness (a service's own threads come first).
     """
+    if niceness:
+        with suppress(OSError):
+            os.nice(niceness)
     _configure_process(threads)
     # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -77,7 +77,13 @@ def serve(
     runs on one of them at a time, and a job of a server that stops or dies is taken over.
     """
     _service_imports()
+    import faulthandler
+
     import uvicorn
+
+    # a fatal signal (SIGBUS from storage that vanished under a mapped file, SIGSEGV) leaves
+    # the Python stacks in the log instead of nothing
+    faulthandler.enable()
 
     from fitaas.service import ServiceSettings, create_app
 

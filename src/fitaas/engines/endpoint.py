@@ -53,6 +53,12 @@ _TOP: dict[str, tuple[tuple[type, ...], Any, str]] = {
         "0: one per core",
     ),
     "retries": ((int,), 2, "times a task whose worker died is sent again"),
+    "nice": (
+        (int,),
+        0,
+        "niceness of local worker processes, 0-19 (0: the default, which is 5 under "
+        "fitaas serve: its API and page stay quick while the workers fill every core)",
+    ),
     "batch_size": ((int,), 0, "signal points per task (0: automatic)"),
     "shared_path": (
         (str,),
@@ -169,6 +175,8 @@ def validate_settings(raw: dict[str, Any], source: str = "endpoint") -> dict[str
     for key in ("workers", "retries", "batch_size"):
         if settings.get(key, 0) < 0:
             raise InputError(f"{source}: '{key}' must be 0 or more")
+    if not 0 <= settings.get("nice", 0) <= 19:
+        raise InputError(f"{source}: 'nice' must be from 0 to 19")
     module = _EXTRA_MODULES.get(engine)
     if module and importlib.util.find_spec(module) is None:
         raise EngineError(
@@ -254,7 +262,9 @@ def engine_from_settings(settings: dict[str, Any]) -> Engine:
     if engine == "local":
         from fitaas.engines.local import LocalEngine
 
-        return LocalEngine(settings.get("workers") or None, **common)
+        return LocalEngine(
+            settings.get("workers") or None, niceness=settings.get("nice", 0), **common
+        )
     shared = {"shared_path": settings.get("shared_path", "")}
     section = settings.get(engine, {})
     if engine == "parsl":

@@ -25,7 +25,7 @@ def default_workers() -> int:
 
 
 def local_pool(
-    workers: int | None = None, workspace: WorkspaceRef | None = None
+    workers: int | None = None, workspace: WorkspaceRef | None = None, niceness: int = 0
 ) -> ProcessPoolExecutor:
     """A process pool whose workers load the workspace from its file as they start.
 
@@ -39,6 +39,7 @@ def local_pool(
     Args:
         workers: Number of worker processes (default: one per core).
         workspace: The workspace to load in each worker (its digest and file).
+        niceness: Added to the workers' niceness (0: as the parent).
 
     Returns:
         The executor.
@@ -48,7 +49,7 @@ def local_pool(
         max_workers=workers or default_workers(),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=init_worker,
-        initargs=(digest, path),
+        initargs=(digest, path, 1, niceness),
     )
 
 
@@ -78,9 +79,16 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, retries: int = 2, batch_size: int = 0) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        retries: int = 2,
+        batch_size: int = 0,
+        niceness: int = 0,
+    ) -> None:
         super().__init__(retries=retries, batch_size=batch_size)
         self._workers = workers or default_workers()
+        self._niceness = niceness
         self._pool: ProcessPoolExecutor | None = None
         self._first: WorkspaceRef | None = None
 
@@ -107,7 +115,7 @@ class LocalEngine(Engine):
     @property
     def executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = local_pool(self._workers, self._first)
+            self._pool = local_pool(self._workers, self._first, self._niceness)
         return self._pool
 
     @property

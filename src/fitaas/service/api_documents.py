@@ -35,10 +35,16 @@ async def _upload(
     if not raw:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"empty {kind} upload")
     try:
-        # parsing and pyhf's schema take seconds on large uploads: off the event loop, so
-        # that every other request is served meanwhile
+        # parsing and pyhf's schema take seconds on large uploads: off the event loop (and,
+        # for large ones, in a worker process), so that every other request is served
         key, new = await run_in_threadpool(
-            store_document, database, raw, kind, user.id, settings.max_upload_bytes
+            store_document,
+            database,
+            raw,
+            kind,
+            user.id,
+            settings.max_upload_bytes,
+            request.app.state.uploads,
         )
     except DocumentTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None

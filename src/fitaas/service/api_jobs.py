@@ -19,7 +19,7 @@ from fitaas.pallets import Pallet
 from fitaas.scanning import stored_results
 from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
-from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store
+from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
 from fitaas.service.documents import load_document, owns_document, store_document
 from fitaas.service.pictures import PictureCache
 
@@ -139,7 +139,7 @@ def _endpoint_for(database: sa.Engine, user: User, name: str) -> int:
 
 
 def _patchset(
-    request: JobCreate, user: User, database: sa.Engine, settings: Any
+    request: JobCreate, user: User, database: sa.Engine, settings: Any, uploads: Any
 ) -> tuple[str | None, Any]:
     if request.patchset is None:
         return None, None
@@ -151,7 +151,7 @@ def _patchset(
             )
         return request.patchset, load_document(database, request.patchset)
     raw = json.dumps(request.patchset).encode()
-    key, _ = store_document(database, raw, "patchset", user.id, settings.max_upload_bytes)
+    key, _ = store_document(database, raw, "patchset", user.id, settings.max_upload_bytes, uploads)
     return key, request.patchset
 
 
@@ -162,6 +162,7 @@ def submit_job(
     database: Database,
     runner: Runner,
     settings: Settings,
+    uploads: Uploads,
 ) -> JobPublic:
     """Submit a scan of a stored workspace (and patchset) on an endpoint."""
     endpoint = request.endpoint or "local"
@@ -181,7 +182,7 @@ def submit_job(
         options = InferenceOptions.from_dict(request.options)
         if options.toybased and request.task != "hypotest":
             raise InputError("toys (calctype toybased) compute hypothesis tests only")
-        patchset_digest, patchset = _patchset(request, user, database, settings)
+        patchset_digest, patchset = _patchset(request, user, database, settings, uploads)
         pallet = Pallet.from_specs(load_document(database, request.workspace), patchset)
         points = pallet.select(request.patches)
     except InputError as exc:
@@ -279,14 +280,20 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _picture(request: Request, key: tuple[Any, ...], render: Any) -> Response:
-    """A cached picture, or 304 when the client holds this one already."""
+def _picture(request: Request, subject: tuple[Any, ...], row: Any, render: Any) -> Response:
+    """The job's picture (the latest kept while a newer one renders), or 304 when the client
+    holds it already. ``X-Fitaas-Points`` says after how many points it was drawn."""
     pictures: PictureCache = request.app.state.pictures
-    tag = pictures.etag(key)
-    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    version, picture = pictures.get(subject, (row.done, row.failed, row.state), render)
+    tag = pictures.etag(subject, version)
+    headers = {
+        "ETag": tag,
+        "Cache-Control": "private, no-cache",
+        "X-Fitaas-Points": str(version[0]),  # type: ignore[index]
+    }
     if tag in request.headers.get("if-none-match", ""):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(pictures.get(key, render), media_type="image/png", headers=headers)
+    return Response(picture, media_type="image/png", headers=headers)
 
 
 @router.get("/jobs/{job_id}/plot.png", response_class=Response)
@@ -301,8 +308,9 @@ def job_plot(
 ) -> Response:
     """Observed and expected CLs in the plane of the two point labels, with contours.
 
-    Rendered once per finished point, whoever asks; answers 304 to a client that sends the
-    ETag of the picture it holds.
+    Rendered once per change of the job, whoever asks: while a newer picture renders, the
+    last one is sent (``X-Fitaas-Points`` says after how many points it was drawn); 304 to a
+    client that sends the ETag of the picture it holds.
     """
     row = _job_row(database, user, job_id)
     if row.task != "hypotest":
@@ -327,7 +335,7 @@ def job_plot(
             raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
         return _png(figure)
 
-    return _picture(request, ("cls", job_id, row.done, row.failed, row.state, cl), render)
+    return _picture(request, ("cls", job_id, cl), row, render)
 
 
 @router.get("/jobs/{job_id}/toys.png", response_class=Response)
@@ -359,8 +367,7 @@ def job_toys_plot(
 
         return _png(toy_distributions(found[0]))
 
-    # a point's toys do not change once it is finished, nor (unfinished) until the job moves
-    return _picture(request, ("toys", job_id, patch, row.done, row.failed), render)
+    return _picture(request, ("toys", job_id, patch), row, render)
 
 
 @router.delete("/jobs/{job_id}")

@@ -24,6 +24,7 @@ from fitaas.service import api_documents, api_jobs
 from fitaas.service.accounts import usable_endpoints
 from fitaas.service.db import connect, storage_reason
 from fitaas.service.deps import CurrentUser, Database
+from fitaas.service.documents import UploadChecker
 from fitaas.service.limits import BodySizeLimit, FailedAuthLimiter, SecurityHeaders
 from fitaas.service.pictures import PictureCache
 from fitaas.service.runner import JobRunner
@@ -49,6 +50,14 @@ def endpoints(user: CurrentUser, database: Database) -> list[dict[str, Any]]:
     return [e.to_dict() for e in usable_endpoints(database, user)]
 
 
+@_account.get("/health", tags=["service"])
+def health(request: Request) -> dict[str, Any]:
+    """Whether the service can take new work (no token needed): ``ok``, or ``degraded``
+    with the storage problem that makes it refuse new work."""
+    problem = request.app.state.runner.storage.problem
+    return {"status": "degraded" if problem else "ok", "storage": problem, "version": __version__}
+
+
 def _web(name: str) -> bytes:
     return resources.files("fitaas.service").joinpath("web", name).read_bytes()
 
@@ -63,12 +72,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     database = connect(settings.database)
     store = SqlResultStore(database)
     runner = JobRunner(database, store, settings.workers)
+    uploads = UploadChecker()
+    pictures = PictureCache()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        pictures.warm()
         yield
         runner.stop()
+        uploads.close()
         database.dispose()
 
     app = FastAPI(
@@ -81,13 +94,21 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.database = database
     app.state.store = store
     app.state.runner = runner
-    app.state.pictures = PictureCache()
+    app.state.pictures = pictures
+    app.state.uploads = uploads
     app.state.auth_limiter = FailedAuthLimiter(settings.auth_failures_per_minute, 60.0)
     api = APIRouter(prefix="/api/v1")
     api.include_router(_account)
     api.include_router(api_documents.router)
     api.include_router(api_jobs.router)
     app.include_router(api)
+
+    @app.middleware("http")
+    async def _refuse_writes_without_storage(request: Request, call_next: Any) -> Any:
+        problem = runner.storage.problem
+        if problem and request.method not in ("GET", "HEAD", "OPTIONS"):
+            return JSONResponse({"detail": problem}, status_code=503, headers={"Retry-After": "30"})
+        return await call_next(request)
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:

@@ -9,12 +9,13 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fitaas.service.accounts import User, authenticate
+from fitaas.service.documents import UploadChecker
 from fitaas.service.limits import FailedAuthLimiter
 from fitaas.service.runner import JobRunner
 from fitaas.service.settings import ServiceSettings
 from fitaas.sql_store import SqlResultStore
 
-__all__ = ["CurrentUser", "Database", "Runner", "Settings", "Store"]
+__all__ = ["CurrentUser", "Database", "Runner", "Settings", "Store", "Uploads"]
 
 _bearer = HTTPBearer(auto_error=False, description="the token from `fitaas admin user add`")
 
@@ -35,10 +36,15 @@ def _settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
+def _uploads(request: Request) -> UploadChecker:
+    return request.app.state.uploads
+
+
 Database = Annotated[sa.Engine, Depends(_database)]
 Store = Annotated[SqlResultStore, Depends(_store)]
 Runner = Annotated[JobRunner, Depends(_runner)]
 Settings = Annotated[ServiceSettings, Depends(_settings)]
+Uploads = Annotated[UploadChecker, Depends(_uploads)]
 
 
 def _current_user(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
 from typing import Any
 
@@ -14,26 +15,24 @@ from fitaas.pallets import digest, gunzip, parse_json_bytes, validate_patchset, 
 from fitaas.service import db
 
 __all__ = [
+    "UploadChecker",
+    "checked_document",
     "load_document",
     "owns_document",
     "store_document",
 ]
 
 
-def store_document(
-    engine: sa.Engine, raw: bytes, kind: str, user_id: int, limit: int
-) -> tuple[str, bool]:
-    """Validate an uploaded workspace or patchset and keep it once, by digest.
+def checked_document(raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes]:
+    """Decompress, parse and validate an upload (no database: runs in any process).
 
     Args:
-        engine: The service database.
         raw: The request body (JSON, gzip-compressed or not).
         kind: ``"workspace"`` or ``"patchset"``.
-        user_id: The uploader, who may use it from now on.
         limit: The largest decompressed size accepted, in bytes.
 
     Returns:
-        The content digest, and whether this content was new to the service.
+        The content digest, the decompressed size, and the canonical JSON gzip-compressed.
 
     Raises:
         InputError: Malformed JSON or a document that fails pyhf's schema.
@@ -44,8 +43,102 @@ def store_document(
         validate_workspace(spec, "workspace")
     else:
         validate_patchset(spec, "patchset")
-    key = digest(spec)
     compressed = gzip.compress(json.dumps(spec, sort_keys=True).encode(), compresslevel=6)
+    return digest(spec), len(text), compressed
+
+
+class UploadChecker:
+    """Checks uploads: small ones in the calling thread, large ones in a worker process.
+
+    Parsing and pyhf's schema check of a large document hold the interpreter for seconds
+    (``json.loads`` of 35 MB is one call that never lets go of it); in a thread they stall
+    every other request. A worker process, started at the first large upload and kept,
+    leaves the service's interpreter free.
+
+    Args:
+        in_process_below: Uploads smaller than this many bytes are checked in the thread.
+    """
+
+    def __init__(self, in_process_below: int = 2_000_000) -> None:
+        self.in_process_below = in_process_below
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from fitaas.tasks import _exit_with_parent
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                )
+            return self._pool
+
+    def check(self, raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes]:
+        """:func:`checked_document`, where it costs the service least."""
+        if len(raw) < self.in_process_below:
+            return checked_document(raw, kind, limit)
+        from concurrent.futures.process import BrokenProcessPool
+
+        for attempt in range(2):
+            pool = self._executor()
+            try:
+                checked: tuple[str, int, bytes] = pool.submit(
+                    checked_document, raw, kind, limit
+                ).result()
+                return checked
+            except BrokenProcessPool:  # the worker died (killed, out of memory): a new one
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                if attempt:
+                    raise InputError(
+                        f"{kind}: the upload check stopped (its worker process died; too "
+                        "large for this machine's memory?)"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+
+def store_document(
+    engine: sa.Engine,
+    raw: bytes,
+    kind: str,
+    user_id: int,
+    limit: int,
+    checker: UploadChecker | None = None,
+) -> tuple[str, bool]:
+    """Validate an uploaded workspace or patchset and keep it once, by digest.
+
+    Args:
+        engine: The service database.
+        raw: The request body (JSON, gzip-compressed or not).
+        kind: ``"workspace"`` or ``"patchset"``.
+        user_id: The uploader, who may use it from now on.
+        limit: The largest decompressed size accepted, in bytes.
+        checker: Where to parse and validate (default: in this thread).
+
+    Returns:
+        The content digest, and whether this content was new to the service.
+
+    Raises:
+        InputError: Malformed JSON or a document that fails pyhf's schema.
+    """
+    if checker is None:
+        key, size, compressed = checked_document(raw, kind, limit)
+    else:
+        key, size, compressed = checker.check(raw, kind, limit)
     # Concurrent uploads of the same new content (e.g. parallel jobs with one inline
     # patchset) race to insert it: the loser's insert breaks the unique key, and its next
     # attempt finds the row.
@@ -63,7 +156,7 @@ def store_document(
                         sa.insert(db.documents).values(
                             digest=key,
                             kind=kind,
-                            size=len(text),
+                            size=size,
                             content=compressed,
                             created=time.time(),
                         )

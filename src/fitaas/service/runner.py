@@ -37,6 +37,7 @@ from fitaas.pallets import Pallet
 from fitaas.scanning import ScanProgress, ScanStopped, scan
 from fitaas.service import db
 from fitaas.service.documents import load_document
+from fitaas.service.storage import StorageWatch
 from fitaas.sql_store import SqlResultStore
 
 __all__ = ["JobRunner", "PalletCache", "pallet_of"]
@@ -49,6 +50,8 @@ HEARTBEAT_SECONDS = 2.0
 LEASE_SECONDS = 30.0
 # How often a server looks for jobs that no live server holds.
 SWEEP_SECONDS = 10.0
+# Local workers yield to the server's own threads (API, pictures) when cores are scarce.
+LOCAL_WORKER_NICENESS = 5
 
 log = logging.getLogger("fitaas.service")
 
@@ -130,6 +133,7 @@ class JobRunner:
         self._running: set[str] = set()
         self.name = _server_name()
         self.pallets = PalletCache(engine)
+        self.storage = StorageWatch(engine)
 
     def start(self) -> None:
         """Start again every job that was queued or running when the service stopped,
@@ -167,6 +171,7 @@ class JobRunner:
         """Renew this server's leases; stop jobs that were cancelled or taken elsewhere."""
         last_sweep = time.monotonic()
         while not self._stopping.wait(HEARTBEAT_SECONDS):
+            self.storage.check()
             try:
                 self._renew()
                 if time.monotonic() - last_sweep > SWEEP_SECONDS:
@@ -373,8 +378,10 @@ class JobRunner:
             pallet = self.pallets.get(job)
             options = InferenceOptions.from_dict(job.options)
             settings = dict(settings)
-            if settings.get("engine") == "local" and not settings.get("workers"):
-                settings["workers"] = self.workers or 0
+            if settings.get("engine") == "local":
+                if not settings.get("workers"):
+                    settings["workers"] = self.workers or 0
+                settings["nice"] = settings.get("nice") or LOCAL_WORKER_NICENESS
             compute = engine_from_settings(settings)
             with compute:
                 scan(

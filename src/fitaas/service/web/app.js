@@ -91,17 +91,22 @@ async function showJob(id) {
   $("job-json").onclick = (e) => { e.preventDefault(); download(id, "json"); };
   $("job-csv").onclick = (e) => { e.preventDefault(); download(id, "csv"); };
   if (currentJob !== id) { currentJob = id; plotShownFor = -1; sortKey = null; tableShownFor = -1; }
-  if (job.done === tableShownFor) return;  // nothing new since the last look
-  const results = await (await call(`/jobs/${id}/results`)).json();
-  lastRows = results.results; lastLabels = results.labels; tableShownFor = job.done;
-  renderResults(results.labels);
-  if (job.task === "hypotest" && results.labels.length === 2 && job.done !== plotShownFor && job.done >= 3) {
+  if (job.done !== tableShownFor) {  // something new since the last look
+    const results = await (await call(`/jobs/${id}/results`)).json();
+    lastRows = results.results; lastLabels = results.labels; tableShownFor = job.done;
+    renderResults(results.labels);
+  }
+  // The picture comes after every change; the service may send the previous one while it
+  // draws the new one (X-Fitaas-Points says which), and the next look asks again.
+  if (job.task === "hypotest" && lastLabels.length === 2 && job.done !== plotShownFor && job.done >= 3) {
     plotShownFor = job.done;
     try {
-      const blob = await (await call(`/jobs/${id}/plot.png`)).blob();
-      const old = $("plot").src; $("plot").src = URL.createObjectURL(blob); $("plot").hidden = false;
+      const response = await call(`/jobs/${id}/plot.png`);
+      const points = +(response.headers.get("X-Fitaas-Points") || job.done);
+      plotShownFor = points;
+      const old = $("plot").src; $("plot").src = URL.createObjectURL(await response.blob()); $("plot").hidden = false;
       if (old) URL.revokeObjectURL(old);
-      $("plot-note").textContent = `CLs after ${job.done} of ${job.total} points`;
+      $("plot-note").textContent = `CLs after ${points} of ${job.total} points`;
     } catch (e) { $("plot-note").textContent = e.message; }
   }
 }

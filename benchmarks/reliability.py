@@ -1,0 +1,730 @@
+"""The service under load, faults, big uploads and fuzzing, against real `fitaas serve`
+processes on loopback (issue 13's targets), in one run:
+
+    python benchmarks/reliability.py                      # everything, about 6 minutes
+    python benchmarks/reliability.py --only load,upload   # some parts
+    python benchmarks/reliability.py --fuzz-examples 200  # a longer fuzzing run
+
+Parts:
+
+- load: 50 clients polling job status every 2 s (as the web page does) while 5 jobs run,
+  each client fetching the CLs picture whenever its job moved; p50/p99/max latency of status
+  calls and of plot.png, errors.
+- upload: a generated 50 MB workspace uploaded while a client asks ``/me`` 10 times a second:
+  that client's latency during the upload.
+- faults: a worker SIGKILLed, the server SIGKILLed and restarted, the disk full, the database
+  file removed, two servers on one database: every job ends done / failed (with a reason) /
+  cancelled; results lost and computed twice; status codes seen meanwhile.
+- fuzz: schemathesis from the service's OpenAPI schema, positive and negative cases.
+
+Prints one table per part, each line with the target it is held to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import sqlalchemy as sa
+
+from fitaas.example import write_example
+from fitaas.service import db
+from fitaas.service.accounts import add_user
+
+FITAAS = Path(sys.executable).parent / "fitaas"
+PLAIN = {"fast": False}  # jobs that take a while: pyhf's own fits
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One `fitaas serve` process."""
+
+    def __init__(self, database: str, folder: Path, workers: int = 2) -> None:
+        self.database, self.folder, self.workers = database, folder, workers
+        self.port = _port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = folder / f"serve-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        self.process = subprocess.Popen(
+            [
+                str(FITAAS),
+                "serve",
+                "--database",
+                self.database,
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--max-upload-mb",
+                "64",
+            ],
+            cwd=self.folder,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        raise RuntimeError(f"fitaas serve did not start: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def workers_now(self) -> list[psutil.Process]:
+        assert self.process is not None
+        found = []
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "spawn_main" in " ".join(child.cmdline()):
+                        found.append(child)
+        return found
+
+    def tracebacks(self) -> int:
+        return self.log.read_text(errors="replace").count("Traceback")
+
+
+@contextlib.contextmanager
+def serving(database: str, folder: Path, workers: int = 2) -> Iterator[Server]:
+    server = Server(database, folder, workers).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def client(server: Server, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+
+
+class Setup:
+    """A scratch folder with the demo pallet, a database and a user."""
+
+    def __init__(self, root: Path, name: str, database: str | None = None) -> None:
+        self.folder = root / name
+        self.folder.mkdir(parents=True)
+        self.database = database or f"sqlite:///{self.folder / 'service.sqlite'}"
+        engine = db.connect(self.database)
+        self.token = add_user(engine, "alice", ("atlas",))
+        engine.dispose()
+        self.workspace, self.patchset = write_example(root / "demo", overwrite=True)
+
+    def submit(self, http: httpx.Client, **extra: Any) -> dict[str, Any]:
+        workspace = http.post("/workspaces", content=self.workspace.read_bytes()).json()
+        patchset = http.post("/patchsets", content=self.patchset.read_bytes()).json()
+        body = {"workspace": workspace["digest"], "patchset": patchset["digest"]} | extra
+        answer = http.post("/jobs", json=body)
+        answer.raise_for_status()
+        return dict(answer.json())
+
+    def results(self) -> tuple[int, int]:
+        """Rows in the results table, and distinct keys among them."""
+        engine = db.connect(self.database)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(db.results)).scalar()
+            keys = conn.execute(sa.select(sa.func.count(sa.distinct(db.results.c.key)))).scalar()
+        engine.dispose()
+        return int(rows or 0), int(keys or 0)
+
+    def created(self) -> dict[str, float]:
+        engine = db.connect(self.database)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(db.results.c.key, db.results.c.created)).all()
+        engine.dispose()
+        return {str(k): float(c) for k, c in rows}
+
+
+def wait(http: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            job = http.get(f"/jobs/{job_id}").json()
+            if job.get("state") in ("done", "failed", "cancelled"):
+                return dict(job)
+        time.sleep(0.3)
+    raise RuntimeError(f"job {job_id} not finished after {timeout} s")
+
+
+def wait_done(http: httpx.Client, job_id: str, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while http.get(f"/jobs/{job_id}").json()["done"] < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} did not reach {count} points")
+        time.sleep(0.1)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    print(f"\n## {title}\n")
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _verdict(ok: bool) -> str:
+    return "held" if ok else "MISSED"
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def part_load(root: Path, seconds: float, clients: int) -> None:
+    setup = Setup(root, "load")
+    status: list[float] = []
+    plots: list[float] = []
+    first_plots: list[float] = []  # a client's first picture of its job
+    errors: list[str] = []
+    stop = threading.Event()
+    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+        jobs = [setup.submit(http, options=PLAIN)["id"] for _ in range(5)]
+
+        def poll(n: int) -> None:
+            job_id = jobs[n % len(jobs)]
+            shown = -1
+            with client(server, setup.token) as mine:
+                time.sleep(random.random() * 2)
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    try:
+                        answer = mine.get(f"/jobs/{job_id}")
+                        status.append(time.perf_counter() - start)
+                        if answer.status_code != 200:
+                            errors.append(f"status {answer.status_code}")
+                        done = answer.json().get("done", 0)
+                        if done != shown and done >= 3:
+                            start = time.perf_counter()
+                            picture = mine.get(f"/jobs/{job_id}/plot.png")
+                            (plots if shown >= 0 else first_plots).append(
+                                time.perf_counter() - start
+                            )
+                            if picture.status_code not in (200, 409):
+                                errors.append(f"plot {picture.status_code}")
+                            shown = done
+                    except httpx.HTTPError as exc:
+                        errors.append(type(exc).__name__)
+                    stop.wait(2.0)
+
+        threads = [threading.Thread(target=poll, args=(n,)) for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        states = [http.get(f"/jobs/{j}").json() for j in jobs]
+        tracebacks = server.tracebacks()
+    moved = sum(s["done"] for s in states)
+    _table(
+        f"load: {clients} clients polling every 2 s for {seconds:.0f} s while 5 jobs run "
+        f"({moved} points finished meanwhile)",
+        ["requests", "count", "p50 ms", "p99 ms", "max ms", "target", "verdict"],
+        [
+            [
+                "job status",
+                len(status),
+                f"{_pct(status, 0.5) * 1e3:.0f}",
+                f"{_pct(status, 0.99) * 1e3:.0f}",
+                f"{max(status, default=0) * 1e3:.0f}",
+                "p99 < 500 ms",
+                _verdict(_pct(status, 0.99) < 0.5),
+            ],
+            [
+                "plot.png (all)",
+                len(plots + first_plots),
+                f"{_pct(plots + first_plots, 0.5) * 1e3:.0f}",
+                f"{_pct(plots + first_plots, 0.99) * 1e3:.0f}",
+                f"{max(plots + first_plots, default=0) * 1e3:.0f}",
+                "p99 < 2 s",
+                _verdict(_pct(plots + first_plots, 0.99) < 2.0),
+            ],
+            [
+                "  a client's first of its job",
+                len(first_plots),
+                f"{_pct(first_plots, 0.5) * 1e3:.0f}",
+                f"{_pct(first_plots, 0.99) * 1e3:.0f}",
+                f"{max(first_plots, default=0) * 1e3:.0f}",
+                "",
+                "",
+            ],
+            [
+                "  the later ones",
+                len(plots),
+                f"{_pct(plots, 0.5) * 1e3:.0f}",
+                f"{_pct(plots, 0.99) * 1e3:.0f}",
+                f"{max(plots, default=0) * 1e3:.0f}",
+                "",
+                "",
+            ],
+            ["errors", len(errors), "", "", "", "0", _verdict(not errors)],
+            ["tracebacks in the log", tracebacks, "", "", "", "0", _verdict(tracebacks == 0)],
+        ],
+    )
+
+
+# -------------------------------------------------------------------------- upload
+
+
+def big_workspace(megabytes: float) -> bytes:
+    """A valid workspace of about this size: channels of many bins, two samples each."""
+    rng = random.Random(1)
+    bins = 20_000
+    channels = max(1, round(megabytes * 1e6 / (bins * 4 * 6.4)))
+
+    def values(scale: float) -> list[float]:
+        return [round(scale * (1 + rng.random()), 3) for _ in range(bins)]
+
+    spec: dict[str, Any] = {
+        "channels": [],
+        "observations": [],
+        "measurements": [],
+        "version": "1.0.0",
+    }
+    for c in range(channels):
+        background = values(50.0)
+        spec["channels"].append(
+            {
+                "name": f"SR{c}",
+                "samples": [
+                    {
+                        "name": "background",
+                        "data": background,
+                        "modifiers": [
+                            {
+                                "name": "staterror_SR",
+                                "type": "staterror",
+                                "data": [round(0.1 * b, 3) for b in background],
+                            },
+                            {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                        ],
+                    },
+                    {
+                        "name": "signal",
+                        "data": values(1.0),
+                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    },
+                ],
+            }
+        )
+        spec["observations"].append({"name": f"SR{c}", "data": [round(b) for b in background]})
+    spec["measurements"] = [{"name": "meas", "config": {"poi": "mu", "parameters": []}}]
+    return json.dumps(spec).encode()
+
+
+def part_upload(root: Path, megabytes: float) -> None:
+    setup = Setup(root, "upload")
+    body = big_workspace(megabytes)
+    latencies: list[float] = []
+    stop = threading.Event()
+    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+
+        def ask() -> None:
+            with client(server, setup.token) as other:
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    other.get("/me").raise_for_status()
+                    latencies.append(time.perf_counter() - start)
+                    stop.wait(0.1)
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        time.sleep(1)
+        before = len(latencies)
+        start = time.perf_counter()
+        answer = http.post("/workspaces", content=body, timeout=600)
+        took = time.perf_counter() - start
+        during = latencies[before:]
+        stop.set()
+        thread.join()
+    _table(
+        f"upload: a {len(body) / 1e6:.1f} MB workspace ({answer.status_code} in {took:.1f} s) "
+        "while another client asks /me 10 times a second",
+        ["/me during the upload", "count", "p50 ms", "p99 ms", "max ms", "target", "verdict"],
+        [
+            [
+                "latency",
+                len(during),
+                f"{_pct(during, 0.5) * 1e3:.0f}",
+                f"{_pct(during, 0.99) * 1e3:.0f}",
+                f"{max(during, default=0) * 1e3:.0f}",
+                "max < 500 ms",
+                _verdict(max(during, default=0) < 0.5),
+            ],
+        ],
+    )
+
+
+# -------------------------------------------------------------------------- faults
+
+
+class Watch:
+    """Polls a job's status in the background: the status codes seen while a fault happens."""
+
+    def __init__(self, url: str, token: str, job_id: str) -> None:
+        self.codes: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url, token, job_id))
+        self._thread.start()
+
+    def _run(self, url: str, token: str, job_id: str) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
+            while not self._stop.is_set():
+                try:
+                    code = str(http.get(f"{url}/api/v1/jobs/{job_id}").status_code)
+                except httpx.HTTPError:
+                    code = "no answer"
+                self.codes[code] = self.codes.get(code, 0) + 1
+                self._stop.wait(0.2)
+
+    def close(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return ", ".join(f"{k}: {v}" for k, v in sorted(self.codes.items()))
+
+
+def _row(
+    name: str,
+    job: dict[str, Any],
+    setup: Setup,
+    before: dict[str, float],
+    codes: str,
+    took: float,
+    note: str = "",
+) -> list[Any]:
+    rows, keys = setup.results()
+    after = setup.created()
+    recomputed = sum(1 for k, v in before.items() if after.get(k) != v)
+    lost = sum(1 for k in before if k not in after)
+    state = job["state"] + (f" ({job['error']})" if job.get("error") else "")
+    ok = job["state"] in ("done", "failed", "cancelled") and not lost and rows == keys
+    ok = ok and not recomputed
+    return [
+        name,
+        state[:70],
+        lost,
+        rows - keys + recomputed,
+        codes,
+        f"{took:.1f}",
+        note,
+        _verdict(ok),
+    ]
+
+
+def fault_worker_kill(root: Path) -> list[Any]:
+    setup = Setup(root, "worker-kill")
+    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+        job = setup.submit(http, options=PLAIN)
+        wait_done(http, job["id"], 3)
+        before = setup.created()
+        watch = Watch(server.url, setup.token, job["id"])
+        start = time.perf_counter()
+        victims = server.workers_now()
+        if victims:
+            victims[0].kill()
+        final = wait(http, job["id"])
+        return _row(
+            "worker SIGKILL",
+            final,
+            setup,
+            before,
+            watch.close(),
+            time.perf_counter() - start,
+            f"{final['done']}/{final['total']} points",
+        )
+
+
+def fault_server_kill(root: Path) -> list[Any]:
+    setup = Setup(root, "server-kill")
+    server = Server(setup.database, setup.folder).start()
+    try:
+        with client(server, setup.token) as http:
+            job = setup.submit(http, options=PLAIN)
+            wait_done(http, job["id"], 3)
+        server.kill()
+        before = setup.created()
+        start = time.perf_counter()
+        server = Server(setup.database, setup.folder).start()
+        watch = Watch(server.url, setup.token, job["id"])
+        with client(server, setup.token) as http:
+            final = wait(http, job["id"])
+        return _row(
+            "server SIGKILL + restart",
+            final,
+            setup,
+            before,
+            watch.close(),
+            time.perf_counter() - start,
+            "restart included",
+        )
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
+    folder.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+def fault_disk_full(root: Path) -> list[Any]:
+    with small_disk(root / "small", 8) as small:
+        setup = Setup(root, "disk-full", database=f"sqlite:///{small / 'service.sqlite'}")
+        with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+            job = setup.submit(http, options=PLAIN)
+            wait_done(http, job["id"], 2)
+            before = setup.created()
+            watch = Watch(server.url, setup.token, job["id"])
+            start = time.perf_counter()
+            with contextlib.suppress(OSError), (small / "filler").open("wb") as handle:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            time.sleep(3)
+            refused = http.post("/jobs", json={"workspace": job["workspace"]}).status_code
+            (small / "filler").unlink()
+            final = wait(http, job["id"])
+            later = setup.submit(http, patches=["demo_700_0"])
+            after = wait(http, later["id"])["state"]
+            return _row(
+                "disk full, then space again",
+                final,
+                setup,
+                before,
+                watch.close(),
+                time.perf_counter() - start,
+                f"new job while full: {refused}; next job: {after}",
+            )
+
+
+def fault_file_removed(root: Path) -> list[Any]:
+    setup = Setup(root, "file-removed")
+    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+        job = setup.submit(http, options=PLAIN)
+        wait_done(http, job["id"], 2)
+        before = setup.created()
+        watch = Watch(server.url, setup.token, job["id"])
+        start = time.perf_counter()
+        saved = setup.folder / "saved"
+        saved.mkdir()
+        files = sorted(setup.folder.glob("service.sqlite*"))
+        for path in files:
+            path.rename(saved / path.name)
+        time.sleep(4)
+        health = httpx.get(server.url + "/api/v1/health").json()["status"]
+        refused = http.post("/jobs", json={"workspace": job["workspace"]}).status_code
+        for path in files:
+            (saved / path.name).rename(path)
+        final = wait(http, job["id"])
+        return _row(
+            "database file removed, then back",
+            final,
+            setup,
+            before,
+            watch.close(),
+            time.perf_counter() - start,
+            f"health: {health}; new job meanwhile: {refused}",
+        )
+
+
+def fault_two_servers(root: Path) -> list[Any]:
+    setup = Setup(root, "two-servers")
+    first = Server(setup.database, setup.folder, workers=1).start()
+    second = Server(setup.database, setup.folder, workers=1).start()
+    try:
+        with client(first, setup.token) as one, client(second, setup.token) as two:
+            job = setup.submit(one, options=PLAIN)
+            wait_done(one, job["id"], 3)
+            before = setup.created()
+            watch = Watch(second.url, setup.token, job["id"])
+            start = time.perf_counter()
+            seen: list[int] = []
+            survivor = None
+            while True:
+                clients = (one, two) if survivor is None else (survivor,)
+                states = [c.get(f"/jobs/{job['id']}").json() for c in clients]
+                seen.extend(state["done"] for state in states)
+                if states[-1]["state"] != "running":
+                    break
+                if survivor is None and len(seen) >= 10:  # kill the one that runs it
+                    runs_first = bool(first.workers_now())
+                    (first if runs_first else second).kill()
+                    survivor = two if runs_first else one
+                time.sleep(0.2)
+            survivor = survivor or one
+            final = wait(survivor, job["id"])
+            monotonic = seen == sorted(seen)
+            return _row(
+                "two servers, the running one SIGKILLed",
+                final,
+                setup,
+                before,
+                watch.close(),
+                time.perf_counter() - start,
+                f"done count monotonic: {monotonic}",
+            )
+    finally:
+        first.stop()
+        second.stop()
+
+
+def part_faults(root: Path) -> None:
+    rows = []
+    for fault in (
+        fault_worker_kill,
+        fault_server_kill,
+        fault_disk_full,
+        fault_file_removed,
+        fault_two_servers,
+    ):
+        try:
+            rows.append(fault(root))
+        except Exception as exc:  # a fault the service did not survive is a result
+            rows.append([fault.__name__, f"ERROR {exc}"[:70], "?", "?", "", "", "", "MISSED"])
+    _table(
+        "faults: every job ends done/failed/cancelled, 0 lost, 0 computed twice, answers go on",
+        [
+            "fault",
+            "job ends",
+            "lost",
+            "twice",
+            "status codes while it happened",
+            "s",
+            "note",
+            "verdict",
+        ],
+        rows,
+    )
+
+
+# ---------------------------------------------------------------------------- fuzz
+
+
+def part_fuzz(root: Path, examples: int) -> None:
+    import hypothesis
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    setup = Setup(root, "fuzz")
+    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+        setup.submit(http, patches=["demo_700_0"])
+        schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+        sent = 0
+        errors: list[str] = []
+        start = time.perf_counter()
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            for mode in GenerationMode:
+
+                @hypothesis.settings(
+                    max_examples=examples,
+                    deadline=None,
+                    database=None,
+                    suppress_health_check=list(hypothesis.HealthCheck),
+                )
+                @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+                def check(case: Any) -> None:
+                    nonlocal sent
+                    response = case.call(
+                        base_url=server.url, headers={"Authorization": f"Bearer {setup.token}"}
+                    )
+                    sent += 1
+                    if response.status_code >= 500:
+                        errors.append(f"{case.method} {case.formatted_path}")
+
+                with contextlib.suppress(hypothesis.errors.Unsatisfiable):
+                    check()  # (no negative case exists for an operation without inputs)
+        took = time.perf_counter() - start
+        tracebacks = server.tracebacks()
+    _table(
+        f"fuzz: schemathesis, {examples} examples per operation and mode, {took:.0f} s",
+        ["requests", "5xx", "tracebacks in the log", "target", "verdict"],
+        [
+            [
+                sent,
+                len(errors),
+                tracebacks,
+                "0 5xx, 0 tracebacks",
+                _verdict(not errors and not tracebacks),
+            ]
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="load,upload,faults,fuzz")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the load part")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--upload-mb", type=float, default=50.0)
+    parser.add_argument("--fuzz-examples", type=int, default=50)
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    print(f"# fitaas service reliability ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')})")
+    with tempfile.TemporaryDirectory(prefix="fitaas-reliability-") as scratch:
+        root = Path(scratch)
+        if "load" in parts:
+            part_load(root, args.seconds, args.clients)
+        if "upload" in parts:
+            part_upload(root, args.upload_mb)
+        if "faults" in parts:
+            part_faults(root)
+        if "fuzz" in parts:
+            part_fuzz(root, args.fuzz_examples)
+
+
+if __name__ == "__main__":
+    main()
