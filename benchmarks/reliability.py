@@ -27,8 +27,6 @@ import contextlib
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,100 +37,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import sqlalchemy as sa
 
 from fitaas.example import write_example
 from fitaas.service import db
 from fitaas.service.accounts import add_user
 
-FITAAS = Path(sys.executable).parent / "fitaas"
+# the `fitaas serve` process, clients and fuzzing of the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from service_process import Service as Server
+from service_process import client, fuzz
+
 PLAIN = {"fast": False}  # jobs that take a while: pyhf's own fits
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """One `fitaas serve` process."""
-
-    def __init__(self, database: str, folder: Path, workers: int = 2) -> None:
-        self.database, self.folder, self.workers = database, folder, workers
-        self.port = _port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = folder / f"serve-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        self.process = subprocess.Popen(
-            [
-                str(FITAAS),
-                "serve",
-                "--database",
-                self.database,
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                "--max-upload-mb",
-                "64",
-            ],
-            cwd=self.folder,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.2)
-        raise RuntimeError(f"fitaas serve did not start: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-    def workers_now(self) -> list[psutil.Process]:
-        assert self.process is not None
-        found = []
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if "spawn_main" in " ".join(child.cmdline()):
-                        found.append(child)
-        return found
-
-    def tracebacks(self) -> int:
-        return self.log.read_text(errors="replace").count("Traceback")
 
 
 @contextlib.contextmanager
 def serving(database: str, folder: Path, workers: int = 2) -> Iterator[Server]:
-    server = Server(database, folder, workers).start()
+    server = Server(database, folder, workers=workers).start()
     try:
         yield server
     finally:
         server.stop()
-
-
-def client(server: Server, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
-    )
 
 
 class Setup:
@@ -654,39 +579,11 @@ def part_faults(root: Path) -> None:
 
 
 def part_fuzz(root: Path, examples: int) -> None:
-    import hypothesis
-    import schemathesis
-    from schemathesis import GenerationMode
-
     setup = Setup(root, "fuzz")
     with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
         setup.submit(http, patches=["demo_700_0"])
-        schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
-        sent = 0
-        errors: list[str] = []
         start = time.perf_counter()
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            for mode in GenerationMode:
-
-                @hypothesis.settings(
-                    max_examples=examples,
-                    deadline=None,
-                    database=None,
-                    suppress_health_check=list(hypothesis.HealthCheck),
-                )
-                @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-                def check(case: Any) -> None:
-                    nonlocal sent
-                    response = case.call(
-                        base_url=server.url, headers={"Authorization": f"Bearer {setup.token}"}
-                    )
-                    sent += 1
-                    if response.status_code >= 500:
-                        errors.append(f"{case.method} {case.formatted_path}")
-
-                with contextlib.suppress(hypothesis.errors.Unsatisfiable):
-                    check()  # (no negative case exists for an operation without inputs)
+        sent, errors = fuzz(server.url, setup.token, examples)
         took = time.perf_counter() - start
         tracebacks = server.tracebacks()
     _table(

@@ -7,6 +7,7 @@ when its binaries are absent.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -102,6 +103,23 @@ class Service:
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"fitaas serve did not start: {self.log.read_text()[-2000:]}")
+
+    def workers_now(self) -> list[Any]:
+        """The server's worker processes (children started by multiprocessing's spawn)."""
+        import psutil
+
+        assert self.process is not None
+        found = []
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "spawn_main" in " ".join(child.cmdline()):
+                        found.append(child)
+        return found
+
+    def tracebacks(self) -> int:
+        """Tracebacks in the server's log."""
+        return self.log.read_text(errors="replace").count("Traceback")
 
     def kill(self) -> None:
         """SIGKILL the server alone (its workers notice and exit by themselves)."""
@@ -241,3 +259,36 @@ def stored_created(database: str) -> dict[str, float]:
         rows = conn.execute(sa.select(db.results.c.key, db.results.c.created)).all()
     engine.dispose()
     return {str(k): float(c) for k, c in rows}
+
+
+def fuzz(url: str, token: str, examples: int) -> tuple[int, list[str]]:
+    """Send generated requests to every operation; returns how many, and the 5xx seen."""
+    import hypothesis
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
+    sent = 0
+    errors: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in GenerationMode:
+
+            @hypothesis.settings(
+                max_examples=examples,
+                deadline=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+                derandomize=True,
+                database=None,
+            )
+            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+            def check(case: Any) -> None:
+                nonlocal sent
+                response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"})
+                sent += 1
+                if response.status_code >= 500 or "Traceback" in response.text:
+                    errors.append(f"{case.method} {case.formatted_path}: {response.status_code}")
+
+            with contextlib.suppress(hypothesis.errors.Unsatisfiable):
+                check()  # (no negative case exists for an operation without inputs)
+    return sent, errors

@@ -307,19 +307,7 @@ def test_cancel_stops_running_workers_within_seconds(
 ) -> None:
     # One block of 50,000 plain toys: a task of many minutes. Cancelling used to leave its
     # workers computing until the task ended (the stop was looked at between points).
-    import psutil
-
-    assert service.process is not None
-    server = psutil.Process(service.process.pid)
-
-    def workers() -> list[psutil.Process]:
-        found = []
-        for child in server.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if "spawn_main" in " ".join(child.cmdline()):
-                    found.append(child)
-        return found
-
+    workers = service.workers_now
     options = {"fast": False, "calctype": "toybased", "ntoys": 50_000, "toy_block_size": 50_000}
     with client(service, users.alice) as http:
         job = submit(http, demo, patches=PATCHES[:1], options=options)

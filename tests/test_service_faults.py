@@ -4,13 +4,11 @@ killed server is taken over, nothing lost or computed twice."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -29,18 +27,6 @@ from service_process import (
 
 # plain toys: a job of minutes, still running when the test acts on it
 LONG = {"fast": False, "calctype": "toybased", "ntoys": 400, "toy_block_size": 200}
-
-
-def workers(service: Service) -> list[psutil.Process]:
-    """The service's worker processes (children started by multiprocessing's spawn)."""
-    assert service.process is not None
-    found = []
-    with contextlib.suppress(psutil.Error):
-        for child in psutil.Process(service.process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if "spawn_main" in " ".join(child.cmdline()):
-                    found.append(child)
-    return found
 
 
 def lease_owner(users: Users, job_id: str) -> str | None:
@@ -72,7 +58,10 @@ def test_two_servers_on_one_database(
         with client(first, users.alice) as http:
             job = submit(http, demo, patches=None, options=LONG)
             deadline = time.monotonic() + 120
-            while not workers(first) or http.get(f"/jobs/{job['id']}").json()["state"] != "running":
+            while (
+                not first.workers_now()
+                or http.get(f"/jobs/{job['id']}").json()["state"] != "running"
+            ):
                 assert time.monotonic() < deadline, "the job's workers never started"
                 time.sleep(0.2)
         # A second server on the same file, started while the job runs: it used to resume
@@ -85,13 +74,13 @@ def test_two_servers_on_one_database(
                 for http in (one, two):
                     seen.append(http.get(f"/jobs/{job['id']}").json()["done"])
                     time.sleep(0.25)
-                assert not workers(second), "the second server runs the first one's job"
+                assert not second.workers_now(), "the second server runs the first one's job"
             assert seen == sorted(seen), f"done went backwards: {seen}"
 
             # cancelled through the server that does not run it: the other stops within seconds
             assert two.delete(f"/jobs/{job['id']}").json()["state"] == "cancelled"
             cancelled = time.monotonic()
-            while workers(first):
+            while first.workers_now():
                 assert time.monotonic() - cancelled < 10, "workers still running 10 s after cancel"
                 time.sleep(0.2)
             assert one.get(f"/jobs/{job['id']}").json()["state"] == "cancelled"

@@ -4,14 +4,12 @@ server log holds no traceback (issue 13). A longer run: benchmarks/reliability.p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from service_process import Service, Users, client, running, upload
+from service_process import Service, Users, client, fuzz, running, upload
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -41,37 +39,6 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory, demo: Path) -> Iterator[Fuz
             )
             assert answer.status_code == 201, answer.text
         yield Fuzzed(service, users.alice)
-
-
-def fuzz(url: str, token: str, examples: int) -> tuple[int, list[str]]:
-    """Send generated requests to every operation; returns how many, and the 5xx seen."""
-    from schemathesis import GenerationMode
-
-    schema = schemathesis.openapi.from_url(url + "/openapi.json")
-    sent = 0
-    errors: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in GenerationMode:
-
-            @hypothesis.settings(
-                max_examples=examples,
-                deadline=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-                derandomize=True,
-                database=None,
-            )
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-            def check(case: Any) -> None:
-                nonlocal sent
-                response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"})
-                sent += 1
-                if response.status_code >= 500 or "Traceback" in response.text:
-                    errors.append(f"{case.method} {case.formatted_path}: {response.status_code}")
-
-            with contextlib.suppress(hypothesis.errors.Unsatisfiable):
-                check()  # (no negative case exists for an operation without inputs)
-    return sent, errors
 
 
 def test_no_input_gets_a_server_error(fuzzed: Fuzzed) -> None:
