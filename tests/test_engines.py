@@ -155,13 +155,17 @@ def test_a_dead_worker_loses_nothing(demo: Path, tmp_path: Path, engine_name: st
     assert _values(result) == _values(expected)
 
 
-def test_engine_start_failures_are_one_clear_error(demo: Path) -> None:
+@pytest.mark.slow
+def test_an_unreachable_dask_scheduler_is_one_clear_error() -> None:
     unreachable = r"cannot reach the Dask scheduler \(tcp://127.0.0.1:1\)"
     with (
         pytest.raises(EngineError, match=unreachable),
         DaskEngine({"scheduler": "tcp://127.0.0.1:1"}),
     ):
         pass
+
+
+def test_engine_start_failures_are_one_clear_error(demo: Path) -> None:
     proc = run_cli("scan", str(demo), "--engine", "dask", "--endpoint", "/nonexistent.toml")
     assert proc.returncode == 2 and "no such endpoint file" in proc.stderr
 

@@ -136,3 +136,26 @@ def test_external_executor_gets_the_workspace_by_payload(demo: Path) -> None:
         threaded = fitaas.scan(demo, patches=names, executor=pool, batch_size=2)
     pooled = fitaas.scan(demo, patches=names, workers=1)
     assert [p.cls_obs for p in threaded] == pytest.approx([p.cls_obs for p in pooled], rel=1e-6)
+
+
+def test_a_thread_executor_keeps_each_points_fits_apart(demo: Path) -> None:
+    # pyhf's optimizer is process-global: with 4 threads and one point per task, 59 of 60
+    # points came back with another point's fit records (issue 14), and the checks that
+    # decide ok/suspect read those records.
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["demo_600_200", "demo_700_0", "demo_800_400", "demo_1000_0", "demo_900_200"]
+    names += ["demo_700_200", "demo_800_0", "demo_1000_400"]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = fitaas.scan(demo, patches=names, executor=pool, batch_size=1)
+    pooled = fitaas.scan(demo, patches=names, workers=2, batch_size=1)
+    for mine, reference in zip(threaded, pooled, strict=True):
+        assert mine.patch == reference.patch
+        assert mine.diagnostics is not None and reference.diagnostics is not None
+        fits = [(f["conditional"], f["twice_nll"]) for f in mine.diagnostics["fits"]]
+        expected = [(f["conditional"], f["twice_nll"]) for f in reference.diagnostics["fits"]]
+        assert len(fits) == len(expected), mine.patch
+        assert [c for c, _ in fits] == [c for c, _ in expected]
+        assert [n for _, n in fits] == pytest.approx([n for _, n in expected], rel=1e-9)
+        assert mine.status == reference.status
+        assert mine.cls_obs == pytest.approx(reference.cls_obs, rel=1e-9)

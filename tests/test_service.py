@@ -282,6 +282,7 @@ def test_jobs_survive_a_restart(users: Users, demo: Path, tmp_path: Path, databa
         service.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_cancelled_job_keeps_what_finished(service: Service, users: Users, demo: Path) -> None:
     with client(service, users.alice) as http:

@@ -42,7 +42,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory, demo: Path) -> Iterator[Fuz
 
 
 def test_no_input_gets_a_server_error(fuzzed: Fuzzed) -> None:
-    sent, errors = fuzz(fuzzed.service.url, fuzzed.token, examples=15)
+    sent, errors = fuzz(fuzzed.service.url, fuzzed.token, examples=10)
 
     assert sent > 100
     assert not errors, errors

@@ -49,19 +49,26 @@ def _blocks(store: Path) -> int:
         return int(db.execute("SELECT count(*) FROM results WHERE kind = 'toys'").fetchone()[0])
 
 
-def test_same_seed_same_numbers_on_one_or_two_workers_and_parsl(demo: Path) -> None:
-    from fitaas.engines.parsl import ParslEngine
-
+def test_same_seed_same_numbers_on_one_or_two_workers(demo: Path) -> None:
     options = _toys(ntoys=200, seed=5)
     one = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=1))
     two = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=2))
     assert one == two  # bit for bit
-    with ParslEngine({"provider": "local", "workers_per_node": 2}) as engine:
-        assert _numbers(fitaas.scan(demo, patches=POINTS, options=options, engine=engine)) == one
     other = _numbers(fitaas.scan(demo, patches=POINTS, options=_toys(ntoys=200, seed=6)))
     assert other[0][5] != one[0][5]  # another seed, other toys
 
 
+@pytest.mark.slow
+def test_same_seed_same_numbers_on_parsl(demo: Path) -> None:
+    from fitaas.engines.parsl import ParslEngine
+
+    options = _toys(ntoys=200, seed=5)
+    one = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=1))
+    with ParslEngine({"provider": "local", "workers_per_node": 2}) as engine:
+        assert _numbers(fitaas.scan(demo, patches=POINTS, options=options, engine=engine)) == one
+
+
+@pytest.mark.slow
 def test_more_toys_extend_a_run_and_equal_a_fresh_one(demo: Path, tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     first = fitaas.scan(demo, patches=POINTS, options=_toys(ntoys=150, seed=2), store=store)

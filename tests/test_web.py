@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from fitaas.service import db
@@ -26,6 +27,8 @@ def test_log_in_submit_and_watch_a_job_in_a_browser(tmp_path: Path, demo: Path) 
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            messages: list[str] = []
+            page.on("console", lambda m: messages.append(m.text))
             page.goto(service.url + "/")
             page.fill("#token", "fitaas_not-a-token")
             page.click("#login-form button")
@@ -72,6 +75,30 @@ def test_log_in_submit_and_watch_a_job_in_a_browser(tmp_path: Path, demo: Path) 
             sync_api.expect(page.locator("#toy-plot")).to_be_visible(timeout=30_000)
             width = page.eval_on_selector("#toy-plot", "img => img.naturalWidth")
             assert width > 300
+
+            # Names with markup, as a database edited by other means could hold (fitaas's admin
+            # commands refuse them): the page used to put them into innerHTML unescaped.
+            hostile = '<img src=x onerror="window.pwned=1">'
+            engine = db.connect(database)
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.update(db.users).where(db.users.c.name == "alice").values(name=hostile)
+                )
+                conn.execute(
+                    sa.update(db.endpoints)
+                    .where(db.endpoints.c.name == "local")
+                    .values(name=hostile)
+                )
+            engine.dispose()
+            page.reload()
+            sync_api.expect(jobs.first).to_contain_text(hostile)
+            sync_api.expect(page.locator("#who")).to_contain_text(hostile)
+            assert page.locator("#endpoint option").all_text_contents() == [hostile]
+            page.wait_for_timeout(500)
+            assert page.evaluate("window.pwned") is None
+            assert page.locator("img:not(#plot):not(#toy-plot)").count() == 0
+            # the page runs under its own Content Security Policy without a violation
+            assert not [m for m in messages if "Content Security Policy" in m], messages
 
             # bob logs in on a fresh page: none of alice's jobs
             other = browser.new_page()
