@@ -86,7 +86,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_failed_points_give_nonzero_exit(tmp_path: Path) -> None:
     run_cli("example", "demo", cwd=tmp_path)
-    proc = run_cli("scan", "demo", "--patch", "demo_700_0", "--maxiter", "2", cwd=tmp_path)
+    proc = run_cli(
+        "scan", "demo", "--patch", "demo_700_0", "--maxiter", "2", "--retry-strategy", "none",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert proc.returncode == 1
     assert "1 failed" in proc.stderr and "Iteration limit reached" in proc.stderr
     data = json.loads((tmp_path / "results.json").read_text())
