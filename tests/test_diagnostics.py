@@ -190,3 +190,55 @@ def test_cls_sensitivity_follows_the_asymptotic_formulas() -> None:
     # a sensitive point: the same error is harmless
     assert cls_sensitivity(result(2.0), 1e-5) < 1e-5
     assert cls_sensitivity(result(2.0), 1e-5) > 0.0
+
+
+def _excess(observed: float) -> dict[str, object]:
+    model = pyhf.simplemodels.uncorrelated_background(
+        signal=[5.0], bkg=[50.0], bkg_uncertainty=[5.0]
+    )
+    return {
+        "channels": model.spec["channels"],
+        "observations": [{"name": "singlechannel", "data": [observed]}],
+        "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+
+
+def test_a_poi_at_its_upper_bound_is_flagged_where_it_changes_the_test() -> None:
+    # 150 observed over 50 expected: mu-hat = 20, beyond the POI's bound of 10. The discovery
+    # statistic q0 uses the likelihood at mu-hat, so the bound changes it; q-tilde at mu = 1
+    # is 0 for any mu-hat above 1, so there the bound changes nothing (issue 14).
+    spec = _excess(150.0)
+    (q0,) = fitaas.scan(spec, options=InferenceOptions(test_stat="q0", poi_value=0.0))
+    assert q0.status == "suspect", q0
+    assert q0.reason is not None and "POI ended at its upper bound (10)" in q0.reason
+    assert q0.diagnostics is not None and q0.diagnostics["attempts"] == 1  # nothing to retry
+    assert "retried" not in q0.reason
+
+    (qtilde,) = fitaas.scan(spec, options=InferenceOptions(test_stat="qtilde"))
+    assert qtilde.status == "ok", qtilde.reason
+
+    widened = InferenceOptions(test_stat="q0", poi_value=0.0, par_bounds={"mu": [0.0, 50.0]})
+    (free,) = fitaas.scan(spec, options=widened)
+    assert free.status == "ok", free.reason
+    # and the numbers are pyhf's on the same model with the same bounds
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model()
+    bounds = model.config.suggested_bounds()
+    bounds[model.config.poi_index] = (0.0, 50.0)
+    p0, _expected = pyhf.infer.hypotest(
+        0.0, workspace.data(model), model, test_stat="q0", par_bounds=bounds,
+        return_expected=True,
+    )  # fmt: skip
+    assert free.hypotest is not None
+    assert free.hypotest.cls_obs == pytest.approx(float(p0), rel=1e-5, abs=1e-8)
+    assert q0.hypotest is not None and q0.hypotest.cls_obs > 10 * float(p0)  # the bound's bias
+
+
+def test_significance_of_tiny_p_values() -> None:
+    # 1 - p0 rounds to 1 below ~1e-16: the point used to fail with "p must be in the range"
+    from fitaas.inference.results import significance
+
+    for p0 in (0.5, 1e-3, 2.9e-7, 1e-12, 1e-17, 1e-300):
+        assert significance(p0) == pytest.approx(-norm.ppf(p0), rel=1e-12)
+    assert significance(0.0) == np.inf and np.isnan(significance(float("nan")))

@@ -38,6 +38,8 @@ STRATEGIES = ("default", "tight", "minuit")
 PRECISION = {"default": 1e-5, "tight": 1e-9, "minuit": 1e-4}
 # The largest error in any CLs value a fit's precision may cause for a point to be ``ok``.
 CLS_PRECISION = 1e-3
+# A reason that stricter strategies cannot remove (they stop at the same bound).
+POI_AT_BOUND = "the POI ended at its upper bound"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class FitRecord:
     moved: float
     at_bounds: tuple[str, ...]
     grad_norm: float | None
+    poi_at_upper_bound: float | None = None  # the POI's value when it ended at its upper bound
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -87,11 +90,14 @@ def _record(model: Any, result: Any, start: np.ndarray, bounds: Any, fixed: Any)
     names = model.config.par_names
     at_bounds = []
     interior = []
+    poi_at_upper_bound = None
     for i in free:
         low, high = bounds[i] if bounds is not None else (-np.inf, np.inf)
         span = max(high - low, 1e-12)
         if min(x[i] - low, high - x[i]) < 1e-6 * span:
             at_bounds.append(names[i])
+            if i == model.config.poi_index and high - x[i] < 1e-6 * span:
+                poi_at_upper_bound = float(x[i])
         else:
             interior.append(i)
     jac = getattr(result, "jac", None)
@@ -107,6 +113,7 @@ def _record(model: Any, result: Any, start: np.ndarray, bounds: Any, fixed: Any)
         moved=moved,
         at_bounds=tuple(at_bounds),
         grad_norm=grad,
+        poi_at_upper_bound=poi_at_upper_bound,
     )
 
 
@@ -157,6 +164,18 @@ def cls_sensitivity(result: HypotestResult, twice_nll_error: float) -> float:
     return worst
 
 
+def _bound_matters(at: float | None, result: HypotestResult) -> bool:
+    """Whether an unconditional fit's POI at its upper bound ``at`` changes the test.
+
+    q and q-tilde are 0 whenever mu-hat lies above the tested mu, wherever the bound puts it:
+    a bound above the tested value changes nothing. q0 uses the likelihood at mu-hat itself.
+    (At the lower bound, q-tilde's 0, the test statistic is built to expect it.)
+    """
+    if at is None:
+        return False
+    return result.test_stat == "q0" or at <= result.poi_value + 1e-9 * max(1.0, abs(at))
+
+
 def diagnose(
     records: Sequence[FitRecord],
     result: HypotestResult | None,
@@ -191,6 +210,12 @@ def diagnose(
                     "(the unconditional fit stopped early)"
                 )
     if result is not None:
+        for record in records:
+            if not record.conditional and _bound_matters(record.poi_at_upper_bound, result):
+                reasons.append(
+                    f"{POI_AT_BOUND} ({record.poi_at_upper_bound:g}) in an unconditional fit, "
+                    "so the test statistic depends on where the bound is: widen it (par_bounds)"
+                )
         values = [result.cls_obs, *result.cls_exp, result.clsb_obs, result.clb_obs]
         if not all(np.isfinite(values)):
             reasons.append("a CLs value is not a number (0/0: both tails vanished)")
@@ -240,7 +265,7 @@ def checked_hypotest(
     Returns:
         The result (``None`` when every strategy failed) and its diagnosis.
     """
-    names = STRATEGIES if options.retry_strategy != "none" else STRATEGIES[:1]
+    names: tuple[str, ...] = STRATEGIES if options.retry_strategy != "none" else STRATEGIES[:1]
     kept: tuple[HypotestResult | None, Diagnosis] | None = None
     retries: list[str] = []
     for attempt, name in enumerate(names, start=1):
@@ -267,6 +292,9 @@ def checked_hypotest(
             kept = (result, diagnosis)
         if attempt > 1:
             retries.append(f"retried with {name}: {'; '.join(reasons) or status}")
+        if reasons and all(r.startswith(POI_AT_BOUND) for r in reasons):
+            names = names[:attempt]  # every strategy stops at the same bound
+            break
     assert kept is not None
     result, diagnosis = kept
     return result, dataclasses.replace(

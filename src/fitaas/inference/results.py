@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
+
+from scipy.stats import norm
 
 __all__ = [
     "FitResult",
@@ -25,7 +26,9 @@ def significance(p0: float) -> float:
         return math.inf
     if p0 == 1:
         return -math.inf
-    return NormalDist().inv_cdf(1.0 - p0)
+    # (not inv_cdf(1 - p0): 1 - p0 rounds to 1 below p0 ~ 1e-16, an error there, and loses
+    # digits long before)
+    return float(norm.isf(p0))
 
 
 @dataclass(frozen=True)
