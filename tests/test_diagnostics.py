@@ -242,3 +242,36 @@ def test_significance_of_tiny_p_values() -> None:
     for p0 in (0.5, 1e-3, 2.9e-7, 1e-12, 1e-17, 1e-300):
         assert significance(p0) == pytest.approx(-norm.ppf(p0), rel=1e-12)
     assert significance(0.0) == np.inf and np.isnan(significance(float("nan")))
+
+
+def test_a_failed_fit_never_reads_terminated_successfully() -> None:
+    # pyhf's MINUIT optimizer words its message before HESSE, which can invalidate the
+    # minimum: points were reported "fit did not converge: Optimization terminated
+    # successfully." (issue 14). The message now says what MINUIT's flags say.
+    import scipy.optimize
+    from iminuit import Minuit
+
+    from fitaas.inference.backend import honest_message
+
+    minuit = Minuit(lambda x, y: (x - y) ** 2, x=1.0, y=2.0)
+    minuit.errordef = 1
+    minuit.migrad()
+    minuit.hesse()
+    failed = scipy.optimize.OptimizeResult(
+        success=False, message="Optimization terminated successfully.", minuit=minuit
+    )
+    message = honest_message(failed).message
+    assert "success" not in message and message.startswith("MINUIT found no valid minimum")
+    assert "forced positive definite" in message  # this function's flat direction
+    plain = scipy.optimize.OptimizeResult(
+        success=False, message="Optimization terminated successfully."
+    )
+    assert "success" not in honest_message(plain).message
+    for kept in (
+        scipy.optimize.OptimizeResult(
+            success=True, message="Optimization terminated successfully."
+        ),
+        scipy.optimize.OptimizeResult(success=False, message="Iteration limit reached"),
+    ):
+        before = kept.message
+        assert honest_message(kept).message == before

@@ -15,7 +15,7 @@ import pyhf
 from fitaas.errors import FitaasError, InputError
 from fitaas.inference.options import InferenceOptions
 
-__all__ = ["FitTimeout", "pyhf_backend"]
+__all__ = ["FitTimeout", "honest_message", "pyhf_backend"]
 
 _EXTRA = {"jax": "jax", "minuit": "minuit"}
 
@@ -31,6 +31,37 @@ OnFit = Callable[[Any, np.ndarray, Any, Any], None]
 
 class FitTimeout(FitaasError):
     """A minimisation ran past the ``fit_timeout`` option."""
+
+
+_MINUIT_PROBLEMS = (
+    ("hesse_failed", "HESSE failed"),
+    ("has_made_posdef_covar", "the covariance had to be forced positive definite"),
+    ("is_above_max_edm", "the estimated distance to the minimum is above the goal"),
+    ("has_reached_call_limit", "the call limit was reached"),
+    ("has_parameters_at_limit", "parameters are at their limits"),
+)
+
+
+def honest_message(result: Any) -> Any:
+    """Make a failed minimisation's message say why, never "terminated successfully".
+
+    pyhf's MINUIT optimizer words its message after MIGRAD, then runs HESSE, which can
+    invalidate the minimum: the result then fails with "Optimization terminated
+    successfully." (seen on a published likelihood). The message is rewritten from
+    MINUIT's own flags (or says that the minimiser's verdict was a failure).
+    """
+    if getattr(result, "success", True) or "success" not in str(getattr(result, "message", "")):
+        return result
+    minuit = getattr(result, "minuit", None)
+    fmin = getattr(minuit, "fmin", None)
+    problems = [text for flag, text in _MINUIT_PROBLEMS if getattr(fmin, flag, False)]
+    if fmin is not None:
+        result.message = "MINUIT found no valid minimum after HESSE" + (
+            f": {'; '.join(problems)}" if problems else ""
+        )
+    else:
+        result.message = "the minimiser reported its result as not converged"
+    return result
 
 
 @cache
@@ -76,6 +107,7 @@ def _watched(base: type) -> type:
                 fixed_vals=fixed_vals,
                 options=options if options is not None else {},
             )
+            honest_message(result)
             if self.on_fit is not None:
                 self.on_fit(result, start, bounds, fixed_vals)
             return result
