@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -64,24 +66,35 @@ def test_single_commands(tmp_path: Path) -> None:
     assert many.returncode == 2 and "choose one with --patch" in many.stderr
 
 
+BAD_INPUT = [
+    (("scan", "bad.json"), "bad.json: malformed JSON at line 1, column 15"),
+    (("scan", "demo", "--patch", "demo_7000_0"), "no patch named 'demo_7000_0'"),
+    (("scan", "missing.json"), "missing.json: no such file"),
+    (("scan", "demo", "--interpcode", "normsys"), "--interpcode: expected NAME=VALUE"),
+    (("scan", "demo", "--ul-scan", "0,5"), "--ul-scan: expected START,STOP,POINTS"),
+]
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    _bad_input(tmp_path, BAD_INPUT[:2])
+    debug = run_cli("--debug", "scan", "bad.json", cwd=tmp_path)
+    assert "Traceback" in debug.stderr
+
+
+@pytest.mark.slow
+def test_more_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    _bad_input(tmp_path, BAD_INPUT[2:])
+
+
+def _bad_input(tmp_path: Path, cases: list[tuple[tuple[str, ...], str]]) -> None:
     run_cli("example", "demo", cwd=tmp_path)
     (tmp_path / "bad.json").write_text('{"channels": [}')
-    cases = [
-        (("scan", "bad.json"), "bad.json: malformed JSON at line 1, column 15"),
-        (("scan", "missing.json"), "missing.json: no such file"),
-        (("scan", "demo", "--patch", "demo_7000_0"), "no patch named 'demo_7000_0'"),
-        (("scan", "demo", "--interpcode", "normsys"), "--interpcode: expected NAME=VALUE"),
-        (("scan", "demo", "--ul-scan", "0,5"), "--ul-scan: expected START,STOP,POINTS"),
-    ]
     for args, message in cases:
         proc = run_cli(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
-    debug = run_cli("--debug", "scan", "bad.json", cwd=tmp_path)
-    assert "Traceback" in debug.stderr
 
 
 def test_failed_points_give_nonzero_exit(tmp_path: Path) -> None:

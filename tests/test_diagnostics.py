@@ -52,6 +52,7 @@ def test_an_optimizer_that_stops_early_is_caught_and_rescued(demo: Path) -> None
         assert point.status == "ok", point.reason
         assert point.diagnostics["strategy"] == "tight"
         assert point.diagnostics["attempts"] == 2
+        assert point.diagnostics["tried"] == ["default", "tight"]
         assert point.cls_obs == pytest.approx(_tight_reference(demo, point.patch), abs=1e-3)
     assert checked["demo_700_0"].cls_obs < 0.05
 
@@ -93,8 +94,15 @@ def test_every_strategy_failing_is_failed_with_the_reason(demo: Path) -> None:
     result = fitaas.scan(demo, patches=["demo_700_0"], options=InferenceOptions(maxiter=2))
     point = result.points[0]
     assert point.status == "failed"
-    assert point.diagnostics["attempts"] == 3
+    # the fast path's fits, tighter; pyhf's own at 1e-10 (plain, cold start); MINUIT
+    assert point.diagnostics["tried"] == ["default", "tight", "plain", "minuit"]
+    assert point.diagnostics["attempts"] == 4
     assert "fit did not converge" in (point.error or "")
+    # from the plain path, "tight" is pyhf's own fits at 1e-10 already: not run twice
+    plain = fitaas.scan(
+        demo, patches=["demo_700_0"], options=InferenceOptions(maxiter=2, fast=False)
+    ).points[0]
+    assert plain.diagnostics["tried"] == ["default", "tight", "minuit"]
 
 
 def test_results_json_carries_status_reason_and_diagnostics(demo: Path, tmp_path: Path) -> None:
@@ -212,7 +220,7 @@ def test_a_poi_at_its_upper_bound_is_flagged_where_it_changes_the_test() -> None
     (q0,) = fitaas.scan(spec, options=InferenceOptions(test_stat="q0", poi_value=0.0))
     assert q0.status == "suspect", q0
     assert q0.reason is not None and "POI ended at its upper bound (10)" in q0.reason
-    assert q0.diagnostics is not None and q0.diagnostics["attempts"] == 1  # nothing to retry
+    assert q0.diagnostics is not None and q0.diagnostics["tried"] == ["default"]  # no retry
     assert "retried" not in q0.reason
 
     (qtilde,) = fitaas.scan(spec, options=InferenceOptions(test_stat="qtilde"))

@@ -70,7 +70,7 @@ def test_two_servers_on_one_database(
         assert first.process is not None and second.process is not None
         seen: list[int] = []
         with client(first, users.alice) as one, client(second, users.alice) as two:
-            for _ in range(12):  # 6 s, both servers answering
+            for _ in range(6):  # 3 s, both servers answering
                 for http in (one, two):
                     seen.append(http.get(f"/jobs/{job['id']}").json()["done"])
                     time.sleep(0.25)

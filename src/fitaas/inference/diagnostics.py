@@ -31,11 +31,14 @@ NLL_TOLERANCE = 1e-3
 NOT_MOVED = 1e-10
 # Projected gradient norm of -2lnL beyond which a minimum is not one.
 GRADIENT_LIMIT = 1.0
-STRATEGIES = ("default", "tight", "minuit")
+# Tried in order until one is ok: the options' own fits, the same at tolerance 1e-10, pyhf's
+# own scipy fits at 1e-10 (plain path, cold start: what rescued points on a published
+# likelihood where the fast path's fits stalled), MINUIT.
+STRATEGIES = ("default", "tight", "plain", "minuit")
 # How far from its true minimum a fit's -2lnL may stop, per strategy (measured on the
 # sbottom pallets: pyhf's default SLSQP stops within ~1e-6..1e-5 of a tolerance-1e-10 fit;
 # MINUIT's default EDM goal leaves up to ~1e-4).
-PRECISION = {"default": 1e-5, "tight": 1e-9, "minuit": 1e-4}
+PRECISION = {"default": 1e-5, "tight": 1e-9, "plain": 1e-9, "minuit": 1e-4}
 # The largest error in any CLs value a fit's precision may cause for a point to be ``ok``.
 CLS_PRECISION = 1e-3
 # A reason that stricter strategies cannot remove (they stop at the same bound).
@@ -70,14 +73,17 @@ class Diagnosis:
     strategy: str
     fits: tuple[FitRecord, ...]
     attempts: int = 1
+    tried: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values."""
+        """Plain JSON-able values: ``strategy`` produced the numbers, ``tried`` lists every
+        strategy run for the point, in order."""
         return {
             "status": self.status,
             "reasons": list(self.reasons),
             "strategy": self.strategy,
             "attempts": self.attempts,
+            "tried": list(self.tried or (self.strategy,)),
             "fits": [f.to_dict() for f in self.fits],
         }
 
@@ -247,6 +253,8 @@ def _precision(options: InferenceOptions) -> float:
 def _strategy(options: InferenceOptions, name: str) -> InferenceOptions:
     if name == "tight":
         return dataclasses.replace(options, tolerance=1e-10)
+    if name == "plain":
+        return dataclasses.replace(options, tolerance=1e-10, fast=False)
     if name == "minuit":
         return dataclasses.replace(options, optimizer="minuit")
     return options
@@ -257,19 +265,25 @@ def checked_hypotest(
 ) -> tuple[HypotestResult | None, Diagnosis]:
     """A hypothesis test whose fits are checked, retried with stricter strategies if needed.
 
-    Strategies, in order: pyhf's defaults (``default``), scipy with tolerance 1e-10
-    (``tight``), MINUIT (``minuit``); ``options.retry_strategy = "none"`` stops after the
+    Strategies, in order: the options as given (``default``), the same at tolerance 1e-10
+    (``tight``), pyhf's own scipy fits at 1e-10 (``plain``; skipped where it is ``tight``
+    already), MINUIT (``minuit``); ``options.retry_strategy = "none"`` stops after the
     first. The first ``ok`` result wins; otherwise the first result that exists is kept
-    as ``suspect``, or the point is ``failed``.
+    as ``suspect``, or the point is ``failed``. The diagnosis names the strategy that
+    produced the numbers and every strategy tried.
 
     Returns:
         The result (``None`` when every strategy failed) and its diagnosis.
     """
-    names: tuple[str, ...] = STRATEGIES if options.retry_strategy != "none" else STRATEGIES[:1]
+    plan: list[tuple[InferenceOptions, str]] = []
+    for name in STRATEGIES if options.retry_strategy != "none" else STRATEGIES[:1]:
+        strategy = _strategy(options, name)
+        if all(strategy != planned for planned, _ in plan):  # the same fits are not run twice
+            plan.append((strategy, name))
+    names = tuple(name for _, name in plan)
     kept: tuple[HypotestResult | None, Diagnosis] | None = None
     retries: list[str] = []
-    for attempt, name in enumerate(names, start=1):
-        strategy = _strategy(options, name)
+    for attempt, (strategy, name) in enumerate(plan, start=1):
         result: HypotestResult | None = None
         records: list[FitRecord] = []
 
@@ -285,7 +299,7 @@ def checked_hypotest(
         status = "ok" if result is not None and not reasons else "suspect"
         if result is None:
             status = "failed"
-        diagnosis = Diagnosis(status, reasons, name, tuple(records), attempt)
+        diagnosis = Diagnosis(status, reasons, name, tuple(records), attempt, names[:attempt])
         if status == "ok":
             return result, diagnosis
         if kept is None or (kept[0] is None and result is not None):
@@ -298,5 +312,5 @@ def checked_hypotest(
     assert kept is not None
     result, diagnosis = kept
     return result, dataclasses.replace(
-        diagnosis, reasons=(*diagnosis.reasons, *retries), attempts=len(names)
+        diagnosis, reasons=(*diagnosis.reasons, *retries), attempts=len(names), tried=names
     )

@@ -49,7 +49,7 @@ HEARTBEAT_SECONDS = 2.0
 # ... and a lease not renewed for this long may be taken over by another server.
 LEASE_SECONDS = 30.0
 # How often a server looks for jobs that no live server holds.
-SWEEP_SECONDS = 10.0
+SWEEP_SECONDS = 5.0
 # Local workers yield to the server's own threads (API, pictures) when cores are scarce.
 LOCAL_WORKER_NICENESS = 5
 
