@@ -252,9 +252,10 @@ def test_bad_input_gets_a_clear_error(
         assert http.get("/jobs").json() == []  # nothing was queued by a refused request
 
 
-@pytest.mark.parametrize(
-    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
-)
+# (slow: the SIGKILL of a running server and its job's takeover, nothing recomputed, are in
+# the default run: tests/test_service_faults.py)
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 def test_jobs_survive_a_restart(users: Users, demo: Path, tmp_path: Path, database: str) -> None:
     service = Service(database, tmp_path).start()
     try:

@@ -4,6 +4,7 @@ killed server is taken over, nothing lost or computed twice."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,26 @@ def test_a_database_file_removed_under_the_service_is_reported(
         again = submit(http, demo, patches=PATCHES[1:2])
         assert wait(http, again["id"])["state"] == "done"
     assert "was removed while the service runs" in service.log.read_text()
+
+
+def test_a_read_only_database_is_one_clear_error_at_start(tmp_path: Path) -> None:
+    # (a filesystem in use cannot be made read-only under a running server here: Linux
+    # refuses the remount as busy; a service started on one must say so, not crash later)
+    writable, read_only = tmp_path / "data", tmp_path / "read-only"
+    writable.mkdir()
+    read_only.mkdir()
+    Users(f"sqlite:///{writable / 'service.sqlite'}").engine.dispose()
+    mounted = subprocess.run(["mount", "--bind", str(writable), str(read_only)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(read_only)]).returncode:
+            pytest.skip("cannot make a bind mount read-only here")
+        service = Service(f"sqlite:///{read_only / 'service.sqlite'}", tmp_path)
+        with pytest.raises(RuntimeError) as failed:
+            service.start()
+        assert "cannot open the database" in str(failed.value)
+        assert f"{read_only} is read-only" in str(failed.value)
+        assert "Traceback" not in service.log.read_text()
+    finally:
+        subprocess.run(["umount", str(read_only)], check=False)

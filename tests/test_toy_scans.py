@@ -115,6 +115,7 @@ def test_toys_refuse_what_they_cannot_compute(demo: Path) -> None:
         fitaas.scan(demo, patches=POINTS, options=_toys(), kinds=("hypotest", "upper_limit"))
 
 
+@pytest.mark.slow
 def test_toy_scan_from_the_command_line_and_its_plot(demo: Path, tmp_path: Path) -> None:
     out = tmp_path / "toys.json"
     done = run_cli(

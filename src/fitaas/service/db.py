@@ -8,8 +8,10 @@ endpoint, open to every user.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -219,8 +221,12 @@ def connect(url: str = DEFAULT_DATABASE) -> sa.Engine:
     try:
         migrate(engine)
     except sa.exc.OperationalError as exc:
+        hint = ""
+        name = engine.url.database if engine.dialect.name == "sqlite" else None
+        if name and name != ":memory:" and not os.access(Path(name).resolve().parent, os.W_OK):
+            hint = f" ({Path(name).resolve().parent} is read-only: SQLite writes beside its file)"
         raise FitaasError(
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}{hint}"
         ) from None
     return engine
