@@ -5,7 +5,9 @@ and the rate limit on failed authentication (issue 13, items 12, 13 and 15)."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +66,12 @@ def test_bodies_and_gzip_framing_get_the_right_answer(
         assert "7 bytes that are not gzip after the end of the gzip data" in detail
         detail = _detail(http.post("/workspaces", content=whole[: len(whole) // 2]), 422)
         assert "the gzip data is cut short" in detail and "JSON" not in detail
+        # a published pallet as downloaded: said so, not "malformed JSON ... Extra data"
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+            tar.add(demo / "BkgOnly.json", arcname="pallet/BkgOnly.json")
+        detail = _detail(http.post("/workspaces", content=archive.getvalue()), 422)
+        assert "this is a tar archive" in detail and "JSON" in detail
         damaged = whole[:20] + bytes(b ^ 0xFF for b in whole[20:60]) + whole[60:]
         assert "damaged gzip data" in _detail(http.post("/workspaces", content=damaged), 422)
         assert http.get("/jobs").json() == []

@@ -38,6 +38,11 @@ def checked_document(raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes
         InputError: Malformed JSON or a document that fails pyhf's schema.
     """
     text = gunzip(raw, kind, limit)
+    if text[257:262] == b"ustar":  # a tar archive (a published pallet as downloaded)
+        raise InputError(
+            f"{kind}: this is a tar archive; upload the {kind} JSON itself (plain or gzip), or "
+            "let fitaas submit read the archive and upload its workspace and patchset"
+        )
     spec = parse_json_bytes(text, kind)
     if kind == "workspace":
         validate_workspace(spec, "workspace")
