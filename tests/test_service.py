@@ -93,6 +93,10 @@ def test_a_job_gives_the_results_of_fitaas_scan(
         assert results["results"][0]["cls_obs"] == pytest.approx(cls_obs, abs=1e-5)
         csv = http.get(f"/jobs/{job['id']}/results", params={"format": "csv"}).text
         assert csv.splitlines()[0].startswith("patch,") and len(csv.splitlines()) == 5
+        # the short id the page shows names the job (a unique prefix of 6 or more)
+        assert http.get(f"/jobs/{job['id'][:8]}").json()["id"] == job["id"]
+        assert http.get(f"/jobs/{job['id'][:8]}/results").json() == results
+        assert http.get(f"/jobs/{job['id'][:5]}").status_code == 404  # too short
 
         # the same workspace twice is stored once; the same job again computes nothing
         again = http.post("/workspaces", content=(demo / "BkgOnly.json").read_bytes())
@@ -119,7 +123,7 @@ def test_users_see_only_their_own_and_their_groups_jobs(
         wait(alice, private["id"])
         wait(alice, shared["id"])
         assert bob.get("/jobs").json() == []
-        for job_id in (private["id"], shared["id"]):
+        for job_id in (private["id"], shared["id"], private["id"][:8]):  # (a prefix too)
             for path in ("", "/results", "/plot.png", "/results?format=csv"):
                 response = bob.get(f"/jobs/{job_id}{path}")
                 assert response.status_code == 404, (path, response.text)

@@ -70,6 +70,14 @@ def test_admin_cli_users_tokens_and_endpoints(tmp_path: Path, demo: Path) -> Non
         shown = cli("job", *url, job_id, "-o", "again.csv", cwd=tmp_path, token=alice)
         assert shown.returncode == 0 and "2/2" in shown.stdout
         assert (tmp_path / "again.csv").read_text().count("\n") == 3
+        # data on stdout, words on stderr: the results piped to a file are valid JSON
+        piped = cli("job", *url, job_id, "--results", cwd=tmp_path, token=alice)
+        assert piped.returncode == 0 and "2/2" in piped.stderr, piped.stderr
+        piped_results = json.loads(piped.stdout)["results"]
+        assert [r["patch"] for r in piped_results] == ["demo_700_0", "demo_800_200"]
+        # the short id the page and `fitaas jobs` show is enough
+        short = cli("job", *url, job_id[:8], cwd=tmp_path, token=alice)
+        assert short.returncode == 0 and "2/2" in short.stdout, short.stderr
         # bob may not use the endpoint nor see alice's job
         denied = cli(
             "submit", *url, str(demo / "BkgOnly.json"), "--endpoint", "small",
@@ -77,6 +85,8 @@ def test_admin_cli_users_tokens_and_endpoints(tmp_path: Path, demo: Path) -> Non
         )  # fmt: skip
         assert denied.returncode == 2 and "403" in denied.stderr
         hidden = cli("job", *url, job_id, cwd=tmp_path, token=bob)
+        assert hidden.returncode == 2 and "404" in hidden.stderr
+        hidden = cli("job", *url, job_id[:8], cwd=tmp_path, token=bob)  # nor by its prefix
         assert hidden.returncode == 2 and "404" in hidden.stderr
         # rotating a token: the old one stops working at once
         new = admin("token", "rotate", "alice", cwd=tmp_path)

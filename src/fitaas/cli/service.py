@@ -370,10 +370,11 @@ def job(
         current = client.cancel(job_id) if cancel else client.job(job_id)
         if wait:
             current = client.wait(current)
-        click.echo(_job_line(current))
+        # data on stdout, words on stderr: `fitaas job ID --results > r.json` is valid JSON
+        click.echo(_job_line(current), err=want_results and not output)
         if current.error:
             click.echo(f"error: {current.error}", err=True)
         if output:
-            _write_results(client, job_id, output)
+            _write_results(client, current.id, output)
         elif want_results:
-            click.echo(json.dumps(client.results(job_id), indent=1))
+            click.echo(json.dumps(client.results(current.id), indent=1))

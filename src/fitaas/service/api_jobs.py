@@ -114,9 +114,26 @@ def _public(row: Any) -> JobPublic:
     )
 
 
+# The shortest prefix of a job id accepted for the whole id (the page and `fitaas jobs` show 8).
+MIN_PREFIX = 6
+
+
 def _job_row(database: sa.Engine, user: User, job_id: str) -> Any:
+    """The job with this id, or the one job whose id starts with it, among the visible."""
     with database.connect() as conn:
         row = conn.execute(_select().where(db.jobs.c.id == job_id, _visible(user))).first()
+        if row is None and MIN_PREFIX <= len(job_id) < 32:
+            found = conn.execute(
+                _select()
+                .where(db.jobs.c.id.startswith(job_id, autoescape=True), _visible(user))
+                .limit(2)
+            ).all()
+            if len(found) > 1:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"several of your jobs start with {job_id}: give more of the id",
+                )
+            row = found[0] if found else None
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id} visible to you")
     return row
@@ -335,7 +352,7 @@ def job_plot(
             raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
         return _png(figure)
 
-    return _picture(request, ("cls", job_id, cl), row, render)
+    return _picture(request, ("cls", row.id, cl), row, render)
 
 
 @router.get("/jobs/{job_id}/toys.png", response_class=Response)
@@ -367,7 +384,7 @@ def job_toys_plot(
 
         return _png(toy_distributions(found[0]))
 
-    return _picture(request, ("toys", job_id, patch), row, render)
+    return _picture(request, ("toys", row.id, patch), row, render)
 
 
 @router.delete("/jobs/{job_id}")
@@ -380,8 +397,8 @@ def cancel_job(job_id: str, user: CurrentUser, database: Database, runner: Runne
         with database.begin() as conn:
             conn.execute(
                 sa.update(db.jobs)
-                .where(db.jobs.c.id == job_id)
+                .where(db.jobs.c.id == row.id)
                 .values(state="cancelled", finished=time.time())
             )
-        runner.cancel(job_id)
-    return _public(_job_row(database, user, job_id))
+        runner.cancel(row.id)
+    return _public(_job_row(database, user, row.id))
