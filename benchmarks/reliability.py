@@ -46,7 +46,7 @@ from fitaas.service.accounts import add_user
 # the `fitaas serve` process, clients and fuzzing of the tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from service_process import Service as Server
-from service_process import client, fuzz
+from service_process import client, fill, fuzz, stored_created
 
 PLAIN = {"fast": False}  # jobs that take a while: pyhf's own fits
 
@@ -88,13 +88,6 @@ class Setup:
             keys = conn.execute(sa.select(sa.func.count(sa.distinct(db.results.c.key)))).scalar()
         engine.dispose()
         return int(rows or 0), int(keys or 0)
-
-    def created(self) -> dict[str, float]:
-        engine = db.connect(self.database)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(db.results.c.key, db.results.c.created)).all()
-        engine.dispose()
-        return {str(k): float(c) for k, c in rows}
 
 
 def wait(http: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
@@ -353,54 +346,65 @@ class Watch:
         return ", ".join(f"{k}: {v}" for k, v in sorted(self.codes.items()))
 
 
-def _row(
-    name: str,
-    job: dict[str, Any],
-    setup: Setup,
-    before: dict[str, float],
-    codes: str,
-    took: float,
-    note: str = "",
-) -> list[Any]:
-    rows, keys = setup.results()
-    after = setup.created()
-    recomputed = sum(1 for k, v in before.items() if after.get(k) != v)
-    lost = sum(1 for k in before if k not in after)
-    state = job["state"] + (f" ({job['error']})" if job.get("error") else "")
-    ok = job["state"] in ("done", "failed", "cancelled") and not lost and rows == keys
-    ok = ok and not recomputed
-    return [
-        name,
-        state[:70],
-        lost,
-        rows - keys + recomputed,
-        codes,
-        f"{took:.1f}",
-        note,
-        _verdict(ok),
-    ]
+class Fault:
+    """A job under a fault, from the moment it starts: what was stored before, the status
+    codes a client sees meanwhile (through ``url``, from when :meth:`follow` is called), and
+    the time until the job ends."""
+
+    def __init__(self, setup: Setup, job: dict[str, Any], url: str | None = None) -> None:
+        self.setup, self.job = setup, job
+        self.before = stored_created(setup.database)
+        self.start = time.perf_counter()
+        self.watch: Watch | None = None
+        if url is not None:
+            self.follow(url)
+
+    def follow(self, url: str) -> None:
+        """Poll the job's status through this server from now on."""
+        self.watch = Watch(url, self.setup.token, self.job["id"])
+
+    def row(self, name: str, http: httpx.Client, note: Any = "") -> list[Any]:
+        """Wait for the job's end; the table's line. ``note``: text, or a function of the
+        job's final state that gives it (it may act first, e.g. submit the next job)."""
+        job = wait(http, self.job["id"])
+        text = note(job) if callable(note) else note
+        codes = self.watch.close() if self.watch is not None else ""
+        took = time.perf_counter() - self.start
+        rows, keys = self.setup.results()
+        after = stored_created(self.setup.database)
+        recomputed = sum(1 for k, v in self.before.items() if after.get(k) != v)
+        lost = sum(1 for k in self.before if k not in after)
+        state = job["state"] + (f" ({job['error']})" if job.get("error") else "")
+        ok = job["state"] in ("done", "failed", "cancelled") and not lost and rows == keys
+        ok = ok and not recomputed
+        return [
+            name,
+            state[:70],
+            lost,
+            rows - keys + recomputed,
+            codes,
+            f"{took:.1f}",
+            text,
+            _verdict(ok),
+        ]
+
+
+@contextlib.contextmanager
+def job_on_one_server(setup: Setup, points: int) -> Iterator[tuple[Server, httpx.Client, Fault]]:
+    """A server running a plain job that has finished ``points`` points; the fault starts."""
+    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+        job = setup.submit(http, options=PLAIN)
+        wait_done(http, job["id"], points)
+        yield server, http, Fault(setup, job, server.url)
 
 
 def fault_worker_kill(root: Path) -> list[Any]:
-    setup = Setup(root, "worker-kill")
-    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
-        job = setup.submit(http, options=PLAIN)
-        wait_done(http, job["id"], 3)
-        before = setup.created()
-        watch = Watch(server.url, setup.token, job["id"])
-        start = time.perf_counter()
+    with job_on_one_server(Setup(root, "worker-kill"), 3) as (server, http, fault):
         victims = server.workers_now()
         if victims:
             victims[0].kill()
-        final = wait(http, job["id"])
-        return _row(
-            "worker SIGKILL",
-            final,
-            setup,
-            before,
-            watch.close(),
-            time.perf_counter() - start,
-            f"{final['done']}/{final['total']} points",
+        return fault.row(
+            "worker SIGKILL", http, lambda final: f"{final['done']}/{final['total']} points"
         )
 
 
@@ -412,21 +416,11 @@ def fault_server_kill(root: Path) -> list[Any]:
             job = setup.submit(http, options=PLAIN)
             wait_done(http, job["id"], 3)
         server.kill()
-        before = setup.created()
-        start = time.perf_counter()
+        fault = Fault(setup, job)
         server = Server(setup.database, setup.folder).start()
-        watch = Watch(server.url, setup.token, job["id"])
+        fault.follow(server.url)
         with client(server, setup.token) as http:
-            final = wait(http, job["id"])
-        return _row(
-            "server SIGKILL + restart",
-            final,
-            setup,
-            before,
-            watch.close(),
-            time.perf_counter() - start,
-            "restart included",
-        )
+            return fault.row("server SIGKILL + restart", http, "restart included")
     finally:
         server.stop()
 
@@ -448,41 +442,24 @@ def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
 def fault_disk_full(root: Path) -> list[Any]:
     with small_disk(root / "small", 8) as small:
         setup = Setup(root, "disk-full", database=f"sqlite:///{small / 'service.sqlite'}")
-        with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
-            job = setup.submit(http, options=PLAIN)
-            wait_done(http, job["id"], 2)
-            before = setup.created()
-            watch = Watch(server.url, setup.token, job["id"])
-            start = time.perf_counter()
-            with contextlib.suppress(OSError), (small / "filler").open("wb") as handle:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
+        with job_on_one_server(setup, 2) as (_, http, fault):
+            fill(small / "filler")
             time.sleep(3)
-            refused = http.post("/jobs", json={"workspace": job["workspace"]}).status_code
+            refused = http.post("/jobs", json={"workspace": fault.job["workspace"]}).status_code
             (small / "filler").unlink()
-            final = wait(http, job["id"])
-            later = setup.submit(http, patches=["demo_700_0"])
-            after = wait(http, later["id"])["state"]
-            return _row(
-                "disk full, then space again",
-                final,
-                setup,
-                before,
-                watch.close(),
-                time.perf_counter() - start,
-                f"new job while full: {refused}; next job: {after}",
-            )
+
+            def next_job(final: dict[str, Any]) -> str:
+                later = setup.submit(http, patches=["demo_700_0"])
+                return (
+                    f"new job while full: {refused}; next job: {wait(http, later['id'])['state']}"
+                )
+
+            return fault.row("disk full, then space again", http, next_job)
 
 
 def fault_file_removed(root: Path) -> list[Any]:
     setup = Setup(root, "file-removed")
-    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
-        job = setup.submit(http, options=PLAIN)
-        wait_done(http, job["id"], 2)
-        before = setup.created()
-        watch = Watch(server.url, setup.token, job["id"])
-        start = time.perf_counter()
+    with job_on_one_server(setup, 2) as (server, http, fault):
         saved = setup.folder / "saved"
         saved.mkdir()
         files = sorted(setup.folder.glob("service.sqlite*"))
@@ -490,17 +467,12 @@ def fault_file_removed(root: Path) -> list[Any]:
             path.rename(saved / path.name)
         time.sleep(4)
         health = httpx.get(server.url + "/api/v1/health").json()["status"]
-        refused = http.post("/jobs", json={"workspace": job["workspace"]}).status_code
+        refused = http.post("/jobs", json={"workspace": fault.job["workspace"]}).status_code
         for path in files:
             (saved / path.name).rename(path)
-        final = wait(http, job["id"])
-        return _row(
+        return fault.row(
             "database file removed, then back",
-            final,
-            setup,
-            before,
-            watch.close(),
-            time.perf_counter() - start,
+            http,
             f"health: {health}; new job meanwhile: {refused}",
         )
 
@@ -513,9 +485,7 @@ def fault_two_servers(root: Path) -> list[Any]:
         with client(first, setup.token) as one, client(second, setup.token) as two:
             job = setup.submit(one, options=PLAIN)
             wait_done(one, job["id"], 3)
-            before = setup.created()
-            watch = Watch(second.url, setup.token, job["id"])
-            start = time.perf_counter()
+            fault = Fault(setup, job, second.url)
             seen: list[int] = []
             survivor = None
             while True:
@@ -529,17 +499,10 @@ def fault_two_servers(root: Path) -> list[Any]:
                     (first if runs_first else second).kill()
                     survivor = two if runs_first else one
                 time.sleep(0.2)
-            survivor = survivor or one
-            final = wait(survivor, job["id"])
-            monotonic = seen == sorted(seen)
-            return _row(
+            return fault.row(
                 "two servers, the running one SIGKILLed",
-                final,
-                setup,
-                before,
-                watch.close(),
-                time.perf_counter() - start,
-                f"done count monotonic: {monotonic}",
+                survivor or one,
+                f"done count monotonic: {seen == sorted(seen)}",
             )
     finally:
         first.stop()

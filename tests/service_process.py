@@ -292,3 +292,11 @@ def fuzz(url: str, token: str, examples: int) -> tuple[int, list[str]]:
             with contextlib.suppress(hypothesis.errors.Unsatisfiable):
                 check()  # (no negative case exists for an operation without inputs)
     return sent, errors
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem is full."""
+    with contextlib.suppress(OSError), path.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()

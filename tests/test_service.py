@@ -24,6 +24,7 @@ from service_process import (
     Service,
     Users,
     client,
+    fill,
     fresh_postgres_database,
     postgres_available,
     postgres_server,
@@ -406,14 +407,6 @@ def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
-
-
-def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the filesystem is full."""
-    with contextlib.suppress(OSError), path.open("wb") as handle:
-        while True:
-            handle.write(b"\0" * 65536)
-            handle.flush()
 
 
 def test_a_full_disk_fails_the_job_and_the_service_goes_on(demo: Path, tmp_path: Path) -> None:
