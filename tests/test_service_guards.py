@@ -66,6 +66,10 @@ def test_bodies_and_gzip_framing_get_the_right_answer(
         assert "7 bytes that are not gzip after the end of the gzip data" in detail
         detail = _detail(http.post("/workspaces", content=whole[: len(whole) // 2]), 422)
         assert "the gzip data is cut short" in detail and "JSON" not in detail
+        # gzip inside gzip: the inner layer is held to the limit too (it inflated unbounded)
+        double = gzip.compress(gzip.compress(b" " * 200_000_000))
+        detail = _detail(http.post("/workspaces", content=double), 413)
+        assert "decompresses to more than the limit of 1 MB" in detail
         # a published pallet as downloaded: said so, not "malformed JSON ... Extra data"
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w:gz") as tar:

@@ -103,12 +103,13 @@ def gunzip(raw: bytes, source: str, limit: int | None = None) -> bytes:
     return b"".join(parts)
 
 
-def parse_json_bytes(raw: bytes, source: str) -> Any:
+def parse_json_bytes(raw: bytes, source: str, limit: int | None = None) -> Any:
     """Parse JSON (plain or gzip-compressed) with an error that names the place.
 
     Args:
         raw: The bytes read from a file or an upload.
         source: How to name the input in an error message (a path, an archive member).
+        limit: The largest decompressed size accepted, in bytes (None: no limit).
 
     Returns:
         The decoded JSON document.
@@ -116,7 +117,7 @@ def parse_json_bytes(raw: bytes, source: str) -> Any:
     Raises:
         InputError: The bytes are not valid (gzipped) JSON.
     """
-    raw = gunzip(raw, source)
+    raw = gunzip(raw, source, limit)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

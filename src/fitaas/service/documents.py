@@ -43,7 +43,7 @@ def checked_document(raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes
             f"{kind}: this is a tar archive; upload the {kind} JSON itself (plain or gzip), or "
             "let fitaas submit read the archive and upload its workspace and patchset"
         )
-    spec = parse_json_bytes(text, kind)
+    spec = parse_json_bytes(text, kind, limit)  # (gzip inside gzip: under the limit too)
     if kind == "workspace":
         validate_workspace(spec, "workspace")
     else:
