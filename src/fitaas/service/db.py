@@ -32,6 +32,7 @@ __all__ = [
     "memberships",
     "metadata",
     "migrate",
+    "sqlite_path",
     "storage_reason",
     "users",
 ]
@@ -189,6 +190,16 @@ def migrate(engine: sa.Engine) -> int:
     return SCHEMA_VERSION
 
 
+def sqlite_path(engine: sa.Engine) -> Path | None:
+    """The file of a SQLite database (None: another database, or one in memory)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    name = engine.url.database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name).resolve()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -222,9 +233,9 @@ def connect(url: str = DEFAULT_DATABASE) -> sa.Engine:
         migrate(engine)
     except sa.exc.OperationalError as exc:
         hint = ""
-        name = engine.url.database if engine.dialect.name == "sqlite" else None
-        if name and name != ":memory:" and not os.access(Path(name).resolve().parent, os.W_OK):
-            hint = f" ({Path(name).resolve().parent} is read-only: SQLite writes beside its file)"
+        path = sqlite_path(engine)
+        if path is not None and not os.access(path.parent, os.W_OK):
+            hint = f" ({path.parent} is read-only: SQLite writes beside its file)"
         raise FitaasError(
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
             f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}{hint}"

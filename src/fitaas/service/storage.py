@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import sqlalchemy as sa
+
+from fitaas.service.db import sqlite_path
 
 __all__ = ["StorageWatch"]
 
 log = logging.getLogger("fitaas.service")
-
-
-def _sqlite_path(engine: sa.Engine) -> Path | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    name = engine.url.database
-    if not name or name == ":memory:" or name.startswith("file:"):
-        return None
-    return Path(name).resolve()
 
 
 class StorageWatch:
@@ -36,7 +28,7 @@ class StorageWatch:
     """
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.path = _sqlite_path(engine)
+        self.path = sqlite_path(engine)
         self.problem: str | None = None
         self._inode = self._stat()
 
