@@ -35,7 +35,6 @@ class PictureCache:
         self._rendering: set[Hashable] = set()
         self._lock = threading.Lock()
         self._render = threading.Lock()
-        self.rendered = 0
 
     @staticmethod
     def etag(subject: Hashable, version: Hashable) -> str:
@@ -70,7 +69,6 @@ class PictureCache:
                     self._render_later(subject, version, render)
                 return kept
             picture = render()
-            self.rendered += 1
         self._keep(subject, version, picture)
         return version, picture
 
