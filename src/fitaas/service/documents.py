@@ -70,18 +70,11 @@ class UploadChecker:
         self._lock = threading.Lock()
 
     def _executor(self) -> Any:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        from fitaas.tasks import _exit_with_parent
+        from fitaas.engines.local import local_pool  # (spawned; exits with the service)
 
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_exit_with_parent,
-                )
+                self._pool = local_pool(1)
             return self._pool
 
     def check(self, raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes]:
