@@ -94,15 +94,15 @@ def test_every_strategy_failing_is_failed_with_the_reason(demo: Path) -> None:
     result = fitaas.scan(demo, patches=["demo_700_0"], options=InferenceOptions(maxiter=2))
     point = result.points[0]
     assert point.status == "failed"
-    # the fast path's fits, tighter; pyhf's own at 1e-10 (plain, cold start); MINUIT
-    assert point.diagnostics["tried"] == ["default", "tight", "plain", "minuit"]
+    # the fast path's fits, tighter; pyhf's own at 1e-10 (plain, cold start); strict MINUIT
+    assert point.diagnostics["tried"] == ["default", "tight", "plain", "strict"]
     assert point.diagnostics["attempts"] == 4
     assert "fit did not converge" in (point.error or "")
     # from the plain path, "tight" is pyhf's own fits at 1e-10 already: not run twice
     plain = fitaas.scan(
         demo, patches=["demo_700_0"], options=InferenceOptions(maxiter=2, fast=False)
     ).points[0]
-    assert plain.diagnostics["tried"] == ["default", "tight", "minuit"]
+    assert plain.diagnostics["tried"] == ["default", "tight", "strict"]
 
 
 def test_results_json_carries_status_reason_and_diagnostics(demo: Path, tmp_path: Path) -> None:
@@ -283,3 +283,146 @@ def test_a_failed_fit_never_reads_terminated_successfully() -> None:
     ):
         before = kept.message
         assert honest_message(kept).message == before
+
+
+def _saddle_model() -> tuple[pyhf.pdf.Model, list[float]]:
+    """Backgrounds that rise the same either way their nuisance parameter moves (histosys
+    up = down, both above nominal), a control region with 30% more events than expected.
+
+    Every fit starts at theta = 0, where -2lnL has a maximum along theta and a gradient of
+    exactly 0: pyhf's own fits never move theta and end on a saddle point; the minima lie
+    at theta ~ +-1.3."""
+    spec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {
+                        "name": "signal",
+                        "data": [10.0],
+                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    },
+                    {
+                        "name": "background",
+                        "data": [50.0],
+                        "modifiers": [
+                            {
+                                "name": "theta",
+                                "type": "histosys",
+                                "data": {"hi_data": [55.0], "lo_data": [55.0]},
+                            }
+                        ],
+                    },
+                ],
+            },
+            {
+                "name": "CR",
+                "samples": [
+                    {
+                        "name": "background",
+                        "data": [100.0],
+                        "modifiers": [
+                            {
+                                "name": "theta",
+                                "type": "histosys",
+                                "data": {"hi_data": [120.0], "lo_data": [120.0]},
+                            }
+                        ],
+                    }
+                ],
+            },
+        ]
+    }
+    model = pyhf.Model(spec, poi_name="mu")
+    observed = {"SR": 60.0, "CR": 130.0}
+    return model, [*(observed[c] for c in model.config.channels), *model.config.auxdata]
+
+
+def test_a_fit_stuck_on_a_saddle_is_caught_and_a_second_start_finds_the_minimum() -> None:
+    from fitaas.fast import StructureCache
+    from fitaas.inference.diagnostics import checked_hypotest
+
+    model, data = _saddle_model()
+    theta = model.config.par_slice("theta").start
+    structures = StructureCache()
+    unchecked, diagnosis = checked_hypotest(
+        model, data, InferenceOptions(retry_strategy="none"), structures
+    )
+    assert diagnosis.status == "suspect" and diagnosis.second_start is None
+    assert "not positive definite" in "; ".join(diagnosis.reasons)
+    observed = [f for f in diagnosis.fits if f.observed and not f.conditional]
+    assert observed and observed[0].curvature is not None and observed[0].curvature < 0
+    checked, diagnosis = checked_hypotest(model, data, InferenceOptions(), structures)
+    assert diagnosis.status == "ok", diagnosis.reasons
+    assert diagnosis.second_start is not None and diagnosis.second_start > 1.0
+    assert diagnosis.to_dict()["second_start"] == diagnosis.second_start
+    assert checked is not None and unchecked is not None
+    # the reference: pyhf's own fits at 1e-10, started at the lowest of the two minima
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-10))
+    try:
+        with threadpool_limits(limits=1):
+            default = pyhf.infer.hypotest(1.0, data, model, return_expected_set=True)
+            lowest = None
+            for side in (-1.5, 1.5):
+                init = model.config.suggested_init()
+                init[theta] = side
+                pars, value = pyhf.infer.mle.fit(data, model, init, return_fitted_val=True)
+                if lowest is None or float(value) < lowest[1]:
+                    lowest = (list(map(float, pars)), float(value))
+            assert lowest is not None
+            reference = pyhf.infer.hypotest(
+                1.0, data, model, init_pars=lowest[0], return_expected_set=True
+            )
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+    got = [checked.cls_obs, *checked.cls_exp]
+    expected = [float(reference[0]), *map(float, reference[1])]
+    assert got == pytest.approx(expected, abs=1e-5)
+    # pyhf's default start stays on the saddle: the numbers the second start corrected
+    assert abs(float(default[0]) - expected[0]) > 1e-2
+    assert abs(unchecked.cls_obs - expected[0]) > 1e-2
+
+
+def test_the_certificate_reads_the_hessian_in_constraint_widths() -> None:
+    from fitaas.inference.diagnostics import certificate
+
+    # a unit nuisance parameter and a staterror gamma of width 0.02, equally well measured
+    hessian = np.diag([4.0, 10000.0, 1.0])
+    grad = np.array([0.2, 1.0, 0.0])
+    scale = np.array([1.0, 0.02, 1.0])
+    curvature, remaining = certificate(hessian, grad, [0, 1], scale)
+    assert curvature == pytest.approx(1.0)  # in their widths, both have curvature 4
+    assert remaining == pytest.approx(0.5 * (0.2**2 / 4.0 + 1.0**2 / 10000.0))
+    saddle, none = certificate(np.diag([4.0, -1.0]), np.zeros(2), [0, 1], np.ones(2))
+    assert saddle == pytest.approx(-0.25) and none is None
+    # a parameter at a bound is left out: its curvature does not count
+    assert certificate(np.diag([4.0, -1.0]), np.zeros(2), [0], np.ones(2)) == (1.0, 0.0)
+
+
+def test_the_strict_strategy_is_newton_with_the_exact_hessian(demo: Path) -> None:
+    from fitaas.fast import StructureCache
+    from fitaas.inference.backend import pyhf_backend
+    from fitaas.inference.diagnostics import checked_hypotest
+
+    strict = InferenceOptions(retry_strategy="strict")
+    with pyhf_backend(strict, strict=True):
+        optimizer = pyhf.get_backend()[1]
+        assert optimizer.second_order and hasattr(optimizer, "structures")
+    ws = pyhf.Workspace(load(demo / "BkgOnly.json"))
+    patch = next(
+        p["patch"]
+        for p in load(demo / "patchset.json")["patches"]
+        if p["metadata"]["name"] == "demo_700_0"
+    )
+    model = ws.model(patches=[patch])
+    structures = StructureCache()
+    result, diagnosis = checked_hypotest(model, ws.data(model), strict, structures)
+    assert diagnosis.status == "ok", diagnosis.reasons
+    assert diagnosis.strategy == "strict" and diagnosis.tried == ("strict",)
+    assert structures.compiled == 1
+    assert result is not None
+    assert result.cls_obs == pytest.approx(_tight_reference(demo, "demo_700_0"), abs=1e-5)
+    # converged in Newton's sense: the decrease left that the exact Hessian predicts
+    observed = [f for f in diagnosis.fits if f.observed and not f.conditional]
+    assert observed[0].remaining is not None and observed[0].remaining < 1e-9
+    assert all("Newton" in f.message for f in diagnosis.fits)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["BACKENDS", "CALCTYPES", "KINDS", "OPTIMIZERS", "TEST_STATS", "Kind"]
+__all__ = [
+    "BACKENDS",
+    "CALCTYPES",
+    "KINDS",
+    "OPTIMIZERS",
+    "RETRY_STRATEGIES",
+    "TEST_STATS",
+    "Kind",
+]
 
 Kind = Literal["hypotest", "upper_limit", "fit"]
 KINDS: tuple[Kind, ...] = ("hypotest", "upper_limit", "fit")
@@ -16,3 +24,4 @@ BACKENDS = ("numpy", "jax")
 OPTIMIZERS = ("scipy", "minuit")
 TEST_STATS = ("qtilde", "q", "q0")
 CALCTYPES = ("asymptotics", "toybased")
+RETRY_STRATEGIES = ("default", "thorough", "strict", "none")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from fitaas.choices import BACKENDS, CALCTYPES, OPTIMIZERS, TEST_STATS
+from fitaas.choices import BACKENDS, CALCTYPES, OPTIMIZERS, RETRY_STRATEGIES, TEST_STATS
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
@@ -128,10 +128,13 @@ def inference_options(func: F) -> F:
         ),
         click.option(
             "--retry-strategy",
-            type=click.Choice(["default", "none"]),
+            type=click.Choice(RETRY_STRATEGIES),
             default="default",
             show_default=True,
-            help="Retry hypothesis tests whose fits look wrong with stricter strategies.",
+            help="default: retry hypothesis tests whose fits look wrong with stricter "
+            "strategies, and fit points with a sign of a second minimum from a second start; "
+            "thorough: a second start for every point; strict: Newton's method with the exact "
+            "Hessian only; none: check, never retry.",
         ),
         click.option(
             "--fast/--plain",

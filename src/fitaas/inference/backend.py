@@ -26,7 +26,8 @@ _EXTRA = {"jax": "jax", "minuit": "minuit"}
 _PYHF_IN_USE = threading.RLock()
 
 
-OnFit = Callable[[Any, np.ndarray, Any, Any], None]
+# (result, start, bounds, fixed values, the data the fit ran on)
+OnFit = Callable[[Any, np.ndarray, Any, Any, Any], None]
 
 
 class FitTimeout(FitaasError):
@@ -75,7 +76,11 @@ def _watched(base: type) -> type:
     """
 
     class Watched(base):
-        __slots__ = ("fit_timeout", "on_fit")
+        __slots__ = ("fit_data", "fit_timeout", "on_fit")
+
+        def minimize(self, objective: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+            self.fit_data = data  # (reported to on_fit with the result)
+            return super().minimize(objective, data, *args, **kwargs)
 
         def _minimize(
             self,
@@ -109,7 +114,7 @@ def _watched(base: type) -> type:
             )
             honest_message(result)
             if self.on_fit is not None:
-                self.on_fit(result, start, bounds, fixed_vals)
+                self.on_fit(result, start, bounds, fixed_vals, getattr(self, "fit_data", None))
             return result
 
     Watched.__name__ = f"watched_{base.__name__}"
@@ -130,19 +135,22 @@ def _compiled(base: type) -> type:
 
 
 def _optimizer(
-    options: InferenceOptions, on_fit: OnFit | None = None, structures: Any = None
+    options: InferenceOptions,
+    on_fit: OnFit | None = None,
+    structures: Any = None,
+    strict: bool = False,
 ) -> Any:
+    # MINUIT runs the plain way. The strict strategy: Newton's method with the exact Hessian
+    # on the fast path; MINUIT with its own tolerance on the plain path.
+    fast = bool(options.fast) and options.optimizer == "scipy"
+    minuit = options.optimizer == "minuit" or (strict and not fast)
     kwargs: dict[str, Any] = {}
-    if options.tolerance is not None:
+    if options.tolerance is not None and not (strict and minuit):
         kwargs["tolerance"] = options.tolerance
     if options.maxiter is not None:
         kwargs["maxiter"] = options.maxiter
     try:
-        if options.optimizer == "minuit":
-            base = pyhf.optimize.minuit_optimizer
-        else:
-            base = pyhf.optimize.scipy_optimizer
-        fast = options.fast and options.optimizer == "scipy"  # MINUIT runs the plain way
+        base = pyhf.optimize.minuit_optimizer if minuit else pyhf.optimize.scipy_optimizer
         if fast:
             base = _compiled(base)
         watched = on_fit is not None or options.fit_timeout is not None
@@ -154,6 +162,7 @@ def _optimizer(
             from fitaas.fast import StructureCache
 
             optimizer.structures = structures if structures is not None else StructureCache()
+            optimizer.second_order = strict
             optimizer.modifier_settings = (
                 {k: dict(v) for k, v in options.modifier_settings.items()}
                 if options.modifier_settings
@@ -169,7 +178,10 @@ def _optimizer(
 
 @contextmanager
 def pyhf_backend(
-    options: InferenceOptions, on_fit: OnFit | None = None, structures: Any = None
+    options: InferenceOptions,
+    on_fit: OnFit | None = None,
+    structures: Any = None,
+    strict: bool = False,
 ) -> Iterator[None]:
     """Set pyhf's backend and optimizer from ``options``; restore the previous ones after.
 
@@ -179,9 +191,12 @@ def pyhf_backend(
 
     Args:
         options: The inference options naming backend, optimizer and tolerance.
-        on_fit: Called after every minimisation with ``(result, start, bounds, fixed)``.
+        on_fit: Called after every minimisation with ``(result, start, bounds, fixed,
+            data)``.
         structures: On the fast path, the worker's :class:`~fitaas.fast.StructureCache`
             (default: a new one, for this block only).
+        strict: The strictest fits, for retries: Newton's method with the exact Hessian
+            of the compiled structure on the fast path; MINUIT on the plain path.
 
     Yields:
         Nothing; pyhf is configured inside the ``with`` block.
@@ -189,7 +204,7 @@ def pyhf_backend(
     Raises:
         InputError: The backend or optimizer cannot be imported (missing extra).
     """
-    optimizer = _optimizer(options, on_fit, structures)
+    optimizer = _optimizer(options, on_fit, structures, strict)
     with _PYHF_IN_USE:
         previous = pyhf.get_backend()
         try:

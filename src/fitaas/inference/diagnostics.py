@@ -2,14 +2,20 @@
 
 Each minimisation inside a hypothesis test is recorded (success, message, evaluations,
 -2lnL, distance moved from the start, parameters at bounds, gradient norm where the
-optimizer gives one). Checks then decide ``ok``, ``suspect`` or ``failed`` with the reason
-in words; a point that is not ``ok`` is computed again with stricter strategies, and the
-result records which strategy produced the final numbers.
+optimizer gives one). The unconditional fit on the observed data, the minimum every test
+statistic rests on, gets a certificate where the model's structure is compiled: the exact
+Hessian of -2lnL on its free parameters (positive definite at a minimum) and the remaining
+decrease of -2lnL it predicts from the gradient (Newton's estimate of how far above its
+minimum the fit stopped). Checks then decide ``ok``, ``suspect`` or ``failed`` with the
+reason in words; a point that is not ``ok`` is computed again with stricter strategies,
+and a point with a sign of a second minimum is fitted again from a second start (the
+lower minimum wins). The result records which strategy produced the final numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +25,18 @@ import pyhf
 from scipy.stats import norm
 
 from fitaas.inference.backend import pyhf_backend
-from fitaas.inference.core import hypotest
+from fitaas.inference.core import fit_inputs, hypotest
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.results import HypotestResult
 
-__all__ = ["Diagnosis", "FitRecord", "checked_hypotest", "cls_sensitivity", "diagnose"]
+__all__ = [
+    "Diagnosis",
+    "FitRecord",
+    "certificate",
+    "checked_hypotest",
+    "cls_sensitivity",
+    "diagnose",
+]
 
 # -2lnL of a conditional fit may not lie below the unconditional one by more than this.
 NLL_TOLERANCE = 1e-3
@@ -33,12 +46,23 @@ NOT_MOVED = 1e-10
 GRADIENT_LIMIT = 1.0
 # Tried in order until one is ok: the options' own fits, the same at tolerance 1e-10, pyhf's
 # own scipy fits at 1e-10 (plain path, cold start: what rescued points on a published
-# likelihood where the fast path's fits stalled), MINUIT.
-STRATEGIES = ("default", "tight", "plain", "minuit")
+# likelihood where the fast path's fits stalled), Newton's method with the exact Hessian
+# from pyhf's start (``strict``; MINUIT where nothing is compiled).
+STRATEGIES = ("default", "tight", "plain", "strict")
 # How far from its true minimum a fit's -2lnL may stop, per strategy (measured on the
 # sbottom pallets: pyhf's default SLSQP stops within ~1e-6..1e-5 of a tolerance-1e-10 fit;
-# MINUIT's default EDM goal leaves up to ~1e-4).
-PRECISION = {"default": 1e-5, "tight": 1e-9, "plain": 1e-9, "minuit": 1e-4}
+# MINUIT's default EDM goal leaves up to ~1e-4; Newton stops at a predicted 1e-10).
+PRECISION = {"default": 1e-5, "tight": 1e-9, "plain": 1e-9, "strict": 1e-9, "minuit": 1e-4}
+# The Hessian's smallest eigenvalue over its largest (parameters in constraint widths) below
+# which a minimum is not certified: a saddle, or a direction along which -2lnL is flat, where
+# another minimum may lie.
+CURVATURE_FLOOR = 1e-9
+# A second start whose minimum is lower than the first by more than this (-2lnL) wins.
+SECOND_START_GAIN = 1e-4
+# The second start: every free parameter moved from pyhf's start by this many constraint
+# widths (1 for unconstrained ones), in directions of a fixed seed, inside its bounds.
+SECOND_START_STEP = 1.0
+SECOND_START_SEED = 20211116
 # The largest error in any CLs value a fit's precision may cause for a point to be ``ok``.
 CLS_PRECISION = 1e-3
 # A reason that stricter strategies cannot remove (they stop at the same bound).
@@ -58,6 +82,9 @@ class FitRecord:
     at_bounds: tuple[str, ...]
     grad_norm: float | None
     poi_at_upper_bound: float | None = None  # the POI's value when it ended at its upper bound
+    observed: bool = False  # a fit of the observed data (not of an Asimov dataset)
+    curvature: float | None = None  # certificate: see certificate()
+    remaining: float | None = None  # certificate: see certificate()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -74,30 +101,75 @@ class Diagnosis:
     fits: tuple[FitRecord, ...]
     attempts: int = 1
     tried: tuple[str, ...] = ()
+    second_start: float | None = None
+    check_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values: ``strategy`` produced the numbers, ``tried`` lists every
-        strategy run for the point, in order."""
+        strategy run for the point, in order; ``second_start`` is how much lower in -2lnL a
+        second start's minimum was than the first's (``None``: no second start was run; the
+        numbers come from the second minimum when it exceeds ``SECOND_START_GAIN``);
+        ``check_seconds`` is the time the certificates and the second start took."""
         return {
             "status": self.status,
             "reasons": list(self.reasons),
             "strategy": self.strategy,
             "attempts": self.attempts,
             "tried": list(self.tried or (self.strategy,)),
+            "second_start": self.second_start,
+            "check_seconds": round(self.check_seconds, 6),
             "fits": [f.to_dict() for f in self.fits],
         }
 
 
-def _record(model: Any, result: Any, start: np.ndarray, bounds: Any, fixed: Any) -> FitRecord:
+def certificate(
+    hessian: np.ndarray, grad: np.ndarray, free: Sequence[int], scale: np.ndarray
+) -> tuple[float, float | None]:
+    """How sure a fit's end point is a minimum, from the exact Hessian and gradient there.
+
+    Args:
+        hessian: The Hessian of -2lnL at the fit's end.
+        grad: The gradient of -2lnL there.
+        free: The parameters the fit moved that did not end at a bound.
+        scale: Each parameter's constraint width (1 when unconstrained).
+
+    Returns:
+        ``curvature``: the Hessian's smallest eigenvalue on the free parameters over its
+        largest, the parameters measured in their widths (positive at a minimum; near 0: a
+        flat direction; negative: a saddle); and ``remaining``: the decrease of -2lnL that
+        Newton's method predicts from there, ``g H⁻¹ g / 2`` (how far above its minimum the
+        fit stopped; ``None`` when the Hessian is not positive definite).
+    """
+    index = np.asarray(list(free), dtype=int)
+    if len(index) == 0:
+        return 1.0, 0.0
+    widths = scale[index]
+    reduced = hessian[np.ix_(index, index)] * np.outer(widths, widths)
+    reduced = 0.5 * (reduced + reduced.T)
+    gradient = grad[index] * widths
+    values = np.linalg.eigvalsh(reduced)
+    top = float(np.max(np.abs(values))) if np.all(np.isfinite(values)) else 0.0
+    if top <= 0.0:
+        return float("nan"), None
+    curvature = float(values[0]) / top
+    if curvature <= CURVATURE_FLOOR:
+        return curvature, None
+    remaining = 0.5 * float(gradient @ np.linalg.solve(reduced, gradient))
+    return curvature, max(remaining, 0.0)
+
+
+def _free_interior(
+    model: Any, x: np.ndarray, bounds: Any, fixed: Any
+) -> tuple[list[int], list[str], float | None]:
+    """The parameters that moved freely and ended inside their bounds; the names of those
+    at a bound; the POI's value if it ended at its upper bound."""
     fixed_idx = {i for i, _ in (fixed or [])}
-    x = np.asarray(result.x, dtype=float).reshape(-1)
-    free = [i for i in range(len(x)) if i not in fixed_idx]
-    moved = float(np.linalg.norm((x - start)[free])) if len(start) == len(x) else float("nan")
     names = model.config.par_names
-    at_bounds = []
-    interior = []
+    interior, at_bounds = [], []
     poi_at_upper_bound = None
-    for i in free:
+    for i in range(len(x)):
+        if i in fixed_idx:
+            continue
         low, high = bounds[i] if bounds is not None else (-np.inf, np.inf)
         span = max(high - low, 1e-12)
         if min(x[i] - low, high - x[i]) < 1e-6 * span:
@@ -106,12 +178,42 @@ def _record(model: Any, result: Any, start: np.ndarray, bounds: Any, fixed: Any)
                 poi_at_upper_bound = float(x[i])
         else:
             interior.append(i)
+    return interior, at_bounds, poi_at_upper_bound
+
+
+def _record(
+    model: Any,
+    result: Any,
+    start: np.ndarray,
+    bounds: Any,
+    fixed: Any,
+    observed: bool = False,
+    bound: Any = None,
+    data: Any = None,
+) -> FitRecord:
+    """One fit's record; ``bound`` (the compiled structure bound to ``model``) adds the
+    certificate for an unconditional fit of the observed ``data``."""
+    fixed_idx = {i for i, _ in (fixed or [])}
+    x = np.asarray(result.x, dtype=float).reshape(-1)
+    free = [i for i in range(len(x)) if i not in fixed_idx]
+    moved = float(np.linalg.norm((x - start)[free])) if len(start) == len(x) else float("nan")
+    interior, at_bounds, poi_at_upper_bound = _free_interior(model, x, bounds, fixed)
+    conditional = model.config.poi_index in fixed_idx
     jac = getattr(result, "jac", None)
     grad = None
     if jac is not None and len(np.asarray(jac).reshape(-1)) == len(x):
         grad = float(np.linalg.norm(np.asarray(jac, dtype=float).reshape(-1)[interior]))
+    curvature = remaining = None
+    if bound is not None and observed and not conditional:
+        from fitaas.fast import parameter_scales
+
+        rows = np.asarray(data, dtype=float)
+        hessian = np.asarray(bound.structure.hessian()(x, rows, bound.arrays), dtype=float)
+        gradient = np.asarray(bound.value_and_grad(x, rows)[1], dtype=float)
+        grad = float(np.linalg.norm(gradient[interior]))
+        curvature, remaining = certificate(hessian, gradient, interior, parameter_scales(model))
     return FitRecord(
-        conditional=model.config.poi_index in fixed_idx,
+        conditional=conditional,
         success=bool(getattr(result, "success", False)),
         message=str(getattr(result, "message", "")),
         nfev=int(getattr(result, "nfev", 0) or 0),
@@ -120,6 +222,9 @@ def _record(model: Any, result: Any, start: np.ndarray, bounds: Any, fixed: Any)
         at_bounds=tuple(at_bounds),
         grad_norm=grad,
         poi_at_upper_bound=poi_at_upper_bound,
+        observed=observed,
+        curvature=curvature,
+        remaining=remaining,
     )
 
 
@@ -204,7 +309,19 @@ def diagnose(
             reasons.append(
                 f"an unconditional fit never left its starting point ({record.nfev} evaluations)"
             )
-        if record.grad_norm is not None and record.grad_norm > GRADIENT_LIMIT:
+        if record.curvature is not None:  # certified by the exact Hessian
+            if record.remaining is None:
+                reasons.append(
+                    "the Hessian where an unconditional fit stopped is not positive definite"
+                    f" (curvature {record.curvature:.2g}): a saddle point or a flat direction,"
+                    " not a certified minimum"
+                )
+            elif record.remaining > NLL_TOLERANCE:
+                reasons.append(
+                    f"an unconditional fit stopped {record.remaining:.3g} above its minimum in"
+                    " -2lnL (Newton's estimate from the exact Hessian)"
+                )
+        elif record.grad_norm is not None and record.grad_norm > GRADIENT_LIMIT:
             reasons.append(
                 f"an unconditional fit stopped with a gradient of norm {record.grad_norm:.3g}"
             )
@@ -232,6 +349,9 @@ def diagnose(
         # (a point excluded far beyond doubt has every expected CLs ~ 0: that is no collapse)
         if high > 1e-10 and high - low <= 1e-9 * high:
             reasons.append("the expected band collapsed to one value")
+        # (where a certificate says the fit stopped farther from its minimum, that distance)
+        remaining = [r.remaining for r in records if r.remaining is not None]
+        twice_nll_error = max([twice_nll_error, *remaining])
         moved = cls_sensitivity(result, twice_nll_error)
         if moved > CLS_PRECISION:
             reasons.append(
@@ -242,8 +362,10 @@ def diagnose(
     return tuple(dict.fromkeys(reasons))
 
 
-def _precision(options: InferenceOptions) -> float:
-    if options.optimizer == "minuit":
+def _precision(options: InferenceOptions, strict: bool = False) -> float:
+    if strict and options.fast and options.optimizer == "scipy":
+        return PRECISION["strict"]
+    if options.optimizer == "minuit" or strict:
         return PRECISION["minuit"]
     if options.tolerance is not None and options.tolerance <= 1e-8:
         return PRECISION["tight"]
@@ -255,9 +377,124 @@ def _strategy(options: InferenceOptions, name: str) -> InferenceOptions:
         return dataclasses.replace(options, tolerance=1e-10)
     if name == "plain":
         return dataclasses.replace(options, tolerance=1e-10, fast=False)
-    if name == "minuit":
-        return dataclasses.replace(options, optimizer="minuit")
     return options
+
+
+def _plan(options: InferenceOptions) -> list[tuple[str, InferenceOptions, bool]]:
+    """The strategies to try, in order: ``(name, options, strict)``, none twice."""
+    names = {"none": STRATEGIES[:1], "strict": ("strict",)}.get(options.retry_strategy, STRATEGIES)
+    plan: list[tuple[str, InferenceOptions, bool]] = []
+    for name in names:
+        entry = (name, _strategy(options, name), name == "strict")
+        if all(entry[1:] != planned[1:] for planned in plan):  # the same fits not run twice
+            plan.append(entry)
+    return plan
+
+
+class _Attempt:
+    """One strategy's hypothesis test of a model, with its fits recorded."""
+
+    def __init__(
+        self, model: Any, data: Sequence[float], structures: Any, settings: Any = None
+    ) -> None:
+        self.model = model
+        self.data = data
+        self.observed = np.asarray(data, dtype=float).reshape(-1)
+        self.structures = structures
+        self.settings = settings
+        self.records: list[FitRecord] = []
+        self.check_seconds = 0.0
+
+    def _bound(self) -> Any:
+        if self.structures is None:
+            return None
+        try:
+            return self.structures.bound(self.model, self.settings)
+        except Exception:  # no certificate where the structure cannot be compiled
+            return None
+
+    def on_fit(self, fit: Any, start: Any, bounds: Any, fixed: Any, data: Any) -> None:
+        rows = np.asarray(data, dtype=float).reshape(-1) if data is not None else None
+        observed = rows is not None and np.array_equal(rows, self.observed)
+        began = time.perf_counter()
+        bound = self._bound() if observed else None
+        self.records.append(_record(self.model, fit, start, bounds, fixed, observed, bound, rows))
+        if bound is not None:
+            self.check_seconds += time.perf_counter() - began
+
+    def run(
+        self, options: InferenceOptions, strict: bool
+    ) -> tuple[HypotestResult | None, tuple[str, ...]]:
+        self.records = []
+        result = None
+        with pyhf_backend(options, self.on_fit, self.structures, strict):
+            try:
+                result = hypotest(self.model, self.data, options)
+                reasons = diagnose(self.records, result, _precision(options, strict))
+            except pyhf.exceptions.FailedMinimization as exc:
+                reasons = (f"fit did not converge: {exc}",)
+        return result, reasons
+
+    def observed_fit(self) -> FitRecord | None:
+        """The unconditional fit of the observed data (the last one, if several)."""
+        found = [r for r in self.records if r.observed and not r.conditional]
+        return found[-1] if found else None
+
+
+def _second_start_signs(record: FitRecord, model: Any) -> bool:
+    """Whether an unconditional fit's end suggests another minimum may lie elsewhere: no
+    certified minimum (flat or negative curvature) or a parameter other than the POI that
+    ended at a bound (a minimum pushed against a wall, the other side unexplored)."""
+    poi = model.config.poi_name
+    walls = [name for name in record.at_bounds if name.split("[")[0] != poi]
+    return bool(walls) or (record.curvature is not None and record.remaining is None)
+
+
+def _second_start(
+    model: Any,
+    data: np.ndarray,
+    options: InferenceOptions,
+    strict: bool,
+    structures: Any,
+) -> tuple[float, dict[str, Any]]:
+    """The unconditional fit of ``data`` from a second start.
+
+    Every free parameter is moved from its start by ``SECOND_START_STEP`` constraint widths
+    (1 for unconstrained ones), up or down (a fixed seed), and kept inside its bounds.
+
+    Returns:
+        -2lnL at the minimum found, and its parameters by name (``init_pars`` for a test
+        started from there).
+    """
+    from fitaas.fast import parameter_scales
+
+    init, bounds, fixed = fit_inputs(model, options)
+    start = np.asarray(init if init is not None else model.config.suggested_init(), dtype=float)
+    limits = np.asarray(
+        bounds if bounds is not None else model.config.suggested_bounds(), dtype=float
+    )
+    held = np.asarray(fixed if fixed is not None else model.config.suggested_fixed(), dtype=bool)
+    signs = np.random.default_rng(SECOND_START_SEED).choice([-1.0, 1.0], size=len(start))
+    moved = start + signs * SECOND_START_STEP * parameter_scales(model)
+    inside = limits[:, 0] + 1e-3 * (limits[:, 1] - limits[:, 0])
+    outside = limits[:, 1] - 1e-3 * (limits[:, 1] - limits[:, 0])
+    moved = np.where(held, start, np.clip(moved, inside, outside))
+    with pyhf_backend(options, None, structures, strict):
+        x, value = pyhf.infer.mle.fit(
+            data,
+            model,
+            init_pars=moved.tolist(),
+            par_bounds=limits.tolist(),
+            fixed_params=held.tolist(),
+            return_fitted_val=True,
+        )
+    x = np.asarray(x, dtype=float).reshape(-1)
+    pars: dict[str, Any] = {}
+    for name in model.config.par_order:
+        sl = model.config.par_slice(name)
+        values = x[sl].tolist()
+        pars[name] = values if len(values) > 1 else values[0]
+    return float(np.asarray(value, dtype=float).reshape(-1)[0]), pars
 
 
 def checked_hypotest(
@@ -267,39 +504,51 @@ def checked_hypotest(
 
     Strategies, in order: the options as given (``default``), the same at tolerance 1e-10
     (``tight``), pyhf's own scipy fits at 1e-10 (``plain``; skipped where it is ``tight``
-    already), MINUIT (``minuit``); ``options.retry_strategy = "none"`` stops after the
-    first. The first ``ok`` result wins; otherwise the first result that exists is kept
-    as ``suspect``, or the point is ``failed``. The diagnosis names the strategy that
-    produced the numbers and every strategy tried.
+    already), Newton's method with the exact Hessian (``strict``; MINUIT where the model's
+    structure is not compiled). The first ``ok``
+    result wins; otherwise the first result that exists is kept as ``suspect``, or the
+    point is ``failed``.
+
+    Second start: where the unconditional fit of the observed data shows a sign of another
+    minimum (no certified minimum; a parameter other than the POI at a bound), it is fitted
+    again from a second start, once per point; a lower minimum wins: the test is computed
+    again with every fit started from it (and so are later strategies).
+
+    ``options.retry_strategy``: ``"none"`` runs the first strategy only, no second start;
+    ``"strict"`` runs only the strict one; ``"thorough"`` gives every point a second start.
 
     Returns:
-        The result (``None`` when every strategy failed) and its diagnosis.
+        The result (``None`` when every strategy failed) and its diagnosis, which names the
+        strategy that produced the numbers, every strategy tried and the second start's gain.
     """
-    plan: list[tuple[InferenceOptions, str]] = []
-    for name in STRATEGIES if options.retry_strategy != "none" else STRATEGIES[:1]:
-        strategy = _strategy(options, name)
-        if all(strategy != planned for planned, _ in plan):  # the same fits are not run twice
-            plan.append((strategy, name))
-    names = tuple(name for _, name in plan)
+    plan = _plan(options)
+    names = tuple(name for name, _, _ in plan)
+    attempt_ = _Attempt(model, data, structures, _settings(options))
     kept: tuple[HypotestResult | None, Diagnosis] | None = None
     retries: list[str] = []
-    for attempt, (strategy, name) in enumerate(plan, start=1):
-        result: HypotestResult | None = None
-        records: list[FitRecord] = []
-
-        def on_fit(fit: Any, start: Any, bounds: Any, fixed: Any) -> None:
-            records.append(_record(model, fit, start, bounds, fixed))  # noqa: B023
-
-        with pyhf_backend(strategy, on_fit, structures):
-            try:
-                result = hypotest(model, data, strategy)
-                reasons = diagnose(records, result, _precision(strategy))
-            except pyhf.exceptions.FailedMinimization as exc:
-                reasons = (f"fit did not converge: {exc}",)
+    gain: float | None = None  # of the second start (None: not run)
+    start: dict[str, Any] | None = None  # its minimum, where lower
+    for attempt, (name, strategy, strict) in enumerate(plan, start=1):
+        if start is not None:
+            strategy = dataclasses.replace(strategy, init_pars=start)
+        result, reasons = attempt_.run(strategy, strict)
+        if gain is None and _wants_second_start(attempt_, options):
+            gain, start, result, reasons = _from_second_start(
+                attempt_, strategy, strict, result, reasons
+            )
         status = "ok" if result is not None and not reasons else "suspect"
         if result is None:
             status = "failed"
-        diagnosis = Diagnosis(status, reasons, name, tuple(records), attempt, names[:attempt])
+        diagnosis = Diagnosis(
+            status,
+            reasons,
+            name,
+            tuple(attempt_.records),
+            attempt,
+            names[:attempt],
+            gain,
+            attempt_.check_seconds,
+        )
         if status == "ok":
             return result, diagnosis
         if kept is None or (kept[0] is None and result is not None):
@@ -312,5 +561,57 @@ def checked_hypotest(
     assert kept is not None
     result, diagnosis = kept
     return result, dataclasses.replace(
-        diagnosis, reasons=(*diagnosis.reasons, *retries), attempts=len(names), tried=names
+        diagnosis,
+        reasons=(*diagnosis.reasons, *retries),
+        attempts=len(names),
+        tried=names,
+        second_start=gain,
+        check_seconds=attempt_.check_seconds,
     )
+
+
+def _settings(options: InferenceOptions) -> dict[str, Any] | None:
+    settings = options.modifier_settings
+    return {k: dict(v) for k, v in settings.items()} if settings else None
+
+
+def _wants_second_start(attempt: _Attempt, options: InferenceOptions) -> bool:
+    first = attempt.observed_fit()
+    if first is None or options.retry_strategy == "none":
+        return False
+    return options.retry_strategy == "thorough" or _second_start_signs(first, attempt.model)
+
+
+def _from_second_start(
+    attempt: _Attempt,
+    options: InferenceOptions,
+    strict: bool,
+    result: HypotestResult | None,
+    reasons: tuple[str, ...],
+) -> tuple[float, dict[str, Any] | None, HypotestResult | None, tuple[str, ...]]:
+    """The second start of a test whose fits ``attempt`` recorded: its gain in -2lnL, its
+    minimum (``None`` unless lower by more than ``SECOND_START_GAIN``), and the test's
+    result and reasons (computed again from that minimum where it is lower)."""
+    first = attempt.observed_fit()
+    assert first is not None
+    began = time.perf_counter()
+    try:
+        value, pars = _second_start(
+            attempt.model, attempt.observed, options, strict, attempt.structures
+        )
+    except pyhf.exceptions.FailedMinimization:
+        return 0.0, None, result, reasons
+    finally:
+        attempt.check_seconds += time.perf_counter() - began
+    gain = max(first.twice_nll - value, 0.0)
+    if gain <= SECOND_START_GAIN:
+        return gain, None, result, reasons
+    again, more = attempt.run(dataclasses.replace(options, init_pars=pars), strict)
+    lower = attempt.observed_fit()
+    if lower is None or lower.twice_nll > value + SECOND_START_GAIN:
+        more = (
+            *more,
+            f"a second start found a minimum {gain:.3g} lower in -2lnL, but the test's fits"
+            " started there did not stay there",
+        )
+    return gain, pars, again, more

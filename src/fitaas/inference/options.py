@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fitaas.choices import BACKENDS, CALCTYPES, KINDS, OPTIMIZERS, TEST_STATS, Kind
+from fitaas.choices import (
+    BACKENDS,
+    CALCTYPES,
+    KINDS,
+    OPTIMIZERS,
+    RETRY_STRATEGIES,
+    TEST_STATS,
+    Kind,
+)
 from fitaas.errors import InputError
 
 __all__ = [
@@ -95,7 +103,12 @@ class InferenceOptions:
         ul_scan: ``(start, stop, points)`` for a grid scan of upper limits; ``None`` uses
             pyhf's TOMS748 root finding within the POI bounds.
         retry_strategy: ``"default"``: a hypothesis test whose fits look wrong is computed
-            again with stricter strategies; ``"none"``: never (for comparisons).
+            again with stricter strategies, and one whose minimum shows a sign of another
+            (no certified minimum, a parameter at a bound) is fitted again from a second
+            start; ``"thorough"``: as the default, with a second start for every point;
+            ``"strict"``: a trust-region Newton method with the exact Hessian (MINUIT on
+            the plain path) for every fit, no other strategy; ``"none"``: the options' fits
+            only, checked, never retried (for comparisons).
         calctype: ``"asymptotics"`` (the default: asymptotic formulae) or ``"toybased"``
             (pseudo-experiments; hypothesis tests only).
         ntoys: Toys per ensemble (signal plus background, background only), as pyhf's
@@ -177,9 +190,10 @@ class InferenceOptions:
             raise InputError(
                 f"option cls_accuracy: must lie between 0 and 1, got {self.cls_accuracy}"
             )
-        if self.retry_strategy not in ("default", "none"):
+        if self.retry_strategy not in RETRY_STRATEGIES:
             raise InputError(
-                f"option retry_strategy: '{self.retry_strategy}' is not 'default' or 'none'"
+                f"option retry_strategy: '{self.retry_strategy}' is not one of "
+                + ", ".join(f"'{name}'" for name in RETRY_STRATEGIES)
             )
         if self.tolerance is not None and _check_number("tolerance", self.tolerance) <= 0:
             raise InputError("option tolerance: must be positive")
