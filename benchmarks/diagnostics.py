@@ -1,5 +1,11 @@
-"""Per pallet: status counts with the fit checks, rescues by retries, and agreement with a
-tight-tolerance reference (scipy tolerance 1e-10, no retries).
+"""Per pallet: status counts with the fit checks, rescues by retries and second starts, what
+the checks cost, and agreement with the best minimum any strategy finds.
+
+References (``--reference``), each a scan of its own: ``tight`` (the fast path's SLSQP at
+tolerance 1e-10, no retries), ``strict`` (trust-region Newton with the exact Hessian for
+every fit) and ``thorough`` (the default strategies plus a second start for every point).
+Per point, the best minimum is the reference whose unconditional fit of the observed data
+has the lowest -2lnL; the default scan's ``ok`` points are compared with its CLs values.
 
 Usage::
 
@@ -12,6 +18,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,71 +27,106 @@ import fitaas
 from fitaas import InferenceOptions
 
 WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
+REFERENCES = {
+    "tight": InferenceOptions(tolerance=1e-10, retry_strategy="none"),
+    "strict": InferenceOptions(retry_strategy="strict"),
+    "thorough": InferenceOptions(retry_strategy="thorough"),
+}
+OFF = 1e-3
+
+
+def _observed_minimum(point: Any) -> float:
+    """-2lnL of the point's unconditional fit of the observed data (inf if none)."""
+    fits = [
+        f
+        for f in (point.diagnostics or {}).get("fits", [])
+        if f.get("observed") and not f["conditional"]
+    ]
+    return float(fits[-1]["twice_nll"]) if fits and point.hypotest else float("inf")
+
+
+def _cls(point: Any) -> list[float]:
+    return [point.hypotest.cls_obs, *point.hypotest.cls_exp]
+
+
+def _scan(folder: Path, options: InferenceOptions, store: Path) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fitaas.scan(folder, options=options, store=store)
+    return result, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pallets", nargs="+")
-    parser.add_argument("--reference", action="store_true", help="also scan with tight tolerance")
+    parser.add_argument("--reference", action="store_true", help="also scan the references")
     args = parser.parse_args()
-    table = Table(title="Fit checks per pallet (numpy/scipy, qtilde, mu=1)")
+    console = Console(width=200)
+    table = Table(title="Fit checks per pallet (numpy/scipy, fast path, qtilde, mu=1)")
     for column in (
         "pallet",
         "points",
         "ok",
         "suspect",
         "failed",
-        "rescued",
-        "retry share of time",
+        "rescued by a retry",
+        "second starts (won)",
+        "checks share",
+        "retries share",
         "wall s",
-        "max |ΔCLs| ok vs tight",
-        "ok points off by > 1e-3",
+        "max |ΔCLs| ok vs best",
+        f"ok off by > {OFF:g}",
+        "suspect, clean in a reference",
+        "best minimum from",
     ):
         table.add_column(column, justify="right")
+    walls: dict[str, float] = {}
     for name in args.pallets:
         folder = Path(name) if Path(name).is_dir() else WORKSPACES / name
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            result = fitaas.scan(folder, store=Path(tmp) / "s.sqlite")
-            wall = time.perf_counter() - start
-            reference = None
-            if args.reference:
-                tight = InferenceOptions(tolerance=1e-10, retry_strategy="none")
-                reference = fitaas.scan(folder, options=tight, store=Path(tmp) / "s.sqlite")
+            result, wall = _scan(folder, InferenceOptions(), Path(tmp) / "default.sqlite")
+            references = {}
+            for label, options in REFERENCES.items() if args.reference else ():
+                references[label], walls[f"{name} {label}"] = _scan(
+                    folder, options, Path(tmp) / f"{label}.sqlite"
+                )
         counts = result.counts()
         retried = [p for p in result if (p.diagnostics or {}).get("attempts", 1) > 1]
         rescued = [p for p in retried if p.ok]
         total = sum(p.seconds for p in result) or 1.0
-        share = sum(p.seconds for p in retried) / total
-        delta, off = "–", "–"
-        if reference is not None:
-            deltas = [
-                max(
-                    abs(a - b)
-                    for a, b in zip(
-                        [p.hypotest.cls_obs, *p.hypotest.cls_exp],
-                        [r.hypotest.cls_obs, *r.hypotest.cls_exp],
-                        strict=True,
-                    )
-                )
-                for p, r in zip(result, reference, strict=True)
-                if p.ok and p.hypotest and r.hypotest
-            ]
-            delta = f"{max(deltas):.1e}" if deltas else "–"
-            off = str(sum(d > 1e-3 for d in deltas))
-            for p, r in zip(result, reference, strict=True):
-                if p.ok and p.hypotest and r.hypotest:
-                    d = max(
-                        abs(a - b)
-                        for a, b in zip(
-                            [p.hypotest.cls_obs, *p.hypotest.cls_exp],
-                            [r.hypotest.cls_obs, *r.hypotest.cls_exp],
-                            strict=True,
+        checks = sum((p.diagnostics or {}).get("check_seconds", 0.0) for p in result) / total
+        retries = sum(p.seconds for p in retried) / total
+        starts = [(p.diagnostics or {}).get("second_start") for p in result]
+        ran = [g for g in starts if g is not None]
+        won = [g for g in ran if g > 1e-4]
+        delta, off, clean, sources = "–", "–", "–", "–"
+        if references:
+            deltas, tally, clean_count = [], dict.fromkeys(references, 0), 0
+            for point in result:
+                others = {label: ref[point.patch] for label, ref in references.items()}
+                label = min(others, key=lambda k: _observed_minimum(others[k]))
+                best = others[label]
+                if best.hypotest is None:
+                    continue
+                tally[label] += 1
+                if point.ok and point.hypotest:
+                    d = max(abs(a - b) for a, b in zip(_cls(point), _cls(best), strict=True))
+                    deltas.append(d)
+                    if d > OFF:
+                        console.print(
+                            f"  {name} {point.patch}: ok ({point.diagnostics['strategy']}) but "
+                            f"off by {d:.1e} from {label} (-2lnL lower by "
+                            f"{_observed_minimum(point) - _observed_minimum(best):.2g})"
                         )
+                elif not point.ok and any(o.ok for o in others.values()):
+                    clean_count += 1
+                    console.print(
+                        f"  {name} {point.patch}: {point.status}, ok in "
+                        + ", ".join(k for k, o in others.items() if o.ok)
                     )
-                    if d > 1e-3:
-                        strategy = (p.diagnostics or {}).get("strategy")
-                        Console().print(f"  {name} {p.patch}: ok ({strategy}) but off by {d:.1e}")
+            delta = f"{max(deltas):.1e}" if deltas else "–"
+            off = str(sum(d > OFF for d in deltas))
+            clean = str(clean_count)
+            sources = " / ".join(f"{k} {v}" for k, v in tally.items())
         table.add_row(
             name,
             str(len(result)),
@@ -92,16 +134,20 @@ def main() -> None:
             str(counts.get("suspect", 0)),
             str(counts.get("failed", 0)),
             str(len(rescued)),
-            f"{share:.1%}",
+            f"{len(ran)} ({len(won)})",
+            f"{checks:.1%}",
+            f"{retries:.1%}",
             f"{wall:.0f}",
             delta,
             off,
+            clean,
+            sources,
         )
         for point in [*result.suspect, *result.failed]:
-            Console().print(
-                f"  {name} {point.patch}: {point.status}: {point.reason or point.error}"
-            )
-    Console(width=160).print(table)
+            console.print(f"  {name} {point.patch}: {point.status}: {point.reason or point.error}")
+    console.print(table)
+    if walls:
+        console.print("reference walls: " + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items()))
 
 
 if __name__ == "__main__":
