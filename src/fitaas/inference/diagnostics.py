@@ -305,7 +305,8 @@ def diagnose(
             reasons.append(f"a fit did not converge ({record.message})")
         if record.conditional:
             continue
-        if record.moved < NOT_MOVED:
+        certified = record.remaining is not None and record.remaining <= NLL_TOLERANCE
+        if record.moved < NOT_MOVED and not certified:  # (a certified minimum may be its start)
             reasons.append(
                 f"an unconditional fit never left its starting point ({record.nfev} evaluations)"
             )
