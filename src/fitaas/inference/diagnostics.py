@@ -60,8 +60,12 @@ CURVATURE_FLOOR = 1e-9
 # A second start whose minimum is lower than the first by more than this (-2lnL) wins.
 SECOND_START_GAIN = 1e-4
 # The second start: every free parameter moved from pyhf's start by this many constraint
-# widths (1 for unconstrained ones), in directions of a fixed seed, inside its bounds.
+# widths (unconstrained ones by this fraction of their value, at least of 1), in directions of
+# a fixed seed, inside its bounds; its fit gets at most SECOND_START_MAXITER iterations (one
+# that wanders is given up: pyhf's default is 100,000).
 SECOND_START_STEP = 1.0
+SECOND_START_FREE = 0.2
+SECOND_START_MAXITER = 1000
 SECOND_START_SEED = 20211116
 # The largest error in any CLs value a fit's precision may cause for a point to be ``ok``.
 CLS_PRECISION = 1e-3
@@ -461,7 +465,8 @@ def _second_start(
     """The unconditional fit of ``data`` from a second start.
 
     Every free parameter is moved from its start by ``SECOND_START_STEP`` constraint widths
-    (1 for unconstrained ones), up or down (a fixed seed), and kept inside its bounds.
+    (unconstrained ones by ``SECOND_START_FREE`` of their value), up or down (a fixed seed),
+    and kept inside its bounds.
 
     Returns:
         -2lnL at the minimum found, and its parameters by name (``init_pars`` for a test
@@ -476,11 +481,19 @@ def _second_start(
     )
     held = np.asarray(fixed if fixed is not None else model.config.suggested_fixed(), dtype=bool)
     signs = np.random.default_rng(SECOND_START_SEED).choice([-1.0, 1.0], size=len(start))
-    moved = start + signs * SECOND_START_STEP * parameter_scales(model)
+    steps = SECOND_START_STEP * parameter_scales(model)
+    for name in model.config.par_order:  # unconstrained: a fifth of their value (a rate
+        if not getattr(model.config.param_set(name), "constrained", False):  # at 0 is no start)
+            sl = model.config.par_slice(name)
+            steps[sl] = SECOND_START_FREE * np.maximum(np.abs(start[sl]), 1.0)
+    moved = start + signs * steps
     inside = limits[:, 0] + 1e-3 * (limits[:, 1] - limits[:, 0])
     outside = limits[:, 1] - 1e-3 * (limits[:, 1] - limits[:, 0])
     moved = np.where(held, start, np.clip(moved, inside, outside))
-    with pyhf_backend(options, None, structures, strict):
+    limited = dataclasses.replace(
+        options, maxiter=min(options.maxiter or SECOND_START_MAXITER, SECOND_START_MAXITER)
+    )
+    with pyhf_backend(limited, None, structures, strict):
         x, value = pyhf.infer.mle.fit(
             data,
             model,
