@@ -263,13 +263,15 @@ def compiled_objective_optimizer(base: type) -> type:
                 self._fitted = fitted
             init = np.asarray(init_pars, dtype=float)
             options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
-            start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
             if getattr(self, "second_order", False):
+                # from pyhf's start: a fit independent of the earlier ones
                 hessian = bound.structure.hessian()
                 options[_HESSIAN] = lambda pars: np.asarray(
                     hessian(pars, observed, bound.arrays), dtype=float
                 )
-                start = None  # (from pyhf's start: a fit independent of the earlier ones)
+                start = None
+            else:
+                start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
             if start is not None:
                 tolerance = options.get("tolerance", self.tolerance) or SLSQP_TOLERANCE
                 options.update({_START: start, "tolerance": min(tolerance, WARM_TOLERANCE)})

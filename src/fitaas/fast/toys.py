@@ -19,13 +19,9 @@ import pyhf
 from fitaas.fast.batched import BatchFit, minimize_batch, positive_definite
 from fitaas.fast.optimizer import parameter_scales
 from fitaas.fast.structures import Bound
+from fitaas.inference.core import complete_fit_inputs
 from fitaas.inference.options import InferenceOptions
-from fitaas.inference.toys import (
-    ToyReference,
-    complete_fit_inputs,
-    plain_teststats,
-    tested_poi,
-)
+from fitaas.inference.toys import ToyReference, plain_teststats, tested_poi
 
 __all__ = ["ToyFits", "fast_teststats", "lane_width"]
 

@@ -15,7 +15,7 @@ import pyhf
 from fitaas.errors import FitaasError, InputError
 from fitaas.inference.options import InferenceOptions
 
-__all__ = ["FitTimeout", "honest_message", "pyhf_backend"]
+__all__ = ["FitTimeout", "compiled_fits", "honest_message", "pyhf_backend"]
 
 _EXTRA = {"jax": "jax", "minuit": "minuit"}
 
@@ -134,15 +134,21 @@ def _compiled(base: type) -> type:
     return compiled_objective_optimizer(base)
 
 
+def compiled_fits(options: InferenceOptions) -> bool:
+    """Whether ``options`` minimise on the compiled objective (the fast path): MINUIT chosen
+    by the user runs the plain way."""
+    return bool(options.fast) and options.optimizer == "scipy"
+
+
 def _optimizer(
     options: InferenceOptions,
     on_fit: OnFit | None = None,
     structures: Any = None,
     strict: bool = False,
 ) -> Any:
-    # MINUIT runs the plain way. The strict strategy: Newton's method with the exact Hessian
-    # on the fast path; MINUIT with its own tolerance on the plain path.
-    fast = bool(options.fast) and options.optimizer == "scipy"
+    # The strict strategy: Newton's method with the exact Hessian on the fast path; MINUIT
+    # with its own tolerance on the plain path.
+    fast = compiled_fits(options)
     minuit = options.optimizer == "minuit" or (strict and not fast)
     kwargs: dict[str, Any] = {}
     if options.tolerance is not None and not (strict and minuit):
@@ -163,11 +169,7 @@ def _optimizer(
 
             optimizer.structures = structures if structures is not None else StructureCache()
             optimizer.second_order = strict
-            optimizer.modifier_settings = (
-                {k: dict(v) for k, v in options.modifier_settings.items()}
-                if options.modifier_settings
-                else None
-            )
+            optimizer.modifier_settings = options.pyhf_modifier_settings()
         return optimizer
     except (ImportError, pyhf.exceptions.ImportBackendError) as exc:
         raise InputError(

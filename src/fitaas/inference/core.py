@@ -27,6 +27,7 @@ from fitaas.inference.results import (
 __all__ = [
     "FitInputs",
     "build_model",
+    "complete_fit_inputs",
     "fit",
     "fit_inputs",
     "hypotest",
@@ -103,7 +104,7 @@ def build_model(
     """
     kwargs: dict[str, Any] = {"validate": False}
     if options.modifier_settings is not None:
-        kwargs["modifier_settings"] = {k: dict(v) for k, v in options.modifier_settings.items()}
+        kwargs["modifier_settings"] = options.pyhf_modifier_settings()
     if not operations:
         model = workspace.model(measurement_name=options.measurement, **kwargs)
     else:
@@ -208,6 +209,19 @@ def fit_inputs(model: pyhf.pdf.Model, options: InferenceOptions) -> FitInputs:
         init[sl] = _values(name, value, sl.stop - sl.start)  # type: ignore[index]
         fixed[sl] = [True] * (sl.stop - sl.start)  # type: ignore[index]
     return init, bounds, fixed
+
+
+def complete_fit_inputs(
+    model: pyhf.pdf.Model, inputs: FitInputs
+) -> tuple[list[float], list[list[float]], list[bool]]:
+    """``(init, bounds, fixed)`` of :func:`fit_inputs` with pyhf's suggestions where the
+    options left ``None``."""
+    init, bounds, fixed = inputs
+    return (
+        list(init or model.config.suggested_init()),
+        [list(b) for b in bounds or model.config.suggested_bounds()],
+        list(fixed or model.config.suggested_fixed()),
+    )
 
 
 def _float(value: Any) -> float:

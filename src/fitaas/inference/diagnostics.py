@@ -24,8 +24,8 @@ import numpy as np
 import pyhf
 from scipy.stats import norm
 
-from fitaas.inference.backend import pyhf_backend
-from fitaas.inference.core import fit_inputs, hypotest
+from fitaas.inference.backend import compiled_fits, pyhf_backend
+from fitaas.inference.core import complete_fit_inputs, fit_inputs, hypotest
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.results import HypotestResult
 
@@ -163,11 +163,10 @@ def certificate(
 
 
 def _free_interior(
-    model: Any, x: np.ndarray, bounds: Any, fixed: Any
+    model: Any, x: np.ndarray, bounds: Any, fixed_idx: set[int]
 ) -> tuple[list[int], list[str], float | None]:
     """The parameters that moved freely and ended inside their bounds; the names of those
     at a bound; the POI's value if it ended at its upper bound."""
-    fixed_idx = {i for i, _ in (fixed or [])}
     names = model.config.par_names
     interior, at_bounds = [], []
     poi_at_upper_bound = None
@@ -195,20 +194,20 @@ def _record(
     bound: Any = None,
     data: Any = None,
 ) -> FitRecord:
-    """One fit's record; ``bound`` (the compiled structure bound to ``model``) adds the
-    certificate for an unconditional fit of the observed ``data``."""
+    """One fit's record; ``bound`` (the compiled structure bound to ``model``, given for
+    the unconditional fit of the observed ``data``) adds the certificate."""
     fixed_idx = {i for i, _ in (fixed or [])}
     x = np.asarray(result.x, dtype=float).reshape(-1)
     free = [i for i in range(len(x)) if i not in fixed_idx]
     moved = float(np.linalg.norm((x - start)[free])) if len(start) == len(x) else float("nan")
-    interior, at_bounds, poi_at_upper_bound = _free_interior(model, x, bounds, fixed)
+    interior, at_bounds, poi_at_upper_bound = _free_interior(model, x, bounds, fixed_idx)
     conditional = model.config.poi_index in fixed_idx
     jac = getattr(result, "jac", None)
     grad = None
     if jac is not None and len(np.asarray(jac).reshape(-1)) == len(x):
         grad = float(np.linalg.norm(np.asarray(jac, dtype=float).reshape(-1)[interior]))
     curvature = remaining = None
-    if bound is not None and observed and not conditional:
+    if bound is not None:
         from fitaas.fast import parameter_scales
 
         rows = np.asarray(data, dtype=float)
@@ -368,7 +367,7 @@ def diagnose(
 
 
 def _precision(options: InferenceOptions, strict: bool = False) -> float:
-    if strict and options.fast and options.optimizer == "scipy":
+    if strict and compiled_fits(options):
         return PRECISION["strict"]
     if options.optimizer == "minuit" or strict:
         return PRECISION["minuit"]
@@ -421,8 +420,9 @@ class _Attempt:
     def on_fit(self, fit: Any, start: Any, bounds: Any, fixed: Any, data: Any) -> None:
         rows = np.asarray(data, dtype=float).reshape(-1) if data is not None else None
         observed = rows is not None and np.array_equal(rows, self.observed)
+        conditional = self.model.config.poi_index in {i for i, _ in (fixed or [])}
         began = time.perf_counter()
-        bound = self._bound() if observed else None
+        bound = self._bound() if observed and not conditional else None
         self.records.append(_record(self.model, fit, start, bounds, fixed, observed, bound, rows))
         if bound is not None:
             self.check_seconds += time.perf_counter() - began
@@ -474,12 +474,10 @@ def _second_start(
     """
     from fitaas.fast import parameter_scales
 
-    init, bounds, fixed = fit_inputs(model, options)
-    start = np.asarray(init if init is not None else model.config.suggested_init(), dtype=float)
-    limits = np.asarray(
-        bounds if bounds is not None else model.config.suggested_bounds(), dtype=float
-    )
-    held = np.asarray(fixed if fixed is not None else model.config.suggested_fixed(), dtype=bool)
+    init, bounds, fixed = complete_fit_inputs(model, fit_inputs(model, options))
+    start = np.asarray(init, dtype=float)
+    limits = np.asarray(bounds, dtype=float)
+    held = np.asarray(fixed, dtype=bool)
     signs = np.random.default_rng(SECOND_START_SEED).choice([-1.0, 1.0], size=len(start))
     steps = SECOND_START_STEP * parameter_scales(model)
     for name in model.config.par_order:  # unconstrained: a fifth of their value (a rate
@@ -537,7 +535,7 @@ def checked_hypotest(
     """
     plan = _plan(options)
     names = tuple(name for name, _, _ in plan)
-    attempt_ = _Attempt(model, data, structures, _settings(options))
+    attempt_ = _Attempt(model, data, structures, options.pyhf_modifier_settings())
     kept: tuple[HypotestResult | None, Diagnosis] | None = None
     retries: list[str] = []
     gain: float | None = None  # of the second start (None: not run)
@@ -582,11 +580,6 @@ def checked_hypotest(
         second_start=gain,
         check_seconds=attempt_.check_seconds,
     )
-
-
-def _settings(options: InferenceOptions) -> dict[str, Any] | None:
-    settings = options.modifier_settings
-    return {k: dict(v) for k, v in settings.items()} if settings else None
 
 
 def _wants_second_start(attempt: _Attempt, options: InferenceOptions) -> bool:

@@ -157,6 +157,11 @@ class InferenceOptions:
     fast: bool | None = None
     fit_timeout: float | None = 900.0
 
+    def pyhf_modifier_settings(self) -> dict[str, dict[str, str]] | None:
+        """``modifier_settings`` as pyhf takes them (plain dicts), ``None`` for its defaults."""
+        settings = self.modifier_settings
+        return {k: dict(v) for k, v in settings.items()} if settings is not None else None
+
     def __post_init__(self) -> None:
         if self.fit_timeout is not None and not _check_number("fit_timeout", self.fit_timeout) > 0:
             raise InputError(f"option fit_timeout: must be positive, got {self.fit_timeout}")

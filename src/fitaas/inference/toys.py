@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from fitaas.inference.core import complete_fit_inputs
 from fitaas.inference.options import InferenceOptions
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "NORMAL_PERCENTILES",
     "ToyReference",
     "block_seed",
-    "complete_fit_inputs",
     "decode_array",
     "encode_array",
     "generating_poi",
@@ -123,18 +123,6 @@ def sample_toys(
     rng = np.random.Generator(np.random.PCG64(seed))
     pdf = model.make_pdf(pyhf.tensorlib.astensor(np.asarray(pars, dtype=float)))
     return _draw(pdf, rng, size)
-
-
-def complete_fit_inputs(
-    model: pyhf.pdf.Model, fit_inputs: tuple[Any, Any, Any]
-) -> tuple[list[float], list[list[float]], list[bool]]:
-    """``(init, bounds, fixed)`` with pyhf's suggestions where the options left ``None``."""
-    init, bounds, fixed = fit_inputs
-    return (
-        list(init or model.config.suggested_init()),
-        [list(b) for b in bounds or model.config.suggested_bounds()],
-        list(fixed or model.config.suggested_fixed()),
-    )
 
 
 def teststat_function(test_stat: str) -> Any:
