@@ -285,6 +285,37 @@ def test_a_failed_fit_never_reads_terminated_successfully() -> None:
         assert honest_message(kept).message == before
 
 
+def _background_with_theta(
+    sr: tuple[float, float], cr: tuple[float, float]
+) -> tuple[pyhf.pdf.Model, list[float]]:
+    """A signal region (signal 10, background 50, 60 observed) and a control region
+    (background 100, 130 observed: 30% more than expected); the backgrounds' one nuisance
+    parameter theta moves them to ``(hi, lo)`` in each region (a histosys)."""
+
+    def background(nominal: float, hi_lo: tuple[float, float]) -> dict[str, object]:
+        data = {"hi_data": [hi_lo[0]], "lo_data": [hi_lo[1]]}
+        return {
+            "name": "background",
+            "data": [nominal],
+            "modifiers": [{"name": "theta", "type": "histosys", "data": data}],
+        }
+
+    signal = {
+        "name": "signal",
+        "data": [10.0],
+        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+    }
+    spec = {
+        "channels": [
+            {"name": "SR", "samples": [signal, background(50.0, sr)]},
+            {"name": "CR", "samples": [background(100.0, cr)]},
+        ]
+    }
+    model = pyhf.Model(spec, poi_name="mu")
+    observed = {"SR": 60.0, "CR": 130.0}
+    return model, [*(observed[c] for c in model.config.channels), *model.config.auxdata]
+
+
 def _saddle_model() -> tuple[pyhf.pdf.Model, list[float]]:
     """Backgrounds that rise the same either way their nuisance parameter moves (histosys
     up = down, both above nominal), a control region with 30% more events than expected.
@@ -292,50 +323,7 @@ def _saddle_model() -> tuple[pyhf.pdf.Model, list[float]]:
     Every fit starts at theta = 0, where -2lnL has a maximum along theta and a gradient of
     exactly 0: pyhf's own fits never move theta and end on a saddle point; the minima lie
     at theta ~ +-1.3."""
-    spec = {
-        "channels": [
-            {
-                "name": "SR",
-                "samples": [
-                    {
-                        "name": "signal",
-                        "data": [10.0],
-                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
-                    },
-                    {
-                        "name": "background",
-                        "data": [50.0],
-                        "modifiers": [
-                            {
-                                "name": "theta",
-                                "type": "histosys",
-                                "data": {"hi_data": [55.0], "lo_data": [55.0]},
-                            }
-                        ],
-                    },
-                ],
-            },
-            {
-                "name": "CR",
-                "samples": [
-                    {
-                        "name": "background",
-                        "data": [100.0],
-                        "modifiers": [
-                            {
-                                "name": "theta",
-                                "type": "histosys",
-                                "data": {"hi_data": [120.0], "lo_data": [120.0]},
-                            }
-                        ],
-                    }
-                ],
-            },
-        ]
-    }
-    model = pyhf.Model(spec, poi_name="mu")
-    observed = {"SR": 60.0, "CR": 130.0}
-    return model, [*(observed[c] for c in model.config.channels), *model.config.auxdata]
+    return _background_with_theta((55.0, 55.0), (120.0, 120.0))
 
 
 def test_a_fit_stuck_on_a_saddle_is_caught_and_a_second_start_finds_the_minimum() -> None:
@@ -384,6 +372,50 @@ def test_a_fit_stuck_on_a_saddle_is_caught_and_a_second_start_finds_the_minimum(
     # pyhf's default start stays on the saddle: the numbers the second start corrected
     assert abs(float(default[0]) - expected[0]) > 1e-2
     assert abs(unchecked.cls_obs - expected[0]) > 1e-2
+
+
+def _double_well_model() -> tuple[pyhf.pdf.Model, list[float]]:
+    """A one-sided systematic symmetrised the ATLAS way (up and down both raise the
+    background, by different amounts), the control region's excess as above: -2lnL has a
+    minimum on either side of theta = 0, the upper side's lower."""
+    return _background_with_theta((55.0, 54.0), (120.0, 116.0))
+
+
+def test_fits_on_the_higher_side_of_a_double_well_take_the_mirror_start() -> None:
+    from fitaas.fast import StructureCache
+    from fitaas.inference.diagnostics import checked_hypotest
+
+    model, data = _double_well_model()
+    theta = model.config.par_slice("theta").start
+    structures = StructureCache()
+    wrong_side = {"theta": -0.5}  # every fit then descends to the upper minimum
+    options = InferenceOptions(init_pars=wrong_side, retry_strategy="none")
+    unmirrored, diagnosis = checked_hypotest(model, data, options, structures)
+    assert unmirrored is not None and diagnosis.status == "ok"
+    assert all(f.mirror_gain == 0.0 for f in diagnosis.fits)
+    mirrored, diagnosis = checked_hypotest(
+        model, data, InferenceOptions(init_pars=wrong_side), structures
+    )
+    assert mirrored is not None and diagnosis.status == "ok", diagnosis.reasons
+    assert any(f.mirror_gain > 0.1 for f in diagnosis.fits)
+    assert diagnosis.to_dict()["mirror_seconds"] > 0.0
+    # the reference: pyhf's own fits at 1e-10 started on the lower side
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-10))
+    try:
+        with threadpool_limits(limits=1):
+            init = model.config.suggested_init()
+            init[theta] = 1.0
+            lower = pyhf.infer.hypotest(1.0, data, model, init_pars=init, return_expected_set=True)
+            init[theta] = -0.5
+            upper = pyhf.infer.hypotest(1.0, data, model, init_pars=init, return_expected_set=True)
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+    expected = [float(lower[0]), *map(float, lower[1])]
+    assert [mirrored.cls_obs, *mirrored.cls_exp] == pytest.approx(expected, abs=1e-5)
+    # without mirror starts, fitaas and pyhf both end on the upper side, with other numbers
+    stuck = [float(upper[0]), *map(float, upper[1])]
+    assert [unmirrored.cls_obs, *unmirrored.cls_exp] == pytest.approx(stuck, abs=1e-5)
+    assert max(abs(a - b) for a, b in zip(stuck, expected, strict=True)) > 1e-2
 
 
 def test_the_certificate_reads_the_hessian_in_constraint_widths() -> None:

@@ -134,7 +134,7 @@ def inference_options(func: F) -> F:
             help="default: retry hypothesis tests whose fits look wrong with stricter "
             "strategies, and fit points with a sign of a second minimum from a second start; "
             "thorough: a second start for every point; strict: Newton's method with the exact "
-            "Hessian only; none: check, never retry.",
+            "Hessian only; none: check, never retry (no second or mirror starts).",
         ),
         click.option(
             "--fast/--plain",

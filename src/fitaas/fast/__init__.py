@@ -9,7 +9,7 @@ pyhf's defaults). Needs the ``jax`` extra.
 
 from __future__ import annotations
 
-from fitaas.fast.optimizer import compiled_objective_optimizer, parameter_scales
-from fitaas.fast.structures import Structure, StructureCache
+from fitaas.fast.optimizer import compiled_objective_optimizer
+from fitaas.fast.structures import Structure, StructureCache, parameter_scales
 
 __all__ = ["Structure", "StructureCache", "compiled_objective_optimizer", "parameter_scales"]

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.fast.structures import StructureCache
+from fitaas.fast.structures import StructureCache, parameter_scales
 
-__all__ = ["compiled_objective_optimizer", "parameter_scales"]
+__all__ = ["compiled_objective_optimizer", "parameter_scales", "restart_options"]
 
 _FIXED_BY_BOUNDS = "fitaas_fixed_by_bounds"
 _START = "fitaas_start"
@@ -70,27 +70,16 @@ def _warm_start(
     return best
 
 
-def parameter_scales(pdf: Any) -> np.ndarray:
-    """Each parameter's constraint width (at most 1; 1 when unconstrained), from pyhf.
-
-    SLSQP starts from the identity as its Hessian estimate; a staterror gamma of width
-    0.02 has a curvature 2500 times a unit nuisance parameter's, and learning that costs
-    iterations. Minimising over ``(x - start) / scale`` instead removes most of the
-    spread (measured: 53 -> 27 evaluations per fit on sbottom A, 89 -> 43 on 1Lbb, ending
-    nearer the minimum), at the same minimum.
-    """
-    scale = np.ones(pdf.config.npars)
-    for name in pdf.config.par_order:
-        paramset = pdf.config.param_set(name)
-        if not getattr(paramset, "constrained", False):
-            continue
-        try:
-            width = np.asarray(paramset.width(), dtype=float)
-        except (AttributeError, RuntimeError):
-            continue
-        if np.all(np.isfinite(width)) and np.all(width > 0):
-            scale[pdf.config.par_slice(name)] = np.minimum(width, 1.0)
-    return scale
+def restart_options(
+    options: dict[str, Any], start: np.ndarray, tolerance: float | None
+) -> dict[str, Any]:
+    """The ``_minimize`` options of a fit started again at ``start``, next to a minimum:
+    the compiled path reads its start from them and runs at ``WARM_TOLERANCE`` or below
+    (``tolerance``: the optimizer's own); pyhf's own path starts at its ``x0``."""
+    if not options.get(_FIXED_BY_BOUNDS):
+        return options
+    tolerance = min(options.get("tolerance", tolerance) or SLSQP_TOLERANCE, WARM_TOLERANCE)
+    return {**options, _START: np.asarray(start, dtype=float), "tolerance": tolerance}
 
 
 def _newton(
@@ -259,7 +248,7 @@ def compiled_objective_optimizer(base: type) -> type:
 
             fitted: tuple[Any, list[np.ndarray], np.ndarray] | None = getattr(self, "_fitted", None)
             if fitted is None or fitted[0] is not pdf:
-                fitted = (pdf, [], parameter_scales(pdf))
+                fitted = (pdf, [], bound.scales)
                 self._fitted = fitted
             init = np.asarray(init_pars, dtype=float)
             options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}

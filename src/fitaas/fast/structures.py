@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 import pyhf
 
-__all__ = ["Bound", "Structure", "StructureCache", "configure_jax"]
+__all__ = [
+    "Bound",
+    "Structure",
+    "StructureCache",
+    "configure_jax",
+    "constrained_parameters",
+    "parameter_scales",
+]
 
 LeafPath = tuple[tuple[bool, Any], ...]
 Objective = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
@@ -105,7 +112,44 @@ def configure_jax() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def _guard(model: Any, compiled: Callable[[np.ndarray, np.ndarray], Any]) -> bool:
+def parameter_scales(pdf: Any) -> np.ndarray:
+    """Each parameter's constraint width (at most 1; 1 when unconstrained), from pyhf.
+
+    SLSQP starts from the identity as its Hessian estimate; a staterror gamma of width
+    0.02 has a curvature 2500 times a unit nuisance parameter's, and learning that costs
+    iterations. Minimising over ``(x - start) / scale`` instead removes most of the
+    spread (measured: 53 -> 27 evaluations per fit on sbottom A, 89 -> 43 on 1Lbb, ending
+    nearer the minimum), at the same minimum.
+    """
+    scale = np.ones(pdf.config.npars)
+    for name in pdf.config.par_order:
+        paramset = pdf.config.param_set(name)
+        if not _constrained(paramset):
+            continue
+        try:
+            width = np.asarray(paramset.width(), dtype=float)
+        except (AttributeError, RuntimeError):
+            continue
+        if np.all(np.isfinite(width)) and np.all(width > 0):
+            scale[pdf.config.par_slice(name)] = np.minimum(width, 1.0)
+    return scale
+
+
+def _constrained(paramset: Any) -> bool:
+    return bool(getattr(paramset, "constrained", False))
+
+
+def constrained_parameters(pdf: Any) -> np.ndarray:
+    """Which parameters have a constraint term (a mask in pyhf's parameter order)."""
+    mask = np.zeros(pdf.config.npars, dtype=bool)
+    for name in pdf.config.par_order:
+        mask[pdf.config.par_slice(name)] = _constrained(pdf.config.param_set(name))
+    return mask
+
+
+def _guard(
+    model: Any, compiled: Callable[[np.ndarray, np.ndarray], Any], scales: np.ndarray
+) -> bool:
     """Whether the compiled -2lnL and its gradient are pyhf's for this very model.
 
     The values must equal pyhf's own (numpy) -2lnL at the start of every fit (pyhf's
@@ -122,9 +166,7 @@ def _guard(model: Any, compiled: Callable[[np.ndarray, np.ndarray], Any]) -> boo
     def nll(pars: np.ndarray, data: np.ndarray) -> float:
         return float(pyhf.infer.mle.twice_nll(pars, data, model)[0])
 
-    from fitaas.fast.optimizer import parameter_scales
-
-    step = GUARD_STEP * parameter_scales(model) * (0.5 + np.random.default_rng(0).random(len(init)))
+    step = GUARD_STEP * scales * (0.5 + np.random.default_rng(0).random(len(init)))
     # (each point with the other's expected data: at its own, the gradient of the main
     # term vanishes whatever the rates' derivatives are)
     for pars, other, one_sided in ((init, shifted, True), (shifted, init, False)):
@@ -272,6 +314,11 @@ class Structure:
         """
         return self._variant("value_and_grad", size)
 
+    def batched_value(self, size: int) -> Any:
+        """-2lnL at ``size`` parameter points on one dataset: ``f(pars[size, npars], data,
+        arrays)`` gives ``values[size]``; compiled once per size and kept."""
+        return self._variant("value", size)
+
     def hessian(self) -> Any:
         """The Hessian of -2lnL, ``h(pars, data, arrays)``, compiled on first use."""
         return self._variant("hessian", 0)
@@ -287,6 +334,9 @@ class Structure:
             to_jax()
             if name == "hessian":
                 made = jax.jit(jax.hessian(self._function)).lower(init, data, arrays).compile()
+            elif name == "value":
+                points = jax.vmap(self._function, in_axes=(0, None, None))
+                made = jax.jit(points).lower(np.tile(init, (size, 1)), data, arrays).compile()
             else:
                 batched = jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, None))
                 pars, rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
@@ -342,9 +392,10 @@ class Structure:
             value, grad = compiled_vg(pars, last_data[1], arrays)
             return float(value), np.asarray(grad)
 
-        if not _guard(model, lambda pars, data: compiled_vg(pars, data, arrays)):
+        scales = parameter_scales(model)
+        if not _guard(model, lambda pars, data: compiled_vg(pars, data, arrays), scales):
             return None
-        return Bound(self, arrays, value_and_grad)
+        return Bound(self, arrays, value_and_grad, scales, constrained_parameters(model))
 
 
 @dataclass(frozen=True)
@@ -355,11 +406,15 @@ class Bound:
         structure: The structure.
         arrays: The model's own arrays (on jax's device).
         value_and_grad: -2lnL and its gradient of the model, ``f(pars, data)``.
+        scales: Each parameter's constraint width (see :func:`parameter_scales`).
+        constrained: Which parameters have a constraint term.
     """
 
     structure: Structure
     arrays: Any
     value_and_grad: Objective
+    scales: np.ndarray
+    constrained: np.ndarray
 
 
 class StructureCache:

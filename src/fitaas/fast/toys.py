@@ -17,7 +17,6 @@ import numpy as np
 import pyhf
 
 from fitaas.fast.batched import BatchFit, minimize_batch, positive_definite
-from fitaas.fast.optimizer import parameter_scales
 from fitaas.fast.structures import Bound
 from fitaas.inference.core import complete_fit_inputs
 from fitaas.inference.options import InferenceOptions
@@ -118,7 +117,7 @@ def fast_teststats(
     hessian = bound.structure.hessian()
     evaluate = _evaluator(bound, toys)
     size = len(toys)
-    widths = parameter_scales(model)
+    widths = bound.scales
     free_vars = ~held
     fixed_vars = free_vars.copy()
     fixed_vars[poi] = False

@@ -26,6 +26,10 @@ _EXTRA = {"jax": "jax", "minuit": "minuit"}
 _PYHF_IN_USE = threading.RLock()
 
 
+# A fit is started again from its mirror sign patterns at most this many times (see
+# fitaas.fast.mirrors).
+MIRROR_ROUNDS = 3
+
 # (result, start, bounds, fixed values, the data the fit ran on)
 OnFit = Callable[[Any, np.ndarray, Any, Any, Any], None]
 
@@ -76,11 +80,12 @@ def _watched(base: type) -> type:
     """
 
     class Watched(base):
-        __slots__ = ("fit_data", "fit_timeout", "on_fit")
+        __slots__ = ("fit_data", "fit_model", "fit_timeout", "mirror", "on_fit")
 
-        def minimize(self, objective: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        def minimize(self, objective: Any, data: Any, pdf: Any, *args: Any, **kwargs: Any) -> Any:
             self.fit_data = data  # (reported to on_fit with the result)
-            return super().minimize(objective, data, *args, **kwargs)
+            self.fit_model = pdf
+            return super().minimize(objective, data, pdf, *args, **kwargs)
 
         def _minimize(
             self,
@@ -113,8 +118,56 @@ def _watched(base: type) -> type:
                 options=options if options is not None else {},
             )
             honest_message(result)
+            if self.mirror is not None and getattr(result, "success", False):
+                result = self._mirrored(
+                    minimizer, objective, result, do_grad, bounds, fixed_vals, options or {}
+                )
             if self.on_fit is not None:
                 self.on_fit(result, start, bounds, fixed_vals, getattr(self, "fit_data", None))
+            return result
+
+        def _mirrored(
+            self,
+            minimizer: Any,
+            objective: Any,
+            result: Any,
+            do_grad: bool,
+            bounds: Any,
+            fixed_vals: Any,
+            options: dict[str, Any],
+        ) -> Any:
+            """The fit started again where ``mirror`` finds a lower sign pattern of its
+            pulled parameters, while it does (at most ``MIRROR_ROUNDS`` times); the result
+            records the gain in -2lnL (``mirror_gain``) and the seconds spent."""
+            from fitaas.fast.optimizer import restart_options
+
+            began = time.perf_counter()
+            gain, nfev = 0.0, int(getattr(result, "nfev", 0) or 0)
+            for _ in range(MIRROR_ROUNDS):
+                value = float(np.asarray(result.fun, dtype=float).reshape(-1)[0])
+                start = self.mirror(
+                    self.fit_model, self.fit_data, result.x, fixed_vals, bounds, value
+                )
+                if start is None:
+                    break
+                again = super()._minimize(
+                    minimizer,
+                    objective,
+                    start,
+                    do_grad=do_grad,
+                    bounds=bounds,
+                    fixed_vals=fixed_vals,
+                    options=restart_options(options, start, getattr(self, "tolerance", None)),
+                )
+                nfev += int(getattr(again, "nfev", 0) or 0)
+                lower = float(np.asarray(again.fun, dtype=float).reshape(-1)[0])
+                if not getattr(again, "success", False) or not lower < value:
+                    break
+                gain += value - lower
+                result = again
+            result.nfev = nfev
+            result.mirror_gain = gain
+            result.mirror_seconds = time.perf_counter() - began
             return result
 
     Watched.__name__ = f"watched_{base.__name__}"
@@ -134,6 +187,20 @@ def _compiled(base: type) -> type:
     return compiled_objective_optimizer(base)
 
 
+def _mirror_search(structures: Any, settings: dict[str, Any] | None) -> Any:
+    """``mirror(pdf, data, x, fixed_vals, bounds, value)``: where a compiled fit that ended
+    at ``x`` should start again (``None``: nowhere), by :func:`fitaas.fast.mirrors.mirror_start`."""
+    from fitaas.fast.mirrors import mirror_start
+
+    def mirror(pdf: Any, data: Any, x: Any, fixed_vals: Any, bounds: Any, value: float) -> Any:
+        bound = structures.bound(pdf, settings)
+        if bound is None or len(np.asarray(x).reshape(-1)) != pdf.config.npars:
+            return None
+        return mirror_start(bound, pdf, data, x, fixed_vals, bounds, value)
+
+    return mirror
+
+
 def compiled_fits(options: InferenceOptions) -> bool:
     """Whether ``options`` minimise on the compiled objective (the fast path): MINUIT chosen
     by the user runs the plain way."""
@@ -145,10 +212,12 @@ def _optimizer(
     on_fit: OnFit | None = None,
     structures: Any = None,
     strict: bool = False,
+    mirrors: bool = False,
 ) -> Any:
     # The strict strategy: Newton's method with the exact Hessian on the fast path; MINUIT
     # with its own tolerance on the plain path.
     fast = compiled_fits(options)
+    mirrors = mirrors and fast
     minuit = options.optimizer == "minuit" or (strict and not fast)
     kwargs: dict[str, Any] = {}
     if options.tolerance is not None and not (strict and minuit):
@@ -159,17 +228,20 @@ def _optimizer(
         base = pyhf.optimize.minuit_optimizer if minuit else pyhf.optimize.scipy_optimizer
         if fast:
             base = _compiled(base)
-        watched = on_fit is not None or options.fit_timeout is not None
+        watched = on_fit is not None or options.fit_timeout is not None or mirrors
         optimizer = (_watched(base) if watched else base)(**kwargs)
         if watched:
             optimizer.fit_timeout = options.fit_timeout
             optimizer.on_fit = on_fit
+            optimizer.mirror = None
         if fast:
             from fitaas.fast import StructureCache
 
             optimizer.structures = structures if structures is not None else StructureCache()
             optimizer.second_order = strict
             optimizer.modifier_settings = options.pyhf_modifier_settings()
+            if mirrors:
+                optimizer.mirror = _mirror_search(optimizer.structures, optimizer.modifier_settings)
         return optimizer
     except (ImportError, pyhf.exceptions.ImportBackendError) as exc:
         raise InputError(
@@ -184,6 +256,7 @@ def pyhf_backend(
     on_fit: OnFit | None = None,
     structures: Any = None,
     strict: bool = False,
+    mirrors: bool = False,
 ) -> Iterator[None]:
     """Set pyhf's backend and optimizer from ``options``; restore the previous ones after.
 
@@ -199,6 +272,9 @@ def pyhf_backend(
             (default: a new one, for this block only).
         strict: The strictest fits, for retries: Newton's method with the exact Hessian
             of the compiled structure on the fast path; MINUIT on the plain path.
+        mirrors: On the fast path, every fit whose pulled nuisance parameters have a lower
+            mirror sign pattern is started again there (:mod:`fitaas.fast.mirrors`); the
+            plain path is pyhf's own.
 
     Yields:
         Nothing; pyhf is configured inside the ``with`` block.
@@ -206,7 +282,7 @@ def pyhf_backend(
     Raises:
         InputError: The backend or optimizer cannot be imported (missing extra).
     """
-    optimizer = _optimizer(options, on_fit, structures, strict)
+    optimizer = _optimizer(options, on_fit, structures, strict, mirrors)
     with _PYHF_IN_USE:
         previous = pyhf.get_backend()
         try:

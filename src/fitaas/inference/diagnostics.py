@@ -9,7 +9,9 @@ decrease of -2lnL it predicts from the gradient (Newton's estimate of how far ab
 minimum the fit stopped). Checks then decide ``ok``, ``suspect`` or ``failed`` with the
 reason in words; a point that is not ``ok`` is computed again with stricter strategies,
 and a point with a sign of a second minimum is fitted again from a second start (the
-lower minimum wins). The result records which strategy produced the final numbers.
+lower minimum wins). On the fast path every fit also tries the mirror images of its pulled
+nuisance parameters (:mod:`fitaas.fast.mirrors`), unless ``retry_strategy`` is ``"none"``.
+The result records which strategy produced the final numbers.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class FitRecord:
     observed: bool = False  # a fit of the observed data (not of an Asimov dataset)
     curvature: float | None = None  # certificate: see certificate()
     remaining: float | None = None  # certificate: see certificate()
+    mirror_gain: float = 0.0  # how much lower the fit ended for its mirror starts
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -107,13 +110,16 @@ class Diagnosis:
     tried: tuple[str, ...] = ()
     second_start: float | None = None
     check_seconds: float = 0.0
+    mirror_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values: ``strategy`` produced the numbers, ``tried`` lists every
         strategy run for the point, in order; ``second_start`` is how much lower in -2lnL a
         second start's minimum was than the first's (``None``: no second start was run; the
         numbers come from the second minimum when it exceeds ``SECOND_START_GAIN``);
-        ``check_seconds`` is the time the certificates and the second start took."""
+        ``check_seconds`` is the time the certificates and the second start took,
+        ``mirror_seconds`` the time of the fits' mirror starts (their searches and the fits
+        started again; see :mod:`fitaas.fast.mirrors`)."""
         return {
             "status": self.status,
             "reasons": list(self.reasons),
@@ -122,6 +128,7 @@ class Diagnosis:
             "tried": list(self.tried or (self.strategy,)),
             "second_start": self.second_start,
             "check_seconds": round(self.check_seconds, 6),
+            "mirror_seconds": round(self.mirror_seconds, 6),
             "fits": [f.to_dict() for f in self.fits],
         }
 
@@ -208,13 +215,11 @@ def _record(
         grad = float(np.linalg.norm(np.asarray(jac, dtype=float).reshape(-1)[interior]))
     curvature = remaining = None
     if bound is not None:
-        from fitaas.fast import parameter_scales
-
         rows = np.asarray(data, dtype=float)
         hessian = np.asarray(bound.structure.hessian()(x, rows, bound.arrays), dtype=float)
         gradient = np.asarray(bound.value_and_grad(x, rows)[1], dtype=float)
         grad = float(np.linalg.norm(gradient[interior]))
-        curvature, remaining = certificate(hessian, gradient, interior, parameter_scales(model))
+        curvature, remaining = certificate(hessian, gradient, interior, bound.scales)
     return FitRecord(
         conditional=conditional,
         success=bool(getattr(result, "success", False)),
@@ -228,6 +233,7 @@ def _record(
         observed=observed,
         curvature=curvature,
         remaining=remaining,
+        mirror_gain=float(getattr(result, "mirror_gain", 0.0)),
     )
 
 
@@ -408,6 +414,7 @@ class _Attempt:
         self.settings = settings
         self.records: list[FitRecord] = []
         self.check_seconds = 0.0
+        self.mirror_seconds = 0.0
 
     def _bound(self) -> Any:
         if self.structures is None:
@@ -426,13 +433,15 @@ class _Attempt:
         self.records.append(_record(self.model, fit, start, bounds, fixed, observed, bound, rows))
         if bound is not None:
             self.check_seconds += time.perf_counter() - began
+        self.mirror_seconds += float(getattr(fit, "mirror_seconds", 0.0))
 
     def run(
         self, options: InferenceOptions, strict: bool
     ) -> tuple[HypotestResult | None, tuple[str, ...]]:
         self.records = []
         result = None
-        with pyhf_backend(options, self.on_fit, self.structures, strict):
+        mirrors = options.retry_strategy != "none"
+        with pyhf_backend(options, self.on_fit, self.structures, strict, mirrors):
             try:
                 result = hypotest(self.model, self.data, options)
                 reasons = diagnose(self.records, result, _precision(options, strict))
@@ -491,7 +500,7 @@ def _second_start(
     limited = dataclasses.replace(
         options, maxiter=min(options.maxiter or SECOND_START_MAXITER, SECOND_START_MAXITER)
     )
-    with pyhf_backend(limited, None, structures, strict):
+    with pyhf_backend(limited, None, structures, strict, mirrors=True):
         x, value = pyhf.infer.mle.fit(
             data,
             model,
@@ -560,6 +569,7 @@ def checked_hypotest(
             names[:attempt],
             gain,
             attempt_.check_seconds,
+            attempt_.mirror_seconds,
         )
         if status == "ok":
             return result, diagnosis
@@ -579,6 +589,7 @@ def checked_hypotest(
         tried=names,
         second_start=gain,
         check_seconds=attempt_.check_seconds,
+        mirror_seconds=attempt_.mirror_seconds,
     )
 
 
