@@ -31,10 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 import fitaas
+from common import pallet_folder
 from fitaas import InferenceOptions
 from fitaas.inference.diagnostics import _asymptotic_cls
 
-WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
 REFERENCES = {
     "tight": InferenceOptions(tolerance=1e-10, retry_strategy="none"),
     "strict": InferenceOptions(retry_strategy="strict"),
@@ -123,7 +123,7 @@ def main() -> None:
         table.add_column(column, justify="right")
     walls: dict[str, float] = {}
     for name in args.pallets:
-        folder = Path(name) if Path(name).is_dir() else WORKSPACES / name
+        folder = pallet_folder(name)
         with tempfile.TemporaryDirectory() as tmp:
             result, wall = _scan(folder, InferenceOptions(), Path(tmp) / "default.sqlite")
             references = {}

@@ -35,10 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
+from common import pallet_folder
 
 
 def child_scan(pallet_path: str, workers: int) -> dict[str, Any]:
@@ -190,7 +189,7 @@ def main() -> None:
     base_env = dict(os.environ)
     warm_cache = tempfile.mkdtemp(prefix="fitaas-cache-")
     for name in args.pallets.split(","):
-        path = str(WORKSPACES / name) if not Path(name).exists() else name
+        path = str(pallet_folder(name))
         env = {**base_env, "FITAAS_CACHE": warm_cache}
         env.pop("FITAAS_JAX_CACHE", None)
         if not args.cold:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import resource
 import tempfile
@@ -38,11 +39,10 @@ from rich.console import Console
 from rich.table import Table
 
 import fitaas
+from common import pallet_folder
 from fitaas.engines import default_workers
 from fitaas.engines.endpoint import engine_from_settings
 from fitaas.pallets import Pallet, load_pallet
-
-WORKSPACES = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
 
 
 def plain_loop(pallet: Pallet, names: list[str]) -> dict[str, list[float]]:
@@ -60,15 +60,23 @@ def plain_loop(pallet: Pallet, names: list[str]) -> dict[str, list[float]]:
     return out
 
 
+def _delta(x: float, y: float) -> float:
+    """|x - y|, 0 where both are NaN (0/0 at a point without sensitivity, in both), inf
+    where one is."""
+    if math.isnan(x) or math.isnan(y):
+        return 0.0 if math.isnan(x) and math.isnan(y) else math.inf
+    return abs(x - y)
+
+
 def max_delta(a: dict[str, list[float]], b: dict[str, list[float]]) -> float:
     """Largest absolute CLs difference over all points and values."""
-    return max(abs(x - y) for name in a for x, y in zip(a[name], b[name], strict=True))
+    return max(_delta(x, y) for name in a for x, y in zip(a[name], b[name], strict=True))
 
 
 def differing(a: dict[str, list[float]], b: dict[str, list[float]], limit: float = 1e-4) -> int:
     """Points whose CLs differ by more than ``limit`` anywhere."""
     return sum(
-        any(not abs(x - y) <= limit for x, y in zip(a[name], b[name], strict=True)) for name in a
+        any(_delta(x, y) > limit for x, y in zip(a[name], b[name], strict=True)) for name in a
     )
 
 
@@ -126,9 +134,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    folder = Path(args.pallet)
-    if not folder.is_dir():
-        folder = WORKSPACES / args.pallet
+    folder = pallet_folder(args.pallet)
     pallet = load_pallet(folder)
     names = [str(p.name) for p in pallet.points]
     if args.points and args.points < len(names):

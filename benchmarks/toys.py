@@ -14,7 +14,6 @@ import argparse
 import math
 import resource
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,8 @@ import pyhf
 from threadpoolctl import threadpool_limits
 
 import fitaas
+from common import pallet_folder
 from fitaas import InferenceOptions
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
 
 
 def _shim() -> None:
@@ -109,7 +107,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--plain", action="store_true", help="also fitaas --plain (pyhf fits)")
     args = parser.parse_args()
-    pallet = fitaas.load_pallet(SHARED / args.pallet)
+    pallet = fitaas.load_pallet(pallet_folder(args.pallet))
     rows = [run_pyhf(pallet, args.patch, args.pyhf_toys, args.seed)]
     if args.plain:
         rows.append(run_fitaas(pallet, args.patch, args.pyhf_toys, args.seed, args.workers, False))

@@ -186,9 +186,14 @@ def plain_hypotest(
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 600
+    *args: str, cwd: Path | None = None, timeout: float = 600, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real console script."""
+    """Run the real console script (``stdin``: text on its standard input)."""
     return subprocess.run(
-        [str(FITAAS), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [str(FITAAS), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
     )

@@ -16,7 +16,9 @@ def test_example_scan_results(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     scanned = run_cli("scan", "demo/BkgOnly.json", "demo/patchset.json", cwd=tmp_path)
     assert scanned.returncode == 0, scanned.stderr
-    assert "20 points: 20 ok, 0 suspect, 0 failed (20 computed, 0 reused" in scanned.stderr
+    assert "20 points: 20 ok, 0 suspect, 0 failed (hypothesis tests: 20 computed;" in (
+        scanned.stderr
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     assert set(data) >= {"workspace", "options", "pyhf_version", "results"}
     first = data["results"][0]
@@ -47,7 +49,11 @@ def test_example_scan_results(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert len(rows) == 20 and float(rows[0]["cls_obs"]) == first["cls_obs"]
-    assert "(0 computed, 20 reused" in again.stderr
+    assert "(hypothesis tests: 20 reused;" in again.stderr
+    # the CSV is for spreadsheets: reading it back says so in one line
+    refused = run_cli("results", "out.csv", cwd=tmp_path)
+    assert refused.returncode == 2 and "CSV" in refused.stderr
+    assert "-o results.json" in refused.stderr
 
 
 def test_single_commands(tmp_path: Path) -> None:
@@ -62,13 +68,73 @@ def test_single_commands(tmp_path: Path) -> None:
     assert "mu_SIG" in fitted["parameters"] and len(fitted["uncertainties"]) == len(
         fitted["bestfit"]
     )
+    # a table to read: one row per parameter, pulls of the constrained ones
+    rows = {line.split()[1]: line for line in fit.stdout.splitlines() if "│" in line}
+    assert set(fitted["parameters"]) <= set(rows), fit.stdout
+    mu = fitted["parameters"].index("mu_SIG")
+    assert fitted["pulls"][mu] is None
+    assert any(p is not None for p in fitted["pulls"])
     many = run_cli("hypotest", "demo", cwd=tmp_path)
     assert many.returncode == 2 and "choose one with --patch" in many.stderr
+    # pyhf's spellings: the workspace on stdin, --test-poi
+    piped = run_cli(
+        "hypotest", "-", "demo/patchset.json", "-p", "demo_700_0", "--test-poi", "1",
+        cwd=tmp_path, stdin=(tmp_path / "demo" / "BkgOnly.json").read_text(),
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["cls_obs"] == result["cls_obs"]
+    # --help lists what each command uses
+    fit_help = run_cli("fit", "--help").stdout
+    assert "--interpcode" in fit_help and "--poi-value" not in fit_help
+    assert "--ul-scan" not in fit_help and "--ntoys" not in fit_help
+    hypotest_help = run_cli("hypotest", "--help").stdout
+    assert "--test-poi" in hypotest_help and "--ul-scan" not in hypotest_help
+
+
+def _refuse_nan(name: str) -> None:
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_a_cls_of_zero_over_zero_is_null_in_strict_json_without_warnings(tmp_path: Path) -> None:
+    # 10,000 background events expected, none observed: both CLs tails underflow to 0
+    spec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {
+                        "name": "signal",
+                        "data": [100.0],
+                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    },
+                    {"name": "background", "data": [10000.0], "modifiers": []},
+                ],
+            }
+        ],
+        "observations": [{"name": "SR", "data": [0.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    (tmp_path / "ws.json").write_text(json.dumps(spec))
+    tested = run_cli("hypotest", "ws.json", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    assert "Warning" not in tested.stderr
+    result = json.loads(tested.stdout, parse_constant=_refuse_nan)
+    assert result["cls_obs"] is None and result["status"] == "suspect"
+
+
+def test_the_demo_signal_is_excluded_exactly_on_its_line() -> None:
+    from fitaas.example import EXCLUDED_EVENTS, _background_workspace, _excluded_events
+
+    assert _excluded_events(_background_workspace()) == pytest.approx(EXCLUDED_EVENTS, rel=1e-7)
 
 
 BAD_INPUT = [
     (("scan", "bad.json"), "bad.json: malformed JSON at line 1, column 15"),
+    (("scan", "demo", "--poi-value", "-1"), "POI value -1 lies outside the bounds [0, 50]"),
     (("scan", "demo", "--patch", "demo_7000_0"), "no patch named 'demo_7000_0'"),
+    (("scan", "demo", "--fix", "mu_SIGG=1"), "unknown parameter 'mu_SIGG'; did you mean mu_SIG?"),
+    (("hypotest", "demo/BkgOnly.json"), "a background-only workspace needs its patchset"),
     (("scan", "missing.json"), "missing.json: no such file"),
     (("scan", "demo", "--interpcode", "normsys"), "--interpcode: expected NAME=VALUE"),
     (("scan", "demo", "--ul-scan", "0,5"), "--ul-scan: expected START,STOP,POINTS"),
@@ -150,3 +216,18 @@ def test_ctrl_c_keeps_what_is_done(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     summary = __import__("json").loads((tmp_path / "results.json").read_text())["summary"]
     assert summary["reused"] == kept and summary["computed"] == 20 - kept
+
+
+def test_the_bar_says_what_happens_before_the_first_point() -> None:
+    import io
+
+    from rich.console import Console
+
+    from fitaas.cli.progress import STARTING, ScanBar
+    from fitaas.scanning import ScanProgress
+
+    console = Console(file=io.StringIO(), width=200, force_terminal=True)
+    with ScanBar(console=console) as bar:
+        bar(ScanProgress(total=3, done=0, failed=0, reused=0))
+        bar._progress.refresh()
+        assert STARTING[:20] in console.file.getvalue()  # type: ignore[attr-defined]

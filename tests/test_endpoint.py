@@ -197,7 +197,7 @@ def test_example_endpoint_files(path: Path) -> None:
         import importlib.util
 
         if importlib.util.find_spec("kubernetes") is None:
-            with pytest.raises(EngineError, match="kubernetes"):
+            with pytest.raises(EngineError, match=r"pip install 'fitaas\[kubernetes\]'"):
                 check_endpoint(path)
             return
     assert "valid" in check_endpoint(path)

@@ -4,6 +4,7 @@ points, errors, one image comparison per kind, and the CLI/report front doors.""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -39,13 +40,17 @@ def _artist(fig: matplotlib.figure.Figure, gid: str) -> object:
     return found[0]
 
 
-def test_observed_contour_follows_the_true_boundary(demo_scan: fitaas.ScanResult) -> None:
-    fig = plots.exclusion(demo_scan)
+@pytest.mark.parametrize("smooth", [False, True], ids=["linear", "smooth"])
+def test_observed_contour_follows_the_true_boundary(
+    demo_scan: fitaas.ScanResult, smooth: bool
+) -> None:
+    fig = plots.exclusion(demo_scan, smooth=smooth, xlabel="mass 1")
     contour = _artist(fig, "observed")
     vertices = np.concatenate([p.vertices for p in contour.get_paths() if len(p.vertices)])
-    assert len(vertices) >= 3
+    assert len(vertices) >= (30 if smooth else 3)  # refined: many more vertices
     distance = np.abs(vertices[:, 0] - [true_boundary(m2) for m2 in vertices[:, 1]])
     assert distance.max() < GRID_STEP_M1, distance.max()
+    assert fig.axes[0].get_xlabel() == "mass 1" and fig.axes[0].get_ylabel() == "m2 [GeV]"
     assert _artist(fig, "expected") is not None
     points = _artist(fig, "points")
     assert len(points.get_offsets()) == 20
@@ -154,6 +159,20 @@ def test_plot_and_report_commands(demo: Path, tmp_path: Path) -> None:
     assert "demo_700_200" in page and "<table>" in page
     none = run_cli("plot", str(tmp_path / "missing.json"))
     assert none.returncode == 2 and "no such file" in none.stderr
+    # a line of points (m2 = 0): no contour there, the Brazil band all the same
+    data = json.loads((tmp_path / "r.json").read_text())
+    data["results"] = [r for r in data["results"] if r["values"][1] == 0]
+    (tmp_path / "line.json").write_text(json.dumps(data))
+    line = run_cli("plot", str(tmp_path / "line.json"), "-o", str(tmp_path / "line"))
+    assert line.returncode == 0, line.stderr
+    assert sorted(p.name for p in (tmp_path / "line").iterdir()) == ["brazil.pdf", "brazil.png"]
+    assert "note: exclusion not drawn" in line.stderr
+    mapped = run_cli(
+        "plot", str(tmp_path / "r.json"), "--cls-map", "--format", "png", "-o",
+        str(tmp_path / "plots"),
+    )  # fmt: skip
+    assert mapped.returncode == 0, mapped.stderr
+    assert (tmp_path / "plots" / "exclusion_clsmap.png").exists()
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")

@@ -13,6 +13,7 @@ import pytest
 
 import fitaas
 from conftest import FITAAS
+from fitaas import InferenceOptions
 from service_process import running
 
 
@@ -67,6 +68,19 @@ def test_admin_cli_users_tokens_and_endpoints(tmp_path: Path, demo: Path) -> Non
         assert [r["cls_obs"] for r in results["results"]] == [p.cls_obs for p in local]
         listed = cli("jobs", *url, cwd=tmp_path, token=alice)
         assert job_id in listed.stdout and "done" in listed.stdout
+        header = listed.stdout.splitlines()[0].split()
+        assert header[:3] == ["job", "state", "done"] and "owner" in header
+        # submit spells the options as scan does
+        other = cli(
+            "submit", *url, str(demo / "BkgOnly.json"), str(demo / "patchset.json"),
+            "--patch", "demo_700_0", "--poi-value", "2", "--endpoint", "small",
+            "-o", "mu2.json", cwd=tmp_path, token=alice,
+        )  # fmt: skip
+        assert other.returncode == 0, other.stderr
+        mu2 = json.loads((tmp_path / "mu2.json").read_text())["results"]
+        want = fitaas.scan(demo, patches=["demo_700_0"], options=InferenceOptions(poi_value=2))
+        assert [r["cls_obs"] for r in mu2] == [p.cls_obs for p in want]
+        assert mu2[0]["cls_obs"] != results["results"][0]["cls_obs"]
         shown = cli("job", *url, job_id, "-o", "again.csv", cwd=tmp_path, token=alice)
         assert shown.returncode == 0 and "2/2" in shown.stdout
         assert (tmp_path / "again.csv").read_text().count("\n") == 3

@@ -77,7 +77,12 @@ class Client:
     """
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 120.0) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise FitaasError(
+                "the service client needs httpx: pip install 'fitaas[service]'"
+            ) from None
 
         token = token or os.environ.get("FITAAS_TOKEN")
         if not token:

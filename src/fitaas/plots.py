@@ -93,7 +93,8 @@ def plane(
 
 
 def _unit(result: ScanResult, label: str, units: dict[str, str] | None) -> str:
-    unit = (units or {}).get(label)
+    """An axis title: the label with its unit (``units``, else the patchset's)."""
+    unit = (result.units if units is None else units).get(label)
     return f"{label} [{unit}]" if unit else label
 
 
@@ -106,8 +107,18 @@ def exclusion(
     cls_map: bool = False,
     title: str | None = None,
     units: dict[str, str] | None = None,
+    smooth: bool = False,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
 ) -> Figure:
     """The exclusion in the plane of two labels: observed, expected and ±1σ contours.
+
+    The contours follow log10 CLs interpolated linearly between the scanned points (on a
+    Delaunay triangulation): they pass exactly where the points say, with corners between
+    them. ``smooth`` interpolates with piecewise cubics (matplotlib's
+    ``CubicTriInterpolator``, minimising curvature) on a mesh refined 16 times instead:
+    rounder lines and band edges, which may cut across a point's own verdict where the grid
+    is coarse.
 
     Args:
         result: Scan results (hypothesis tests at mu = 1).
@@ -115,9 +126,12 @@ def exclusion(
         y: Label on the y axis.
         slices: Values fixing the other labels (three or more labels).
         cl: Confidence level; the contours are at CLs = 1 - cl.
-        cls_map: Colour the plane by observed CLs.
+        cls_map: Colour the plane by observed CLs (the ±1σ band then drawn see-through).
         title: Figure title.
-        units: Units per label for the axis titles.
+        units: Units per label for the axis titles (default: the patchset's).
+        smooth: Cubic instead of linear interpolation (see above).
+        xlabel: The x axis title (default: the label and its unit).
+        ylabel: The y axis title (default: the label and its unit).
 
     Returns:
         The figure.
@@ -127,6 +141,7 @@ def exclusion(
     """
     plt = _pyplot()
     from matplotlib.tri import (
+        CubicTriInterpolator,
         LinearTriInterpolator,
         TriAnalyzer,
         Triangulation,
@@ -164,17 +179,34 @@ def exclusion(
     # max(exp[-1σ] - level, level - exp[+1σ]) < 0; its edges follow the two contours
     # (fields refined linearly first, so that the max is taken on a fine mesh)
     refiner = UniformTriRefiner(tri)
-    fine, minus = refiner.refine_field(expected[1], LinearTriInterpolator(tri, expected[1]), 4)
-    _, plus = refiner.refine_field(expected[3], LinearTriInterpolator(tri, expected[3]), 4)
+
+    def refined(values: np.ndarray) -> tuple[Any, np.ndarray]:
+        if smooth:
+            return refiner.refine_field(values, CubicTriInterpolator(tri, values, kind="min_E"), 4)
+        return refiner.refine_field(values, LinearTriInterpolator(tri, values), 4)
+
+    fine, minus = refined(expected[1])
+    _, plus = refined(expected[3])
     band = np.maximum(minus - level, level - plus)
     if band.min() < 0:
-        ax.tricontourf(fine, band, levels=[band.min() - 1, 0], colors=["#ffdf3c"], zorder=1)
+        ax.tricontourf(
+            fine,
+            band,
+            levels=[band.min() - 1, 0],
+            colors=["#ffdf3c"],
+            alpha=0.45 if cls_map else 1.0,
+            zorder=1,
+        )
+        if cls_map:  # its edges, so that the colours beneath stay readable
+            ax.tricontour(fine, band, levels=[0], colors=["#e6b800"], linewidths=1.2, zorder=2)
+    mesh, median = refined(expected[2]) if smooth else (tri, expected[2])
+    ax.tricontour(mesh, median, levels=[level], colors="black", linestyles="--", zorder=3).set_gid(
+        "expected"
+    )
+    mesh, seen = refined(observed) if smooth else (tri, observed)
     ax.tricontour(
-        tri, expected[2], levels=[level], colors="black", linestyles="--", zorder=3
-    ).set_gid("expected")
-    ax.tricontour(
-        tri,
-        observed,
+        mesh,
+        seen,
         levels=[level],
         colors="#d62728",
         linewidths=2.5,
@@ -197,17 +229,25 @@ def exclusion(
         Patch(color="#ffdf3c", label="Expected ±1σ"),
         *ax.get_legend_handles_labels()[0],
     ]
-    ax.legend(handles=handles, loc="best", frameon=False)
+    # above the plane, not over the lines (styles with large fonts filled it)
+    ax.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.01),
+        ncol=2,
+        frameon=False,
+        fontsize="small",
+    )
     for axis, values in ((ax.set_xlim, xs), (ax.set_ylim, ys)):
         pad = 0.04 * (values.max() - values.min() or 1.0)
         axis(values.min() - pad, values.max() + pad)
-    ax.set_xlabel(_unit(result, x, units))
-    ax.set_ylabel(_unit(result, y, units))
+    ax.set_xlabel(xlabel or _unit(result, x, units))
+    ax.set_ylabel(ylabel or _unit(result, y, units))
     if slices:
         ax.text(
             0.02, 0.02, ", ".join(f"{k} = {v:g}" for k, v in slices.items()), transform=ax.transAxes
         )
-    ax.set_title(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
+    fig.suptitle(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
     fig.tight_layout()
     return fig
 
@@ -218,6 +258,7 @@ def brazil(
     title: str | None = None,
     units: dict[str, str] | None = None,
     slices: dict[str, float] | None = None,
+    xlabel: str | None = None,
 ) -> Figure:
     """Upper limits on mu along one label: observed, expected ±1σ, ±2σ, and mu = 1.
 
@@ -267,7 +308,7 @@ def brazil(
         on_line = all(math.isclose(float(p.values[index[k]]), v) for k, v in fixed.items())
         if not p.ok and on_line:
             ax.axvline(float(p.values[i]), color="#d62728", ls=":", lw=1)
-    ax.set_xlabel(_unit(result, x, units))
+    ax.set_xlabel(xlabel or _unit(result, x, units))
     level = points[0].upper_limit.level if points[0].upper_limit else 0.05
     ax.set_ylabel(f"{1 - level:.0%} CL upper limit on μ")
     ax.set_yscale("log")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fitaas._version import __version__
 from fitaas.errors import InputError
 from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
+from fitaas.inference.results import strict_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -134,6 +135,7 @@ class ScanResult:
         reused: How many were taken from the results store.
         source: Where the pallet came from.
         units: Units of the labels, when the patchset gives them.
+        kinds: Per task kind, how many results this run computed and how many it reused.
     """
 
     workspace_digest: str
@@ -145,6 +147,7 @@ class ScanResult:
     reused: int = 0
     source: str = ""
     units: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[PointResult]:
         return iter(self.points)
@@ -189,16 +192,26 @@ class ScanResult:
                 **self.counts(),
                 "computed": self.computed,
                 "reused": self.reused,
+                "kinds": self.kinds,
             },
             "results": [p.to_dict() for p in self.points],
         }
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
         """The results JSON as text, also written to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=indent)
+        text = json.dumps(strict_json(self.to_dict()), indent=indent, allow_nan=False)
         if path is not None:
             _write_atomic(Path(path), text)
         return text
+
+    def work(self) -> str:
+        """What this run computed and reused, per task kind, in words."""
+        names = {"hypotest": "hypothesis tests", "upper_limit": "upper limits", "fit": "fits"}
+        parts = []
+        for kind, counts in self.kinds.items():
+            said = [f"{n} {what}" for what, n in counts.items() if n]
+            parts.append(f"{names.get(kind, kind)}: {', '.join(said) or 'none'}")
+        return "; ".join(parts) or f"{self.computed} computed, {self.reused} reused"
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per point (the CSV and pandas layout)."""
@@ -271,6 +284,10 @@ class ScanResult:
             ),
             computed=int(summary.get("computed", 0)),
             reused=int(summary.get("reused", 0)),
+            kinds={
+                str(k): {str(w): int(n) for w, n in v.items()}
+                for k, v in (summary.get("kinds") or {}).items()
+            },
             source=str(data["workspace"].get("source", "")),
             units=dict(data.get("units") or {}),
         )
@@ -284,6 +301,12 @@ def read_results(path: str | Path) -> ScanResult:
     """
     from fitaas.pallets import load_json
 
+    if Path(path).suffix.lower() == ".csv":
+        raise InputError(
+            f"{path}: a CSV table (for spreadsheets and pandas); fitaas reads its results "
+            "from the JSON it writes: scan again with -o results.json (the store keeps every "
+            "point, so nothing is computed twice)"
+        )
     data = load_json(path)
     if not isinstance(data, dict) or "results" not in data or "workspace" not in data:
         raise InputError(f"{path}: not a fitaas results file (no 'workspace'/'results')")

@@ -8,6 +8,7 @@ not computed again unless ``force`` is set.
 
 from __future__ import annotations
 
+import collections
 import pickle
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,8 +29,10 @@ from fitaas.inference import (
     HypotestResult,
     InferenceOptions,
     UpperLimitResult,
+    build_model,
     pyhf_backend,
 )
+from fitaas.inference.core import check_options
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
@@ -211,6 +214,26 @@ def scan(
             early.stop(cancel=True)
 
 
+def _check_options(
+    pallet: Pallet, points: Sequence[Point], options: InferenceOptions, kinds: Sequence[str]
+) -> None:
+    """Options that name parameters or move the POI, checked on the first point's model
+    once (one line, before anything runs) rather than failing every point."""
+    default = InferenceOptions()
+    if not points or (
+        not (options.init_pars or options.fixed_params or options.par_bounds)
+        and options.poi_value == default.poi_value
+    ):
+        return
+    try:
+        model, _ = build_model(
+            pyhf.Workspace(pallet.workspace, validate=False), points[0].operations, options
+        )
+    except Exception:  # a point that cannot be built fails with its own reason
+        return
+    check_options(model, options, kinds)
+
+
 def _scan(
     workspace: str | Path | dict[str, Any] | Pallet,
     patchset: str | Path | dict[str, Any] | None,
@@ -249,7 +272,7 @@ def _scan(
         )
     points = pallet.select(patches)
     with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
-        pass
+        _check_options(pallet, points, options, kinds)
     version = str(pyhf.__version__)
     per_kind = {kind: options.for_kind(kind) for kind in kinds}
     keys = _keys(pallet, points, per_kind)
@@ -326,6 +349,10 @@ def _scan(
         computed=gather.computed,
         reused=sum(len(kinds) for _ in points) - gather.computed,
         source=pallet.source,
+        kinds={
+            kind: {"computed": n, "reused": len(points) - n}
+            for kind, n in ((k, gather.computed_kinds[k]) for k in kinds)
+        },
         units=pallet.units,
     )
 
@@ -384,6 +411,7 @@ def stored_results(
         computed=0,
         reused=len(results) * len(kinds),
         source=pallet.source,
+        kinds={kind: {"computed": 0, "reused": len(results)} for kind in kinds},
         units=pallet.units,
     )
 
@@ -446,6 +474,7 @@ class _Gather:
         self.keys = keys
         self.finish = finish
         self.computed = 0
+        self.computed_kinds: collections.Counter[str] = collections.Counter()
         self.submit: Callable[[_Task], None] = lambda task: None
         self.report_toys: Callable[[int, int], None] | None = None
         self.stop: threading.Event | None = None
@@ -587,6 +616,7 @@ class _Gather:
                 )
                 self.outcomes[point.digest, kind] = outcome
                 self.computed += 1
+                self.computed_kinds[kind] += 1
             self.finish(point)
 
 
@@ -709,4 +739,5 @@ class _ToyGather(_Gather):
         )
         self.outcomes[point.digest, "hypotest"] = outcome
         self.computed += 1
+        self.computed_kinds["hypotest"] += 1
         self.finish(point)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,7 +16,13 @@ if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command run
     from fitaas.inference import InferenceOptions
     from fitaas.pallets import Pallet
 
-__all__ = ["inference_options", "options_from_cli", "pallet_arguments", "pallet_from_cli"]
+__all__ = [
+    "hide_options",
+    "inference_options",
+    "options_from_cli",
+    "pallet_arguments",
+    "pallet_from_cli",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,7 +37,8 @@ def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 
 
 def pallet_arguments(func: F) -> F:
-    """WORKSPACE [PATCHSET] arguments with --region and --no-verify."""
+    """WORKSPACE [PATCHSET] arguments (WORKSPACE ``-``: read it from standard input) with
+    --region and --no-verify."""
     return _stack(
         click.argument("workspace", type=click.Path(path_type=str)),
         click.argument("patchset", required=False, type=click.Path(path_type=str)),
@@ -47,12 +55,40 @@ def pallet_arguments(func: F) -> F:
     )(func)
 
 
+def hide_options(*names: str) -> Callable[[F], F]:
+    """Hide options (by parameter name) from a command's ``--help``: those that do nothing
+    for it. Apply after the decorators that add them."""
+
+    def apply(func: F) -> F:
+        for param in getattr(func, "__click_params__", []):
+            if param.name in names and isinstance(param, click.Option):
+                param.hidden = True
+        return func
+
+    return apply
+
+
+def _stdin_workspace() -> dict[str, Any]:
+    text = sys.stdin.read()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"stdin: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(spec, dict):
+        raise InputError("stdin: not a workspace (a JSON object)")
+    return spec
+
+
 def pallet_from_cli(params: dict[str, Any]) -> Pallet:
-    """Load the pallet named by the :func:`pallet_arguments` of a command."""
+    """Load the pallet named by the :func:`pallet_arguments` of a command (WORKSPACE ``-``:
+    the workspace's JSON from standard input)."""
     from fitaas.pallets import load_pallet
 
+    workspace = params["workspace"]
     return load_pallet(
-        params["workspace"],
+        _stdin_workspace() if workspace == "-" else workspace,
         params["patchset"],
         region=params["region"],
         verify=not params["no_verify"],
@@ -64,6 +100,8 @@ def inference_options(func: F) -> F:
     return _stack(
         click.option(
             "--poi-value",
+            "--test-poi",
+            "poi_value",
             type=float,
             default=1.0,
             show_default=True,

@@ -25,47 +25,70 @@ def _slices(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def figures(path: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """The figures a results file supports, by name (exclusion, brazil, cls_vs_mu_<patch>)."""
+def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The figures a results file supports, by name (exclusion, brazil, cls_vs_mu_<patch>,
+    toys_<patch>), and a one-line note for each that could not be drawn.
+
+    Raises:
+        InputError: The file cannot be read, or nothing at all could be drawn.
+    """
     from fitaas import plots
     from fitaas.errors import InputError
     from fitaas.results import read_results
 
     result = read_results(path)
     plots.use_style(params.get("style"))
-    units = result.units
     made: dict[str, Any] = {}
+    notes: list[str] = []
+
+    def attempt(name: str, draw: Any) -> None:
+        try:
+            made[name] = draw()
+        except Exception as exc:  # each plot on its own: one that cannot be drawn is a note
+            notes.append(f"{name} not drawn: {exc}")
+
     patch = params.get("patch")
     if patch and patch not in {p.patch for p in result}:
         raise InputError(f"{path}: no patch named '{patch}'")
-    if patch and result[patch].hypotest is not None and result[patch].hypotest.toys:  # type: ignore[union-attr]
-        made[f"toys_{patch}"] = plots.toy_distributions(result[patch], params.get("title"))
-    successful = [p for p in result if p.hypotest is not None]
-    if len(result.labels) >= 2 and len(successful) >= 3:
-        made["exclusion"] = plots.exclusion(
-            result,
-            params.get("x"),
-            params.get("y"),
-            _slices(params.get("slices") or ()),
-            cl=params.get("cl", 0.95),
-            cls_map=params.get("cls_map", False),
-            title=params.get("title"),
-            units=units,
+    slices = _slices(params.get("slices") or ())
+    chosen = result[patch] if patch else None
+    if chosen is not None and chosen.hypotest is not None and chosen.hypotest.toys:
+        attempt(f"toys_{patch}", lambda: plots.toy_distributions(chosen, params.get("title")))
+    if len(result.labels) >= 2:
+        attempt(
+            "exclusion",
+            lambda: plots.exclusion(
+                result,
+                params.get("x"),
+                params.get("y"),
+                slices,
+                cl=params.get("cl", 0.95),
+                cls_map=params.get("cls_map", False),
+                title=params.get("title"),
+                smooth=params.get("smooth", False),
+                xlabel=params.get("xlabel"),
+                ylabel=params.get("ylabel"),
+            ),
         )
     with_ul = [p for p in result if p.ok and p.upper_limit is not None]
-    if result.labels and len(with_ul) >= 2:
-        made["brazil"] = plots.brazil(
-            result, params.get("x"), params.get("title"), units, _slices(params.get("slices") or ())
+    if result.labels and with_ul:
+        attempt(
+            "brazil",
+            lambda: plots.brazil(
+                result, params.get("x"), params.get("title"), None, slices, params.get("xlabel")
+            ),
         )
-    if len(with_ul) == 1 or (patch and result[patch].upper_limit is not None):
+    if len(with_ul) == 1 or (chosen is not None and chosen.upper_limit is not None):
         name = str(patch or with_ul[0].patch)
-        made[f"cls_vs_mu_{name}"] = plots.cls_vs_mu(result[name], params.get("title"))
+        attempt(f"cls_vs_mu_{name}", lambda: plots.cls_vs_mu(result[name], params.get("title")))
     if not made:
         raise InputError(
-            f"{path}: nothing to plot: an exclusion needs two labels and 3 points, a Brazil band "
-            "upper limits (--upper-limit) at 2 points, --patch NAME upper limits or toys"
+            f"{path}: nothing to plot"
+            + (f" ({'; '.join(notes)})" if notes else "")
+            + ": an exclusion needs two labels and 3 points, a Brazil band upper limits "
+            "(--upper-limit) at 2 points, --patch NAME upper limits or toys"
         )
-    return made
+    return made, notes
 
 
 _OPTIONS = [
@@ -75,7 +98,19 @@ _OPTIONS = [
         "--slice", "slices", multiple=True, metavar="LABEL=VALUE", help="Fix a third label."
     ),
     click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level."),
-    click.option("--cls-map", is_flag=True, help="Colour the plane by observed CLs."),
+    click.option(
+        "--cls-map",
+        is_flag=True,
+        help="Colour the plane by observed CLs (written as exclusion_clsmap.*).",
+    ),
+    click.option(
+        "--smooth",
+        is_flag=True,
+        help="Contours from a cubic interpolation of log CLs on a refined mesh (default: "
+        "linear between the scanned points).",
+    ),
+    click.option("--xlabel", help="x axis title (default: the label and its unit)."),
+    click.option("--ylabel", help="y axis title (default: the label and its unit)."),
     click.option(
         "--patch",
         metavar="NAME",
@@ -107,12 +142,17 @@ def _with_options(func: Any) -> Any:
 @_with_options
 def plot(results: Path, output: Path, formats: str, **params: Any) -> None:
     """Draw the exclusion contour, Brazil band and CLs-versus-mu plots of RESULTS.json."""
+    made, notes = figures(results, params)
     output.mkdir(parents=True, exist_ok=True)
-    for name, figure in figures(results, params).items():
+    for name, figure in made.items():
+        if name == "exclusion" and params.get("cls_map"):
+            name = "exclusion_clsmap"  # beside the plain contour, not over it
         for fmt in formats.split(","):
             target = output / f"{name}.{fmt.strip()}"
             figure.savefig(target, dpi=150)
             click.echo(target)
+    for note in notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
 
 
 @click.command()
@@ -131,10 +171,11 @@ def report(results: Path, output: Path, **params: Any) -> None:
     from fitaas.results import read_results
 
     try:
-        made = figures(results, params)
+        made, notes = figures(results, params)
     except Exception as exc:  # a report without plots is still a report
-        made = {}
-        click.echo(f"no plots: {exc}", err=True)
+        made, notes = {}, [f"no plots: {exc}"]
+    for note in notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
     page = html_report(read_results(results), made, params.get("title"), params.get("cl", 0.95))
     output.write_text(page)
     click.echo(output)

@@ -19,7 +19,11 @@ from rich.progress import (
 if TYPE_CHECKING:  # pragma: no cover - keeps `fitaas --help` free of pyhf imports
     from fitaas.scanning import ScanProgress
 
-__all__ = ["ScanBar"]
+__all__ = ["STARTING", "ScanBar"]
+
+# What the bar says until the first point is in: the wait is the workers' start (imports)
+# and each model structure's compilation, seconds on a first run.
+STARTING = "starting the workers, compiling the model structures..."
 
 
 class ScanBar:
@@ -68,4 +72,6 @@ class ScanBar:
         if state.latest is None and state.done:
             return
         latest = state.latest.patch or "" if state.latest else ""
+        if state.latest is None and state.done < state.total:  # nothing computed yet
+            latest = STARTING
         self._progress.update(self._task, completed=state.done, failed=state.failed, latest=latest)

@@ -55,7 +55,12 @@ def _output_format(output: Path, fmt: str | None) -> str:
 @click.command()
 @pallet_arguments
 @click.option(
-    "--patch", "patches", multiple=True, metavar="NAME", help="Only these patches (repeatable)."
+    "-p",
+    "--patch",
+    "patches",
+    multiple=True,
+    metavar="NAME",
+    help="Only this patch, by its name in the patchset (repeatable).",
 )
 @inference_options
 @click.option(
@@ -157,8 +162,9 @@ def scan(**params: Any) -> None:
         rescued = [p for p in result if p.ok and (p.diagnostics or {}).get("attempts", 1) > 1]
         click.echo(
             f"{len(result)} points: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
-            f"{counts.get('failed', 0)} failed ({result.computed} computed, {result.reused} reused "
-            f"from {store}; {len(rescued)} rescued by a retry) in {wall:.1f} s -> {output}",
+            f"{counts.get('failed', 0)} failed ({result.work()}; store "
+            f"{getattr(store, 'path', store)}; {len(rescued)} rescued by a retry) in "
+            f"{wall:.1f} s -> {output}",
             err=True,
         )
         flagged = [*result.failed, *result.suspect]

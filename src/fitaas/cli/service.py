@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from fitaas.cli.options import inference_options, options_from_cli
 from fitaas.errors import FitaasError
 
 __all__ = ["admin", "job", "jobs", "serve", "submit"]
@@ -256,12 +257,16 @@ def _client(service: str, token: str | None) -> Any:
     return Client(service, token)
 
 
+_JOB_COLUMNS = "{:<36}  {:<9}  {:>15}  {:<11}  {:<12}  {:>8}  {}"
+_JOB_HEADER = _JOB_COLUMNS.format(
+    "job", "state", "done (failed)", "task", "endpoint", "elapsed", "owner"
+)
+
+
 def _job_line(j: Any) -> str:
     elapsed = f"{j.elapsed:.1f}s" if j.elapsed is not None else "-"
-    return (
-        f"{j.id}  {j.state:<9} {j.done}/{j.total} ({j.failed} failed)  {j.task:<11} "
-        f"{j.endpoint}  {elapsed}  {j.owner}"
-    )
+    progress = f"{j.done}/{j.total} ({j.failed})"
+    return _JOB_COLUMNS.format(j.id, j.state, progress, j.task, j.endpoint, elapsed, j.owner)
 
 
 @click.command()
@@ -269,21 +274,27 @@ def _job_line(j: Any) -> str:
 @click.argument("workspace", type=click.Path(exists=True, path_type=Path))
 @click.argument("patchset", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--patch", "patches", multiple=True, help="Only this patch (repeatable).")
+@inference_options
 @click.option(
-    "--task",
-    type=click.Choice(["hypotest", "upper_limit", "fit"]),
-    default="hypotest",
-    show_default=True,
+    "--upper-limit", is_flag=True, help="Upper limits on the POI instead of hypothesis tests."
 )
+@click.option("--fit", "with_fit", is_flag=True, help="Maximum-likelihood fits instead.")
 @click.option("--endpoint", help="Where to run it (default: local).")
 @click.option("--group", help="Share the job with one of your groups.")
 @click.option("--region", help="Region folder of a directory or archive holding several.")
+@click.option(
+    "--task",
+    type=click.Choice(["hypotest", "upper_limit", "fit"]),
+    hidden=True,
+    help="(Old spelling of --upper-limit / --fit.)",
+)
 @click.option(
     "--option",
     "raw_options",
     multiple=True,
     metavar="NAME=JSON",
-    help="An inference option, e.g. --option poi_value=2 (repeatable).",
+    hidden=True,
+    help="(Old spelling: an inference option as NAME=JSON.)",
 )
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow its progress.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results here.")
@@ -293,16 +304,22 @@ def submit(
     workspace: Path,
     patchset: Path | None,
     patches: tuple[str, ...],
-    task: str,
+    upper_limit: bool,
+    with_fit: bool,
     endpoint: str | None,
     group: str | None,
     region: str | None,
+    task: str | None,
     raw_options: tuple[str, ...],
     wait: bool,
     output: Path | None,
+    **params: Any,
 ) -> None:
-    """Submit a scan to a fitaas service."""
-    options: dict[str, Any] = {}
+    """Submit a scan to a fitaas service (the options are those of 'fitaas scan')."""
+    if upper_limit and with_fit:
+        raise FitaasError("--upper-limit and --fit: a job has one task, choose one")
+    task = task or ("upper_limit" if upper_limit else "fit" if with_fit else "hypotest")
+    options = _changed_options(params)
     for item in raw_options:
         name, sep, value = item.partition("=")
         if not sep:
@@ -333,6 +350,15 @@ def submit(
             raise FitaasError(f"job {job_.id} failed: {job_.error}")
 
 
+def _changed_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The inference options given on the command line that differ from the defaults."""
+    from fitaas.inference import InferenceOptions
+
+    given = options_from_cli(params).to_dict()
+    defaults = InferenceOptions().to_dict()
+    return {name: value for name, value in given.items() if value != defaults[name]}
+
+
 def _write_results(client: Any, job_id: str, output: Path) -> None:
     fmt = "csv" if output.suffix == ".csv" else "json"
     data = client.results(job_id, format=fmt)
@@ -345,7 +371,12 @@ def _write_results(client: Any, job_id: str, output: Path) -> None:
 def jobs(service: str, token: str | None) -> None:
     """List your jobs (and those shared with your groups)."""
     with _client(service, token) as client:
-        for j in client.jobs():
+        found = client.jobs()
+        if not found:
+            click.echo("no jobs yet", err=True)
+            return
+        click.echo(_JOB_HEADER)
+        for j in found:
             click.echo(_job_line(j))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from fitaas.cli.options import (
+    hide_options,
     inference_options,
     options_from_cli,
     pallet_arguments,
@@ -54,7 +56,11 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         result = computed.hypotest
         checks = {"status": computed.status, "reason": computed.reason}
     else:
-        result, checks = _compute(kind, functions, pallet, point, options)
+        # (numpy's warnings of pyhf's 0/0 at a point without sensitivity: the NaN is
+        # reported in the result and its checks, not as a warning on stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result, checks = _compute(kind, functions, pallet, point, options)
     out = {
         "patch": point.name,
         "values": list(point.values),
@@ -63,10 +69,14 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         **checks,
         "seconds": round(time.perf_counter() - start, 4),
     }
-    text = json.dumps(out, indent=1)
+    from fitaas.inference.results import strict_json
+
+    text = json.dumps(strict_json(out), indent=1, allow_nan=False)
     if params["output"]:
         Path(params["output"]).write_text(text)
-    else:
+    if kind == "fit":  # a table to read (the JSON with -o)
+        _fit_table(out)
+    elif not params["output"]:
         click.echo(text)
 
 
@@ -77,11 +87,13 @@ def _compute(
 
     from fitaas.errors import InputError
     from fitaas.inference import build_model, pyhf_backend
+    from fitaas.inference.core import check_options
     from fitaas.inference.diagnostics import checked_hypotest
 
     with pyhf_backend(options):
         workspace = pyhf.Workspace(pallet.workspace, validate=False)
         model, data = build_model(workspace, point.operations, options)
+        check_options(model, options, (kind,))
         checks: dict[str, Any] = {}
         if kind == "hypotest":
             result, diagnosis = checked_hypotest(model, data, options)
@@ -97,7 +109,48 @@ def _compute(
                 result = functions[kind](model, data, options)
             except pyhf.exceptions.FailedMinimization as exc:
                 raise InputError(f"the fit did not converge: {exc}") from None
+            if kind == "fit":
+                checks = {"pulls": _pulls(model, result.bestfit)}
     return result, checks
+
+
+def _pulls(model: Any, values: Any) -> list[float | None]:
+    """(value - nominal) / constraint width of each constrained parameter (None: free)."""
+    import numpy as np
+
+    pulls: list[float | None] = [None] * len(values)
+    nominal = model.config.suggested_init()
+    for name in model.config.par_order:
+        paramset = model.config.param_set(name)
+        if not getattr(paramset, "constrained", False):
+            continue
+        sl = model.config.par_slice(name)
+        widths = np.broadcast_to(np.asarray(paramset.width(), dtype=float), (sl.stop - sl.start,))
+        for i, width in zip(range(sl.start, sl.stop), widths, strict=True):
+            if width > 0:
+                pulls[i] = (float(values[i]) - float(nominal[i])) / float(width)
+    return pulls
+
+
+def _fit_table(out: dict[str, Any]) -> None:
+    """The fit as a readable table on standard output."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fit of {out['patch'] or 'the workspace'}: -2lnL {out['twice_nll']:.6g}")
+    for column in ("parameter", "value", "error", "pull"):
+        table.add_column(column, justify="left" if column == "parameter" else "right")
+    pulls = out.get("pulls") or [None] * len(out["parameters"])
+    for name, value, error, pull in zip(
+        out["parameters"], out["bestfit"], out["uncertainties"], pulls, strict=True
+    ):
+        table.add_row(name, f"{value:.4g}", f"{error:.3g}", "" if pull is None else f"{pull:+.2f}")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    console.print(table)
+    if not out["converged"]:
+        click.secho(f"the fit did not converge: {out['message']}", fg="yellow", err=True)
 
 
 def _command(kind: str, summary: str) -> click.Command:
@@ -109,11 +162,24 @@ def _command(kind: str, summary: str) -> click.Command:
         "-o", "--output", type=click.Path(dir_okay=False), help="Write the JSON here."
     )(callback)
     decorated = click.option(
-        "--patch", metavar="NAME", help="The patch to apply (needed when several)."
+        "-p",
+        "--patch",
+        metavar="NAME",
+        help="The patch to apply, by its name in the patchset (needed when several).",
     )(decorated)
     decorated = inference_options(decorated)
+    decorated = hide_options(*_IDLE[kind])(decorated)
     decorated = pallet_arguments(decorated)
     return click.command(name=kind.replace("_", "-"))(decorated)
+
+
+# The inference options that do nothing for a command (hidden from its --help).
+_TOYS = ("calctype", "ntoys", "seed", "cls_accuracy", "max_toys", "toy_block_size")
+_IDLE = {
+    "hypotest": ("cl", "ul_scan"),
+    "upper_limit": ("poi_value", "retry_strategy", *_TOYS),
+    "fit": ("poi_value", "test_stat", "cl", "ul_scan", "retry_strategy", *_TOYS),
+}
 
 
 hypotest = _command(
@@ -123,5 +189,7 @@ upper_limit = _command(
     "upper_limit", "Observed and expected upper limits on the POI for one workspace."
 )
 fit = _command(
-    "fit", "Maximum-likelihood fit: best-fit values and uncertainties for one workspace."
+    "fit",
+    "Maximum-likelihood fit: a table of best-fit values, uncertainties and pulls (the JSON "
+    "with -o).",
 )

@@ -52,8 +52,9 @@ def _provider_class(provider: str) -> Any:
     try:
         return getattr(parsl.providers, PROVIDERS[provider])
     except ImportError as exc:  # KubernetesProvider needs the kubernetes package
+        extra = "fitaas[kubernetes]" if provider == "kubernetes" else exc.name
         raise EngineError(
-            f"the Parsl {provider} provider needs {exc.name}: pip install {exc.name}"
+            f"the Parsl {provider} provider needs {exc.name}: pip install '{extra}'"
         ) from None
 
 
@@ -110,8 +111,11 @@ def parsl_config(settings: dict[str, Any], run_dir: str) -> Any:
     except EngineError:
         raise
     except Exception as exc:  # e.g. Kubernetes without its client library or cluster config
+        hint = ""
+        if type(exc).__name__ == "OptionalModuleMissing":
+            hint = f"; pip install 'fitaas[{provider_name}]'"
         raise EngineError(
-            f"cannot set up the Parsl {provider_name} provider: {type(exc).__name__}: {exc}"
+            f"cannot set up the Parsl {provider_name} provider: {type(exc).__name__}: {exc}{hint}"
         ) from None
     workers = settings.get("workers_per_node") or None
     htex_options: dict[str, Any] = {

@@ -27,6 +27,7 @@ from fitaas.inference.results import (
 __all__ = [
     "FitInputs",
     "build_model",
+    "check_options",
     "complete_fit_inputs",
     "fit",
     "fit_inputs",
@@ -106,7 +107,17 @@ def build_model(
     if options.modifier_settings is not None:
         kwargs["modifier_settings"] = options.pyhf_modifier_settings()
     if not operations:
-        model = workspace.model(measurement_name=options.measurement, **kwargs)
+        try:
+            model = workspace.model(measurement_name=options.measurement, **kwargs)
+        except pyhf.exceptions.InvalidModel as exc:
+            if "not declared" not in str(exc):
+                raise
+            poi = workspace.get_measurement(measurement_name=options.measurement)["config"]
+            raise InputError(
+                f"the workspace's parameter of interest '{poi['poi']}' is in no sample: a "
+                "background-only workspace needs its patchset (give PATCHSET, or a folder or "
+                "archive holding both)"
+            ) from None
     else:
         measurement = workspace.get_measurement(measurement_name=options.measurement)
         model = pyhf.Model(
@@ -209,6 +220,36 @@ def fit_inputs(model: pyhf.pdf.Model, options: InferenceOptions) -> FitInputs:
         init[sl] = _values(name, value, sl.stop - sl.start)  # type: ignore[index]
         fixed[sl] = [True] * (sl.stop - sl.start)  # type: ignore[index]
     return init, bounds, fixed
+
+
+def check_options(
+    model: pyhf.pdf.Model, options: InferenceOptions, kinds: Sequence[str] = ("hypotest",)
+) -> None:
+    """Refuse options the model cannot take, naming the option and the parameter.
+
+    Unknown parameter names, initial or fixed values outside their bounds, and (for
+    hypothesis tests among ``kinds``) a tested POI value outside the POI's bounds. The
+    points of a scan share their parameters: checked once, before any is computed.
+
+    Raises:
+        InputError: The first such option.
+    """
+    init, bounds, _ = complete_fit_inputs(model, fit_inputs(model, options))
+    names = model.config.par_names
+    poi = model.config.poi_index
+    if poi is not None and "hypotest" in kinds:
+        low, high = bounds[poi]
+        if not low <= options.poi_value <= high:
+            raise InputError(
+                f"POI value {options.poi_value:g} lies outside the bounds [{low:g}, {high:g}] "
+                f"of '{names[poi]}' (widen them with --bounds {names[poi]}=LOW,HIGH)"
+            )
+    for name, value, (low, high) in zip(names, init, bounds, strict=True):
+        if not low <= value <= high:
+            raise InputError(
+                f"parameter '{name}': initial or fixed value {value:g} lies outside its "
+                f"bounds [{low:g}, {high:g}]"
+            )
 
 
 def complete_fit_inputs(

@@ -15,6 +15,7 @@ __all__ = [
     "UpperLimitResult",
     "UpperLimitScanPoint",
     "significance",
+    "strict_json",
 ]
 
 
@@ -108,6 +109,18 @@ class ToySummary:
 
 def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def strict_json(value: Any) -> Any:
+    """Strict JSON values: NaN and infinities (a CLs of 0/0 at a point without sensitivity)
+    as null, in nested dicts and lists; the ``from_dict`` methods read null back as NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -249,15 +262,15 @@ class UpperLimitResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpperLimitResult:
         """Inverse of :meth:`to_dict`."""
-        exp = tuple(float(v) for v in data["exp"])
+        exp = tuple(_number(v) for v in data["exp"])
         return cls(
             level=float(data["level"]),
-            obs=float(data["obs"]),
+            obs=_number(data["obs"]),
             exp=(exp[0], exp[1], exp[2], exp[3], exp[4]),
             method=str(data["method"]),
             scan=tuple(
                 UpperLimitScanPoint(
-                    float(p["poi_value"]), float(p["cls_obs"]), tuple(map(float, p["cls_exp"]))
+                    float(p["poi_value"]), _number(p["cls_obs"]), tuple(map(_number, p["cls_exp"]))
                 )
                 for p in data.get("scan", [])
             ),
@@ -303,9 +316,9 @@ class FitResult:
         """Inverse of :meth:`to_dict`."""
         return cls(
             parameters=tuple(data["parameters"]),
-            bestfit=tuple(float(v) for v in data["bestfit"]),
-            uncertainties=tuple(float(v) for v in data["uncertainties"]),
-            twice_nll=float(data["twice_nll"]),
+            bestfit=tuple(_number(v) for v in data["bestfit"]),
+            uncertainties=tuple(_number(v) for v in data["uncertainties"]),
+            twice_nll=_number(data["twice_nll"]),
             converged=bool(data["converged"]),
             nfev=int(data["nfev"]),
             message=str(data["message"]),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 import uuid
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
+from fitaas.inference.results import strict_json
 from fitaas.pallets import Pallet
 from fitaas.scanning import stored_results
 from fitaas.service import db
@@ -246,17 +246,6 @@ def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
     return _public(_job_row(database, user, job_id))
 
 
-def _strict(value: Any) -> Any:
-    """Strict JSON: NaN and infinities (a CLs of 0/0 at a point without sensitivity) as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    return value
-
-
 def _results(row: Any, runner: Any, store: Any) -> Any:
     return stored_results(
         runner.pallets.get(row),
@@ -285,7 +274,7 @@ def job_results(
     result = _results(row, runner, store)
     if format == "csv":
         return Response(result.to_csv(), media_type="text/csv")
-    return _strict(result.to_dict())
+    return strict_json(result.to_dict())
 
 
 def _png(figure: Any) -> bytes:

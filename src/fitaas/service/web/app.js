@@ -45,7 +45,10 @@ async function login(candidate) {
     poll();
   } catch (e) {
     $("login").hidden = false; $("app").hidden = true;
-    if (candidate) $("login-error").textContent = "Login failed: " + e.message;
+    if (candidate) $("login-error").textContent = e.status === 401
+      ? "Login failed: the service does not know this token. Tokens come from your site's admin "
+        + "(`fitaas admin user add NAME` prints a new user's token; `fitaas admin token rotate NAME` a new one)."
+      : "Login failed: " + e.message;
   }
 }
 
@@ -98,6 +101,11 @@ async function showJob(id) {
   }
   // The picture comes after every change; the service may send the previous one while it
   // draws the new one (X-Fitaas-Points says which), and the next look asks again.
+  if (job.task === "hypotest" && lastLabels.length > 2) {
+    $("plot-note").textContent = `No CLs picture here: the points have ${lastLabels.length} labels `
+      + `(${lastLabels.join(", ")}), a picture needs a plane: download the JSON and run `
+      + "`fitaas plot results.json --slice LABEL=VALUE`.";
+  }
   if (job.task === "hypotest" && lastLabels.length === 2 && job.done !== plotShownFor && job.done >= 3) {
     plotShownFor = job.done;
     try {
@@ -135,6 +143,12 @@ function cell(row, key) {
   return null;
 }
 
+// CLs as the command line's table shows it: four decimals, "<0.0001" below.
+function formatNumber(v) {
+  if (!Number.isFinite(v)) return String(v);
+  return v < 1e-4 ? "<0.0001" : v.toFixed(4);
+}
+
 function renderResults(labels) {
   const toys = lastRows.some((r) => r.toys);
   const keys = ["patch", ...labels.map((l, i) => "value:" + i), "status", "cls_obs", "cls_exp2", "cls_exp1", "cls_exp3", ...(toys ? ["toys"] : []), "reason"];
@@ -157,7 +171,7 @@ function renderResults(labels) {
   body.replaceChildren(...rows.map((row) => {
     const tr = el("tr", { className: row.status }, ...keys.map((k) => {
       const v = cell(row, k);
-      return el("td", {}, v === null ? "" : typeof v === "number" && !k.startsWith("value:") ? v.toPrecision(4) : String(v));
+      return el("td", {}, v === null ? "" : typeof v === "number" && !k.startsWith("value:") ? formatNumber(v) : String(v));
     }));
     if (row.toys) tr.onclick = () => showToys(row.patch);
     return tr;
@@ -172,11 +186,16 @@ $("submit-form").onsubmit = async (e) => {
     const ws = await (await call("/workspaces", { method: "POST", body: $("ws-file").files[0] })).json();
     let patchset = null;
     if ($("ps-file").files.length) patchset = (await (await call("/patchsets", { method: "POST", body: $("ps-file").files[0] })).json()).digest;
+    const options = {};
+    if (+$("ntoys").value > 0) Object.assign(options, { calctype: "toybased", ntoys: +$("ntoys").value });
+    if ($("poi-value").value !== "" && +$("poi-value").value !== 1) options.poi_value = +$("poi-value").value;
+    if ($("cl").value !== "" && +$("cl").value !== 0.95) options.level = +(1 - $("cl").value).toFixed(12);
+    const patches = $("patches").value.split(",").map((s) => s.trim()).filter((s) => s);
     const job = await (await call("/jobs", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         workspace: ws.digest, patchset, task: $("task").value, endpoint: $("endpoint").value,
-        options: +$("ntoys").value > 0 ? { calctype: "toybased", ntoys: +$("ntoys").value } : {},
+        patches: patches.length ? patches : null, options,
       }),
     })).json();
     $("submit-status").textContent = "submitted job " + job.id.slice(0, 8);
