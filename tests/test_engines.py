@@ -253,6 +253,7 @@ def test_toys_on_dask_and_globus_equal_local_toys(demo: Path) -> None:
     assert len(made[0].submissions) >= 1 + 2 * len(points)  # the probe, then the blocks
 
 
+@pytest.mark.slow  # (default run under 10 minutes; CI's slow run covers it)
 def test_globus_limits_are_checked_before_submitting(demo: Path, tmp_path: Path) -> None:
     class Tight(GlobusEngine):
         max_submission_bytes = 1000  # the demo workspace is 530 B compressed, a patch ~670 B

@@ -159,3 +159,16 @@ def test_a_thread_executor_keeps_each_points_fits_apart(demo: Path) -> None:
         assert [n for _, n in fits] == pytest.approx([n for _, n in expected], rel=1e-9)
         assert mine.status == reference.status
         assert mine.cls_obs == pytest.approx(reference.cls_obs, rel=1e-9)
+
+
+def test_a_script_without_the_main_guard_gets_one_clear_error(demo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import fitaas\nfitaas.scan({str(demo)!r}, patches=['demo_700_0'])\n")
+    python = Path(FITAAS).parent / "python"
+    ran = subprocess.run(
+        [str(python), str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert ran.returncode != 0
+    last = ran.stderr.strip().splitlines()[-1]
+    assert str(script) in last and 'if __name__ == "__main__":' in last, ran.stderr
+    assert "BrokenProcessPool" not in last

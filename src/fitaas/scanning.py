@@ -21,7 +21,7 @@ from typing import Any
 import pyhf
 
 from fitaas.engines.base import Engine, EngineError, ExecutorEngine
-from fitaas.engines.local import LocalEngine
+from fitaas.engines.local import LocalEngine, refuse_unguarded_main
 from fitaas.errors import FitaasError, InputError
 from fitaas.inference import (
     KINDS,
@@ -185,6 +185,7 @@ def scan(
         KeyboardInterrupt: The scan was interrupted; finished results are in the store.
         ScanStopped: ``stop`` was set.
     """
+    refuse_unguarded_main()  # (in a worker re-running a script without the main guard)
     early = None
     if executor is None and engine in (None, "local"):
         # the workers start now, importing pyhf and jax while the inputs are read

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from fitaas.caches import cache_folder, write_once
-from fitaas.engines.base import Engine
+from fitaas.engines.base import Engine, EngineError
 from fitaas.tasks import WorkspaceRef, compress_workspace, init_worker, warm_worker
 
-__all__ = ["LocalEngine", "default_workers", "local_pool", "stop_now"]
+__all__ = ["LocalEngine", "default_workers", "local_pool", "refuse_unguarded_main", "stop_now"]
+
+# A worker that finds itself re-running its parent's script exits with this code.
+UNGUARDED_EXIT = 87
+
+
+def _unguarded_note(parent: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"fitaas-unguarded-{parent}"
+
+
+def refuse_unguarded_main() -> None:
+    """Stop a worker that is re-running its parent's script (one without the main guard).
+
+    Workers start with ``spawn``: each imports the parent's ``__main__`` file again, and a
+    script that calls :func:`fitaas.scan` at its top level would call it in every worker
+    (Python then refuses to start processes there, the pool breaks, and every point used to
+    fail after its retries with ``BrokenProcessPool``). Called where a scan starts: in a
+    worker still importing the parent's script, it leaves a note for the parent and exits;
+    the parent's engine then raises one error naming the cause and the fix.
+    """
+    # (set by multiprocessing's spawn while a new process imports its parent's script,
+    # before the process knows its parent: what Python checks before refusing to start one)
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    with contextlib.suppress(OSError):
+        _unguarded_note(os.getppid()).touch()
+    os._exit(UNGUARDED_EXIT)
+
+
+def _unguarded_script() -> str | None:
+    """This process's script, if a worker reported re-running it (``None``: none did)."""
+    note = _unguarded_note(os.getpid())
+    if not note.exists():
+        return None
+    note.unlink(missing_ok=True)
+    return str(getattr(sys.modules["__main__"], "__file__", None) or "the script")
 
 
 def default_workers() -> int:
@@ -140,7 +179,21 @@ class LocalEngine(Engine):
         return ref
 
     def recover(self, exc: BaseException) -> None:
-        """Replace a pool broken by a dead worker; the lost tasks are then sent again."""
+        """Replace a pool broken by a dead worker; the lost tasks are then sent again.
+
+        Raises:
+            EngineError: The workers died re-running a script without the main guard.
+        """
+        script = _unguarded_script() if isinstance(exc, BrokenProcessPool) else None
+        if script is not None:
+            if self._pool is not None:
+                stop_now(self._pool)
+                self._pool = None
+            raise EngineError(
+                f"the workers re-run {script}, which calls fitaas at its top level: put the "
+                'call under `if __name__ == "__main__":` (worker processes start by importing '
+                "the script again)"
+            )
         broken = self._pool is not None and getattr(self._pool, "_broken", False)
         if isinstance(exc, BrokenProcessPool) and self._pool is not None and broken:
             stop_now(self._pool)
