@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from fitaas._version import __version__
+from fitaas.cli.combine import combine
 from fitaas.cli.endpoint import endpoint
 from fitaas.cli.example import example
 from fitaas.cli.plot import plot, report
@@ -62,6 +63,7 @@ for _command in (
     fit,
     upper_limit,
     results,
+    combine,
     plot,
     report,
     example,
