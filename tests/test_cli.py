@@ -175,6 +175,7 @@ def test_failed_points_give_nonzero_exit(tmp_path: Path) -> None:
     assert data["results"][0]["status"] == "failed"
 
 
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_ctrl_c_keeps_what_is_done(tmp_path: Path) -> None:
     import signal
     import sqlite3

@@ -47,6 +47,7 @@ def sbottom(workspaces: Path) -> tuple[dict, dict, list[tuple[Any, ...]]]:
     return ws, ps, _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, workers=2))
 
 
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_parsl_htex_equals_local(demo: Path, reference: list, sbottom: tuple) -> None:
     with ParslEngine({"provider": "local", "workers_per_node": 2}) as engine:
         assert _values(fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)) == reference
@@ -253,7 +254,7 @@ def test_toys_on_dask_and_globus_equal_local_toys(demo: Path) -> None:
     assert len(made[0].submissions) >= 1 + 2 * len(points)  # the probe, then the blocks
 
 
-@pytest.mark.slow  # (default run under 10 minutes; CI's slow run covers it)
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_globus_limits_are_checked_before_submitting(demo: Path, tmp_path: Path) -> None:
     class Tight(GlobusEngine):
         max_submission_bytes = 1000  # the demo workspace is 530 B compressed, a patch ~670 B

@@ -95,6 +95,7 @@ def test_1lbb_reference_point_on_the_fast_path(workspaces: Path) -> None:
     assert fast[0] == pytest.approx(0.58568, abs=1e-4)
 
 
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_fast_is_the_default_and_plain_a_choice(demo: Path, tmp_path: Path) -> None:
     names = ["demo_600_200", "demo_900_0"]
     assert InferenceOptions().fast is True

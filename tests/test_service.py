@@ -409,6 +409,7 @@ def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
 
 
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_a_full_disk_fails_the_job_and_the_service_goes_on(demo: Path, tmp_path: Path) -> None:
     # A full disk used to kill the endpoint's runner thread: the job stayed running and
     # every later job queued until a restart; clients got 500s.

@@ -50,7 +50,6 @@ def users(database: str) -> Iterator[Users]:
     accounts.engine.dispose()
 
 
-@pytest.mark.slow  # (default run under 10 minutes; CI's slow run covers it)
 def test_two_servers_on_one_database(
     users: Users, demo: Path, tmp_path: Path, database: str
 ) -> None:
@@ -113,7 +112,7 @@ def test_two_servers_on_one_database(
             second.stop()
 
 
-@pytest.mark.slow  # (default run under 10 minutes; CI's slow run covers it)
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_a_database_file_removed_under_the_service_is_reported(
     users: Users, demo: Path, tmp_path: Path, database: str
 ) -> None:

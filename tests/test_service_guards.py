@@ -105,7 +105,7 @@ def test_security_headers_and_failed_authentication_limit(users: Users, tmp_path
         bad.close()
 
 
-@pytest.mark.slow  # (default run under 10 minutes; CI's slow run covers it)
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_a_picture_is_rendered_once_per_change(users: Users, demo: Path, tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'service.sqlite'}"
     with running(database, tmp_path) as service, client(service, users.alice) as http:
