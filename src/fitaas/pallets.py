@@ -476,9 +476,11 @@ def load_pallet(
     """Load and validate a pallet from files, a directory, an archive or decoded JSON.
 
     Args:
-        workspace: A workspace file, a directory, a HEPData archive, or a decoded spec.
-        patchset: A patchset file or decoded spec; found automatically in a directory or
-            archive when not given.
+        workspace: A workspace file, a directory, a HEPData archive, an http(s) address of
+            a file or archive (downloaded once, see :mod:`fitaas.downloads`), or a decoded
+            spec.
+        patchset: A patchset file, address or decoded spec; found automatically in a
+            directory or archive when not given.
         region: The region folder to use when a directory or archive holds several.
         verify: Check the patchset's digest against the workspace.
 
@@ -488,6 +490,12 @@ def load_pallet(
     Raises:
         InputError: Anything that makes the inputs unusable, named in one line.
     """
+    from fitaas.downloads import fetch, is_address
+
+    if is_address(workspace):
+        workspace = fetch(str(workspace))
+    if is_address(patchset):
+        patchset = fetch(str(patchset))
     ps_spec: Any | None
     ps_source = "patchset"
     if isinstance(workspace, dict):
