@@ -131,7 +131,6 @@ def main() -> None:
                 references[label], walls[f"{name} {label}"] = _scan(
                     folder, options, Path(tmp) / f"{label}.sqlite"
                 )
-        counts = result.counts()
         retried = [p for p in result if (p.diagnostics or {}).get("attempts", 1) > 1]
         rescued = [p for p in retried if p.ok]
         total = sum(p.seconds for p in result) or 1.0
@@ -189,10 +188,7 @@ def main() -> None:
             sources = " / ".join(f"{k} {v}" for k, v in tally.items())
         table.add_row(
             name,
-            str(len(result)),
-            str(counts.get("ok", 0)),
-            str(counts.get("suspect", 0)),
-            str(counts.get("failed", 0)),
+            *result.status_cells(),
             str(len(rescued)),
             f"{len(ran)} ({len(won)})",
             str(len(mirrored)),

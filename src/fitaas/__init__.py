@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fitaas.results import PointResult, ScanResult, read_results
     from fitaas.scanning import ScanProgress, scan
     from fitaas.store import ResultStore
+    from fitaas.sweeps import sweep
 
 _LAZY = {
     "FitResult": "fitaas.inference",
@@ -43,6 +44,7 @@ _LAZY = {
     "ScanProgress": "fitaas.scanning",
     "scan": "fitaas.scanning",
     "ResultStore": "fitaas.store",
+    "sweep": "fitaas.sweeps",
     "Client": "fitaas.client",
     "Job": "fitaas.client",
 }
@@ -66,6 +68,7 @@ __all__ = [
     "load_pallet",
     "read_results",
     "scan",
+    "sweep",
 ]
 
 

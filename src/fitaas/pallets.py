@@ -33,6 +33,7 @@ __all__ = [
     "load_json",
     "load_pallet",
     "parse_json_bytes",
+    "regions",
     "validate_patchset",
     "validate_workspace",
 ]
@@ -464,6 +465,30 @@ def _load_archive(path: Path, region: str | None) -> tuple[Any, Any | None, str,
             f"{path}:{chosen['workspace']}",
             f"{path}:{ps_name}",
         )
+
+
+def regions(path: str | Path) -> list[str]:
+    """The region folders of a directory or archive holding likelihoods (``"."``: one at
+    its top), in order.
+
+    Raises:
+        InputError: Neither a directory nor a readable archive, or no likelihood in it.
+    """
+    where = Path(path)
+    if where.is_dir():
+        names = [p.relative_to(where).as_posix() for p in where.glob("**/*.json*") if p.is_file()]
+        layout = _find_layout(names, max_depth=1)
+    elif where.name.endswith(_ARCHIVE_SUFFIXES):
+        try:
+            with tarfile.open(where, mode="r:*") as archive:
+                layout = _find_layout([m.name for m in archive.getmembers() if m.isfile()], 2)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{where}: not a readable tar archive ({exc})") from None
+    else:
+        raise InputError(f"{where}: regions live in a directory or an archive")
+    if not layout:
+        raise InputError(f"{where}: no likelihood (no BkgOnly.json) here")
+    return sorted(layout)
 
 
 def load_pallet(

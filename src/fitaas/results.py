@@ -32,6 +32,10 @@ __all__ = ["PointResult", "ScanResult", "read_results"]
 _SIGMAS = ("m2", "m1", "0", "p1", "p2")
 
 
+# A point's statuses, in the order tables show them.
+STATUSES = ("ok", "suspect", "failed")
+
+
 @dataclass(frozen=True)
 class PointResult:
     """Everything computed for one signal point.
@@ -177,6 +181,11 @@ class ScanResult:
         for point in self.points:
             out[point.status] = out.get(point.status, 0) + 1
         return out
+
+    def status_cells(self) -> list[str]:
+        """Points, ok, suspect and failed, as table cells."""
+        counts = self.counts()
+        return [str(len(self.points)), *(str(counts.get(s, 0)) for s in STATUSES)]
 
     def to_dict(self) -> dict[str, Any]:
         """The results JSON (see the module docstring)."""

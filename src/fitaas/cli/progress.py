@@ -32,9 +32,13 @@ class ScanBar:
     Args:
         quiet: Show nothing.
         console: Where to draw (default: standard error).
+        label: What the bar is of (a sweep's pallet name).
     """
 
-    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+    def __init__(
+        self, quiet: bool = False, console: Console | None = None, label: str = "scan"
+    ) -> None:
+        self._label = label
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -64,7 +68,9 @@ class ScanBar:
 
     def __call__(self, state: ScanProgress) -> None:
         if self._task is None:
-            self._task = self._progress.add_task("scan", total=state.total, failed=0, latest="")
+            self._task = self._progress.add_task(
+                self._label, total=state.total, failed=0, latest=""
+            )
         if state.toys_total:
             if self._toys is None:
                 self._toys = self._progress.add_task("toys", total=0, failed=0, latest="")

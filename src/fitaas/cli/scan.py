@@ -9,12 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fitaas.cli.options import (
-    inference_options,
-    options_from_cli,
-    pallet_arguments,
-    pallet_from_cli,
-)
+from fitaas.cli.options import inference_options, options_from_cli, pallet_from_cli
 from fitaas.cli.progress import ScanBar
 from fitaas.errors import InputError
 
@@ -53,7 +48,22 @@ def _output_format(output: Path, fmt: str | None) -> str:
 
 
 @click.command()
-@pallet_arguments
+@click.argument("pallets", nargs=-1, required=True)
+@click.option(
+    "--region",
+    metavar="NAME",
+    help="Region folder to use when a directory or archive holds several likelihoods.",
+)
+@click.option(
+    "--all-regions",
+    is_flag=True,
+    help="Every region of a directory or archive that holds several, as a sweep.",
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Apply a patchset even when its digest does not match the workspace.",
+)
 @click.option(
     "-p",
     "--patch",
@@ -116,22 +126,38 @@ def _output_format(output: Path, fmt: str | None) -> str:
 def scan(**params: Any) -> None:
     """CLs hypothesis tests (and optionally upper limits) for every signal point.
 
-    WORKSPACE is a workspace (.json/.json.gz), a HEPData archive (.tar.gz) or a directory
-    with BkgOnly.json and patchset.json; PATCHSET the patchset when not found there.
+    PALLETS is WORKSPACE [PATCHSET]: a workspace (.json/.json.gz, or - for stdin), a HEPData
+    archive (.tar.gz), a directory with BkgOnly.json and patchset.json, or an http(s)
+    address; PATCHSET the patchset when not found there. Several pallets (folders,
+    archives, addresses, BkgOnly.json:patchset.json pairs), or --all-regions, make a sweep:
+    one job on one engine, each pallet's results in its own JSON under the -o folder.
     Every result is stored as it arrives: rerun the same command to continue an
     interrupted scan.
     """
+    sources = params.pop("pallets")
+    if (
+        len(sources) > 2
+        or params["all_regions"]
+        or (len(sources) == 2 and not _is_patchset_file(sources[1]))
+    ):
+        _sweep(sources, params)
+        return
+    params["workspace"] = sources[0]
+    params["patchset"] = sources[1] if len(sources) == 2 else None
+    _single(params)
+
+
+def _is_patchset_file(source: str) -> bool:
+    """Whether a second argument is WORKSPACE's patchset (a JSON file), not a pallet."""
+    return source.endswith((".json", ".json.gz")) and ":" not in source.split("://")[-1]
+
+
+def _single(params: dict[str, Any]) -> None:
     from fitaas.scanning import scan as run_scan
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
-    store: Any = params["store"] or output.parent / STORE_NAME
-    if "://" in str(store):
-        from fitaas.sql_store import SqlResultStore
-
-        store = SqlResultStore(str(store))
-    else:
-        store = Path(store)
+    store = _store(params, output)
     options = options_from_cli(params)
     pallet = pallet_from_cli(params)
     kinds = ["hypotest"]
@@ -175,4 +201,76 @@ def scan(**params: Any) -> None:
         if len(flagged) > 20:
             click.secho(f"  ... and {len(flagged) - 20} more (see {output})", fg="red", err=True)
     if result.failed:
+        sys.exit(1)
+
+
+def _store(params: dict[str, Any], output: Path) -> Any:
+    store: Any = params["store"] or output.parent / STORE_NAME
+    if "://" in str(store):
+        from fitaas.sql_store import SqlResultStore
+
+        return SqlResultStore(str(store))
+    return Path(store)
+
+
+def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
+    """Several pallets on one engine: a JSON per pallet in the -o folder, a table of all."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fitaas.sweeps import expand_pallets, sweep
+
+    folder = params["output"].with_suffix("") if params["output"].suffix else params["output"]
+    fmt = params["fmt"] or "json"
+    entries = expand_pallets(
+        sources,
+        all_regions=params["all_regions"],
+        region=params["region"],
+        verify=not params["no_verify"],
+    )
+    store = _store(params, folder / "x")
+    options = options_from_cli(params)
+    kinds = ["hypotest", *(["upper_limit"] if params["upper_limit"] else [])]
+    kinds += ["fit"] if params["with_fit"] else []
+    table = Table(title=f"sweep of {len(entries)} pallets -> {folder}/")
+    for column in ("pallet", "points", "ok", "suspect", "failed", "excluded obs/exp", "wall s"):
+        table.add_column(column, justify="left" if column == "pallet" else "right")
+    failed = False
+    engine = _engine(params)
+    folder.mkdir(parents=True, exist_ok=True)
+    with engine:
+        for name, pallet in entries:
+            start = time.perf_counter()
+            with ScanBar(quiet=params["quiet"], label=name) as bar:
+                (result,) = sweep(
+                    [(name, pallet)],
+                    engine=engine,
+                    patches=params["patches"] or None,
+                    options=options,
+                    kinds=kinds,
+                    store=store,
+                    force=params["force"],
+                    progress=bar,
+                ).values()
+            target = folder / f"{name.replace('/', '__')}.{fmt}"
+            if fmt == "csv":
+                result.to_csv(target)
+            else:
+                result.to_json(target)
+            level = 1.0 - (params.get("cl") or 0.95)
+            tested = [p.hypotest for p in result if p.hypotest is not None]
+            excluded = (
+                f"{sum(h.cls_obs < level for h in tested)}/"
+                f"{sum(h.cls_exp[2] < level for h in tested)}"
+            )
+            table.add_row(
+                name,
+                *result.status_cells(),
+                excluded,
+                f"{time.perf_counter() - start:.1f}",
+            )
+            failed = failed or bool(result.failed)
+    if not params["quiet"]:
+        Console(stderr=True).print(table)
+    if failed:
         sys.exit(1)

@@ -1,0 +1,51 @@
+"""Sweeps: several pallets as one job on one engine, each pallet's results its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fitaas
+from conftest import run_cli
+from fitaas.pallets import digest
+
+PATCHES = ["demo_700_0", "demo_800_200"]
+
+
+def _variant(demo: Path, folder: Path, extra: float) -> Path:
+    """The demo pallet with ``extra`` events more observed in every bin."""
+    folder.mkdir(parents=True)
+    spec = json.loads((demo / "BkgOnly.json").read_text())
+    for observation in spec["observations"]:
+        observation["data"] = [v + extra for v in observation["data"]]
+    (folder / "BkgOnly.json").write_text(json.dumps(spec))
+    patchset = json.loads((demo / "patchset.json").read_text())
+    patchset["metadata"]["digests"] = {"sha256": digest(spec)}
+    (folder / "patchset.json").write_text(json.dumps(patchset))
+    return folder
+
+
+def test_a_sweep_of_three_pallets_equals_their_scans(demo: Path, tmp_path: Path) -> None:
+    folders = [_variant(demo, tmp_path / name, extra) for name, extra in [("a", 0), ("b", 3)]]
+    pair = f"{demo / 'BkgOnly.json'}:{demo / 'patchset.json'}"
+    store = tmp_path / "store.sqlite"
+    swept = fitaas.sweep([*folders, pair], patches=PATCHES, store=store, workers=2)
+    assert list(swept) == ["a", "b", demo.name]  # a pair is named after its folder
+    for source, result in zip([*folders, demo], swept.values(), strict=True):
+        alone = fitaas.scan(source, patches=PATCHES, store=store)
+        assert alone.computed == 0  # the sweep stored them, by content
+        assert [p.cls_obs for p in alone] == [p.cls_obs for p in result]
+    assert [p.cls_obs for p in swept["a"]] == [p.cls_obs for p in swept[demo.name]]
+    assert [p.cls_obs for p in swept["a"]] != [p.cls_obs for p in swept["b"]]
+
+
+def test_all_regions_of_a_folder_from_the_cli(demo: Path, tmp_path: Path) -> None:
+    _variant(demo, tmp_path / "analysis" / "SR1", 0)
+    _variant(demo, tmp_path / "analysis" / "SR2", 3)
+    ran = run_cli("scan", "analysis", "--all-regions", "-p", PATCHES[0], "-o", "out", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.json"))
+    assert written == ["analysis__SR1.json", "analysis__SR2.json"]
+    assert "analysis/SR1" in ran.stderr and "analysis/SR2" in ran.stderr
+    one = json.loads((tmp_path / "out" / "analysis__SR2.json").read_text())["results"]
+    assert [r["patch"] for r in one] == [PATCHES[0]]
