@@ -257,8 +257,8 @@ def test_bad_input_gets_a_clear_error(
         assert http.get("/jobs").json() == []  # nothing was queued by a refused request
 
 
-# (slow: the SIGKILL of a running server and its job's takeover, nothing recomputed, are in
-# the default run: tests/test_service_faults.py)
+# (slow, as is tests/test_service_faults.py's SIGKILL of a running server and its job's
+# takeover by another: pytest -m slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 def test_jobs_survive_a_restart(users: Users, demo: Path, tmp_path: Path, database: str) -> None:
@@ -449,6 +449,7 @@ def test_a_full_disk_fails_the_job_and_the_service_goes_on(demo: Path, tmp_path:
         users.engine.dispose()
 
 
+@pytest.mark.slow  # (the web page's test runs a toy job through the service)
 def test_a_toy_job_gives_the_toys_of_fitaas_scan(
     service: Service, users: Users, demo: Path, database: str
 ) -> None:

@@ -50,6 +50,7 @@ def users(database: str) -> Iterator[Users]:
     accounts.engine.dispose()
 
 
+@pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_two_servers_on_one_database(
     users: Users, demo: Path, tmp_path: Path, database: str
 ) -> None:

@@ -8,7 +8,7 @@ to the store as for a single scan (so a sweep resumes like one).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ def sweep(
     region: str | None = None,
     engine: Engine | None = None,
     workers: int | None = None,
-    on_pallet: Callable[[str, Pallet], Any] | None = None,
     **scan_options: Any,
 ) -> dict[str, ScanResult]:
     """Scan several pallets as one job on one engine.
@@ -101,8 +100,6 @@ def sweep(
         engine: The engine (the caller's: not stopped here); default a local pool of
             ``workers``, started once for all pallets.
         workers: Worker processes of the local pool started here.
-        on_pallet: Called with each pallet's name before it is scanned (a progress display
-            may return a callback for ``progress``).
         **scan_options: The keyword arguments of :func:`fitaas.scan` (``options``,
             ``kinds``, ``patches``, ``store``, ``force``, ``progress``, ...).
 
@@ -118,9 +115,5 @@ def sweep(
     results: dict[str, ScanResult] = {}
     with used if engine is None else contextlib.nullcontext(used):
         for name, pallet in entries:
-            progress = on_pallet(name, pallet) if on_pallet else None
-            options = dict(scan_options)
-            if progress is not None:
-                options["progress"] = progress
-            results[name] = scan(pallet, engine=used, **options)
+            results[name] = scan(pallet, engine=used, **scan_options)
     return results

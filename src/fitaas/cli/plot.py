@@ -56,7 +56,7 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
         attempt(f"toys_{patch}", lambda: plots.toy_distributions(chosen, params.get("title")))
     if len(result.labels) >= 2:
         attempt(
-            "exclusion",
+            "exclusion_clsmap" if params.get("cls_map") else "exclusion",  # beside, not over
             lambda: plots.exclusion(
                 result,
                 params.get("x"),
@@ -145,8 +145,6 @@ def plot(results: Path, output: Path, formats: str, **params: Any) -> None:
     made, notes = figures(results, params)
     output.mkdir(parents=True, exist_ok=True)
     for name, figure in made.items():
-        if name == "exclusion" and params.get("cls_map"):
-            name = "exclusion_clsmap"  # beside the plain contour, not over it
         for fmt in formats.split(","):
             target = output / f"{name}.{fmt.strip()}"
             figure.savefig(target, dpi=150)

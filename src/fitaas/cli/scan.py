@@ -214,11 +214,13 @@ def _store(params: dict[str, Any], output: Path) -> Any:
 
 
 def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
-    """Several pallets on one engine: a JSON per pallet in the -o folder, a table of all."""
+    """Several pallets on one engine (as :func:`fitaas.sweep`, with a bar per pallet): a
+    JSON per pallet in the -o folder, a table of all."""
     from rich.console import Console
     from rich.table import Table
 
-    from fitaas.sweeps import expand_pallets, sweep
+    from fitaas.scanning import scan as run_scan
+    from fitaas.sweeps import expand_pallets
 
     folder = params["output"].with_suffix("") if params["output"].suffix else params["output"]
     fmt = params["fmt"] or "json"
@@ -242,8 +244,8 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         for name, pallet in entries:
             start = time.perf_counter()
             with ScanBar(quiet=params["quiet"], label=name) as bar:
-                (result,) = sweep(
-                    [(name, pallet)],
+                result = run_scan(
+                    pallet,
                     engine=engine,
                     patches=params["patches"] or None,
                     options=options,
@@ -251,7 +253,7 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
                     store=store,
                     force=params["force"],
                     progress=bar,
-                ).values()
+                )
             target = folder / f"{name.replace('/', '__')}.{fmt}"
             if fmt == "csv":
                 result.to_csv(target)
