@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pyhf
 import pytest
 
 from conftest import run_cli
@@ -74,6 +75,16 @@ def test_single_commands(tmp_path: Path) -> None:
     mu = fitted["parameters"].index("mu_SIG")
     assert fitted["pulls"][mu] is None
     assert any(p is not None for p in fitted["pulls"])
+    # the first fit an analyst runs: the background-only workspace, without POI
+    bkg = run_cli("fit", "demo/BkgOnly.json", "-o", "bkg.json", cwd=tmp_path)
+    assert bkg.returncode == 0, bkg.stderr
+    fitted = json.loads((tmp_path / "bkg.json").read_text())
+    workspace = pyhf.Workspace(json.loads((tmp_path / "demo" / "BkgOnly.json").read_text()))
+    model = workspace.model(poi_name=None)
+    pars = pyhf.infer.mle.fit(workspace.data(model), model)
+    assert "mu_SIG" not in fitted["parameters"]
+    assert fitted["parameters"] == list(model.config.par_names)
+    assert fitted["bestfit"] == pytest.approx(list(map(float, pars)), abs=1e-3)
     many = run_cli("hypotest", "demo", cwd=tmp_path)
     assert many.returncode == 2 and "choose one with --patch" in many.stderr
     # pyhf's spellings: the workspace on stdin, --test-poi

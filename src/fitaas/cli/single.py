@@ -92,7 +92,8 @@ def _compute(
 
     with pyhf_backend(options):
         workspace = pyhf.Workspace(pallet.workspace, validate=False)
-        model, data = build_model(workspace, point.operations, options)
+        # a background-only workspace: fitted without POI
+        model, data = build_model(workspace, point.operations, options, kind == "fit")
         check_options(model, options, (kind,))
         checks: dict[str, Any] = {}
         if kind == "hypotest":

@@ -87,6 +87,7 @@ def build_model(
     workspace: pyhf.Workspace,
     operations: Sequence[dict[str, Any]] | None,
     options: InferenceOptions,
+    without_poi: bool = False,
 ) -> tuple[pyhf.pdf.Model, list[float]]:
     """Build the model of a workspace with one patch applied, and its observed data.
 
@@ -99,6 +100,8 @@ def build_model(
         workspace: The background-only workspace.
         operations: The JSON patch operations of the signal point, or ``None``.
         options: Inference options (measurement, interpolation codes).
+        without_poi: A workspace whose POI is in no sample (a background-only workspace)
+            makes a model without POI, for fits, instead of an error.
 
     Returns:
         The model and the observed data (main + auxiliary).
@@ -112,6 +115,13 @@ def build_model(
         except pyhf.exceptions.InvalidModel as exc:
             if "not declared" not in str(exc):
                 raise
+            if without_poi:
+                model = workspace.model(
+                    measurement_name=options.measurement, poi_name=None, **kwargs
+                )
+                data = workspace.data(model)
+                check_physical(model, data)
+                return model, data
             poi = workspace.get_measurement(measurement_name=options.measurement)["config"]
             raise InputError(
                 f"the workspace's parameter of interest '{poi['poi']}' is in no sample: a "
