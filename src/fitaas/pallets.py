@@ -418,9 +418,13 @@ def _find_layout(names: Sequence[str], max_depth: int) -> dict[str, dict[str, st
     return {k: v for k, v in regions.items() if "workspace" in v}
 
 
-def _load_directory(path: Path, region: str | None) -> tuple[Any, Any | None, str, str]:
+def _directory_layout(path: Path) -> dict[str, dict[str, str]]:
     names = [p.relative_to(path).as_posix() for p in path.glob("**/*.json*") if p.is_file()]
-    layout = _find_layout(names, max_depth=1)
+    return _find_layout(names, max_depth=1)
+
+
+def _load_directory(path: Path, region: str | None) -> tuple[Any, Any | None, str, str]:
+    layout = _directory_layout(path)
     if not layout:
         raise InputError(f"{path}: no BkgOnly.json found here or one folder down")
     chosen = layout[_pick_region(layout, region, str(path))]
@@ -476,8 +480,7 @@ def regions(path: str | Path) -> list[str]:
     """
     where = Path(path)
     if where.is_dir():
-        names = [p.relative_to(where).as_posix() for p in where.glob("**/*.json*") if p.is_file()]
-        layout = _find_layout(names, max_depth=1)
+        layout = _directory_layout(where)
     elif where.name.endswith(_ARCHIVE_SUFFIXES):
         try:
             with tarfile.open(where, mode="r:*") as archive:

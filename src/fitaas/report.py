@@ -46,8 +46,7 @@ def html_report(
         The HTML document.
     """
     counts = result.counts()
-    level = 1 - cl
-    excluded = sum(1 for p in result if p.hypotest and p.hypotest.cls_obs < level)
+    excluded = result.excluded(cl)[0]
     head = html.escape(title or f"fitaas report: {result.source or result.workspace_digest[:12]}")
     rows = []
     for p in result:

@@ -182,6 +182,12 @@ class ScanResult:
             out[point.status] = out.get(point.status, 0) + 1
         return out
 
+    def excluded(self, cl: float = 0.95) -> tuple[int, int]:
+        """Points excluded at confidence level ``cl``: observed, expected (median)."""
+        level = 1.0 - cl
+        tested = [p.hypotest for p in self.points if p.hypotest is not None]
+        return sum(h.cls_obs < level for h in tested), sum(h.cls_exp[2] < level for h in tested)
+
     def status_cells(self) -> list[str]:
         """Points, ok, suspect and failed, as table cells."""
         counts = self.counts()

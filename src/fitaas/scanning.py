@@ -351,8 +351,11 @@ def _scan(
         reused=sum(len(kinds) for _ in points) - gather.computed,
         source=pallet.source,
         kinds={
-            kind: {"computed": n, "reused": len(points) - n}
-            for kind, n in ((k, gather.computed_kinds[k]) for k in kinds)
+            kind: {
+                "computed": gather.computed_kinds[kind],
+                "reused": len(points) - gather.computed_kinds[kind],
+            }
+            for kind in kinds
         },
         units=pallet.units,
     )
@@ -474,11 +477,15 @@ class _Gather:
         self.outcomes = outcomes
         self.keys = keys
         self.finish = finish
-        self.computed = 0
         self.computed_kinds: collections.Counter[str] = collections.Counter()
         self.submit: Callable[[_Task], None] = lambda task: None
         self.report_toys: Callable[[int, int], None] | None = None
         self.stop: threading.Event | None = None
+
+    @property
+    def computed(self) -> int:
+        """(point, kind) results computed by this run."""
+        return sum(self.computed_kinds.values())
 
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
@@ -616,7 +623,6 @@ class _Gather:
                     outcome=outcome,
                 )
                 self.outcomes[point.digest, kind] = outcome
-                self.computed += 1
                 self.computed_kinds[kind] += 1
             self.finish(point)
 
@@ -739,6 +745,5 @@ class _ToyGather(_Gather):
             outcome=outcome,
         )
         self.outcomes[point.digest, "hypotest"] = outcome
-        self.computed += 1
         self.computed_kinds["hypotest"] += 1
         self.finish(point)

@@ -157,14 +157,10 @@ def _single(params: dict[str, Any]) -> None:
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
-    store = _store(params, output)
+    store = _store(params, output.parent)
     options = options_from_cli(params)
     pallet = pallet_from_cli(params)
-    kinds = ["hypotest"]
-    if params["upper_limit"]:
-        kinds.append("upper_limit")
-    if params["with_fit"]:
-        kinds.append("fit")
+    kinds = _kinds(params)
     engine = _engine(params)
     start = time.perf_counter()
     with engine, ScanBar(quiet=params["quiet"]) as bar:
@@ -179,10 +175,7 @@ def _single(params: dict[str, Any]) -> None:
             progress=bar,
         )
     wall = time.perf_counter() - start
-    if fmt == "csv":
-        result.to_csv(output)
-    else:
-        result.to_json(output)
+    _write(result, output, fmt)
     counts = result.counts()
     if not params["quiet"]:
         rescued = [p for p in result if p.ok and (p.diagnostics or {}).get("attempts", 1) > 1]
@@ -204,8 +197,25 @@ def _single(params: dict[str, Any]) -> None:
         sys.exit(1)
 
 
-def _store(params: dict[str, Any], output: Path) -> Any:
-    store: Any = params["store"] or output.parent / STORE_NAME
+def _kinds(params: dict[str, Any]) -> list[str]:
+    """The task kinds the flags ask for."""
+    return [
+        "hypotest",
+        *(["upper_limit"] if params["upper_limit"] else []),
+        *(["fit"] if params["with_fit"] else []),
+    ]
+
+
+def _write(result: Any, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        result.to_csv(path)
+    else:
+        result.to_json(path)
+
+
+def _store(params: dict[str, Any], folder: Path) -> Any:
+    """The --store given, or the store file in ``folder``."""
+    store: Any = params["store"] or folder / STORE_NAME
     if "://" in str(store):
         from fitaas.sql_store import SqlResultStore
 
@@ -230,10 +240,9 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         region=params["region"],
         verify=not params["no_verify"],
     )
-    store = _store(params, folder / "x")
+    store = _store(params, folder)
     options = options_from_cli(params)
-    kinds = ["hypotest", *(["upper_limit"] if params["upper_limit"] else [])]
-    kinds += ["fit"] if params["with_fit"] else []
+    kinds = _kinds(params)
     table = Table(title=f"sweep of {len(entries)} pallets -> {folder}/")
     for column in ("pallet", "points", "ok", "suspect", "failed", "excluded obs/exp", "wall s"):
         table.add_column(column, justify="left" if column == "pallet" else "right")
@@ -255,20 +264,12 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
                     progress=bar,
                 )
             target = folder / f"{name.replace('/', '__')}.{fmt}"
-            if fmt == "csv":
-                result.to_csv(target)
-            else:
-                result.to_json(target)
-            level = 1.0 - (params.get("cl") or 0.95)
-            tested = [p.hypotest for p in result if p.hypotest is not None]
-            excluded = (
-                f"{sum(h.cls_obs < level for h in tested)}/"
-                f"{sum(h.cls_exp[2] < level for h in tested)}"
-            )
+            _write(result, target, fmt)
+            observed, expected = result.excluded(params.get("cl") or 0.95)
             table.add_row(
                 name,
                 *result.status_cells(),
-                excluded,
+                f"{observed}/{expected}",
                 f"{time.perf_counter() - start:.1f}",
             )
             failed = failed or bool(result.failed)

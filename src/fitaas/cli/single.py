@@ -119,18 +119,13 @@ def _pulls(model: Any, values: Any) -> list[float | None]:
     """(value - nominal) / constraint width of each constrained parameter (None: free)."""
     import numpy as np
 
-    pulls: list[float | None] = [None] * len(values)
+    from fitaas.fast.structures import constraint_widths
+
     nominal = model.config.suggested_init()
-    for name in model.config.par_order:
-        paramset = model.config.param_set(name)
-        if not getattr(paramset, "constrained", False):
-            continue
-        sl = model.config.par_slice(name)
-        widths = np.broadcast_to(np.asarray(paramset.width(), dtype=float), (sl.stop - sl.start,))
-        for i, width in zip(range(sl.start, sl.stop), widths, strict=True):
-            if width > 0:
-                pulls[i] = (float(values[i]) - float(nominal[i])) / float(width)
-    return pulls
+    return [
+        None if np.isnan(width) else (float(value) - float(start)) / float(width)
+        for value, start, width in zip(values, nominal, constraint_widths(model), strict=True)
+    ]
 
 
 def _fit_table(out: dict[str, Any]) -> None:

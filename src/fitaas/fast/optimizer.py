@@ -262,8 +262,7 @@ def compiled_objective_optimizer(base: type) -> type:
             else:
                 start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
             if start is not None:
-                tolerance = options.get("tolerance", self.tolerance) or SLSQP_TOLERANCE
-                options.update({_START: start, "tolerance": min(tolerance, WARM_TOLERANCE)})
+                options = restart_options(options, start, self.tolerance)
             result = self._internal_minimize(
                 func=func,
                 x0=list(init),

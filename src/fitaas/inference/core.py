@@ -115,19 +115,14 @@ def build_model(
         except pyhf.exceptions.InvalidModel as exc:
             if "not declared" not in str(exc):
                 raise
-            if without_poi:
-                model = workspace.model(
-                    measurement_name=options.measurement, poi_name=None, **kwargs
-                )
-                data = workspace.data(model)
-                check_physical(model, data)
-                return model, data
-            poi = workspace.get_measurement(measurement_name=options.measurement)["config"]
-            raise InputError(
-                f"the workspace's parameter of interest '{poi['poi']}' is in no sample: a "
-                "background-only workspace needs its patchset (give PATCHSET, or a folder or "
-                "archive holding both)"
-            ) from None
+            if not without_poi:
+                poi = workspace.get_measurement(measurement_name=options.measurement)["config"]
+                raise InputError(
+                    f"the workspace's parameter of interest '{poi['poi']}' is in no sample: a "
+                    "background-only workspace needs its patchset (give PATCHSET, or a folder "
+                    "or archive holding both)"
+                ) from None
+            model = workspace.model(measurement_name=options.measurement, poi_name=None, **kwargs)
     else:
         measurement = workspace.get_measurement(measurement_name=options.measurement)
         model = pyhf.Model(
