@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import fitaas
@@ -49,3 +50,12 @@ def test_all_regions_of_a_folder_from_the_cli(demo: Path, tmp_path: Path) -> Non
     assert "analysis/SR1" in ran.stderr and "analysis/SR2" in ran.stderr
     one = json.loads((tmp_path / "out" / "analysis__SR2.json").read_text())["results"]
     assert [r["patch"] for r in one] == [PATCHES[0]]
+    # the same regions from an archive: every region too, the results from the store
+    with tarfile.open(tmp_path / "analysis.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "analysis", arcname="analysis")
+    packed = fitaas.sweep(
+        [tmp_path / "analysis.tar.gz"], all_regions=True, patches=PATCHES[:1], workers=1,
+        store=tmp_path / "out" / "fitaas-store.sqlite",
+    )  # fmt: skip
+    assert list(packed) == ["analysis/SR1", "analysis/SR2"]
+    assert all(r.computed == 0 for r in packed.values())

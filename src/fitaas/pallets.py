@@ -26,6 +26,7 @@ from fitaas.caches import remember, remembered
 from fitaas.errors import DocumentTooLarge, InputError
 
 __all__ = [
+    "ARCHIVE_SUFFIXES",
     "Pallet",
     "Point",
     "digest",
@@ -40,7 +41,7 @@ __all__ = [
 
 _WORKSPACE_NAMES = ("BkgOnly.json", "BkgOnly.json.gz", "bkgonly.json", "bkgonly.json.gz")
 _PATCHSET_NAMES = ("patchset.json", "patchset.json.gz")
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 def digest(obj: Any) -> str:
@@ -481,7 +482,7 @@ def regions(path: str | Path) -> list[str]:
     where = Path(path)
     if where.is_dir():
         layout = _directory_layout(where)
-    elif where.name.endswith(_ARCHIVE_SUFFIXES):
+    elif where.name.endswith(ARCHIVE_SUFFIXES):
         try:
             with tarfile.open(where, mode="r:*") as archive:
                 layout = _find_layout([m.name for m in archive.getmembers() if m.isfile()], 2)
@@ -532,7 +533,7 @@ def load_pallet(
         path = Path(workspace)
         if path.is_dir():
             ws_spec, ps_spec, ws_source, ps_source = _load_directory(path, region)
-        elif path.name.endswith(_ARCHIVE_SUFFIXES):
+        elif path.name.endswith(ARCHIVE_SUFFIXES):
             ws_spec, ps_spec, ws_source, ps_source = _load_archive(path, region)
         else:
             ws_spec, ws_source, ps_spec = load_json(path), str(path), None

@@ -16,7 +16,7 @@ from fitaas.downloads import is_address
 from fitaas.engines.base import Engine
 from fitaas.engines.local import LocalEngine
 from fitaas.errors import InputError
-from fitaas.pallets import Pallet, load_pallet, regions
+from fitaas.pallets import ARCHIVE_SUFFIXES, Pallet, load_pallet, regions
 from fitaas.results import ScanResult
 from fitaas.scanning import scan
 
@@ -67,7 +67,7 @@ def expand_pallets(
                     load_pallet(workspace, patchset, verify=verify),
                 )
             )
-        elif all_regions and Path(source).exists() and not source.endswith((".json", ".gz")):
+        elif all_regions and (Path(source).is_dir() or source.endswith(ARCHIVE_SUFFIXES)):
             for name in regions(source):
                 one = None if name == "." else name
                 label = _name(source) if one is None else f"{_name(source)}/{one}"
