@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fitaas.results import PointResult, ScanResult, read_results
     from fitaas.scanning import ScanProgress, scan
     from fitaas.store import ResultStore
+    from fitaas.streaming import StreamSummary, stream_scan
     from fitaas.sweeps import sweep
 
 _LAZY = {
@@ -45,6 +46,8 @@ _LAZY = {
     "scan": "fitaas.scanning",
     "ResultStore": "fitaas.store",
     "sweep": "fitaas.sweeps",
+    "StreamSummary": "fitaas.streaming",
+    "stream_scan": "fitaas.streaming",
     "Client": "fitaas.client",
     "Job": "fitaas.client",
 }
@@ -63,11 +66,13 @@ __all__ = [
     "ResultStore",
     "ScanProgress",
     "ScanResult",
+    "StreamSummary",
     "UpperLimitResult",
     "__version__",
     "load_pallet",
     "read_results",
     "scan",
+    "stream_scan",
     "sweep",
 ]
 

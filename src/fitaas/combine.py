@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyhf
+from typing import TYPE_CHECKING, Any
 
 from fitaas.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyhf
 
 __all__ = ["JOINS", "Renames", "combine_workspaces"]
 
@@ -59,6 +60,8 @@ def _parameters(workspace: pyhf.Workspace) -> set[str]:
 
 
 def _renamed(workspace: pyhf.Workspace, renames: Renames, name: str) -> pyhf.Workspace:
+    import pyhf
+
     for kind, mapping in (
         ("modifier", renames.modifiers),
         ("channel", renames.channels),
@@ -113,6 +116,8 @@ def combine_workspaces(
         InputError: Fewer than two inputs, an unknown join, a rename of a name the input
             lacks, or a clash pyhf refuses (named).
     """
+    import pyhf
+
     if len(specs) < 2:
         raise InputError(f"a combination needs two workspaces at least, got {len(specs)}")
     if join not in JOINS:

@@ -322,11 +322,51 @@ def read_results(path: str | Path) -> ScanResult:
             "from the JSON it writes: scan again with -o results.json (the store keeps every "
             "point, so nothing is computed twice)"
         )
+    if str(path).lower().endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        return _read_jsonl(Path(path))
     data = load_json(path)
     if not isinstance(data, dict) or "results" not in data or "workspace" not in data:
         raise InputError(f"{path}: not a fitaas results file (no 'workspace'/'results')")
     try:
         return ScanResult.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: damaged fitaas results file ({exc!r})") from None
+
+
+def _read_jsonl(path: Path) -> ScanResult:
+    """A streamed scan's JSON Lines (header, one line per point, maybe a summary): the
+    summary is recounted from the lines when the scan did not finish."""
+    import gzip
+
+    opener: Any = gzip.open if path.name.endswith(".gz") else open
+    header: dict[str, Any] | None = None
+    results: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    if number > 1:  # a line cut short by an interrupted scan: the rest
+                        break
+                    raise InputError(
+                        f"{path}: not a fitaas results file (line 1 is not JSON)"
+                    ) from None
+                if header is None:
+                    header = item
+                elif "summary" in item and "patch" not in item:
+                    summary = item["summary"]
+                else:
+                    results.append(item)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(header, dict) or "workspace" not in header:
+        raise InputError(f"{path}: not a fitaas results file (no 'workspace' header line)")
+    try:
+        return ScanResult.from_dict({**header, "results": results, "summary": summary})
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: damaged fitaas results file ({exc!r})") from None
 

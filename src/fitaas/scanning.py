@@ -147,6 +147,8 @@ def scan(
     force: bool = False,
     progress: Callable[[ScanProgress], None] | None = None,
     stop: threading.Event | None = None,
+    models: Any = None,
+    labels: Sequence[str] = (),
 ) -> ScanResult:
     """Compute hypothesis tests (and optionally upper limits, fits) for every signal point.
 
@@ -175,9 +177,15 @@ def scan(
         stop: Set it (from another thread) to stop the scan within a second: running tasks
             are abandoned (the local engine's workers are terminated when it owns them) and
             :class:`ScanStopped` is raised; finished results are in the store.
+        models: Instead of a patchset, theory models as a stream: a JSON Lines file, a
+            folder of patch files or an iterable of ``{"name", "values", "patch"}`` (see
+            :mod:`fitaas.theory_models`), read only as far as the workers need. For more
+            results than memory holds, use :func:`fitaas.stream_scan` with ``output``.
+        labels: Names of the models' values.
 
     Returns:
-        One result per point, in the order of ``patches`` (or of the patchset).
+        One result per point, in the order of ``patches`` (or of the patchset); for
+        ``models``, in the order they finished.
 
     Raises:
         InputError: Unusable inputs or options; nothing is computed then.
@@ -186,6 +194,24 @@ def scan(
         ScanStopped: ``stop`` was set.
     """
     refuse_unguarded_main()  # (in a worker re-running a script without the main guard)
+    shared: dict[str, Any] = {
+        "options": options,
+        "kinds": kinds,
+        "executor": executor,
+        "workers": workers,
+        "retries": retries,
+        "batch_size": batch_size,
+        "store": store,
+        "force": force,
+        "progress": progress,
+        "stop": stop,
+    }
+    if models is not None:
+        if patchset is not None or patches:
+            raise InputError("give theory models or a patchset (and patches), not both")
+        from fitaas.streaming import collected_scan
+
+        return collected_scan(workspace, models, labels=labels, engine=engine, **shared)
     early = None
     if executor is None and engine in (None, "local"):
         # the workers start now, importing pyhf and jax while the inputs are read
@@ -196,19 +222,10 @@ def scan(
             workspace,
             patchset,
             patches=patches,
-            options=options,
-            kinds=kinds,
             region=region,
             verify=verify,
             engine=early or engine,
-            executor=executor,
-            workers=workers,
-            retries=retries,
-            batch_size=batch_size,
-            store=store,
-            force=force,
-            progress=progress,
-            stop=stop,
+            **shared,
         )
     finally:
         if early is not None:
@@ -544,19 +561,38 @@ class _Gather:
         return limit, workspace
 
     def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
+        ref = engine.install(self.pallet.workspace_digest, self.pallet.workspace)
+        self.drive(engine, ref, iter(self._tasks(engine, todo, ref)))
+
+    def drive(
+        self, engine: Engine, ref: WorkspaceRef, tasks: Iterator[_Task], window: int = 0
+    ) -> None:
+        """Submit ``tasks`` and record their outcomes as they arrive.
+
+        Args:
+            engine: The engine.
+            ref: How tasks name the workspace (:meth:`Engine.install`).
+            tasks: The tasks, taken as the window allows.
+            window: The most tasks in flight (0: every task at once); a stream of
+                models is read only as far as this.
+        """
         digest, spec = self.pallet.workspace_digest, self.pallet.workspace
-        ref = engine.install(digest, spec)
         pending: dict[Future[list[dict[str, Any]]], _Task] = {}
 
         def submit(task: _Task) -> None:
             payload = engine.payload(digest, spec) if task.with_payload else None
             pending[self._call(engine, ref, task, payload)] = task
 
-        self.submit = submit
-        try:
-            for task in self._tasks(engine, todo, ref):
+        def refill() -> None:
+            for task in tasks:
                 task.with_payload = engine.eager_payload
                 submit(task)
+                if window and len(pending) >= window:
+                    return
+
+        self.submit = submit
+        try:
+            refill()
             while pending:
                 timeout = STOP_CHECK_SECONDS if self.stop is not None else None
                 done, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
@@ -567,6 +603,8 @@ class _Gather:
                     returned = self._returned(engine, future, task, submit)
                     if returned is not None:
                         self._record(task, returned)
+                if window:
+                    refill()
         except BaseException:
             engine.abandon(list(pending))
             raise

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from fitaas.combine import JOINS
+
 __all__ = ["combine"]
 
 
@@ -41,7 +43,7 @@ def _renames(values: tuple[str, ...], count: int, option: str) -> list[dict[str,
 )
 @click.option(
     "--join",
-    type=click.Choice(["none", "inner", "outer", "left outer", "right outer"]),
+    type=click.Choice(JOINS),
     default="none",
     show_default=True,
     help="What to do with what the inputs have in common: none refuses it; the outer "

@@ -11,10 +11,12 @@ import click
 
 from fitaas.cli.options import inference_options, options_from_cli, pallet_from_cli
 from fitaas.cli.progress import ScanBar
+from fitaas.combine import JOINS
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.engines import Engine
+    from fitaas.pallets import Pallet
 
 __all__ = ["scan"]
 
@@ -44,7 +46,8 @@ def _engine(params: dict[str, Any]) -> Engine:
 def _output_format(output: Path, fmt: str | None) -> str:
     if fmt:
         return fmt
-    return "csv" if output.suffix.lower() == ".csv" else "json"
+    suffix = output.suffix.lower()
+    return {".csv": "csv", ".jsonl": "jsonl"}.get(suffix, "json")
 
 
 @click.command()
@@ -71,6 +74,39 @@ def _output_format(output: Path, fmt: str | None) -> str:
     multiple=True,
     metavar="NAME",
     help="Only this patch, by its name in the patchset (repeatable).",
+)
+@click.option(
+    "--combine",
+    is_flag=True,
+    help="Scan the combination of the PALLETS: their background-only workspaces combined, "
+    "each point's patches applied together (points matched by --match).",
+)
+@click.option(
+    "--join",
+    type=click.Choice(JOINS),
+    default="none",
+    show_default=True,
+    help="With --combine: how the workspaces are combined (see 'fitaas combine').",
+)
+@click.option(
+    "--match",
+    type=click.Choice(["names", "values"]),
+    default="names",
+    show_default=True,
+    help="With --combine: points of the analyses are one model when their patch names "
+    "(or label values) are equal.",
+)
+@click.option(
+    "--models",
+    type=click.Path(exists=True, path_type=Path),
+    help='Theory models instead of a patchset: a JSON Lines file (one {"name", '
+    '"values", "patch"} per line) or a folder of patch files, read as a stream; '
+    "results stream to -o (default results.jsonl).",
+)
+@click.option(
+    "--labels",
+    metavar="NAMES",
+    help="Comma-separated names of the models' values, e.g. m1,m2 (with --models).",
 )
 @inference_options
 @click.option(
@@ -118,8 +154,8 @@ def _output_format(output: Path, fmt: str | None) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json", "csv"]),
-    help="Output format (default: from the suffix).",
+    type=click.Choice(["json", "csv", "jsonl"]),
+    help="Output format (default: from the suffix; jsonl streams results as they finish).",
 )
 @click.option("--force", is_flag=True, help="Recompute results even when the store has them.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
@@ -135,6 +171,14 @@ def scan(**params: Any) -> None:
     interrupted scan.
     """
     sources = params.pop("pallets")
+    if params["combine"]:
+        _single(params, _combination(sources, params))
+        return
+    if params["models"] is not None:
+        _theory(sources, params)
+        return
+    if params["labels"]:
+        raise InputError("--labels names the values of --models")
     if (
         len(sources) > 2
         or params["all_regions"]
@@ -152,14 +196,39 @@ def _is_patchset_file(source: str) -> bool:
     return source.endswith((".json", ".json.gz")) and ":" not in source.split("://")[-1]
 
 
-def _single(params: dict[str, Any]) -> None:
+def _combination(sources: tuple[str, ...], params: dict[str, Any]) -> Pallet:
+    """``--combine``: the pallets combined into one (points in only some analyses said)."""
+    from fitaas.combined_scans import combine_pallets
+    from fitaas.sweeps import expand_pallets
+
+    if len(sources) < 2 or params["models"] is not None:
+        raise InputError("--combine needs two pallets or more (and no --models)")
+    entries = expand_pallets(
+        sources,
+        all_regions=params["all_regions"],
+        region=params["region"],
+        verify=not params["no_verify"],
+    )
+    combination = combine_pallets(entries, join=params["join"], match=params["match"])
+    if not params["quiet"]:
+        for name, missing in combination.unmatched.items():
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            click.secho(
+                f"{len(missing)} points of {name} are not in every analysis, not scanned: {shown}",
+                fg="yellow",
+                err=True,
+            )
+    return combination.pallet
+
+
+def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
     from fitaas.scanning import scan as run_scan
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
     store = _store(params, output.parent)
     options = options_from_cli(params)
-    pallet = pallet_from_cli(params)
+    pallet = pallet or pallet_from_cli(params)
     kinds = _kinds(params)
     engine = _engine(params)
     start = time.perf_counter()
@@ -194,6 +263,83 @@ def _single(params: dict[str, Any]) -> None:
         if len(flagged) > 20:
             click.secho(f"  ... and {len(flagged) - 20} more (see {output})", fg="red", err=True)
     if result.failed:
+        sys.exit(1)
+
+
+def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
+    """``--models``: a theory scan streamed (:func:`fitaas.stream_scan`), results to a JSON
+    Lines file as they finish (or collected into JSON/CSV at the end)."""
+    from fitaas.streaming import collected_scan, stream_scan
+    from fitaas.theory_models import count_models
+
+    if len(sources) != 1 or params["patches"] or params["all_regions"]:
+        raise InputError(
+            "--models scans one background-only workspace: give WORKSPACE alone (no "
+            "patchset, --patch or --all-regions)"
+        )
+    output: Path = params["output"]
+    source = click.get_current_context().get_parameter_source("output")
+    if source == click.core.ParameterSource.DEFAULT:
+        output = output.with_suffix(".jsonl")
+    fmt = _output_format(output, params["fmt"])
+    params.update(workspace=sources[0], patchset=None)
+    labels = tuple(x.strip() for x in (params["labels"] or "").split(",") if x.strip())
+    store = _store(params, output.parent)
+    flagged: list[Any] = []
+
+    def remember(point: Any) -> None:
+        if point.status != "ok" and len(flagged) < 20:
+            flagged.append(point)
+
+    common: dict[str, Any] = {
+        "labels": labels,
+        "options": options_from_cli(params),
+        "kinds": _kinds(params),
+        "store": store,
+        "force": params["force"],
+    }
+    pallet = pallet_from_cli(params)
+    total = count_models(params["models"])
+    engine = _engine(params)
+    start = time.perf_counter()
+    with engine, ScanBar(quiet=params["quiet"], label="models") as bar:
+        if fmt == "jsonl":
+            summary = stream_scan(
+                pallet,
+                params["models"],
+                engine=engine,
+                output=output,
+                on_result=remember,
+                total=total,
+                progress=bar,
+                **common,
+            )
+            models, counts, work = summary.models, summary.counts, summary.kinds
+        else:
+            result = collected_scan(
+                pallet, params["models"], engine=engine, total=total, progress=bar, **common
+            )
+            _write(result, output, fmt)
+            flagged = [*result.failed, *result.suspect][:20]
+            models, counts, work = len(result), result.counts(), result.kinds
+    if not params["quiet"]:
+        done = "; ".join(
+            f"{k}: {v['computed']} computed, {v['reused']} reused" for k, v in work.items()
+        )
+        click.echo(
+            f"{models} models: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
+            f"{counts.get('failed', 0)} failed ({done}; store {getattr(store, 'path', store)}) "
+            f"in {time.perf_counter() - start:.1f} s -> {output}",
+            err=True,
+        )
+        for point in flagged:
+            colour = "red" if point.status == "failed" else "yellow"
+            click.secho(
+                f"  {point.status} {point.patch}: {point.error or point.reason}",
+                fg=colour,
+                err=True,
+            )
+    if counts.get("failed"):
         sys.exit(1)
 
 
