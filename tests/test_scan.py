@@ -26,6 +26,7 @@ def _stored(path: Path) -> dict[str, float]:
             return {}
 
 
+@pytest.mark.slow  # (also covered: the streamed scan's resume, the SIGKILL resume)
 def test_rerun_computes_nothing_and_force_recomputes(demo: Path, tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     names = ["demo_600_0", "demo_700_200", "demo_900_400"]

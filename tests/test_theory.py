@@ -144,6 +144,12 @@ def test_theory_scan_from_the_cli(demo: Path, tmp_path: Path) -> None:
     assert len(lines) == 6 and json.loads(lines[-1])["summary"]["failed"] == 1
     shown = run_cli("results", "results.jsonl", cwd=tmp_path)
     assert shown.returncode == 0 and "demo_300_0" in shown.stdout
+    # a patchset scan written as JSON Lines reads back the same way
+    ran = run_cli("scan", str(demo), "-p", "demo_300_0", "-o", "p.jsonl", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    again = fitaas.read_results(tmp_path / "p.jsonl")
+    streamed = fitaas.read_results(tmp_path / "results.jsonl")
+    assert again["demo_300_0"].cls_obs == streamed["demo_300_0"].cls_obs
 
 
 @pytest.mark.slow

@@ -219,6 +219,17 @@ class ScanResult:
             _write_atomic(Path(path), text)
         return text
 
+    def to_jsonl(self, path: str | Path | None = None) -> str:
+        """The results as JSON Lines (as a streamed scan writes them: a header line, one
+        line per point, a summary line), also written to ``path`` if given."""
+        data = strict_json(self.to_dict())
+        points, summary = data.pop("results"), data.pop("summary")
+        lines = [data, *points, {"summary": summary}]
+        text = "".join(json.dumps(line, allow_nan=False) + "\n" for line in lines)
+        if path is not None:
+            _write_atomic(Path(path), text)
+        return text
+
     def work(self) -> str:
         """What this run computed and reused, per task kind, in words."""
         names = {"hypotest": "hypothesis tests", "upper_limit": "upper limits", "fit": "fits"}

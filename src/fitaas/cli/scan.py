@@ -355,6 +355,8 @@ def _kinds(params: dict[str, Any]) -> list[str]:
 def _write(result: Any, path: Path, fmt: str) -> None:
     if fmt == "csv":
         result.to_csv(path)
+    elif fmt == "jsonl":
+        result.to_jsonl(path)
     else:
         result.to_json(path)
 
