@@ -138,7 +138,8 @@ def combine_workspaces(
             )
         except pyhf.exceptions.InvalidWorkspaceOperation as exc:
             hint = (
-                " (rename with --rename-param/--rename-channel or --prefix, or choose --join)"
+                " (rename what differs with fitaas combine's --rename-* or --prefix, or choose "
+                "another --join)"
                 if join == "none"
                 else ""
             )
