@@ -13,7 +13,7 @@ import pytest
 import fitaas
 from conftest import load, plain_hypotest
 from fitaas import InferenceOptions, InputError
-from fitaas.inference import build_model, fit, pyhf_backend, upper_limit
+from fitaas.inference import FitResult, build_model, fit, pyhf_backend, upper_limit
 
 RTOL = 1e-6
 # The plain path (pyhf's own fits) gives pyhf's numbers; the default fast path is held to
@@ -105,7 +105,7 @@ def test_fit_equals_pyhf_with_uncertainties(examples: tuple[dict, dict]) -> None
     options = PLAIN
     with pyhf_backend(options):
         model, data = _model(examples, options)
-        ours = fit(model, data, options)
+        ours = fit(model, data, options, with_correlations=True)
         pars, twice_nll = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
     np.testing.assert_allclose(ours.bestfit, np.asarray(pars), rtol=RTOL, atol=1e-9)
     np.testing.assert_allclose(ours.twice_nll, float(twice_nll), rtol=RTOL)
@@ -118,6 +118,12 @@ def test_fit_equals_pyhf_with_uncertainties(examples: tuple[dict, dict]) -> None
     poi = model.config.poi_index
     assert ours.uncertainties[poi] == pytest.approx(minuit.uncertainties[poi], rel=0.02)
     assert ours.uncertainties[model.config.par_slice("lumi").start] == 0.0  # fixed
+    # the correlation matrix: MINUIT's own (pyhf's return_correlations) at its minimum
+    with pyhf_backend(minuit_options):
+        _, correlations = pyhf.infer.mle.fit(data, model, return_correlations=True)
+    assert ours.correlations is not None
+    np.testing.assert_allclose(np.asarray(ours.correlations), correlations, atol=0.02)
+    assert FitResult.from_dict(ours.to_dict()) == ours
 
 
 def test_fixed_and_init_parameters(examples: tuple[dict, dict]) -> None:

@@ -106,8 +106,9 @@ def _compute(
                 "diagnostics": diagnosis.to_dict(),
             }
         else:
+            extra = {"with_correlations": True} if kind == "fit" else {}
             try:
-                result = functions[kind](model, data, options)
+                result = functions[kind](model, data, options, **extra)
             except pyhf.exceptions.FailedMinimization as exc:
                 raise InputError(f"the fit did not converge: {exc}") from None
             if kind == "fit":

@@ -418,8 +418,9 @@ def _hesse(
     bestfit: Sequence[float],
     bounds: Sequence[Sequence[float]],
     fixed: Sequence[bool],
-) -> tuple[float, ...]:
-    """Symmetric uncertainties from MINUIT's HESSE at the minimum of twice the NLL."""
+) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+    """Symmetric uncertainties and the correlation matrix from MINUIT's HESSE at the
+    minimum of twice the NLL (fixed parameters: 0 uncertainty, no correlation)."""
     from iminuit import Minuit
 
     tensor_data = pyhf.tensorlib.astensor(data)
@@ -434,19 +435,34 @@ def _hesse(
     minuit.errors = [(b[1] - b[0]) / 1000.0 for b in bounds]
     minuit.fixed = list(fixed)
     minuit.hesse()
-    return tuple(0.0 if f else float(e) for e, f in zip(minuit.errors, fixed, strict=True))
+    errors = tuple(0.0 if f else float(e) for e, f in zip(minuit.errors, fixed, strict=True))
+    covariance = np.asarray(minuit.covariance, dtype=float)
+    scale = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correlation = covariance / np.outer(scale, scale)
+    free = ~np.asarray(fixed, dtype=bool) & (scale > 0)
+    correlation = np.where(np.outer(free, free), correlation, 0.0)
+    np.fill_diagonal(correlation, np.where(free, 1.0, 0.0))
+    return errors, tuple(tuple(float(v) for v in row) for row in correlation)
 
 
-def fit(model: pyhf.pdf.Model, data: Sequence[float], options: InferenceOptions) -> FitResult:
+def fit(
+    model: pyhf.pdf.Model,
+    data: Sequence[float],
+    options: InferenceOptions,
+    with_correlations: bool = False,
+) -> FitResult:
     """Maximum-likelihood fit with uncertainties (``pyhf.infer.mle.fit``).
 
     MINUIT provides uncertainties itself; after a scipy fit they come from MINUIT's HESSE
-    at the scipy minimum.
+    at the scipy minimum, as does the correlation matrix on both.
 
     Args:
         model: The model.
         data: Observed data (main + auxiliary).
         options: Inference options.
+        with_correlations: Also keep the correlation matrix (npars x npars numbers: left
+            out of scans' per-point fits).
 
     Returns:
         Best-fit values, uncertainties, twice the NLL and the optimizer's report.
@@ -464,17 +480,16 @@ def fit(model: pyhf.pdf.Model, data: Sequence[float], options: InferenceOptions)
         return_result_obj=True,
     )
     values = np.asarray(pars, dtype=float)
-    if with_unc:
-        bestfit, unc = tuple(values[:, 0].tolist()), tuple(values[:, 1].tolist())
-    else:
-        bestfit = tuple(values.tolist())
-        unc = _hesse(
-            model,
-            data,
-            bestfit,
-            bounds or model.config.suggested_bounds(),
-            fixed or model.config.suggested_fixed(),
-        )
+    bestfit = tuple((values[:, 0] if with_unc else values).tolist())
+    unc, correlations = _hesse(
+        model,
+        data,
+        bestfit,
+        bounds or model.config.suggested_bounds(),
+        fixed or model.config.suggested_fixed(),
+    )
+    if with_unc:  # MINUIT's own uncertainties, from its fit
+        unc = tuple(values[:, 1].tolist())
     return FitResult(
         parameters=tuple(model.config.par_names),
         bestfit=bestfit,
@@ -483,4 +498,5 @@ def fit(model: pyhf.pdf.Model, data: Sequence[float], options: InferenceOptions)
         converged=bool(result.success),
         nfev=int(getattr(result, "nfev", 0)),
         message=str(getattr(result, "message", "")),
+        correlations=correlations if with_correlations else None,
     )

@@ -289,6 +289,8 @@ class FitResult:
         converged: Whether the optimizer reported success.
         nfev: Number of objective evaluations.
         message: The optimizer's message.
+        correlations: The correlation matrix from HESSE, in parameter order (rows and
+            columns of fixed parameters 0); ``None`` in results stored before it existed.
     """
 
     parameters: tuple[str, ...]
@@ -298,6 +300,7 @@ class FitResult:
     converged: bool
     nfev: int
     message: str
+    correlations: tuple[tuple[float, ...], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -309,6 +312,9 @@ class FitResult:
             "converged": self.converged,
             "nfev": self.nfev,
             "message": self.message,
+            "correlations": [list(row) for row in self.correlations]
+            if self.correlations is not None
+            else None,
         }
 
     @classmethod
@@ -322,4 +328,7 @@ class FitResult:
             converged=bool(data["converged"]),
             nfev=int(data["nfev"]),
             message=str(data["message"]),
+            correlations=tuple(tuple(_number(v) for v in row) for row in data["correlations"])
+            if data.get("correlations") is not None
+            else None,
         )
