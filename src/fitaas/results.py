@@ -219,12 +219,19 @@ class ScanResult:
             _write_atomic(Path(path), text)
         return text
 
+    def jsonl_header(self) -> dict[str, Any]:
+        """The first line of the JSON Lines layout: the results JSON without its
+        ``results`` and ``summary`` (which follow as lines)."""
+        data = strict_json(self.to_dict())
+        del data["results"], data["summary"]
+        return dict(data)
+
     def to_jsonl(self, path: str | Path | None = None) -> str:
         """The results as JSON Lines (as a streamed scan writes them: a header line, one
         line per point, a summary line), also written to ``path`` if given."""
         data = strict_json(self.to_dict())
         points, summary = data.pop("results"), data.pop("summary")
-        lines = [data, *points, {"summary": summary}]
+        lines = [self.jsonl_header(), *points, {"summary": summary}]
         text = "".join(json.dumps(line, allow_nan=False) + "\n" for line in lines)
         if path is not None:
             _write_atomic(Path(path), text)

@@ -25,7 +25,6 @@ from typing import IO, Any
 
 import pyhf
 
-from fitaas._version import __version__
 from fitaas.engines.base import Engine
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
@@ -103,17 +102,30 @@ class JsonlWriter:
         self._file.close()
 
 
+def _scan_result(
+    pallet: Pallet,
+    options: InferenceOptions,
+    points: Sequence[PointResult] = (),
+    summary: StreamSummary | None = None,
+) -> ScanResult:
+    """A scan result of the pallet's models (none: the JSON Lines header's fields)."""
+    return ScanResult(
+        workspace_digest=pallet.workspace_digest,
+        options=options,
+        pyhf_version=str(pyhf.__version__),
+        labels=pallet.labels,
+        points=tuple(points),
+        computed=summary.computed if summary else 0,
+        reused=summary.reused if summary else 0,
+        source=pallet.source,
+        kinds=summary.kinds if summary else {},
+        units=pallet.units,
+    )
+
+
 def _header(pallet: Pallet, options: InferenceOptions, kinds: Sequence[str]) -> dict[str, Any]:
-    return {
-        "workspace": {"digest": pallet.workspace_digest, "source": pallet.source},
-        "options": options.to_dict(),
-        "pyhf_version": str(pyhf.__version__),
-        "fitaas_version": __version__,
-        "labels": list(pallet.labels),
-        "units": dict(pallet.units),
-        "kinds": list(kinds),
-        "stream": True,
-    }
+    header = _scan_result(pallet, options).jsonl_header()
+    return {**header, "kinds": list(kinds), "stream": True}
 
 
 class _StreamGather(_Gather):
@@ -333,15 +345,4 @@ def collected_scan(
         on_result=points.append,
         **stream_options,
     )
-    return ScanResult(
-        workspace_digest=pallet.workspace_digest,
-        options=options,
-        pyhf_version=str(pyhf.__version__),
-        labels=pallet.labels,
-        points=tuple(points),
-        computed=summary.computed,
-        reused=summary.reused,
-        source=pallet.source,
-        kinds=summary.kinds,
-        units=pallet.units,
-    )
+    return _scan_result(pallet, options, points, summary)

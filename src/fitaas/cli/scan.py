@@ -255,15 +255,21 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
             f"{wall:.1f} s -> {output}",
             err=True,
         )
-        flagged = [*result.failed, *result.suspect]
-        for point in flagged[:20]:
-            colour = "red" if point.status == "failed" else "yellow"
-            why = point.error or point.reason
-            click.secho(f"  {point.status} {point.patch}: {why}", fg=colour, err=True)
-        if len(flagged) > 20:
-            click.secho(f"  ... and {len(flagged) - 20} more (see {output})", fg="red", err=True)
+        _say_flagged([*result.failed, *result.suspect], output)
     if result.failed:
         sys.exit(1)
+
+
+def _say_flagged(flagged: list[Any], output: Path, more: int | None = None) -> None:
+    """The first 20 failed or suspect points with their reasons (``more``: how many
+    others there are, when ``flagged`` is not all of them)."""
+    for point in flagged[:20]:
+        colour = "red" if point.status == "failed" else "yellow"
+        why = point.error or point.reason
+        click.secho(f"  {point.status} {point.patch}: {why}", fg=colour, err=True)
+    others = len(flagged) - 20 if more is None else more
+    if others > 0:
+        click.secho(f"  ... and {others} more (see {output})", fg="red", err=True)
 
 
 def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
@@ -320,7 +326,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
                 pallet, params["models"], engine=engine, total=total, progress=bar, **common
             )
             _write(result, output, fmt)
-            flagged = [*result.failed, *result.suspect][:20]
+            flagged = [*result.failed, *result.suspect]
             models, counts, work = len(result), result.counts(), result.kinds
     if not params["quiet"]:
         done = "; ".join(
@@ -332,13 +338,8 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             f"in {time.perf_counter() - start:.1f} s -> {output}",
             err=True,
         )
-        for point in flagged:
-            colour = "red" if point.status == "failed" else "yellow"
-            click.secho(
-                f"  {point.status} {point.patch}: {point.error or point.reason}",
-                fg=colour,
-                err=True,
-            )
+        flagged_count = counts.get("failed", 0) + counts.get("suspect", 0)
+        _say_flagged(flagged, output, max(0, flagged_count - 20))
     if counts.get("failed"):
         sys.exit(1)
 
