@@ -12,7 +12,7 @@ import collections
 import pickle
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +20,10 @@ from typing import Any
 
 import pyhf
 
+from fitaas.dispatch import Dispatcher, Sending, Stopped
 from fitaas.engines.base import Engine, EngineError, ExecutorEngine
 from fitaas.engines.local import LocalEngine, refuse_unguarded_main
-from fitaas.errors import FitaasError, InputError
+from fitaas.errors import InputError
 from fitaas.inference import (
     KINDS,
     FitResult,
@@ -37,7 +38,6 @@ from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
 from fitaas.tasks import (
-    WorkspaceNotOnWorker,
     WorkspaceRef,
     failed_block,
     run_points,
@@ -49,12 +49,8 @@ __all__ = ["ScanProgress", "ScanStopped", "scan", "stored_results"]
 
 # Statuses that are final answers, reused from the store (failed points are tried again).
 FINAL = ("ok", "suspect")
-# How often a scan waiting for its tasks looks at its stop event.
-STOP_CHECK_SECONDS = 0.25
-
-
-class ScanStopped(FitaasError):
-    """A scan's ``stop`` event was set: it stopped; finished results are in the store."""
+# A scan's ``stop`` event was set: it stopped; finished results are in the store.
+ScanStopped = Stopped
 
 
 _TYPES: dict[str, Any] = {
@@ -461,15 +457,8 @@ def _make_engine(
 class _Task:
     kinds: tuple[str, ...]
     points: list[Point]
-    attempts: int = 0
-    with_payload: bool = False
-    errors: list[str] = field(default_factory=list)
     blocks: tuple[Block, ...] = ()  # toy blocks (of the one point), for toy tasks
-
-
-def _lacks_workspace(exc: BaseException) -> bool:
-    # Engines that return remote errors as text (Globus Compute) lose the type: match the name.
-    return isinstance(exc, WorkspaceNotOnWorker) or "WorkspaceNotOnWorker" in str(exc)
+    sending: Sending = field(default_factory=Sending)
 
 
 class _Gather:
@@ -576,38 +565,15 @@ class _Gather:
             window: The most tasks in flight (0: every task at once); a stream of
                 models is read only as far as this.
         """
-        digest, spec = self.pallet.workspace_digest, self.pallet.workspace
-        pending: dict[Future[list[dict[str, Any]]], _Task] = {}
-
-        def submit(task: _Task) -> None:
-            payload = engine.payload(digest, spec) if task.with_payload else None
-            pending[self._call(engine, ref, task, payload)] = task
-
-        def refill() -> None:
-            for task in tasks:
-                task.with_payload = engine.eager_payload
-                submit(task)
-                if window and len(pending) >= window:
-                    return
-
-        self.submit = submit
-        try:
-            refill()
-            while pending:
-                timeout = STOP_CHECK_SECONDS if self.stop is not None else None
-                done, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
-                if self.stop is not None and self.stop.is_set():
-                    raise ScanStopped("the scan was stopped; finished results are in the store")
-                for future in done:
-                    task = pending.pop(future)
-                    returned = self._returned(engine, future, task, submit)
-                    if returned is not None:
-                        self._record(task, returned)
-                if window:
-                    refill()
-        except BaseException:
-            engine.abandon(list(pending))
-            raise
+        dispatcher: Dispatcher[_Task] = Dispatcher(
+            engine,
+            lambda task, payload: self._call(engine, ref, task, payload),
+            lambda: engine.payload(self.pallet.workspace_digest, self.pallet.workspace),
+            lambda task: task.sending,
+            self.stop,
+        )
+        self.submit = dispatcher.submit
+        dispatcher.run(tasks, self._record, self._lost, window)
 
     def _call(
         self, engine: Engine, ref: WorkspaceRef, task: _Task, payload: bytes | None
@@ -622,29 +588,6 @@ class _Gather:
         return [
             {"name": p.name, "outcomes": dict.fromkeys(task.kinds, outcome)} for p in task.points
         ]
-
-    def _returned(
-        self,
-        engine: Engine,
-        future: Future[list[dict[str, Any]]],
-        task: _Task,
-        submit: Callable[[_Task], None],
-    ) -> list[dict[str, Any]] | None:
-        try:
-            return future.result()
-        except Exception as exc:
-            if _lacks_workspace(exc) and not task.with_payload:
-                task.with_payload = True
-                submit(task)
-                return None
-            task.errors.append(f"{type(exc).__name__}: {exc}".strip())
-            if task.attempts < engine.retries:
-                task.attempts += 1
-                engine.recover(exc)
-                submit(task)
-                return None
-        error = f"task lost after {task.attempts + 1} attempts: {task.errors[-1]}"[:500]
-        return self._lost(task, error)
 
     def _record(self, task: _Task, returned: list[dict[str, Any]]) -> None:
         for point, item in zip(task.points, returned, strict=True):
