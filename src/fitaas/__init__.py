@@ -23,7 +23,10 @@ from fitaas.errors import FitaasError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.client import Client, Job
+    from fitaas.fit_jobs import likelihood_scan, ranking
     from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
+    from fitaas.inference.likelihood_scan import LikelihoodScan
+    from fitaas.inference.ranking import RankingResult
     from fitaas.pallets import Pallet, Point, load_pallet
     from fitaas.results import PointResult, ScanResult, read_results
     from fitaas.scanning import ScanProgress, scan
@@ -48,6 +51,10 @@ _LAZY = {
     "sweep": "fitaas.sweeps",
     "StreamSummary": "fitaas.streaming",
     "stream_scan": "fitaas.streaming",
+    "ranking": "fitaas.fit_jobs",
+    "likelihood_scan": "fitaas.fit_jobs",
+    "RankingResult": "fitaas.inference.ranking",
+    "LikelihoodScan": "fitaas.inference.likelihood_scan",
     "Client": "fitaas.client",
     "Job": "fitaas.client",
 }
@@ -60,16 +67,20 @@ __all__ = [
     "InferenceOptions",
     "InputError",
     "Job",
+    "LikelihoodScan",
     "Pallet",
     "Point",
     "PointResult",
+    "RankingResult",
     "ResultStore",
     "ScanProgress",
     "ScanResult",
     "StreamSummary",
     "UpperLimitResult",
     "__version__",
+    "likelihood_scan",
     "load_pallet",
+    "ranking",
     "read_results",
     "scan",
     "stream_scan",

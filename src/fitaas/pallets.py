@@ -355,6 +355,24 @@ class Pallet:
             {str(k): str(v) for k, v in units.items()} if isinstance(units, dict) else {},
         )
 
+    def point(self, name: str | None) -> Point:
+        """The one point a single-point command works on: the named patch, else the only
+        point (the workspace itself without patchset).
+
+        Raises:
+            InputError: No such patch, or several patches and no name.
+        """
+        if name:
+            (found,) = self.select([name])
+            return found
+        if len(self.points) == 1:
+            return self.points[0]
+        names = ", ".join(str(p.name) for p in self.points[:5])
+        raise InputError(
+            f"the patchset has {len(self.points)} patches: choose one with --patch "
+            f"(e.g. {names}), or use 'fitaas scan' for all"
+        )
+
     def select(self, names: Sequence[str] | None) -> tuple[Point, ...]:
         """The points with the given patch names, in the order given, each once.
 

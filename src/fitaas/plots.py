@@ -20,12 +20,21 @@ from fitaas.results import PointResult, ScanResult
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["brazil", "cls_vs_mu", "exclusion", "plane", "toy_distributions", "use_style"]
+__all__ = [
+    "brazil",
+    "cls_vs_mu",
+    "exclusion",
+    "plane",
+    "pyplot",
+    "toy_distributions",
+    "use_style",
+]
 
 _FLOOR = 1e-300  # log10 of CLs = 0 is -inf; clip far below any contour level
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (an error naming the extra when missing)."""
     try:
         import matplotlib
 
@@ -46,7 +55,7 @@ def use_style(style: str | None) -> None:
         raise InputError("styles need mplhep: pip install 'fitaas[plot]'") from None
     if not hasattr(mplhep.style, style):
         raise InputError(f"unknown mplhep style '{style}'")
-    _pyplot().style.use(getattr(mplhep.style, style))
+    pyplot().style.use(getattr(mplhep.style, style))
 
 
 def plane(
@@ -139,7 +148,7 @@ def exclusion(
     Raises:
         InputError: Too few usable points to draw a contour, or a bad plane.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.tri import (
         CubicTriInterpolator,
         LinearTriInterpolator,
@@ -268,7 +277,7 @@ def brazil(
     Raises:
         InputError: No labels, or fewer than two points with upper limits.
     """
-    plt = _pyplot()
+    plt = pyplot()
     if not result.labels:
         raise InputError("a Brazil band needs a labelled value per point (the patchset has none)")
     x = x or result.labels[0]
@@ -327,7 +336,7 @@ def cls_vs_mu(point: PointResult, title: str | None = None) -> Figure:
     Raises:
         InputError: The point has no upper-limit scan.
     """
-    plt = _pyplot()
+    plt = pyplot()
     ul = point.upper_limit
     if ul is None or len(ul.scan) < 2:
         raise InputError(
@@ -366,7 +375,7 @@ def toy_distributions(point: PointResult, title: str | None = None) -> Figure:
     """
     from fitaas.inference.toys import NORMAL_PERCENTILES
 
-    plt = _pyplot()
+    plt = pyplot()
     ht = point.hypotest
     if ht is None or ht.toys is None:
         raise InputError(f"patch '{point.patch}' has no toys (compute it with --calctype toybased)")

@@ -21,8 +21,9 @@ from typing import Any
 import pyhf
 
 from fitaas.dispatch import Dispatcher, Sending, Stopped
-from fitaas.engines.base import Engine, EngineError, ExecutorEngine
-from fitaas.engines.local import LocalEngine, refuse_unguarded_main
+from fitaas.engines.base import Engine, EngineError
+from fitaas.engines.factory import engine_in_use, started_early
+from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.inference import (
     KINDS,
@@ -208,24 +209,17 @@ def scan(
         from fitaas.streaming import collected_scan
 
         return collected_scan(workspace, models, labels=labels, engine=engine, **shared)
-    early = None
-    if executor is None and engine in (None, "local"):
-        # the workers start now, importing pyhf and jax while the inputs are read
-        early = LocalEngine(workers, retries=retries, batch_size=batch_size)
-        early.prestart()
-    try:
+    # the workers start now, importing pyhf and jax while the inputs are read
+    with started_early(engine, executor, workers, retries, batch_size) as early:
         return _scan(
             workspace,
             patchset,
             patches=patches,
             region=region,
             verify=verify,
-            engine=early or engine,
+            engine=early,
             **shared,
         )
-    finally:
-        if early is not None:
-            early.stop(cancel=True)
 
 
 def _check_options(
@@ -342,12 +336,8 @@ def _scan(
 
             gather.report_toys = toys
         if todo:
-            if isinstance(engine, Engine):
-                gather.run(engine, todo)
-            else:
-                owned = _make_engine(engine, executor, workers, retries, batch_size)
-                with owned:
-                    gather.run(owned, todo)
+            with engine_in_use(engine, executor, workers, retries, batch_size) as used:
+                gather.run(used, todo)
         results = tuple(
             _point_result(
                 point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
@@ -430,26 +420,6 @@ def stored_results(
         source=pallet.source,
         kinds={kind: {"computed": 0, "reused": len(results)} for kind in kinds},
         units=pallet.units,
-    )
-
-
-def _make_engine(
-    name: str | None,
-    executor: Executor | None,
-    workers: int | None,
-    retries: int,
-    batch_size: int,
-) -> Engine:
-    if executor is not None:
-        if name is not None:
-            raise InputError("give an engine or an executor, not both")
-        return ExecutorEngine(executor, workers or 1, retries=retries, batch_size=batch_size)
-    if name is None or name == "local":
-        return LocalEngine(workers, retries=retries, batch_size=batch_size)
-    from fitaas.engines.endpoint import engine_from_settings
-
-    return engine_from_settings(
-        {"engine": name, "retries": retries, "batch_size": batch_size, "workers": workers or 0}
     )
 
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 import pyhf
 
 from fitaas.engines.base import Engine
+from fitaas.engines.factory import engine_in_use
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.inference import KINDS, InferenceOptions, pyhf_backend
@@ -37,7 +38,6 @@ from fitaas.scanning import (
     ScanProgress,
     _check_options,
     _Gather,
-    _make_engine,
     _opened_store,
     _point_result,
     _Task,
@@ -277,19 +277,10 @@ def stream_scan(
         with _opened_store(store) as results_store:
             gather = _StreamGather(pallet, options, kinds, results_store, emit, force)
             gather.stop = stop
-            owned = None
-            if isinstance(engine, Engine):
-                used = engine
-            else:
-                used = owned = _make_engine(engine, executor, workers, retries, batch_size)
-                owned.start()
-            try:
+            with engine_in_use(engine, executor, workers, retries, batch_size) as used:
                 ref = used.install(pallet.workspace_digest, pallet.workspace)
                 window = max(4, TASKS_PER_WORKER * used.workers)
                 gather.drive(used, ref, gather.tasks(used, points, ref), window=window)
-            finally:
-                if owned is not None:
-                    owned.stop(cancel=True)
         computed = gather.computed
         reused = tally["models"] * len(kinds) - computed
         per_kind = {

@@ -36,6 +36,7 @@ __all__ = [
     "compress_workspace",
     "failed_block",
     "init_worker",
+    "run_held_fits",
     "run_points",
     "run_toy_blocks",
     "warm_worker",
@@ -43,8 +44,8 @@ __all__ = [
     "worker_environment",
 ]
 
-# Points whose model and toy reference a worker keeps for their next blocks of toys.
-TOY_POINTS_KEPT = 4
+# Points whose model (and toy reference) a worker keeps for their next tasks.
+POINTS_KEPT = 4
 # Hypothesis tests go through the fit checks (checked_hypotest); these run as they are.
 _KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {"upper_limit": upper_limit, "fit": fit}
 
@@ -83,6 +84,27 @@ class WorkerCache:
         self.configured = False
         self._structures: Any = None
         self._toy_points: dict[str, tuple[Any, Any]] = {}
+        self._models: dict[str, tuple[Any, Any]] = {}
+
+    def point_model(
+        self,
+        workspace: pyhf.Workspace,
+        workspace_digest: str,
+        point: dict[str, Any],
+        options: InferenceOptions,
+    ) -> tuple[Any, Any]:
+        """The model and data of a point (no patch: the workspace's, POI or not), kept for
+        its next tasks (the fits of a ranking or a likelihood scan)."""
+        from fitaas.pallets import digest
+
+        key = digest([workspace_digest, point["digest"], options.to_dict()])
+        found = self._models.get(key)
+        if found is None:
+            found = build_model(workspace, point["operations"], options, without_poi=True)
+            if len(self._models) >= POINTS_KEPT:
+                self._models.pop(next(iter(self._models)))
+            self._models[key] = found
+        return found
 
     def toy_point(
         self,
@@ -104,7 +126,7 @@ class WorkerCache:
                 raise FitaasError("the model has no parameter of interest: no toys to test")
             reference = toy_reference(model, data, options, fit_inputs(model, options))
             found = (model, reference)
-            if len(self._toy_points) >= TOY_POINTS_KEPT:
+            if len(self._toy_points) >= POINTS_KEPT:
                 self._toy_points.pop(next(iter(self._toy_points)))
             self._toy_points[key] = found
         return found
@@ -338,6 +360,50 @@ def run_points(
         ]
     _forget_dead_subscriptions()
     return done
+
+
+def run_held_fits(
+    workspace: WorkspaceRef,
+    point: dict[str, Any],
+    fits: Sequence[tuple[int, float]],
+    options: dict[str, Any],
+    payload: bytes | None = None,
+) -> list[dict[str, Any]]:
+    """Fits of one point's model, each with one parameter held: the task of rankings and
+    likelihood scans.
+
+    Args:
+        workspace: The background-only workspace, by digest.
+        point: ``{"name", "digest", "operations"}`` of the point (no operations: the
+            workspace itself).
+        fits: ``(parameter index, value)`` of each fit.
+        options: :meth:`InferenceOptions.to_dict` output.
+        payload: The workspace itself (gzip-compressed JSON), for a worker that lacks it.
+
+    Returns:
+        One :meth:`HeldFitResult.to_dict` per fit, in the order given, with ``seconds``.
+
+    Raises:
+        WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
+    """
+    from fitaas.inference.held_fits import HeldFit, HeldFitResult, held_fit
+
+    ws, opts, structures = _task_setup(workspace, options, payload)
+    out = []
+    with pyhf_backend(opts, structures=structures):
+        try:
+            model, data = _CACHE.point_model(ws, workspace.digest, point, opts)
+        except Exception as exc:
+            error = f"cannot build the model of '{point['name']}': {_error_text(exc)}"
+            return [{**HeldFitResult.failed(error).to_dict(), "seconds": 0.0} for _ in fits]
+        for index, value in fits:
+            begin = time.perf_counter()
+            try:
+                result = held_fit(model, data, opts, HeldFit(int(index), float(value)))
+            except Exception as exc:
+                result = HeldFitResult.failed(_error_text(exc))
+            out.append({**result.to_dict(), "seconds": round(time.perf_counter() - begin, 6)})
+    return out
 
 
 def _forget_dead_subscriptions() -> None:

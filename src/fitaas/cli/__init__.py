@@ -11,6 +11,7 @@ from fitaas._version import __version__
 from fitaas.cli.combine import combine
 from fitaas.cli.endpoint import endpoint
 from fitaas.cli.example import example
+from fitaas.cli.fits import nll_scan, ranking
 from fitaas.cli.plot import plot, report
 from fitaas.cli.results import results
 from fitaas.cli.scan import scan
@@ -62,6 +63,8 @@ for _command in (
     hypotest,
     fit,
     upper_limit,
+    ranking,
+    nll_scan,
     results,
     combine,
     plot,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -13,10 +14,14 @@ from fitaas.choices import BACKENDS, CALCTYPES, OPTIMIZERS, RETRY_STRATEGIES, TE
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
+    from fitaas.engines import Engine
     from fitaas.inference import InferenceOptions
     from fitaas.pallets import Pallet
 
 __all__ = [
+    "engine_from_cli",
+    "engine_options",
+    "grid_from_cli",
     "hide_options",
     "inference_options",
     "options_from_cli",
@@ -93,6 +98,57 @@ def pallet_from_cli(params: dict[str, Any]) -> Pallet:
         region=params["region"],
         verify=not params["no_verify"],
     )
+
+
+def engine_options(func: F) -> F:
+    """--engine, --endpoint, --workers, --retries and --batch-size: where tasks run."""
+    return _stack(
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "parsl", "dask", "globus"]),
+            help="Where tasks run (default: the local process pool, or the --endpoint file's).",
+        ),
+        click.option(
+            "--endpoint",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Endpoint file (TOML) describing the engine; see 'fitaas endpoint init'.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="Worker processes (default: one per core).",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(min=0),
+            help="Times a task whose worker died is sent again (default 2).",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=0),
+            help="Points (or fits) per task (default 0: automatic).",
+        ),
+    )(func)
+
+
+def engine_from_cli(params: dict[str, Any]) -> Engine:
+    """The engine of an endpoint file or --engine, with the command line's overrides."""
+    from fitaas.engines.endpoint import engine_from_settings, load_endpoint
+
+    settings: dict[str, Any] = {"engine": "local"}
+    if params["endpoint"]:
+        settings = load_endpoint(params["endpoint"])
+        if params["engine"] and params["engine"] != settings["engine"]:
+            raise InputError(
+                f"--engine {params['engine']} contradicts {params['endpoint']} "
+                f'(engine = "{settings["engine"]}")'
+            )
+    elif params["engine"]:
+        settings["engine"] = params["engine"]
+    for key in ("workers", "retries", "batch_size"):
+        if params[key] is not None:
+            settings[key] = params[key]
+    return engine_from_settings(settings)
 
 
 def inference_options(func: F) -> F:
@@ -253,6 +309,16 @@ def _number_or_list(text: str, what: str) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+def grid_from_cli(text: str | None, flag: str, form: str) -> tuple[float, float, int] | None:
+    """``LOW,HIGH,N`` of a grid option (``None`` when not given)."""
+    if not text:
+        return None
+    values = _numbers(text, flag)
+    if len(values) != 3 or not values[2].is_integer():
+        raise InputError(f"{flag}: expected {form}, got '{text}'")
+    return values[0], values[1], int(values[2])
+
+
 def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
     """Build :class:`InferenceOptions` from the parsed command-line parameters.
 
@@ -277,12 +343,7 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
     if codes:
         settings = dict(settings or {})
         settings.update({modifier: {"interpcode": code} for modifier, code in codes.items()})
-    ul_scan = None
-    if params.get("ul_scan"):
-        values = _numbers(params["ul_scan"], "--ul-scan")
-        if len(values) != 3 or not values[2].is_integer():
-            raise InputError(f"--ul-scan: expected START,STOP,POINTS, got '{params['ul_scan']}'")
-        ul_scan = (values[0], values[1], int(values[2]))
+    ul_scan = grid_from_cli(params.get("ul_scan"), "--ul-scan", "START,STOP,POINTS")
     cl = params.get("cl", 0.95)
     if not 0 < cl < 1:
         raise InputError(f"--cl: must lie between 0 and 1, got {cl}")

@@ -36,8 +36,11 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
     from fitaas.errors import InputError
     from fitaas.results import read_results
 
-    result = read_results(path)
     plots.use_style(params.get("style"))
+    fits = _fit_figures(path, params)
+    if fits is not None:
+        return fits, []
+    result = read_results(path)
     made: dict[str, Any] = {}
     notes: list[str] = []
 
@@ -91,6 +94,53 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
     return made, notes
 
 
+def _fit_figures(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The figures of a ``fitaas fit``, ``ranking`` or ``nll-scan`` JSON (``None``: the
+    file is not one of those)."""
+    import json
+
+    from fitaas import fit_plots
+    from fitaas.errors import InputError
+
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # read_results names the problem
+    if not isinstance(data, dict):
+        return None
+    title = params.get("title")
+    try:
+        if "impacts" in data:
+            from fitaas.inference.ranking import RankingResult
+
+            ranking = RankingResult.from_dict(data)
+            return {"ranking": fit_plots.ranking_figure(ranking, params.get("top") or 20, title)}
+        if "delta_twice_nll" in data:
+            from fitaas.inference.likelihood_scan import LikelihoodScan
+
+            scan = LikelihoodScan.from_dict(data)
+            return {"nll_scan": fit_plots.likelihood_scan_figure(scan, title)}
+        if "bestfit" in data and "parameters" in data:
+            from fitaas.inference.results import FitResult
+
+            fit = FitResult.from_dict(data)
+            made = {}
+            if data.get("pulls"):
+                made["pulls"] = fit_plots.pulls_figure(
+                    fit.parameters, data["pulls"], data.get("pull_errors") or data["pulls"], title
+                )
+            if fit.correlations is not None:
+                made["correlations"] = fit_plots.correlation_figure(fit, title=title)
+            if not made:
+                raise ValueError("the fit has neither pulls nor a correlation matrix")
+            return made
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: cannot draw it: {exc}") from None
+    return None
+
+
 _OPTIONS = [
     click.option("--x", metavar="LABEL", help="Label on the x axis (default: the first)."),
     click.option("--y", metavar="LABEL", help="Label on the y axis (default: the second)."),
@@ -117,6 +167,9 @@ _OPTIONS = [
         help="Draw this point's CLs versus mu (with upper limits) or toy distributions.",
     ),
     click.option("--title", help="Figure title."),
+    click.option(
+        "--top", type=click.IntRange(min=1), help="Parameters in a ranking plot (default 20)."
+    ),
     click.option("--style", metavar="NAME", help="An mplhep style, e.g. ATLAS."),
 ]
 
@@ -141,7 +194,9 @@ def _with_options(func: Any) -> Any:
 )
 @_with_options
 def plot(results: Path, output: Path, formats: str, **params: Any) -> None:
-    """Draw the exclusion contour, Brazil band and CLs-versus-mu plots of RESULTS.json."""
+    """Draw the exclusion contour, Brazil band and CLs-versus-mu plots of RESULTS.json; the
+    pulls and correlation matrix of a 'fitaas fit -o' file, the ranking plot of a 'fitaas
+    ranking -o' file, the curve of a 'fitaas nll-scan -o' file."""
     made, notes = figures(results, params)
     output.mkdir(parents=True, exist_ok=True)
     for name, figure in made.items():

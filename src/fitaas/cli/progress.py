@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -17,9 +17,10 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - keeps `fitaas --help` free of pyhf imports
+    from fitaas.fit_jobs import FitProgress
     from fitaas.scanning import ScanProgress
 
-__all__ = ["STARTING", "ScanBar"]
+__all__ = ["STARTING", "FitBar", "ScanBar"]
 
 # What the bar says until the first point is in: the wait is the workers' start (imports)
 # and each model structure's compilation, seconds on a first run.
@@ -54,7 +55,7 @@ class ScanBar:
         self._task: TaskID | None = None
         self._toys: TaskID | None = None
 
-    def __enter__(self) -> ScanBar:
+    def __enter__(self) -> Self:
         self._progress.start()
         return self
 
@@ -80,4 +81,16 @@ class ScanBar:
         latest = state.latest.patch or "" if state.latest else ""
         if state.latest is None and state.done < state.total:  # nothing computed yet
             latest = STARTING
+        self._progress.update(self._task, completed=state.done, failed=state.failed, latest=latest)
+
+
+class FitBar(ScanBar):
+    """Progress display for rankings and likelihood scans: fits done/failed/total."""
+
+    def __call__(self, state: FitProgress) -> None:  # type: ignore[override]
+        if self._task is None:
+            self._task = self._progress.add_task(
+                self._label, total=state.total, failed=0, latest=""
+            )
+        latest = STARTING if state.done == 0 else ""
         self._progress.update(self._task, completed=state.done, failed=state.failed, latest=latest)

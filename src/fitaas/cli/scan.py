@@ -9,38 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fitaas.cli.options import inference_options, options_from_cli, pallet_from_cli
+from fitaas.cli.options import (
+    engine_from_cli,
+    engine_options,
+    inference_options,
+    options_from_cli,
+    pallet_from_cli,
+)
 from fitaas.cli.progress import ScanBar
 from fitaas.combine import JOINS
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fitaas.engines import Engine
     from fitaas.pallets import Pallet
 
 __all__ = ["scan"]
 
 STORE_NAME = "fitaas-store.sqlite"
-
-
-def _engine(params: dict[str, Any]) -> Engine:
-    """The engine of an endpoint file or --engine, with the command line's overrides."""
-    from fitaas.engines.endpoint import engine_from_settings, load_endpoint
-
-    settings: dict[str, Any] = {"engine": "local"}
-    if params["endpoint"]:
-        settings = load_endpoint(params["endpoint"])
-        if params["engine"] and params["engine"] != settings["engine"]:
-            raise InputError(
-                f"--engine {params['engine']} contradicts {params['endpoint']} "
-                f'(engine = "{settings["engine"]}")'
-            )
-    elif params["engine"]:
-        settings["engine"] = params["engine"]
-    for key in ("workers", "retries", "batch_size"):
-        if params[key] is not None:
-            settings[key] = params[key]
-    return engine_from_settings(settings)
 
 
 def _output_format(output: Path, fmt: str | None) -> str:
@@ -115,29 +100,7 @@ def _output_format(output: Path, fmt: str | None) -> str:
 @click.option(
     "--fit", "with_fit", is_flag=True, help="Also run a maximum-likelihood fit per point."
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "parsl", "dask", "globus"]),
-    help="Where tasks run (default: the local process pool, or the --endpoint file's).",
-)
-@click.option(
-    "--endpoint",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Endpoint file (TOML) describing the engine; see 'fitaas endpoint init'.",
-)
-@click.option(
-    "--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core)."
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(min=0),
-    help="Times a task whose worker died is sent again (default 2).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=0),
-    help="Points per task (default 0: automatic).",
-)
+@engine_options
 @click.option(
     "--store",
     help=f"Results store: an SQLite file (default: {STORE_NAME} beside the output) or a "
@@ -230,7 +193,7 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
     options = options_from_cli(params)
     pallet = pallet or pallet_from_cli(params)
     kinds = _kinds(params)
-    engine = _engine(params)
+    engine = engine_from_cli(params)
     start = time.perf_counter()
     with engine, ScanBar(quiet=params["quiet"]) as bar:
         result = run_scan(
@@ -306,7 +269,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
     }
     pallet = pallet_from_cli(params)
     total = count_models(params["models"])
-    engine = _engine(params)
+    engine = engine_from_cli(params)
     start = time.perf_counter()
     with engine, ScanBar(quiet=params["quiet"], label="models") as bar:
         if fmt == "jsonl":
@@ -396,7 +359,7 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
     for column in ("pallet", "points", "ok", "suspect", "failed", "excluded obs/exp", "wall s"):
         table.add_column(column, justify="left" if column == "pallet" else "right")
     failed = False
-    engine = _engine(params)
+    engine = engine_from_cli(params)
     folder.mkdir(parents=True, exist_ok=True)
     with engine:
         for name, pallet in entries:

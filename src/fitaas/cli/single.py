@@ -35,16 +35,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     }
     options = options_from_cli(params)
     pallet = pallet_from_cli(params)
-    if params["patch"]:
-        (point,) = pallet.select([params["patch"]])
-    elif len(pallet.points) == 1:
-        (point,) = pallet.points
-    else:
-        names = [p.name for p in pallet.points[:5]]
-        raise InputError(
-            f"the patchset has {len(pallet.points)} patches: choose one with --patch "
-            f"(e.g. {', '.join(map(str, names))}), or use 'fitaas scan' for all"
-        )
+    point = pallet.point(params["patch"])
     start = time.perf_counter()
     if kind == "hypotest" and options.toybased:  # blocks of toys spread over the workers
         from fitaas.scanning import scan
@@ -112,21 +103,27 @@ def _compute(
             except pyhf.exceptions.FailedMinimization as exc:
                 raise InputError(f"the fit did not converge: {exc}") from None
             if kind == "fit":
-                checks = {"pulls": _pulls(model, result.bestfit)}
+                checks = _pulls(model, result.bestfit, result.uncertainties)
     return result, checks
 
 
-def _pulls(model: Any, values: Any) -> list[float | None]:
-    """(value - nominal) / constraint width of each constrained parameter (None: free)."""
+def _pulls(model: Any, values: Any, errors: Any) -> dict[str, list[float | None]]:
+    """Each constrained parameter's pull (value - nominal) / constraint width and its error
+    in widths (None: unconstrained)."""
     import numpy as np
 
     from fitaas.fast.structures import constraint_widths
 
     nominal = model.config.suggested_init()
-    return [
-        None if np.isnan(width) else (float(value) - float(start)) / float(width)
-        for value, start, width in zip(values, nominal, constraint_widths(model), strict=True)
-    ]
+    pulls: list[float | None] = []
+    pull_errors: list[float | None] = []
+    for value, error, start, width in zip(
+        values, errors, nominal, constraint_widths(model), strict=True
+    ):
+        constrained = not np.isnan(width)
+        pulls.append((float(value) - float(start)) / float(width) if constrained else None)
+        pull_errors.append(float(error) / float(width) if constrained else None)
+    return {"pulls": pulls, "pull_errors": pull_errors}
 
 
 def _fit_table(out: dict[str, Any]) -> None:

@@ -1,0 +1,264 @@
+"""The analyst's fits spread over an engine: impacts rankings and likelihood scans.
+
+A ranking of a model with N nuisance parameters is up to 4N fits and a likelihood scan
+one fit per value, all independent: the nominal fit runs here (while the engine's workers
+start), then the held fits go to the workers as tasks, a few per task (every worker
+builds the point's model once and keeps it), and the result is assembled as the pure
+core does it in one process (:func:`fitaas.inference.ranking.ranking`): the same fits,
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyhf
+
+from fitaas.dispatch import Dispatcher, Sending
+from fitaas.engines.base import Engine
+from fitaas.engines.factory import engine_in_use, started_early
+from fitaas.engines.local import refuse_unguarded_main
+from fitaas.inference import FitResult, InferenceOptions, build_model, pyhf_backend
+from fitaas.inference.core import check_options
+from fitaas.inference.held_fits import HeldFit, HeldFitResult
+from fitaas.inference.likelihood_scan import LikelihoodScan, assemble_scan, plan_scan, scan_values
+from fitaas.inference.ranking import (
+    RankingResult,
+    assemble_ranking,
+    nominal_fit,
+    plan_ranking,
+    poi_index,
+)
+from fitaas.pallets import Pallet, Point, load_pallet
+from fitaas.tasks import run_held_fits
+
+__all__ = ["FitProgress", "likelihood_scan", "ranking"]
+
+# Held fits per task: one parameter's four variations of a ranking (about 0.05-0.3 s a fit
+# on the fast path), few enough that every worker gets work.
+FITS_PER_TASK = 4
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """Where a ranking or likelihood scan stands: fits done (and failed) of the total."""
+
+    total: int
+    done: int
+    failed: int
+
+
+@dataclass
+class _FitTask:
+    fits: list[tuple[Any, HeldFit]]
+    sending: Sending = field(default_factory=Sending)
+
+
+def _prepared(where: _Where) -> tuple[Pallet, Point, Any, Any]:
+    """The pallet, the chosen point and its model and data (built here once)."""
+    options = where.options
+    pallet = (
+        where.workspace
+        if isinstance(where.workspace, Pallet)
+        else load_pallet(where.workspace, where.patchset, region=where.region, verify=where.verify)
+    )
+    point = pallet.point(where.patch)
+    with pyhf_backend(options):
+        model, data = build_model(
+            pyhf.Workspace(pallet.workspace, validate=False),
+            point.operations,
+            options,
+            without_poi=True,
+        )
+        check_options(model, options, ("fit",))
+    return pallet, point, model, data
+
+
+def _run_held(
+    pallet: Pallet,
+    point: Point,
+    planned: Sequence[tuple[Any, HeldFit]],
+    where: _Where,
+    engine: Engine,
+) -> dict[Any, HeldFitResult]:
+    """Every planned fit, computed on the engine: ``{key: result}``."""
+    ref = engine.install(pallet.workspace_digest, pallet.workspace)
+    data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
+    option_dict = where.options.to_dict()
+    progress = where.progress
+    results: dict[Any, HeldFitResult] = {}
+    tally = {"failed": 0}
+
+    def call(task: _FitTask, payload: Any) -> Future[list[dict[str, Any]]]:
+        fits = [(held.index, held.value) for _, held in task.fits]
+        return engine.executor.submit(run_held_fits, ref, data, fits, option_dict, payload)
+
+    def record(task: _FitTask, returned: list[dict[str, Any]]) -> None:
+        for (key, _), item in zip(task.fits, returned, strict=True):
+            results[key] = HeldFitResult.from_dict(item)
+            tally["failed"] += results[key].error is not None
+        if progress is not None:
+            progress(FitProgress(len(planned), len(results), tally["failed"]))
+
+    def lost(task: _FitTask, error: str) -> list[dict[str, Any]]:
+        return [HeldFitResult.failed(error).to_dict() for _ in task.fits]
+
+    size = engine.batch_size or FITS_PER_TASK
+    tasks = [_FitTask(list(planned[i : i + size])) for i in range(0, len(planned), size)]
+    if progress is not None:
+        progress(FitProgress(len(planned), 0, 0))
+    dispatcher: Dispatcher[_FitTask] = Dispatcher(
+        engine,
+        call,
+        lambda: engine.payload(pallet.workspace_digest, pallet.workspace),
+        lambda task: task.sending,
+        where.stop,
+    )
+    dispatcher.run(iter(tasks), record, lost)
+    return results
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What to fit and where: the inputs of :func:`ranking` and :func:`likelihood_scan`."""
+
+    workspace: str | Path | dict[str, Any] | Pallet
+    patchset: str | Path | dict[str, Any] | None
+    patch: str | None
+    region: str | None
+    verify: bool
+    options: InferenceOptions
+    engine: Engine | str | None
+    executor: Executor | None
+    workers: int | None
+    retries: int
+    progress: Callable[[FitProgress], None] | None
+    stop: threading.Event | None
+
+
+Plan = Callable[[Any, FitResult], tuple[int, list[tuple[Any, HeldFit]]]]
+
+
+def _spread(where: _Where, plan: Plan) -> tuple[Any, FitResult, int, dict[Any, HeldFitResult]]:
+    """The nominal fit here, then the planned held fits on the engine.
+
+    Args:
+        where: The inputs.
+        plan: From the model and the nominal fit, the parameter's index and the held fits.
+
+    Returns:
+        The model, the nominal fit, the parameter's index and every held fit by key.
+    """
+    refuse_unguarded_main()
+    args = (where.engine, where.executor, where.workers, where.retries)
+    with started_early(*args) as early:
+        pallet, point, model, data = _prepared(where)
+        with pyhf_backend(where.options):
+            nominal = nominal_fit(model, data, where.options)
+        index, planned = plan(model, nominal)
+        with engine_in_use(early, *args[1:]) as used:
+            fitted = _run_held(pallet, point, planned, where, used)
+    return model, nominal, index, fitted
+
+
+def ranking(
+    workspace: str | Path | dict[str, Any] | Pallet,
+    patchset: str | Path | dict[str, Any] | None = None,
+    *,
+    patch: str | None = None,
+    poi: str | None = None,
+    options: InferenceOptions | None = None,
+    region: str | None = None,
+    verify: bool = True,
+    engine: Engine | str | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    progress: Callable[[FitProgress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RankingResult:
+    """Impacts ranking of a workspace (with one patch applied), the fits spread over an engine.
+
+    Args:
+        workspace: A workspace file, folder, archive, decoded spec or :class:`Pallet`.
+        patchset: Its patchset, if any.
+        patch: The patch to apply (needed when the patchset has several); none: the
+            workspace itself (a background-only fit: name ``poi``).
+        poi: The parameter whose shifts are ranked (default: the model's POI).
+        options: Inference options (bounds, fixed parameters, optimizer).
+        region: Region folder of a directory or archive holding several.
+        verify: Check the patchset's digest against the workspace.
+        engine: A started engine, or an engine name started and stopped here (default:
+            the local process pool).
+        executor: Alternatively, any ``concurrent.futures.Executor``.
+        workers: Worker processes of an engine started here.
+        retries: How many times a task whose worker died is sent again.
+        progress: Called with a :class:`FitProgress` as fits finish.
+        stop: Set it to stop within a second (:class:`fitaas.dispatch.Stopped` is raised).
+
+    Returns:
+        The ranking: :func:`fitaas.inference.ranking.ranking`'s fits, each a task.
+    """
+    options = options or InferenceOptions()
+    where = _Where(
+        workspace, patchset, patch, region, verify, options, engine, executor, workers, retries,
+        progress, stop,
+    )  # fmt: skip
+
+    def plan(model: Any, nominal: FitResult) -> tuple[int, list[tuple[Any, HeldFit]]]:
+        index = poi_index(model, poi)
+        fits = plan_ranking(model, nominal, options, index)
+        return index, [((par, variation), held) for par, variation, held in fits]
+
+    model, nominal, index, fitted = _spread(where, plan)
+    return assemble_ranking(model, nominal, options, index, fitted)
+
+
+def likelihood_scan(
+    workspace: str | Path | dict[str, Any] | Pallet,
+    patchset: str | Path | dict[str, Any] | None = None,
+    *,
+    patch: str | None = None,
+    parameter: str | None = None,
+    grid: tuple[float, float, int] | None = None,
+    options: InferenceOptions | None = None,
+    region: str | None = None,
+    verify: bool = True,
+    engine: Engine | str | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    progress: Callable[[FitProgress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> LikelihoodScan:
+    """Likelihood scan of one parameter, one fit per value spread over an engine.
+
+    Args:
+        parameter: The scanned parameter (default: the model's POI).
+        grid: ``(low, high, n)``; default 21 values over the parameter's bounds.
+
+    The other arguments are those of :func:`ranking`.
+
+    Returns:
+        The scan: :func:`fitaas.inference.likelihood_scan.likelihood_scan`'s fits, as tasks.
+    """
+    options = options or InferenceOptions()
+    where = _Where(
+        workspace, patchset, patch, region, verify, options, engine, executor, workers, retries,
+        progress, stop,
+    )  # fmt: skip
+    values: list[float] = []
+
+    def plan(model: Any, nominal: FitResult) -> tuple[int, list[tuple[Any, HeldFit]]]:
+        index = poi_index(model, parameter)
+        values.extend(scan_values(model, options, index, grid))
+        return index, list(enumerate(plan_scan(index, values)))
+
+    model, nominal, index, fitted = _spread(where, plan)
+    ordered = [fitted.get(i) or HeldFitResult.failed("not computed") for i in range(len(values))]
+    return assemble_scan(model, nominal, index, values, ordered)

@@ -1,0 +1,188 @@
+"""Impacts rankings and likelihood scans spread over workers: cabinetry's and pyhf's numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyhf
+import pytest
+
+import fitaas
+from conftest import run_cli, workspace_with_every_modifier
+from fitaas import InputError
+from fitaas.inference import InferenceOptions, build_model, pyhf_backend
+from fitaas.inference.held_fits import HeldFitResult
+from fitaas.inference.ranking import (
+    VARIATIONS,
+    assemble_ranking,
+    nominal_fit,
+    plan_ranking,
+    poi_index,
+    ranking,
+)
+
+
+def _workspace() -> dict[str, Any]:
+    """Every modifier type (an unconstrained, bounded normfactor among them), an excess
+    over the background: the POI's best fit lies inside its bounds; ``k_other``'s bounds
+    hold its ±1σ (cabinetry stops at a variation beyond the bounds)."""
+    spec = workspace_with_every_modifier([6.0, 9.0], [50.0, 40.0], [62.0, 55.0], channels=2)
+    spec["measurements"][0]["config"]["parameters"][1]["bounds"] = [[-3.0, 10.0]]
+    return spec
+
+
+def _model(spec: dict[str, Any]) -> tuple[Any, Any]:
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model()
+    return model, workspace.data(model)
+
+
+def test_ranking_over_workers_equals_cabinetry_and_one_process() -> None:
+    cabinetry = pytest.importorskip("cabinetry")
+    spec = _workspace()
+    spread = fitaas.ranking(spec, workers=2)
+    model, data = _model(spec)
+    pyhf.set_backend("numpy")
+    theirs = cabinetry.fit.ranking(model, data, tolerance=1e-4)
+    ours = {impact.parameter: impact for impact in spread.impacts}
+    assert set(ours) == set(theirs.labels) and spread.poi == "mu"
+    assert 0.3 < spread.poi_value < 3 and not spread.failed
+    worst = 0.0
+    for k, label in enumerate(theirs.labels):
+        for name in ("prefit_up", "prefit_down", "postfit_up", "postfit_down"):
+            worst = max(worst, abs(getattr(ours[label], name) - getattr(theirs, name)[k]))
+    assert worst < 1e-3 * spread.poi_error  # the issue's tolerance
+    assert ours["k_other"].prefit_up == 0.0 and ours["k_other"].pull is None  # unconstrained
+    assert ours["k_other"].postfit_up != 0.0
+    sizes = np.abs(theirs.postfit_up) + np.abs(theirs.postfit_down)
+    top = [theirs.labels[k] for k in np.argsort(sizes)[::-1][:4]]
+    assert [impact.parameter for impact in spread.impacts[:4]] == top
+    # the same fits in one process give the same numbers (within the fits' tolerance: the
+    # fast path starts a fit from the best earlier minimum of its process, if any)
+    options = InferenceOptions()
+    with pyhf_backend(options):
+        model, data = build_model(pyhf.Workspace(spec), None, options)
+        local = ranking(model, data, options)
+    assert [i.parameter for i in local.impacts] == [i.parameter for i in spread.impacts]
+    numbers = [[getattr(i, name) for name in VARIATIONS] for i in local.impacts]
+    spread_numbers = [[getattr(i, n) for n in VARIATIONS] for i in spread.impacts]
+    assert np.allclose(numbers, spread_numbers, rtol=0, atol=1e-3 * spread.poi_error)
+    assert type(spread).from_dict(json.loads(json.dumps(spread.to_dict()))) == spread
+
+
+def test_missing_or_failed_fits_are_named_not_hidden() -> None:
+    options = InferenceOptions()
+    with pyhf_backend(options):
+        model, data = build_model(pyhf.Workspace(_workspace()), None, options)
+        index = poi_index(model, None)
+        nominal = nominal_fit(model, data, options)
+        plan = plan_ranking(model, nominal, options, index)
+        fitted = {(par, variation): HeldFitResult((0.0,) * model.config.npars, 1.0, True)
+                  for par, variation, _ in plan[2:]}  # fmt: skip
+        fitted[plan[2][0], plan[2][1]] = HeldFitResult.failed("fit did not converge: x")
+        result = assemble_ranking(model, nominal, options, index, fitted)
+    named = {(parameter, variation): reason for parameter, variation, reason in result.failed}
+    labels = model.config.par_names
+    assert named[labels[plan[0][0]], plan[0][1]] == "not computed"
+    assert named[labels[plan[2][0]], plan[2][1]] == "fit did not converge: x"
+    impact = next(i for i in result.impacts if i.parameter == labels[plan[2][0]])
+    assert math.isnan(getattr(impact, plan[2][1]))
+    assert result.fits == len(plan)
+    narrow = InferenceOptions(par_bounds={"k_other": [0.5, 2.0]})  # k_other's ±1σ beyond
+    with pyhf_backend(narrow):
+        nominal = nominal_fit(model, data, narrow)
+        held = [fit for _, _, fit in plan_ranking(model, nominal, narrow, index)]
+    k_other = model.config.par_slice("k_other").start
+    wide = [fit for _, _, fit in plan if fit.index == k_other]
+    assert any(fit.value < 0.5 for fit in wide)  # (its -1σ lies below 0.5)
+    narrowed = [fit for fit in held if fit.index == k_other]
+    assert narrowed and all(0.5 <= fit.value <= 2.0 for fit in narrowed)
+
+
+def test_background_only_ranking_asks_for_a_poi(demo: Path) -> None:
+    options = InferenceOptions()
+    with pyhf_backend(options):
+        spec = json.loads((demo / "BkgOnly.json").read_text())
+        model, _ = build_model(pyhf.Workspace(spec), None, options, without_poi=True)
+        with pytest.raises(InputError, match="no parameter of interest: name one with --poi"):
+            poi_index(model, None)
+        with pytest.raises(InputError, match="did you mean JES"):
+            poi_index(model, "JESS")
+        with pytest.raises(InputError, match="components: name one"):
+            poi_index(model, "staterror_SR_low")
+        assert model.config.par_names[poi_index(model, "staterror_SR_low[1]")] == (
+            "staterror_SR_low[1]"
+        )
+
+
+@pytest.mark.parametrize(
+    ("parameter", "options"),
+    [
+        (None, InferenceOptions()),
+        ("shape", InferenceOptions(fixed_params={"lumi": 1.01}, par_bounds={"mu": [0, 8]})),
+    ],
+)
+def test_likelihood_scan_equals_plain_pyhf_fits(
+    parameter: str | None, options: InferenceOptions
+) -> None:
+    spec = _workspace()
+    grid = (0.0, 6.0, 9) if parameter is None else (-2.0, 2.0, 9)
+    scan = fitaas.likelihood_scan(spec, parameter=parameter, grid=grid, options=options, workers=2)
+    model, data = _model(spec)
+    pyhf.set_backend("numpy", "scipy")
+    init = model.config.suggested_init()
+    bounds = model.config.suggested_bounds()
+    fixed = model.config.suggested_fixed()
+    lumi = model.config.par_slice("lumi").start
+    mu = model.config.poi_index
+    if options.fixed_params:
+        init[lumi], fixed[lumi] = 1.01, True
+        bounds[mu] = (0, 8)
+    free = float(pyhf.infer.mle.fit(data, model, init, bounds, fixed, return_fitted_val=True)[1])
+    index = model.config.par_names.index(parameter or "mu")
+    plain = []
+    for value in np.linspace(*grid[:2], grid[2]):
+        held_init, held_fixed = list(init), list(fixed)
+        held_init[index], held_fixed[index] = value, True
+        twice_nll = pyhf.infer.mle.fit(
+            data, model, held_init, bounds, held_fixed, return_fitted_val=True
+        )[1]
+        plain.append(float(twice_nll) - min(free, scan.twice_nll_min))
+    assert scan.parameter == (parameter or "mu") and all(scan.converged)
+    assert np.allclose(scan.delta, plain, atol=2e-4)
+    low, high = scan.interval_1sigma
+    assert high is not None and high > scan.bestfit
+    assert np.interp(high, scan.values, plain) == pytest.approx(1.0, abs=1e-3)
+    assert low is None if parameter is None else low is not None and low < scan.bestfit
+
+
+def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
+    (tmp_path / "ws.json").write_text(json.dumps(_workspace()))
+    made = run_cli("ranking", "ws.json", "-o", "ranking.json", "--workers", "2", "-q",
+                   cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "impacts on mu" in made.stdout and "k_other" in made.stdout
+    stored = json.loads((tmp_path / "ranking.json").read_text())
+    assert stored["poi"] == "mu" and len(stored["impacts"]) == 13
+    scanned = run_cli("nll-scan", "ws.json", "--range", "0,3,7", "-o", "nll.json", "-q",
+                      cwd=tmp_path)  # fmt: skip
+    assert scanned.returncode == 0, scanned.stderr
+    assert "1σ interval: [" in scanned.stdout
+    outside = run_cli("nll-scan", "ws.json", "--range", "-1,3,7", cwd=tmp_path)
+    assert outside.returncode == 2 and "leaves the bounds [0, 10] of 'mu'" in outside.stderr
+    fitted = run_cli("fit", "ws.json", "-o", "fit.json", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    for name, pictures in (
+        ("ranking.json", ["ranking.png"]),
+        ("nll.json", ["nll_scan.png"]),
+        ("fit.json", ["pulls.png", "correlations.png"]),
+    ):
+        drawn = run_cli("plot", name, "-o", "plots", "--format", "png", cwd=tmp_path)
+        assert drawn.returncode == 0, drawn.stderr
+        assert [Path(line).name for line in drawn.stdout.split()] == pictures
+    no_poi = run_cli("ranking", str(demo / "BkgOnly.json"), "-q", cwd=tmp_path)
+    assert no_poi.returncode == 2 and "no parameter of interest" in no_poi.stderr
