@@ -174,6 +174,11 @@ def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
     assert "1σ interval: [" in scanned.stdout
     outside = run_cli("nll-scan", "ws.json", "--range", "-1,3,7", cwd=tmp_path)
     assert outside.returncode == 2 and "leaves the bounds [0, 10] of 'mu'" in outside.stderr
+    limit = run_cli("upper-limit", "ws.json", "--ul-scan", "0.5,8,6", "--workers", "2", "-q",
+                    "-o", "ul.json", cwd=tmp_path)  # fmt: skip
+    assert limit.returncode == 0, limit.stderr
+    found = json.loads((tmp_path / "ul.json").read_text())
+    assert found["method"] == "grid" and len(found["scan"]) == 6 and 0.5 < found["obs"] < 8
     fitted = run_cli("fit", "ws.json", "-o", "fit.json", cwd=tmp_path)
     assert fitted.returncode == 0, fitted.stderr
     for name, pictures in (
@@ -186,3 +191,40 @@ def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
         assert [Path(line).name for line in drawn.stdout.split()] == pictures
     no_poi = run_cli("ranking", str(demo / "BkgOnly.json"), "-q", cwd=tmp_path)
     assert no_poi.returncode == 2 and "no parameter of interest" in no_poi.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        InferenceOptions(par_bounds={"mu": [0, 40]}),  # (the +2σ limit lies above 10)
+        pytest.param(
+            InferenceOptions(test_stat="q", ul_scan=(0.5, 8.0, 16), level=0.1),
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
+def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None:
+    spec = _workspace()
+    spread = fitaas.upper_limit(spec, options=options, workers=2)
+    model, data = _model(spec)
+    pyhf.set_backend("numpy", "scipy")
+    bounds = model.config.suggested_bounds()
+    bounds[model.config.poi_index] = options.par_bounds.get("mu", bounds[model.config.poi_index])
+    kwargs: dict[str, Any] = {
+        "level": options.level,
+        "test_stat": options.test_stat,
+        "par_bounds": bounds,
+    }
+    if options.ul_scan is None:
+        low, high = bounds[model.config.poi_index]
+        obs, exp = pyhf.infer.intervals.upper_limits.toms748_scan(data, model, low, high, **kwargs)
+        tolerance = 5e-4  # two root findings, each within pyhf's rtol 1e-4
+        assert spread.method == "toms748"
+    else:
+        grid = np.linspace(*options.ul_scan[:2], options.ul_scan[2])
+        obs, exp = pyhf.infer.intervals.upper_limits.linear_grid_scan(data, model, grid, **kwargs)
+        tolerance = 1e-4  # the same grid; CLs from fits within their tolerance
+        assert spread.method == "grid" and [p.poi_value for p in spread.scan] == list(grid)
+    assert spread.obs == pytest.approx(float(obs), rel=tolerance)
+    assert spread.exp == pytest.approx([float(e) for e in exp], rel=tolerance)
+    assert spread.level == options.level

@@ -23,7 +23,7 @@ from fitaas.errors import FitaasError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.client import Client, Job
-    from fitaas.fit_jobs import likelihood_scan, ranking
+    from fitaas.fit_jobs import likelihood_scan, ranking, upper_limit
     from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
     from fitaas.inference.likelihood_scan import LikelihoodScan
     from fitaas.inference.ranking import RankingResult
@@ -53,6 +53,7 @@ _LAZY = {
     "stream_scan": "fitaas.streaming",
     "ranking": "fitaas.fit_jobs",
     "likelihood_scan": "fitaas.fit_jobs",
+    "upper_limit": "fitaas.fit_jobs",
     "RankingResult": "fitaas.inference.ranking",
     "LikelihoodScan": "fitaas.inference.likelihood_scan",
     "Client": "fitaas.client",
@@ -85,6 +86,7 @@ __all__ = [
     "scan",
     "stream_scan",
     "sweep",
+    "upper_limit",
 ]
 
 

@@ -126,23 +126,50 @@ class Dispatcher(Generic[T]):
             self._pending.clear()
             raise
 
+    def call(self, task: T, lost: Callable[[T, str], Any]) -> Any:
+        """Compute one task and wait for it, sent again as :meth:`run` sends tasks; several
+        threads may call at once (each waits for its own task).
+
+        Returns:
+            What the task returned, or what ``lost`` made of it.
+        """
+        sending = self._sending(task)
+        sending.with_payload = sending.with_payload or self.engine.eager_payload
+        while True:
+            payload = self._payload() if sending.with_payload else None
+            future = self._call(task, payload)
+            try:
+                return future.result()
+            except Exception as exc:
+                if not self._again(task, exc):
+                    return lost(task, self._lost_error(task))
+
     def _returned(
         self, future: Future[Any], task: T, lost: Callable[[T, str], Any]
     ) -> tuple[Any] | None:
         """The task's result (a one-tuple), or ``None`` when it was sent again."""
-        sending = self._sending(task)
         try:
             return (future.result(),)
         except Exception as exc:
-            if _lacks_workspace(exc) and not sending.with_payload:
-                sending.with_payload = True
+            if self._again(task, exc):
                 self.submit(task)
                 return None
-            sending.errors.append(f"{type(exc).__name__}: {exc}".strip())
-            if sending.attempts < self.engine.retries:
-                sending.attempts += 1
-                self.engine.recover(exc)
-                self.submit(task)
-                return None
-        error = f"task lost after {sending.attempts + 1} attempts: {sending.errors[-1]}"[:500]
-        return (lost(task, error),)
+        return (lost(task, self._lost_error(task)),)
+
+    def _again(self, task: T, exc: Exception) -> bool:
+        """Whether a task that raised ``exc`` is to be sent again (with the workspace, or
+        after a lost worker, within the retries)."""
+        sending = self._sending(task)
+        if _lacks_workspace(exc) and not sending.with_payload:
+            sending.with_payload = True
+            return True
+        sending.errors.append(f"{type(exc).__name__}: {exc}".strip())
+        if sending.attempts < self.engine.retries:
+            sending.attempts += 1
+            self.engine.recover(exc)
+            return True
+        return False
+
+    def _lost_error(self, task: T) -> str:
+        sending = self._sending(task)
+        return f"task lost after {sending.attempts + 1} attempts: {sending.errors[-1]}"[:500]

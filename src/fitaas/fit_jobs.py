@@ -1,11 +1,12 @@
-"""The analyst's fits spread over an engine: impacts rankings and likelihood scans.
+"""The analyst's fits spread over an engine: rankings, likelihood scans, upper limits.
 
 A ranking of a model with N nuisance parameters is up to 4N fits and a likelihood scan
 one fit per value, all independent: the nominal fit runs here (while the engine's workers
 start), then the held fits go to the workers as tasks, a few per task (every worker
 builds the point's model once and keeps it), and the result is assembled as the pure
 core does it in one process (:func:`fitaas.inference.ranking.ranking`): the same fits,
-the same numbers.
+the same numbers. An upper limit's CLs evaluations are tasks too, asked for by six
+concurrent root findings (:mod:`fitaas.inference.parallel_limits`).
 """
 
 from __future__ import annotations
@@ -17,16 +18,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyhf
 
-from fitaas.dispatch import Dispatcher, Sending
+from fitaas.dispatch import Dispatcher, Sending, Stopped
 from fitaas.engines.base import Engine
 from fitaas.engines.factory import engine_in_use, started_early
 from fitaas.engines.local import refuse_unguarded_main
-from fitaas.inference import FitResult, InferenceOptions, build_model, pyhf_backend
-from fitaas.inference.core import check_options
+from fitaas.errors import InputError
+from fitaas.inference import (
+    FitResult,
+    HypotestResult,
+    InferenceOptions,
+    UpperLimitResult,
+    build_model,
+    pyhf_backend,
+)
+from fitaas.inference.core import check_options, complete_fit_inputs, fit_inputs
 from fitaas.inference.held_fits import HeldFit, HeldFitResult
 from fitaas.inference.likelihood_scan import LikelihoodScan, assemble_scan, plan_scan, scan_values
+from fitaas.inference.parallel_limits import (
+    CLsCache,
+    grid_limits,
+    limit_result,
+    toms748_limits,
+)
 from fitaas.inference.ranking import (
     RankingResult,
     assemble_ranking,
@@ -35,9 +51,9 @@ from fitaas.inference.ranking import (
     poi_index,
 )
 from fitaas.pallets import Pallet, Point, load_pallet
-from fitaas.tasks import run_held_fits
+from fitaas.tasks import run_held_fits, run_hypotests
 
-__all__ = ["FitProgress", "likelihood_scan", "ranking"]
+__all__ = ["FitProgress", "likelihood_scan", "ranking", "upper_limit"]
 
 # Held fits per task: one parameter's four variations of a ranking (about 0.05-0.3 s a fit
 # on the fast path), few enough that every worker gets work.
@@ -59,7 +75,7 @@ class _FitTask:
     sending: Sending = field(default_factory=Sending)
 
 
-def _prepared(where: _Where) -> tuple[Pallet, Point, Any, Any]:
+def _prepared(where: _Where, kinds: Sequence[str] = ("fit",)) -> tuple[Pallet, Point, Any, Any]:
     """The pallet, the chosen point and its model and data (built here once)."""
     options = where.options
     pallet = (
@@ -75,7 +91,7 @@ def _prepared(where: _Where) -> tuple[Pallet, Point, Any, Any]:
             options,
             without_poi=True,
         )
-        check_options(model, options, ("fit",))
+        check_options(model, options, kinds)
     return pallet, point, model, data
 
 
@@ -262,3 +278,108 @@ def likelihood_scan(
     model, nominal, index, fitted = _spread(where, plan)
     ordered = [fitted.get(i) or HeldFitResult.failed("not computed") for i in range(len(values))]
     return assemble_scan(model, nominal, index, values, ordered)
+
+
+@dataclass
+class _MuTask:
+    mu: float
+    sending: Sending = field(default_factory=Sending)
+
+
+def upper_limit(
+    workspace: str | Path | dict[str, Any] | Pallet,
+    patchset: str | Path | dict[str, Any] | None = None,
+    *,
+    patch: str | None = None,
+    options: InferenceOptions | None = None,
+    region: str | None = None,
+    verify: bool = True,
+    engine: Engine | str | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    progress: Callable[[FitProgress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> UpperLimitResult:
+    """Observed and expected upper limits of one point, its CLs evaluations spread over an
+    engine: pyhf's TOMS748 root finding (the six limits at once) or, with
+    ``options.ul_scan``, its grid scan (every value at once).
+
+    The arguments are those of :func:`ranking` (``stop`` is checked between evaluations).
+
+    Returns:
+        The limits, equal to :func:`fitaas.inference.upper_limit`'s within pyhf's root
+        finding tolerance (rtol 1e-4); the grid's exactly.
+
+    Raises:
+        InputError: A hypothesis test failed at a value the search needed, or the limit
+            lies above the POI's upper bound.
+    """
+    options = options or InferenceOptions()
+    where = _Where(
+        workspace, patchset, patch, region, verify, options, engine, executor, workers, retries,
+        progress, stop,
+    )  # fmt: skip
+    refuse_unguarded_main()
+    args = (engine, executor, workers, retries)
+    with started_early(*args) as early:
+        pallet, point, model, _ = _prepared(where, ("upper_limit",))
+        poi = model.config.poi_index
+        if poi is None:
+            raise InputError("the model has no parameter of interest: no upper limit to set")
+        name = model.config.poi_name
+        _, bounds, _ = complete_fit_inputs(model, fit_inputs(model, options))
+        with engine_in_use(early, *args[1:]) as used:
+            cache = CLsCache(_evaluation(pallet, point, where, used, name))
+            if options.ul_scan is not None:
+                start, stop_at, count = options.ul_scan
+                grid = [float(v) for v in np.linspace(start, stop_at, count)]
+                obs, exp = grid_limits(cache, grid, options.level, max(used.workers, 1))
+                method = "grid"
+            else:
+                low, high = bounds[poi]
+                obs, exp = toms748_limits(cache, low, high, options.level, used.workers, name, high)
+                method = "toms748"
+    return limit_result(cache, obs, exp, options.level, method)
+
+
+def _evaluation(
+    pallet: Pallet, point: Point, where: _Where, engine: Engine, name: str
+) -> Callable[[float], tuple[float, tuple[float, ...]]]:
+    """CLs at a POI value, computed as a task on the engine (sent again when lost)."""
+    ref = engine.install(pallet.workspace_digest, pallet.workspace)
+    data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
+    option_dict = where.options.to_dict()
+    dispatcher: Dispatcher[_MuTask] = Dispatcher(
+        engine,
+        lambda task, payload: engine.executor.submit(
+            run_hypotests, ref, data, [task.mu], option_dict, payload
+        ),
+        lambda: engine.payload(pallet.workspace_digest, pallet.workspace),
+        lambda task: task.sending,
+    )
+    counts = {"asked": 0, "done": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def lost(task: _MuTask, error: str) -> list[dict[str, Any]]:
+        return [{"status": "failed", "result": None, "error": error}]
+
+    def evaluate(mu: float) -> tuple[float, tuple[float, ...]]:
+        if where.stop is not None and where.stop.is_set():
+            raise Stopped("the upper limit was stopped")
+        with lock:
+            counts["asked"] += 1
+        (outcome,) = dispatcher.call(_MuTask(mu), lost)
+        failed = outcome["status"] == "failed" or outcome["result"] is None
+        with lock:
+            counts["done"] += 1
+            counts["failed"] += failed
+            if where.progress is not None:
+                where.progress(FitProgress(counts["asked"], counts["done"], counts["failed"]))
+        if failed:
+            reason = outcome.get("error") or outcome.get("reason")
+            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {reason}")
+        result = HypotestResult.from_dict(outcome["result"])
+        return result.cls_obs, tuple(result.cls_exp)
+
+    return evaluate

@@ -37,6 +37,7 @@ __all__ = [
     "failed_block",
     "init_worker",
     "run_held_fits",
+    "run_hypotests",
     "run_points",
     "run_toy_blocks",
     "warm_worker",
@@ -403,6 +404,51 @@ def run_held_fits(
             except Exception as exc:
                 result = HeldFitResult.failed(_error_text(exc))
             out.append({**result.to_dict(), "seconds": round(time.perf_counter() - begin, 6)})
+    return out
+
+
+def run_hypotests(
+    workspace: WorkspaceRef,
+    point: dict[str, Any],
+    poi_values: Sequence[float],
+    options: dict[str, Any],
+    payload: bytes | None = None,
+) -> list[dict[str, Any]]:
+    """Hypothesis tests of one point's model at several POI values (with their fit
+    checks): the task of an upper limit spread over workers.
+
+    Args:
+        workspace: The background-only workspace, by digest.
+        point: ``{"name", "digest", "operations"}`` of the point.
+        poi_values: The POI values to test.
+        options: :meth:`InferenceOptions.to_dict` output (its ``poi_value`` is replaced).
+        payload: The workspace itself (gzip-compressed JSON), for a worker that lacks it.
+
+    Returns:
+        One outcome per value, as :func:`run_points` gives a hypothesis test's.
+
+    Raises:
+        WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
+    """
+    import dataclasses
+
+    ws, opts, structures = _task_setup(workspace, options, payload)
+    out = []
+    with pyhf_backend(opts, structures=structures):
+        try:
+            model, data = _CACHE.point_model(ws, workspace.digest, point, opts)
+        except Exception as exc:
+            error = f"cannot build the model of '{point['name']}': {_error_text(exc)}"
+            return [_outcome("failed", None, error, 0.0) for _ in poi_values]
+        for value in poi_values:
+            begin = time.perf_counter()
+            tested = dataclasses.replace(opts, poi_value=float(value))
+            try:
+                outcome = _checked_hypotest_outcome(model, data, tested, structures)
+            except Exception as exc:
+                outcome = _outcome("failed", None, _error_text(exc), 0.0)
+            outcome["seconds"] = round(time.perf_counter() - begin, 6)
+            out.append(outcome)
     return out
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from fitaas.cli.options import (
+    engine_from_cli,
+    engine_options,
     hide_options,
     inference_options,
     options_from_cli,
@@ -26,17 +28,13 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     from fitaas.errors import InputError
     from fitaas.inference import fit as fit_fn
     from fitaas.inference import hypotest as hypotest_fn
-    from fitaas.inference import upper_limit as upper_limit_fn
 
-    functions: dict[str, Callable[..., Any]] = {
-        "hypotest": hypotest_fn,
-        "upper_limit": upper_limit_fn,
-        "fit": fit_fn,
-    }
+    functions: dict[str, Callable[..., Any]] = {"hypotest": hypotest_fn, "fit": fit_fn}
     options = options_from_cli(params)
     pallet = pallet_from_cli(params)
     point = pallet.point(params["patch"])
     start = time.perf_counter()
+    result: Any
     if kind == "hypotest" and options.toybased:  # blocks of toys spread over the workers
         from fitaas.scanning import scan
 
@@ -46,6 +44,16 @@ def _run(kind: str, params: dict[str, Any]) -> None:
             raise InputError(f"the toys failed: {computed.error}")
         result = computed.hypotest
         checks = {"status": computed.status, "reason": computed.reason}
+    elif kind == "upper_limit":  # the CLs evaluations spread over the workers
+        from fitaas.cli.progress import FitBar
+        from fitaas.fit_jobs import upper_limit as spread_limit
+
+        engine = engine_from_cli(params)
+        with engine, FitBar(quiet=params["quiet"], label="CLs evaluations") as bar:
+            result = spread_limit(
+                pallet, patch=point.name, options=options, engine=engine, progress=bar
+            )
+        checks = {}
     else:
         # (numpy's warnings of pyhf's 0/0 at a point without sensitivity: the NaN is
         # reported in the result and its checks, not as a warning on stderr)
@@ -162,6 +170,9 @@ def _command(kind: str, summary: str) -> click.Command:
         help="The patch to apply, by its name in the patchset (needed when several).",
     )(decorated)
     decorated = inference_options(decorated)
+    if kind == "upper_limit":
+        decorated = engine_options(decorated)
+        decorated = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(decorated)
     decorated = hide_options(*_IDLE[kind])(decorated)
     decorated = pallet_arguments(decorated)
     return click.command(name=kind.replace("_", "-"))(decorated)
@@ -180,7 +191,9 @@ hypotest = _command(
     "hypotest", "CLs hypothesis test (observed, expected band, CLs+b, CLb) for one workspace."
 )
 upper_limit = _command(
-    "upper_limit", "Observed and expected upper limits on the POI for one workspace."
+    "upper_limit",
+    "Observed and expected upper limits on the POI for one workspace: pyhf's root finding "
+    "(or --ul-scan grid), its CLs evaluations spread over the workers.",
 )
 fit = _command(
     "fit",
