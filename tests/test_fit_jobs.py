@@ -14,7 +14,7 @@ import pytest
 import fitaas
 from conftest import run_cli, workspace_with_every_modifier
 from fitaas import InputError
-from fitaas.inference import InferenceOptions, build_model, pyhf_backend
+from fitaas.inference import FitResult, InferenceOptions, build_model, fit, pyhf_backend
 from fitaas.inference.held_fits import HeldFitResult
 from fitaas.inference.ranking import (
     VARIATIONS,
@@ -228,3 +228,21 @@ def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None
     assert spread.obs == pytest.approx(float(obs), rel=tolerance)
     assert spread.exp == pytest.approx([float(e) for e in exp], rel=tolerance)
     assert spread.level == options.level
+
+
+def test_minos_intervals_equal_pyhf_minuit() -> None:
+    spec = _workspace()
+    options = InferenceOptions()
+    with pyhf_backend(options):
+        model, data = build_model(pyhf.Workspace(spec), None, options)
+        result = fit(model, data, options, minos=["mu", "shape"])
+        with pytest.raises(InputError, match="MINOS asked for unknown parameter"):
+            fit(model, data, options, minos=["nope"])
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-6))
+    minuit = pyhf.infer.mle.fit(data, model, return_result_obj=True)[1].minuit
+    minuit.minos("mu", "shape")
+    assert result.minos is not None and set(result.minos) == {"mu", "shape"}
+    for name in ("mu", "shape"):
+        expected = (minuit.merrors[name].lower, minuit.merrors[name].upper)
+        assert result.minos[name] == pytest.approx(expected, abs=1e-3)
+    assert FitResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,7 +247,11 @@ class ScanResult:
         return "; ".join(parts) or f"{self.computed} computed, {self.reused} reused"
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat row per point (the CSV and pandas layout)."""
+        """One flat row per point (the CSV and pandas layout); with fits, ``twice_nll``,
+        ``fit_converged`` and every parameter's ``fit_<name>`` and ``fit_<name>_error``
+        (empty where a point's model lacks it)."""
+        fitted = [p.fit for p in self.points if p.fit is not None]
+        parameters = list(dict.fromkeys(n for f in fitted for n in f.parameters))
         rows = []
         for point in self.points:
             row: dict[str, Any] = {"patch": point.patch}
@@ -274,6 +278,8 @@ class ScanResult:
             row["ul_obs"] = ul.obs if ul else None
             for sigma, i in zip(_SIGMAS, range(5), strict=True):
                 row[f"ul_exp_{sigma}"] = ul.exp[i] if ul else None
+            if fitted:
+                row.update(_fit_cells(point.fit, parameters))
             row["status"] = point.status
             row["error"] = point.error
             row["reason"] = point.reason
@@ -324,6 +330,24 @@ class ScanResult:
             source=str(data["workspace"].get("source", "")),
             units=dict(data.get("units") or {}),
         )
+
+
+def _fit_cells(fit: FitResult | None, parameters: Sequence[str]) -> dict[str, Any]:
+    """A point's fit as CSV cells: -2lnL, convergence, each parameter's value and error."""
+    cells: dict[str, Any] = {
+        "twice_nll": fit.twice_nll if fit else None,
+        "fit_converged": fit.converged if fit else None,
+    }
+    found = (
+        dict(zip(fit.parameters, zip(fit.bestfit, fit.uncertainties, strict=True), strict=True))
+        if fit
+        else {}
+    )
+    for name in parameters:
+        value, error = found.get(name, (None, None))
+        cells[f"fit_{name}"] = value
+        cells[f"fit_{name}_error"] = error
+    return cells
 
 
 def read_results(path: str | Path) -> ScanResult:

@@ -59,7 +59,8 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         # reported in the result and its checks, not as a warning on stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result, checks = _compute(kind, functions, pallet, point, options)
+            minos = tuple(params.get("minos") or ())
+            result, checks = _compute(kind, functions, pallet, point, options, minos)
     out = {
         "patch": point.name,
         "values": list(point.values),
@@ -80,7 +81,12 @@ def _run(kind: str, params: dict[str, Any]) -> None:
 
 
 def _compute(
-    kind: str, functions: dict[str, Callable[..., Any]], pallet: Any, point: Any, options: Any
+    kind: str,
+    functions: dict[str, Callable[..., Any]],
+    pallet: Any,
+    point: Any,
+    options: Any,
+    minos: tuple[str, ...] = (),
 ) -> tuple[Any, dict[str, Any]]:
     import pyhf
 
@@ -105,7 +111,7 @@ def _compute(
                 "diagnostics": diagnosis.to_dict(),
             }
         else:
-            extra = {"with_correlations": True} if kind == "fit" else {}
+            extra = {"with_correlations": True, "minos": minos} if kind == "fit" else {}
             try:
                 result = functions[kind](model, data, options, **extra)
             except pyhf.exceptions.FailedMinimization as exc:
@@ -140,13 +146,19 @@ def _fit_table(out: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"fit of {out['patch'] or 'the workspace'}: -2lnL {out['twice_nll']:.6g}")
-    for column in ("parameter", "value", "error", "pull"):
+    minos = out.get("minos") or {}
+    columns = ("parameter", "value", "error", "pull") + (("MINOS",) if minos else ())
+    for column in columns:
         table.add_column(column, justify="left" if column == "parameter" else "right")
     pulls = out.get("pulls") or [None] * len(out["parameters"])
     for name, value, error, pull in zip(
         out["parameters"], out["bestfit"], out["uncertainties"], pulls, strict=True
     ):
-        table.add_row(name, f"{value:.4g}", f"{error:.3g}", "" if pull is None else f"{pull:+.2f}")
+        row = [name, f"{value:.4g}", f"{error:.3g}", "" if pull is None else f"{pull:+.2f}"]
+        if minos:
+            low, high = minos.get(name, (None, None))
+            row.append("" if low is None else f"{low:+.3g} / {high:+.3g}")
+        table.add_row(*row)
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
@@ -170,6 +182,13 @@ def _command(kind: str, summary: str) -> click.Command:
         help="The patch to apply, by its name in the patchset (needed when several).",
     )(decorated)
     decorated = inference_options(decorated)
+    if kind == "fit":
+        decorated = click.option(
+            "--minos",
+            multiple=True,
+            metavar="PAR",
+            help="Also the MINOS interval of this parameter (repeat for several).",
+        )(decorated)
     if kind == "upper_limit":
         decorated = engine_options(decorated)
         decorated = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(decorated)

@@ -418,9 +418,11 @@ def _hesse(
     bestfit: Sequence[float],
     bounds: Sequence[Sequence[float]],
     fixed: Sequence[bool],
-) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+    minos: Sequence[str] = (),
+) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...], dict[str, tuple[float, float]] | None]:
     """Symmetric uncertainties and the correlation matrix from MINUIT's HESSE at the
-    minimum of twice the NLL (fixed parameters: 0 uncertainty, no correlation)."""
+    minimum of twice the NLL (fixed parameters: 0 uncertainty, no correlation), and the
+    MINOS intervals of the parameters named in ``minos``."""
     from iminuit import Minuit
 
     tensor_data = pyhf.tensorlib.astensor(data)
@@ -428,12 +430,23 @@ def _hesse(
     def twice_nll(pars: np.ndarray) -> float:
         return _float(pyhf.infer.mle.twice_nll(pyhf.tensorlib.astensor(pars), tensor_data, model))
 
-    minuit = Minuit(twice_nll, np.asarray(bestfit, dtype=float))
+    names = list(model.config.par_names)
+    minuit = Minuit(twice_nll, np.asarray(bestfit, dtype=float), name=names)
     minuit.errordef = Minuit.LEAST_SQUARES
     minuit.limits = [tuple(b) for b in bounds]
     # initial steps as pyhf's minuit optimizer sets them: 1/1000 of each parameter's range
     minuit.errors = [(b[1] - b[0]) / 1000.0 for b in bounds]
     minuit.fixed = list(fixed)
+    intervals = None
+    if minos:
+        unknown = [n for n in minos if n not in names]
+        if unknown:
+            raise InputError(f"MINOS asked for unknown parameter(s): {', '.join(unknown)}")
+        minuit.migrad()  # (MINOS needs MINUIT's own minimum; it starts at this one)
+        minuit.minos(*minos)
+        intervals = {
+            n: (float(minuit.merrors[n].lower), float(minuit.merrors[n].upper)) for n in minos
+        }
     minuit.hesse()
     errors = tuple(0.0 if f else float(e) for e, f in zip(minuit.errors, fixed, strict=True))
     covariance = np.asarray(minuit.covariance, dtype=float)
@@ -443,7 +456,7 @@ def _hesse(
     free = ~np.asarray(fixed, dtype=bool) & (scale > 0)
     correlation = np.where(np.outer(free, free), correlation, 0.0)
     np.fill_diagonal(correlation, np.where(free, 1.0, 0.0))
-    return errors, tuple(tuple(float(v) for v in row) for row in correlation)
+    return errors, tuple(tuple(float(v) for v in row) for row in correlation), intervals
 
 
 def fit(
@@ -451,6 +464,7 @@ def fit(
     data: Sequence[float],
     options: InferenceOptions,
     with_correlations: bool = False,
+    minos: Sequence[str] = (),
 ) -> FitResult:
     """Maximum-likelihood fit with uncertainties (``pyhf.infer.mle.fit``).
 
@@ -463,6 +477,8 @@ def fit(
         options: Inference options.
         with_correlations: Also keep the correlation matrix (npars x npars numbers: left
             out of scans' per-point fits).
+        minos: Parameters (labels, ``name[i]`` for a component) whose MINOS intervals to
+            find (MINUIT started at the minimum).
 
     Returns:
         Best-fit values, uncertainties, twice the NLL and the optimizer's report.
@@ -481,12 +497,13 @@ def fit(
     )
     values = np.asarray(pars, dtype=float)
     bestfit = tuple((values[:, 0] if with_unc else values).tolist())
-    unc, correlations = _hesse(
+    unc, correlations, intervals = _hesse(
         model,
         data,
         bestfit,
         bounds or model.config.suggested_bounds(),
         fixed or model.config.suggested_fixed(),
+        minos,
     )
     if with_unc:  # MINUIT's own uncertainties, from its fit
         unc = tuple(values[:, 1].tolist())
@@ -499,4 +516,5 @@ def fit(
         nfev=int(getattr(result, "nfev", 0)),
         message=str(getattr(result, "message", "")),
         correlations=correlations if with_correlations else None,
+        minos=intervals,
     )

@@ -291,6 +291,8 @@ class FitResult:
         message: The optimizer's message.
         correlations: The correlation matrix from HESSE, in parameter order (rows and
             columns of fixed parameters 0); ``None`` in results stored before it existed.
+        minos: MINOS intervals of the parameters asked for: ``{name: (lower, upper)}``, the
+            signed distances from the best fit (lower negative); ``None``: none asked for.
     """
 
     parameters: tuple[str, ...]
@@ -301,6 +303,7 @@ class FitResult:
     nfev: int
     message: str
     correlations: tuple[tuple[float, ...], ...] | None = None
+    minos: dict[str, tuple[float, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -314,6 +317,9 @@ class FitResult:
             "message": self.message,
             "correlations": [list(row) for row in self.correlations]
             if self.correlations is not None
+            else None,
+            "minos": {name: list(pair) for name, pair in self.minos.items()}
+            if self.minos is not None
             else None,
         }
 
@@ -330,5 +336,8 @@ class FitResult:
             message=str(data["message"]),
             correlations=tuple(tuple(_number(v) for v in row) for row in data["correlations"])
             if data.get("correlations") is not None
+            else None,
+            minos={str(k): (_number(v[0]), _number(v[1])) for k, v in data["minos"].items()}
+            if data.get("minos") is not None
             else None,
         )
