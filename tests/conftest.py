@@ -156,6 +156,15 @@ def workspace_with_every_modifier(
     }
 
 
+def excess_workspace() -> dict[str, Any]:
+    """Every modifier type (an unconstrained, bounded normfactor among them) in two
+    channels, an excess over the background: the POI's best fit lies inside its bounds, and
+    ``k_other``'s bounds hold its ±1σ (cabinetry stops at a variation beyond the bounds)."""
+    spec = workspace_with_every_modifier([6.0, 9.0], [50.0, 40.0], [62.0, 55.0], channels=2)
+    spec["measurements"][0]["config"]["parameters"][1]["bounds"] = [[-3.0, 10.0]]
+    return spec
+
+
 def plain_hypotest(
     workspace: dict[str, Any],
     patch: list[dict[str, Any]] | None,

@@ -12,7 +12,7 @@ import pyhf
 import pytest
 
 import fitaas
-from conftest import run_cli, workspace_with_every_modifier
+from conftest import excess_workspace, run_cli
 from fitaas import InputError
 from fitaas.inference import FitResult, InferenceOptions, build_model, fit, pyhf_backend
 from fitaas.inference.held_fits import HeldFitResult
@@ -26,15 +26,6 @@ from fitaas.inference.ranking import (
 )
 
 
-def _workspace() -> dict[str, Any]:
-    """Every modifier type (an unconstrained, bounded normfactor among them), an excess
-    over the background: the POI's best fit lies inside its bounds; ``k_other``'s bounds
-    hold its ±1σ (cabinetry stops at a variation beyond the bounds)."""
-    spec = workspace_with_every_modifier([6.0, 9.0], [50.0, 40.0], [62.0, 55.0], channels=2)
-    spec["measurements"][0]["config"]["parameters"][1]["bounds"] = [[-3.0, 10.0]]
-    return spec
-
-
 def _model(spec: dict[str, Any]) -> tuple[Any, Any]:
     workspace = pyhf.Workspace(spec)
     model = workspace.model()
@@ -43,7 +34,7 @@ def _model(spec: dict[str, Any]) -> tuple[Any, Any]:
 
 def test_ranking_over_workers_equals_cabinetry_and_one_process() -> None:
     cabinetry = pytest.importorskip("cabinetry")
-    spec = _workspace()
+    spec = excess_workspace()
     spread = fitaas.ranking(spec, workers=2)
     model, data = _model(spec)
     pyhf.set_backend("numpy")
@@ -77,7 +68,7 @@ def test_ranking_over_workers_equals_cabinetry_and_one_process() -> None:
 def test_missing_or_failed_fits_are_named_not_hidden() -> None:
     options = InferenceOptions()
     with pyhf_backend(options):
-        model, data = build_model(pyhf.Workspace(_workspace()), None, options)
+        model, data = build_model(pyhf.Workspace(excess_workspace()), None, options)
         index = poi_index(model, None)
         nominal = nominal_fit(model, data, options)
         plan = plan_ranking(model, nominal, options, index)
@@ -129,7 +120,7 @@ def test_background_only_ranking_asks_for_a_poi(demo: Path) -> None:
 def test_likelihood_scan_equals_plain_pyhf_fits(
     parameter: str | None, options: InferenceOptions
 ) -> None:
-    spec = _workspace()
+    spec = excess_workspace()
     grid = (0.0, 6.0, 9) if parameter is None else (-2.0, 2.0, 9)
     scan = fitaas.likelihood_scan(spec, parameter=parameter, grid=grid, options=options, workers=2)
     model, data = _model(spec)
@@ -161,7 +152,7 @@ def test_likelihood_scan_equals_plain_pyhf_fits(
 
 
 def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
-    (tmp_path / "ws.json").write_text(json.dumps(_workspace()))
+    (tmp_path / "ws.json").write_text(json.dumps(excess_workspace()))
     made = run_cli("ranking", "ws.json", "-o", "ranking.json", "--workers", "2", "-q",
                    cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -204,7 +195,7 @@ def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
     ],
 )
 def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None:
-    spec = _workspace()
+    spec = excess_workspace()
     spread = fitaas.upper_limit(spec, options=options, workers=2)
     model, data = _model(spec)
     pyhf.set_backend("numpy", "scipy")
@@ -231,7 +222,7 @@ def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None
 
 
 def test_minos_intervals_equal_pyhf_minuit() -> None:
-    spec = _workspace()
+    spec = excess_workspace()
     options = InferenceOptions()
     with pyhf_backend(options):
         model, data = build_model(pyhf.Workspace(spec), None, options)

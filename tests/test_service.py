@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import fitaas
-from conftest import load, plain_hypotest
+from conftest import excess_workspace, load, plain_hypotest
 from fitaas import InferenceOptions
 from fitaas.service.accounts import add_endpoint
 from service_process import (
@@ -478,3 +478,35 @@ def test_a_toy_job_gives_the_toys_of_fitaas_scan(
         assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
         missing = http.get(f"/jobs/{job['id']}/toys.png", params={"patch": "nope"})
         assert missing.status_code == 404
+
+
+def test_ranking_and_likelihood_scan_jobs_give_the_librarys_results(
+    service: Service, users: Users, database: str
+) -> None:
+    if database.startswith("postgresql"):
+        pytest.skip("their results are stored like any other: the SQLite run covers them")
+    spec = excess_workspace()
+    with client(service, users.alice) as http:
+        digest = http.post("/workspaces", content=json.dumps(spec).encode()).json()["digest"]
+        refused = http.post(
+            "/jobs", json={"workspace": digest, "task": "ranking", "grid": [0, 1, 3]}
+        )
+        assert refused.status_code == 422 and "'grid' belongs to nll_scan jobs" in refused.text
+        job = http.post("/jobs", json={"workspace": digest, "task": "ranking"}).json()
+        job = wait(http, job["id"])
+        assert job["state"] == "done" and job["done"] == job["total"] > 40
+        got = fitaas.RankingResult.from_dict(http.get(f"/jobs/{job['id']}/results").json())
+        want = fitaas.ranking(spec, workers=2)
+        assert [i.parameter for i in got.impacts][:4] == [i.parameter for i in want.impacts][:4]
+        for mine, theirs in zip(got.impacts, want.impacts, strict=True):
+            assert mine.postfit_up == pytest.approx(theirs.postfit_up, abs=1e-3 * want.poi_error)
+        picture = http.get(f"/jobs/{job['id']}/plot.png")
+        assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+        csv = http.get(f"/jobs/{job['id']}/results", params={"format": "csv"})
+        assert csv.status_code == 422
+        body = {"workspace": digest, "task": "nll_scan", "parameter": "mu", "grid": [0, 6, 7]}
+        scan_job = wait(http, http.post("/jobs", json=body).json()["id"])
+        scanned = http.get(f"/jobs/{scan_job['id']}/results").json()
+        assert scan_job["params"] == {"parameter": "mu", "grid": [0, 6, 7]}
+        local = fitaas.likelihood_scan(spec, grid=(0, 6, 7), workers=2)
+        assert scanned["delta_twice_nll"] == pytest.approx(list(local.delta), abs=1e-4)

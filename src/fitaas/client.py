@@ -54,6 +54,7 @@ class Job:
     started: float | None
     finished: float | None
     elapsed: float | None
+    params: dict[str, Any] | None = None  # a ranking's POI, a likelihood scan's grid
 
     @property
     def finished_running(self) -> bool:
@@ -155,6 +156,8 @@ class Client:
         *,
         group: str | None = None,
         region: str | None = None,
+        parameter: str | None = None,
+        grid: tuple[float, float, int] | None = None,
         **options: Any,
     ) -> Job:
         """Upload what is needed and submit a job.
@@ -163,10 +166,14 @@ class Client:
             workspace: A workspace file, a pallet directory or HEPData archive, or decoded JSON.
             patchset: A patchset file or decoded JSON (found in a directory or archive).
             patches: A subset of patch names.
-            task: ``"hypotest"``, ``"upper_limit"`` or ``"fit"``.
+            task: ``"hypotest"``, ``"upper_limit"`` or ``"fit"`` for every point;
+                ``"ranking"`` or ``"nll_scan"`` for one (``patches=[name]``, or none
+                for a workspace without patchset).
             endpoint: Where to run it (default: the service's ``local`` endpoint).
             group: One of your groups to share the job with.
             region: The region folder of a directory or archive holding several.
+            parameter: A ranking's POI or a likelihood scan's parameter (default: the POI).
+            grid: A likelihood scan's ``(low, high, n)``.
             **options: Inference options (``InferenceOptions`` fields, e.g. ``poi_value=1``).
 
         Returns:
@@ -186,6 +193,10 @@ class Client:
             "endpoint": endpoint,
             "group": group,
         }
+        if parameter is not None:
+            body["parameter"] = parameter
+        if grid is not None:
+            body["grid"] = list(grid)
         return Job.from_dict(self._request("POST", "/jobs", json=body).json())
 
     def job(self, job: Job | str) -> Job:

@@ -37,7 +37,7 @@ from fitaas.inference import (
 from fitaas.inference.core import check_options
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
-from fitaas.store import ResultStore, result_key
+from fitaas.store import ResultStore, open_store, result_key
 from fitaas.tasks import (
     WorkspaceRef,
     failed_block,
@@ -89,7 +89,7 @@ def _opened_store(store: str | Path | ResultStore | None) -> Iterator[ResultStor
     if store is not None and not isinstance(store, str | Path):
         yield store  # an open store (SQLite or SQL database): the caller owns it
         return
-    with ResultStore(":memory:" if store is None else store) as opened:
+    with open_store(":memory:" if store is None else store) as opened:
         yield opened
 
 

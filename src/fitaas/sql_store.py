@@ -14,7 +14,17 @@ from typing import Any
 from fitaas.errors import FitaasError
 from fitaas.store import ResultStore, StoredOutcome, _chunks
 
-__all__ = ["SqlResultStore", "results_table"]
+__all__ = ["SqlResultStore", "results_table", "sqlalchemy_url"]
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A database URL for SQLAlchemy: ``postgresql://`` with the driver fitaas installs
+    (psycopg 3), a plain path as SQLite."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def results_table(metadata: Any) -> Any:
@@ -49,8 +59,7 @@ class SqlResultStore(ResultStore):
 
         self._owned = isinstance(engine, str)
         if isinstance(engine, str):
-            if engine.startswith("postgresql://"):  # the driver fitaas installs: psycopg 3
-                engine = "postgresql+psycopg://" + engine.removeprefix("postgresql://")
+            engine = sqlalchemy_url(engine)
             try:
                 engine = sa.create_engine(engine, pool_pre_ping=True)
             except (sa.exc.ArgumentError, ImportError) as exc:

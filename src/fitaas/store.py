@@ -9,6 +9,7 @@ arrives, so a crash or Ctrl-C loses nothing already computed.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 from fitaas.errors import FitaasError
 from fitaas.pallets import digest
 
-__all__ = ["ResultStore", "StoredOutcome", "result_key"]
+__all__ = ["ResultStore", "StoredOutcome", "open_store", "result_key", "store_label"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -170,3 +171,22 @@ class ResultStore:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def open_store(where: str | Path) -> ResultStore:
+    """The results store at a path (an SQLite file, ``":memory:"``) or a database URL
+    (``postgresql://user:password@host/name``, ``sqlite:///path``; needs the service extra).
+
+    Raises:
+        FitaasError: The file or database cannot be used as a store.
+    """
+    if "://" in str(where):
+        from fitaas.sql_store import SqlResultStore
+
+        return SqlResultStore(str(where))
+    return ResultStore(where)
+
+
+def store_label(where: str | Path) -> str:
+    """How to name a store to a user: its path, or its URL without the password."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", str(where))

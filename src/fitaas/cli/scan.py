@@ -186,6 +186,7 @@ def _combination(sources: tuple[str, ...], params: dict[str, Any]) -> Pallet:
 
 def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
     from fitaas.scanning import scan as run_scan
+    from fitaas.store import store_label
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
@@ -214,7 +215,7 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
         click.echo(
             f"{len(result)} points: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
             f"{counts.get('failed', 0)} failed ({result.work()}; store "
-            f"{getattr(store, 'path', store)}; {len(rescued)} rescued by a retry) in "
+            f"{store_label(store)}; {len(rescued)} rescued by a retry) in "
             f"{wall:.1f} s -> {output}",
             err=True,
         )
@@ -252,6 +253,8 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         output = output.with_suffix(".jsonl")
     fmt = _output_format(output, params["fmt"])
     params.update(workspace=sources[0], patchset=None)
+    from fitaas.store import store_label
+
     labels = tuple(x.strip() for x in (params["labels"] or "").split(",") if x.strip())
     store = _store(params, output.parent)
     flagged: list[Any] = []
@@ -297,7 +300,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         )
         click.echo(
             f"{models} models: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
-            f"{counts.get('failed', 0)} failed ({done}; store {getattr(store, 'path', store)}) "
+            f"{counts.get('failed', 0)} failed ({done}; store {store_label(store)}) "
             f"in {time.perf_counter() - start:.1f} s -> {output}",
             err=True,
         )
@@ -325,14 +328,9 @@ def _write(result: Any, path: Path, fmt: str) -> None:
         result.to_json(path)
 
 
-def _store(params: dict[str, Any], folder: Path) -> Any:
-    """The --store given, or the store file in ``folder``."""
-    store: Any = params["store"] or folder / STORE_NAME
-    if "://" in str(store):
-        from fitaas.sql_store import SqlResultStore
-
-        return SqlResultStore(str(store))
-    return Path(store)
+def _store(params: dict[str, Any], folder: Path) -> str:
+    """The --store given (a path or a database URL), or the store file in ``folder``."""
+    return str(params["store"] or folder / STORE_NAME)
 
 
 def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:

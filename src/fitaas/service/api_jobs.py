@@ -21,6 +21,7 @@ from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
 from fitaas.service.documents import load_document, owns_document, store_document
+from fitaas.service.fit_tasks import FIT_TASKS, fit_job_outcome
 from fitaas.service.pictures import PictureCache
 
 __all__ = ["JobCreate", "JobPublic", "router"]
@@ -40,9 +41,17 @@ class JobCreate(BaseModel):
     patchset: str | dict[str, Any] | None = Field(
         None, description="digest from POST /patchsets, or the patchset itself"
     )
-    patches: list[str] | None = Field(None, description="a subset of patch names")
-    task: Literal["hypotest", "upper_limit", "fit"] = "hypotest"
+    patches: list[str] | None = Field(
+        None, description="a subset of patch names (ranking, nll_scan: the one point)"
+    )
+    task: Literal["hypotest", "upper_limit", "fit", "ranking", "nll_scan"] = "hypotest"
     options: dict[str, Any] = Field(default_factory=dict, description="InferenceOptions fields")
+    parameter: str | None = Field(
+        None, description="ranking: the POI (default the model's); nll_scan: the parameter"
+    )
+    grid: tuple[float, float, int] | None = Field(
+        None, description="nll_scan: [low, high, n] (default 21 values over the bounds)"
+    )
     endpoint: str | None = Field(None, description="default: local")
     group: str | None = Field(None, description="one of your groups to share the job with")
 
@@ -64,6 +73,7 @@ class JobPublic(BaseModel):
     patchset: str | None
     patches: list[str] | None
     options: dict[str, Any]
+    params: dict[str, Any] | None = Field(None, description="ranking/nll_scan parameters")
     created: float
     started: float | None
     finished: float | None
@@ -107,6 +117,7 @@ def _public(row: Any) -> JobPublic:
         patchset=row.patchset_digest,
         patches=row.patches,
         options=row.options,
+        params=row.params,
         created=row.created,
         started=row.started,
         finished=row.finished,
@@ -202,6 +213,7 @@ def submit_job(
         patchset_digest, patchset = _patchset(request, user, database, settings, uploads)
         pallet = Pallet.from_specs(load_document(database, request.workspace), patchset)
         points = pallet.select(request.patches)
+        params = _fit_params(request, pallet)
     except InputError as exc:
         raise HTTPException(_UNPROCESSABLE, str(exc)) from None
     job_id = uuid.uuid4().hex
@@ -221,8 +233,9 @@ def submit_job(
                 patches=request.patches,
                 task=request.task,
                 options=options.to_dict(),
+                params=params,
                 state="queued",
-                total=len(points),
+                total=0 if params is not None else len(points),
                 done=0,
                 failed=0,
                 created=time.time(),
@@ -230,6 +243,24 @@ def submit_job(
         )
     runner.submit(job_id, endpoint)
     return _public(_job_row(database, user, job_id))
+
+
+def _fit_params(request: JobCreate, pallet: Pallet) -> dict[str, Any] | None:
+    """A ranking's or likelihood scan's parameters (``None`` for scans).
+
+    Raises:
+        InputError: Not exactly one point, or a grid for another task.
+    """
+    if request.task not in FIT_TASKS:
+        if request.parameter is not None or request.grid is not None:
+            raise InputError("'parameter' and 'grid' belong to ranking and nll_scan jobs")
+        return None
+    if request.grid is not None and request.task != "nll_scan":
+        raise InputError("'grid' belongs to nll_scan jobs")
+    if request.patches is not None and len(request.patches) > 1:
+        raise InputError(f"a {request.task} job fits one point: give one patch name")
+    pallet.point(request.patches[0] if request.patches else None)  # exactly one
+    return {"parameter": request.parameter, "grid": request.grid}
 
 
 @router.get("/jobs")
@@ -244,6 +275,15 @@ def list_jobs(user: CurrentUser, database: Database) -> list[JobPublic]:
 def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
     """State, counts and timings of one job."""
     return _public(_job_row(database, user, job_id))
+
+
+def _fit_job_result(row: Any, runner: Any, store: Any) -> Any:
+    """The result of a ranking or likelihood scan job (409 while it is not computed)."""
+    pallet = runner.pallets.get(row)
+    found = fit_job_outcome(pallet, row, store)
+    if found is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the {row.task} is not computed yet")
+    return FIT_TASKS[row.task].from_dict(found)
 
 
 def _results(row: Any, runner: Any, store: Any) -> Any:
@@ -271,6 +311,10 @@ def job_results(
     sensitivity at all) is ``null``, where ``fitaas scan``'s file has ``NaN``.
     """
     row = _job_row(database, user, job_id)
+    if row.task in FIT_TASKS:
+        if format == "csv":
+            raise HTTPException(_UNPROCESSABLE, f"a {row.task} job's results are JSON only")
+        return strict_json(_fit_job_result(row, runner, store).to_dict())
     result = _results(row, runner, store)
     if format == "csv":
         return Response(result.to_csv(), media_type="text/csv")
@@ -302,6 +346,19 @@ def _picture(request: Request, subject: tuple[Any, ...], row: Any, render: Any) 
     return Response(picture, media_type="image/png", headers=headers)
 
 
+def _fit_picture(row: Any, runner: Any, store: Any) -> bytes:
+    """A ranking job's ranking plot, a likelihood scan job's curve."""
+    result = _fit_job_result(row, runner, store)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fitaas import fit_plots
+
+    if row.task == "ranking":
+        return _png(fit_plots.ranking_figure(result))
+    return _png(fit_plots.likelihood_scan_figure(result))
+
+
 @router.get("/jobs/{job_id}/plot.png", response_class=Response)
 def job_plot(
     job_id: str,
@@ -319,6 +376,8 @@ def job_plot(
     client that sends the ETag of the picture it holds.
     """
     row = _job_row(database, user, job_id)
+    if row.task in FIT_TASKS:
+        return _picture(request, ("fits", row.id), row, lambda: _fit_picture(row, runner, store))
     if row.task != "hypotest":
         raise HTTPException(status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests")
 

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fitaas.errors import FitaasError
-from fitaas.sql_store import results_table
+from fitaas.sql_store import results_table, sqlalchemy_url
 
 __all__ = [
     "DEFAULT_DATABASE",
@@ -123,6 +123,8 @@ jobs = sa.Table(
     # which server runs the job, and until when its claim holds (renewed every few seconds)
     sa.Column("lease_owner", sa.String(128), nullable=True),
     sa.Column("lease_until", sa.Float, nullable=True),
+    # a ranking's POI or a likelihood scan's parameter and grid
+    sa.Column("params", sa.JSON, nullable=True),
 )
 results = results_table(metadata)
 schema_version = sa.Table(
@@ -155,8 +157,15 @@ def _v2(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN lease_until FLOAT"))
 
 
+def _v3(conn: sa.Connection) -> None:
+    """Job parameters of the analyst's fits (a ranking's POI, a likelihood scan's grid)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns("jobs")}
+    if "params" not in present:
+        conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN params JSON"))
+
+
 # Numbered steps; a new schema change is a new function appended here.
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -219,10 +228,7 @@ def connect(url: str = DEFAULT_DATABASE) -> sa.Engine:
     Raises:
         FitaasError: An unusable URL or an unreachable database.
     """
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    url = sqlalchemy_url(url)
     try:
         engine = sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:

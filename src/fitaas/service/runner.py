@@ -32,11 +32,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from fitaas.errors import FitaasError
+from fitaas.fit_jobs import FitProgress
 from fitaas.inference import InferenceOptions
 from fitaas.pallets import Pallet
 from fitaas.scanning import ScanProgress, ScanStopped, scan
 from fitaas.service import db
 from fitaas.service.documents import load_document
+from fitaas.service.fit_tasks import FIT_TASKS, run_fit_job
 from fitaas.service.storage import StorageWatch
 from fitaas.sql_store import SqlResultStore
 
@@ -383,6 +385,15 @@ class JobRunner:
                     settings["workers"] = self.workers or 0
                 settings["nice"] = settings.get("nice") or LOCAL_WORKER_NICENESS
             compute = engine_from_settings(settings)
+            if job.task in FIT_TASKS:
+
+                def fits(report: FitProgress) -> None:
+                    self._update(job_id, done=report.done, failed=report.failed, total=report.total)
+
+                with compute:
+                    run_fit_job(pallet, job, self.store, compute, fits, stop)
+                self._finish(job_id, "done")
+                return
             with compute:
                 scan(
                     pallet,

@@ -1,0 +1,92 @@
+"""Rankings and likelihood scans as service jobs: computed on the job's engine, kept in
+the results store under their content key (a finished one is not computed again)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pyhf
+
+from fitaas.engines.base import Engine
+from fitaas.fit_jobs import FitProgress, likelihood_scan, ranking
+from fitaas.inference import InferenceOptions
+from fitaas.inference.likelihood_scan import LikelihoodScan
+from fitaas.inference.ranking import RankingResult
+from fitaas.pallets import Pallet, Point
+from fitaas.store import ResultStore, result_key
+
+__all__ = ["FIT_TASKS", "fit_job_outcome", "run_fit_job"]
+
+# The job tasks that fit one point many times, and their result types.
+FIT_TASKS: dict[str, type[RankingResult] | type[LikelihoodScan]] = {
+    "ranking": RankingResult,
+    "nll_scan": LikelihoodScan,
+}
+
+
+def _key(pallet: Pallet, job: Any) -> tuple[str, Point, dict[str, Any]]:
+    point = pallet.point(job.patches[0] if job.patches else None)
+    options = {**job.options, **(job.params or {})}
+    version = str(pyhf.__version__)
+    return (
+        result_key(pallet.workspace_digest, point.digest, job.task, options, version),
+        point,
+        options,
+    )
+
+
+def fit_job_outcome(pallet: Pallet, job: Any, store: ResultStore) -> dict[str, Any] | None:
+    """The stored result of a ranking or likelihood scan job (``None``: not computed)."""
+    key, _, _ = _key(pallet, job)
+    found = store.get([key]).get(key)
+    return found.outcome["result"] if found is not None and found.status == "ok" else None
+
+
+def run_fit_job(
+    pallet: Pallet,
+    job: Any,
+    store: ResultStore,
+    engine: Engine,
+    progress: Callable[[FitProgress], None],
+    stop: threading.Event,
+) -> None:
+    """Compute a ranking or likelihood scan job on ``engine`` and store its result.
+
+    Raises:
+        InputError: The job's inputs do not make a ranking or scan (named).
+        Stopped: ``stop`` was set.
+    """
+    key, point, options = _key(pallet, job)
+    if fit_job_outcome(pallet, job, store) is not None:
+        return
+    params = job.params or {}
+    common: dict[str, Any] = {
+        "patch": point.name,
+        "options": InferenceOptions.from_dict(job.options),
+        "engine": engine,
+        "progress": progress,
+        "stop": stop,
+    }
+    result: RankingResult | LikelihoodScan
+    if job.task == "ranking":
+        result = ranking(pallet, poi=params.get("parameter"), **common)
+    else:
+        grid = params.get("grid")
+        result = likelihood_scan(
+            pallet,
+            parameter=params.get("parameter"),
+            grid=(float(grid[0]), float(grid[1]), int(grid[2])) if grid else None,
+            **common,
+        )
+    store.put(
+        key,
+        workspace_digest=pallet.workspace_digest,
+        patch=point.name,
+        patch_digest=point.digest,
+        kind=job.task,
+        options=options,
+        pyhf_version=str(pyhf.__version__),
+        outcome={"status": "ok", "result": result.to_dict(), "error": None, "seconds": 0.0},
+    )
