@@ -13,8 +13,14 @@ one run:
 Printed per case: fits, wall of each, the ratio, and the largest difference of an impact
 between the two (in units of the POI's post-fit error), over the parameters both computed.
 
+Then one point's upper limit (``--limit-pallet``, ``--limit-patch``): pyhf's
+``upper_limit`` in one process, and ``fitaas.upper_limit`` on 1 and on ``--workers``
+workers (each a fresh engine: worker start included), with the limits and evaluations;
+pyhf's runs on fitaas's fast path (``--plain-limit``: also on its own fits, slow).
+
     python benchmarks/fits.py                               # 1Lbb bkg-only + one point, sbottom A
     python benchmarks/fits.py --sample 0 --case sbottom     # the full plain loop
+    python benchmarks/fits.py --case none                   # only the upper limit
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import fitaas
 from common import pallet_folder
-from fitaas.inference import InferenceOptions, build_model
+from fitaas.inference import InferenceOptions, build_model, pyhf_backend
 from fitaas.inference.ranking import VARIATIONS, RankingResult, prefit_widths
 
 # name: (pallet, patch or None for the background-only workspace, POI or None)
@@ -117,28 +123,71 @@ def _case(name: str, workers: int, sample: int) -> dict[str, Any]:
     }
 
 
+def _limits(pallet_name: str, patch: str, workers: int, plain: bool) -> None:
+    """One point's upper limit: pyhf's ``upper_limit`` in one process (on fitaas's fast
+    path; with ``plain`` also pyhf's own fits), fitaas on 1 and ``workers`` workers."""
+    pallet = fitaas.load_pallet(pallet_folder(pallet_name))
+    options = InferenceOptions()
+    model, data = build_model(
+        pyhf.Workspace(pallet.workspace, validate=False), pallet.point(patch).operations, options
+    )
+    rows = []
+    for name, fast in (("pyhf upper_limit, one process, fast path", True), ("pyhf, plain", False)):
+        if not fast and not plain:
+            continue
+        with pyhf_backend(InferenceOptions(fast=fast)):
+            start = time.perf_counter()
+            obs, exp, (visited, _) = pyhf.infer.intervals.upper_limits.upper_limit(
+                data, model, return_results=True
+            )
+            rows.append((name, time.perf_counter() - start, float(obs), exp, len(visited)))
+    for count in sorted({1, workers}):
+        start = time.perf_counter()
+        found = fitaas.upper_limit(pallet, patch=patch, options=options, workers=count)
+        wall = time.perf_counter() - start
+        rows.append(
+            (f"fitaas.upper_limit, {count} worker(s)", wall, found.obs, found.exp, len(found.scan))
+        )
+    print(f"\nupper limit of {pallet_name} {patch}")
+    print("| run | wall s | observed | expected median | CLs evaluations |")
+    print("|---|---|---|---|---|")
+    for name, wall, observed, expected, evaluations in rows:
+        print(
+            f"| {name} | {wall:.1f} | {observed:.4f} | {float(expected[2]):.4f} | {evaluations} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", action="append", choices=sorted(CASES))
+    parser.add_argument("--case", action="append", choices=[*sorted(CASES), "none"])
+    parser.add_argument("--limit-pallet", default="1Lbb")
+    parser.add_argument("--limit-patch", default="C1N2_Wh_hbb_500_150")
+    parser.add_argument(
+        "--plain-limit", action="store_true", help="also pyhf's own fits (1Lbb: ~30 min)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sample", type=int, default=6, help="plain-loop parameters (0: all)")
     args = parser.parse_args()
-    rows = [_case(name, args.workers, args.sample) for name in args.case or list(CASES)]
-    print(f"\nimpacts ranking, fitaas on {args.workers} workers vs cabinetry's loop of MINUIT fits")
-    print(
-        "| case | parameters | fits | fitaas s | plain s | ratio "
-        "| max |Δimpact| / σ(POI) (params) | failed |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        mark = "~" if row["extrapolated"] else ""
+    cases = [c for c in args.case or list(CASES) if c != "none"]
+    rows = [_case(name, args.workers, args.sample) for name in cases]
+    if rows:
+        print(f"\nimpacts ranking, fitaas on {args.workers} workers vs cabinetry's MINUIT loop")
         print(
-            f"| {row['case']} | {row['parameters']} | {row['fits']} | {row['fitaas_s']:.1f} | "
-            f"{mark}{row['plain_s']:.0f} | {mark}{row['ratio']:.0f}x | {row['worst']:.2g} "
-            f"({row['compared']}) | {row['failed']} |"
+            "| case | parameters | fits | fitaas s | plain s | ratio "
+            "| max |Δimpact| / σ(POI) (params) | failed |"
         )
+        print("|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            mark = "~" if row["extrapolated"] else ""
+            print(
+                f"| {row['case']} | {row['parameters']} | {row['fits']} | {row['fitaas_s']:.1f} | "
+                f"{mark}{row['plain_s']:.0f} | {mark}{row['ratio']:.0f}x | {row['worst']:.2g} "
+                f"({row['compared']}) | {row['failed']} |"
+            )
     if any(row["extrapolated"] for row in rows):
         print("~: the plain loop timed on --sample parameters' fits, scaled to all fits")
+    if args.limit_patch:
+        _limits(args.limit_pallet, args.limit_patch, args.workers, args.plain_limit)
 
 
 if __name__ == "__main__":

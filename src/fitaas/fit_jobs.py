@@ -4,9 +4,11 @@ A ranking of a model with N nuisance parameters is up to 4N fits and a likelihoo
 one fit per value, all independent: the nominal fit runs here (while the engine's workers
 start), then the held fits go to the workers as tasks, a few per task (every worker
 builds the point's model once and keeps it), and the result is assembled as the pure
-core does it in one process (:func:`fitaas.inference.ranking.ranking`): the same fits,
-the same numbers. An upper limit's CLs evaluations are tasks too, asked for by six
-concurrent root findings (:mod:`fitaas.inference.parallel_limits`).
+core does it in one process (:func:`fitaas.inference.ranking.ranking`): the same fits
+(equal within the fits' tolerance: the fast path starts a fit from the best earlier
+minimum of its process, and a worker has seen other fits than one process would). An
+upper limit's CLs evaluations are tasks too, asked for by up to six concurrent root
+findings (:mod:`fitaas.inference.parallel_limits`).
 """
 
 from __future__ import annotations
@@ -377,8 +379,7 @@ def _evaluation(
             if where.progress is not None:
                 where.progress(FitProgress(counts["asked"], counts["done"], counts["failed"]))
         if failed:
-            reason = outcome.get("error") or outcome.get("reason")
-            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {reason}")
+            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {outcome['error']}")
         result = HypotestResult.from_dict(outcome["result"])
         return result.cls_obs, tuple(result.cls_exp)
 
