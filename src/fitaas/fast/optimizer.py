@@ -18,6 +18,7 @@ records still measure the distance moved from pyhf's start.
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any
 
@@ -68,6 +69,19 @@ def _warm_start(
         if np.isfinite(value) and value < best_value:
             best, best_value = (None if candidate is init else start), value
     return best
+
+
+def _returned(result: Any, fitted_val: bool, result_obj: bool) -> Any:
+    """What pyhf's ``minimize`` returns, from a (possibly remembered) result: copies, so
+    that a caller changing them does not change the remembered one."""
+    kept = copy.copy(result)
+    kept.x = np.array(result.x, dtype=float)
+    returns: list[Any] = [kept.x]
+    if fitted_val:
+        returns.append(kept.fun)
+    if result_obj:
+        returns.append(kept)
+    return tuple(returns) if len(returns) > 1 else returns[0]
 
 
 def restart_options(
@@ -251,8 +265,22 @@ def compiled_objective_optimizer(base: type) -> type:
                 fitted = (pdf, [], bound.scales)
                 self._fitted = fitted
             init = np.asarray(init_pars, dtype=float)
+            second_order = bool(getattr(self, "second_order", False))
+            memo = cache_.memo(pdf)
+            key = (
+                observed.tobytes(),
+                init.tobytes(),
+                np.asarray(par_bounds, dtype=float).tobytes(),
+                repr(fixed_vals),
+                second_order,
+                self.tolerance,
+                repr(sorted(kwargs.items())),
+            )
+            found = memo.get(key)
+            if found is not None:  # asked before (pyhf's hypotest at another POI value)
+                return _returned(found, return_fitted_val, return_result_obj)
             options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
-            if getattr(self, "second_order", False):
+            if second_order:
                 # from pyhf's start: a fit independent of the earlier ones
                 hessian = bound.structure.hessian()
                 options[_HESSIAN] = lambda pars: np.asarray(
@@ -276,12 +304,8 @@ def compiled_objective_optimizer(base: type) -> type:
                 fitted[1].insert(0, np.asarray(result.x, dtype=float).copy())
                 del fitted[1][WARM_CANDIDATES:]
             result = self._internal_postprocess(result, lambda pars, stitch_with=None: pars)
-            returns = [result.x]
-            if return_fitted_val:
-                returns.append(result.fun)
-            if return_result_obj:
-                returns.append(result)
-            return tuple(returns) if len(returns) > 1 else returns[0]
+            memo[key] = result
+            return _returned(result, return_fitted_val, return_result_obj)
 
         def _minimize(
             self,

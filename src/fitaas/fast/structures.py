@@ -431,8 +431,17 @@ class StructureCache:
     def __init__(self) -> None:
         self._structures: dict[str, list[Structure]] = {}
         self._last: tuple[Any, Bound | None] = (None, None)
+        self._memo: tuple[Any, dict[Any, Any]] = (None, {})
         self.compiled = 0
         self.refused = 0
+
+    def memo(self, model: Any) -> dict[Any, Any]:
+        """The minima found for ``model`` by request (data, start, bounds, fixed values,
+        strategy), kept while the same model object is in use: pyhf's hypothesis test makes
+        three of its five fits anew for every POI value of an upper limit."""
+        if self._memo[0] is not model:
+            self._memo = (model, {})
+        return self._memo[1]
 
     def objective(self, model: Any, modifier_settings: dict[str, Any] | None) -> Objective | None:
         """The compiled objective for ``model``, compiling its structure if new.
