@@ -134,6 +134,31 @@ def test_upper_limits_and_fits_on_the_fast_path(demo: Path) -> None:
     assert fast.fit.twice_nll == pytest.approx(plain.fit.twice_nll, abs=1e-5)
 
 
+def test_a_model_s_repeated_fits_are_remembered_unless_watched(demo: Path) -> None:
+    from fitaas.inference.diagnostics import checked_hypotest
+
+    spec, patchset = load(demo / "BkgOnly.json"), load(demo / "patchset.json")
+    patch = patchset["patches"][3]["patch"]
+    options = InferenceOptions()
+    cache = StructureCache()
+    model, data = build_model(pyhf.Workspace(spec), patch, options)
+    with pyhf_backend(options, structures=cache):
+        first = hypotest(model, data, options)
+        fits = len(cache.memo(model))
+        second = hypotest(model, data, InferenceOptions(poi_value=2.0))
+    # pyhf's free fits on data and Asimov data and its background-only fit do not depend
+    # on the tested value: only the two fits at mu = 2 are new
+    assert fits >= 4 and len(cache.memo(model)) == fits + 2
+    for mu, found in ((1.0, first), (2.0, second)):
+        expected = plain_hypotest(spec, patch, mu)
+        assert [found.cls_obs, *found.cls_exp] == pytest.approx(
+            [expected[0], *expected[1]], abs=1e-5
+        )
+    before = dict(cache.memo(model))
+    checked, diagnosis = checked_hypotest(model, data, options, cache)  # watched: all made
+    assert diagnosis.fits and cache.memo(model) == before and checked is not None
+
+
 def _checked(workspace: dict, patch: list, options: InferenceOptions, cache: Any) -> Any:
     from fitaas.inference.diagnostics import checked_hypotest
 

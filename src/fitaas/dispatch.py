@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from fitaas.engines.base import Engine
 from fitaas.errors import FitaasError
-from fitaas.tasks import WorkspaceNotOnWorker
+from fitaas.payloads import WorkspaceNotOnWorker
 
 __all__ = ["Dispatcher", "Sending", "Stopped"]
 

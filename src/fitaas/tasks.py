@@ -19,7 +19,6 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from fitaas.inference import (
     upper_limit,
 )
 from fitaas.inference.diagnostics import checked_hypotest
+from fitaas.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
 
 __all__ = [
     "WorkerCache",
@@ -56,32 +56,6 @@ __all__ = [
 POINTS_KEPT = 4
 # Hypothesis tests go through the fit checks (checked_hypotest); these run as they are.
 _KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {"upper_limit": upper_limit, "fit": fit}
-
-
-class WorkspaceNotOnWorker(FitaasError):
-    """The worker lacks the workspace a task names: send it again with the payload."""
-
-
-@dataclass(frozen=True)
-class WorkspaceRef:
-    """How a task names its workspace: a digest, and where a worker may read it.
-
-    Attributes:
-        digest: Content digest of the workspace specification.
-        path: A file every worker can read (a shared filesystem), gzip-compressed JSON.
-        compile_cache: A folder every worker can write for jax's compiled code (on a shared
-            filesystem: what one worker compiled, workers of other blocks and nodes load),
-            used unless the worker's environment sets ``FITAAS_JAX_CACHE``.
-    """
-
-    digest: str
-    path: str | None = None
-    compile_cache: str | None = None
-
-
-def compress_workspace(spec: dict[str, Any]) -> bytes:
-    """The workspace as gzip-compressed compact JSON, the payload of a :class:`WorkspaceRef`."""
-    return gzip.compress(json.dumps(spec, separators=(",", ":")).encode(), compresslevel=6)
 
 
 class WorkerCache:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from fitaas.caches import write_once
 from fitaas.errors import FitaasError
-from fitaas.tasks import WorkspaceRef, compress_workspace
+from fitaas.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["Engine", "EngineError", "ExecutorEngine", "missing_extra"]
 

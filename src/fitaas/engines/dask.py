@@ -16,7 +16,7 @@ from typing import Any
 
 from fitaas.engines.base import Engine, EngineError, missing_extra
 from fitaas.engines.local import default_workers
-from fitaas.tasks import WorkspaceRef, compress_workspace
+from fitaas.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["JOBQUEUE", "DaskEngine", "jobqueue_cluster", "jobqueue_parameters"]
 

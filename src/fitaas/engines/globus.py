@@ -28,30 +28,26 @@ __all__ = [
     "GlobusEngine",
     "check_environment",
     "remote_environment",
-    "remote_run_points",
-    "remote_run_toy_blocks",
+    "remote_task",
 ]
 
 MAX_SUBMISSION_BYTES = 10 * 1000 * 1000
 MAX_RESULT_BYTES = 10 * 1000 * 1000
 
 
-def remote_run_points(*args: Any) -> list[dict[str, Any]]:
-    """The task the endpoint runs: :func:`fitaas.tasks.run_points`, imported there.
+def remote_task(name: str, *args: Any) -> Any:
+    """The task the endpoint runs: the worker entry point ``name`` of :mod:`fitaas.tasks`
+    (``run_points``, ``run_toy_blocks``, ``run_held_fits``, ``run_hypotests``), imported
+    there.
 
     The SDK may ship a function as its source text; importing inside keeps the task
     independent of how it travelled (fitaas must be installed on the endpoint).
     """
-    from fitaas.tasks import run_points
+    from fitaas import tasks
 
-    return run_points(*args)
-
-
-def remote_run_toy_blocks(*args: Any) -> list[dict[str, Any]]:
-    """The toy task the endpoint runs: :func:`fitaas.tasks.run_toy_blocks`, imported there."""
-    from fitaas.tasks import run_toy_blocks
-
-    return run_toy_blocks(*args)
+    if name not in tasks.__all__ or not name.startswith("run_"):
+        raise ValueError(f"not a fitaas task: {name}")
+    return getattr(tasks, name)(*args)
 
 
 def remote_environment() -> dict[str, str]:
@@ -202,8 +198,8 @@ class GlobusEngine(Engine):
 
 
 class _RemoteTasks(Executor):
-    """Submits :func:`remote_run_points` (:func:`remote_run_toy_blocks`) in place of the
-    local task functions.
+    """Submits :func:`remote_task` with the name of a :mod:`fitaas.tasks` entry point in
+    place of the local task function.
 
     The SDK sends up to ``batch_size`` tasks in one request, and the whole request must stay
     under 10 MB: the batch size follows the largest task seen.
@@ -214,15 +210,14 @@ class _RemoteTasks(Executor):
         self._largest = 1
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        from fitaas.tasks import run_points, run_toy_blocks
-
-        remote = {run_points: remote_run_points, run_toy_blocks: remote_run_toy_blocks}
         size = int(len(pickle.dumps((args, kwargs))) * GlobusEngine.serialization_overhead) + 1
         if size > self._largest and hasattr(self._executor, "batch_size"):
             self._largest = size
             fits = max(1, MAX_SUBMISSION_BYTES // size)
             self._executor.batch_size = min(self._executor.batch_size, fits)
-        return self._executor.submit(remote.get(fn, fn), *args, **kwargs)
+        if getattr(fn, "__module__", None) == "fitaas.tasks":
+            return self._executor.submit(remote_task, fn.__name__, *args, **kwargs)
+        return self._executor.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)

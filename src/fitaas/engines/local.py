@@ -15,9 +15,25 @@ from typing import Any
 
 from fitaas.caches import cache_folder, write_once
 from fitaas.engines.base import Engine, EngineError
-from fitaas.tasks import WorkspaceRef, compress_workspace, init_worker, warm_worker
+from fitaas.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["LocalEngine", "default_workers", "local_pool", "refuse_unguarded_main", "stop_now"]
+
+
+def _init_worker(*args: Any) -> None:
+    """A worker's initializer: :func:`fitaas.tasks.init_worker`, imported in the worker
+    (the engine itself knows nothing of statistics)."""
+    from fitaas.tasks import init_worker
+
+    init_worker(*args)
+
+
+def _warm_worker() -> None:
+    """:func:`fitaas.tasks.warm_worker`, imported in the worker."""
+    from fitaas.tasks import warm_worker
+
+    warm_worker()
+
 
 # A worker that finds itself re-running its parent's script exits with this code.
 UNGUARDED_EXIT = 87
@@ -87,7 +103,7 @@ def local_pool(
     return ProcessPoolExecutor(
         max_workers=workers or default_workers(),
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=init_worker,
+        initializer=_init_worker,
         initargs=(digest, path, 1, niceness),
     )
 
@@ -149,7 +165,7 @@ class LocalEngine(Engine):
         validates its inputs (the first result of a scan comes that much sooner)."""
         pool = self.executor
         for _ in range(self._workers):
-            pool.submit(warm_worker)
+            pool.submit(_warm_worker)
 
     @property
     def executor(self) -> ProcessPoolExecutor:

@@ -266,7 +266,9 @@ def compiled_objective_optimizer(base: type) -> type:
                 self._fitted = fitted
             init = np.asarray(init_pars, dtype=float)
             second_order = bool(getattr(self, "second_order", False))
-            memo = cache_.memo(pdf)
+            # (fits someone watches, the fit checks' and the mirror search's, are all made)
+            watched = getattr(self, "on_fit", None) or getattr(self, "mirror", None)
+            memo = {} if watched else cache_.memo(pdf)
             key = (
                 observed.tobytes(),
                 init.tobytes(),
