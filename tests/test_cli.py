@@ -86,7 +86,7 @@ def test_single_commands(tmp_path: Path) -> None:
     assert fitted["parameters"] == list(model.config.par_names)
     assert fitted["bestfit"] == pytest.approx(list(map(float, pars)), abs=1e-3)
     many = run_cli("hypotest", "demo", cwd=tmp_path)
-    assert many.returncode == 2 and "choose one with --patch" in many.stderr
+    assert many.returncode == 2 and "choose one (e.g." in many.stderr and "(--patch)" in many.stderr
     # pyhf's spellings: the workspace on stdin, --test-poi
     piped = run_cli(
         "hypotest", "-", "demo/patchset.json", "-p", "demo_700_0", "--test-poi", "1",

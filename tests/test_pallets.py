@@ -36,7 +36,7 @@ def test_directory_with_regions(demo: Path, tmp_path: Path) -> None:
         for name in ("BkgOnly.json", "patchset.json"):
             (tmp_path / region).mkdir(exist_ok=True)
             (tmp_path / region / name).write_bytes((demo / name).read_bytes())
-    with pytest.raises(InputError, match=r"choose one with --region: RegionA, RegionB"):
+    with pytest.raises(InputError, match=r"choose a region: RegionA, RegionB"):
         load_pallet(tmp_path)
     with pytest.raises(InputError, match=r"no region 'RegionC'; regions: RegionA, RegionB"):
         load_pallet(tmp_path, region="RegionC")
@@ -83,7 +83,7 @@ def test_schema_invalid_workspace_names_the_key(demo: Path, tmp_path: Path) -> N
 def test_patchset_for_another_workspace(demo: Path, tmp_path: Path, workspaces: Path) -> None:
     other = workspaces / "pyhf-examples" / "example_patchset.json"
     with pytest.raises(
-        InputError, match=r"was not made for .*digest verification failed.*--no-verify"
+        InputError, match=r"was not made for .*digest verification failed.*without the check"
     ):
         load_pallet(demo / "BkgOnly.json", other)
 

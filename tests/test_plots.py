@@ -90,7 +90,7 @@ def test_three_labels_need_a_slice(demo_scan: fitaas.ScanResult) -> None:
         dataclasses.replace(p, values=(*p.values, 60), labels=("m1", "m2", "m3")) for p in demo_scan
     )
     result = dataclasses.replace(demo_scan, points=points, labels=("m1", "m2", "m3"))
-    with pytest.raises(InputError, match="fix m3 with --slice"):
+    with pytest.raises(InputError, match="fix m3 to a value"):
         plots.exclusion(result)
     assert plots.exclusion(result, slices={"m3": 60}) is not None
     with pytest.raises(InputError, match="at least 3 successful points"):

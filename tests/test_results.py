@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 from fitaas.inference import FitResult, InferenceOptions
 from fitaas.results import PointResult, ScanResult
@@ -45,17 +44,3 @@ def test_csv_of_a_scan_with_fits_has_every_parameter_column() -> None:
     assert rows[0]["twice_nll"] == "12.5" and rows[0]["fit_converged"] == "True"
     no_fits = ScanResult("d", InferenceOptions(), "0.7.6", (), (_point("a", None),))
     assert not any(name.startswith("fit_") for name in no_fits.rows()[0])
-
-
-def test_open_store_takes_paths_and_database_urls(tmp_path: Path) -> None:
-    from fitaas.sql_store import SqlResultStore
-    from fitaas.store import ResultStore, open_store, store_label
-
-    with open_store(tmp_path / "a.sqlite") as plain:
-        assert type(plain) is ResultStore
-    url = f"sqlite:///{tmp_path / 'b.sqlite'}"
-    with open_store(url) as sql:
-        assert isinstance(sql, SqlResultStore)
-    assert (tmp_path / "b.sqlite").is_file()
-    assert not (tmp_path / "sqlite:").exists()  # (a URL once became a file of that name)
-    assert store_label("postgresql://u:secret@host/db") == "postgresql://u:***@host/db"

@@ -129,10 +129,11 @@ def test_python_client_on_a_published_pallet(tmp_path: Path, workspaces: Path) -
         with pytest.raises(fitaas.FitaasError, match="404"):
             client.results("0" * 32)
     local = fitaas.scan(folder, region="RegionB", patches=patches)
-    assert [r["patch"] for r in results["results"]] == patches
-    for got, want in zip(results["results"], local, strict=True):
-        assert got["status"] == want.status
-        assert got["cls_obs"] == want.cls_obs and got["cls_exp"] == list(want.hypotest.cls_exp)
+    assert isinstance(results, fitaas.ScanResult)
+    assert [r.patch for r in results] == patches
+    for got, want in zip(results, local, strict=True):
+        assert got.status == want.status and got.hypotest is not None
+        assert got.cls_obs == want.cls_obs and got.hypotest.cls_exp == want.hypotest.cls_exp
 
 
 @pytest.mark.slow
@@ -152,11 +153,15 @@ def test_region_b_from_the_cli_and_python_equals_fitaas_scan(
         assert submitted.returncode == 0, submitted.stderr
         with fitaas.Client(service.url, alice) as client:
             job = client.wait(client.submit(folder), progress=False)
-            from_python = client.results(job)
+            from_python = client.results_json(job)
+            typed = client.results(job)
         with fitaas.Client(service.url, bob) as client:
             assert client.jobs() == []
     scanned = fitaas.scan(folder, store=tmp_path / "scan.sqlite")
     from_cli = json.loads((tmp_path / "cli.json").read_text())
+    assert isinstance(typed, fitaas.ScanResult) and [p.patch for p in typed] == [
+        p.patch for p in scanned
+    ]
     for results in (from_cli, from_python):
         assert len(results["results"]) == len(scanned) == 218
         for got, want in zip(results["results"], scanned, strict=True):

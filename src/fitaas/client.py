@@ -4,7 +4,7 @@ Example:
     >>> client = fitaas.Client("http://127.0.0.1:8000", token)  # doctest: +SKIP
     >>> job = client.submit("BkgOnly.json", "patchset.json")
     >>> client.wait(job)
-    >>> results = client.results(job)  # the JSON of `fitaas scan -o results.json`
+    >>> results = client.results(job)  # a ScanResult, as fitaas.scan returns it
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fitaas.errors import FitaasError
+
+if TYPE_CHECKING:  # pragma: no cover - the client imports pyhf only to read results
+    from fitaas.inference.likelihood_scan import LikelihoodScan
+    from fitaas.inference.ranking import RankingResult
+    from fitaas.results import ScanResult
 
 __all__ = ["Client", "Job", "ServiceError"]
 
@@ -263,11 +268,32 @@ class Client:
                 bar.stop()
         return current
 
-    def results(self, job: Job | str, format: str = "json") -> Any:
-        """The job's results so far: the JSON of ``fitaas scan`` as a dict, or CSV text."""
+    def results(self, job: Job | str) -> ScanResult | RankingResult | LikelihoodScan:
+        """The job's results so far: a :class:`~fitaas.results.ScanResult` (as
+        :func:`fitaas.scan` returns it) for scans; the ranking or likelihood scan of those
+        jobs."""
+        from fitaas.inference.likelihood_scan import LikelihoodScan
+        from fitaas.inference.ranking import RankingResult
+        from fitaas.results import ScanResult
+
+        data = self.results_json(job)
+        if "impacts" in data:
+            return RankingResult.from_dict(data)
+        if "delta_twice_nll" in data:
+            return LikelihoodScan.from_dict(data)
+        return ScanResult.from_dict(data)
+
+    def results_json(self, job: Job | str) -> dict[str, Any]:
+        """The job's results so far as the service sends them: the JSON ``fitaas scan -o
+        results.json`` writes (strict: ``null`` where the file has ``NaN``)."""
         job_id = job.id if isinstance(job, Job) else job
-        response = self._request("GET", f"/jobs/{job_id}/results", params={"format": format})
-        return response.json() if format == "json" else response.text
+        response = self._request("GET", f"/jobs/{job_id}/results", params={"format": "json"})
+        return dict(response.json())
+
+    def results_csv(self, job: Job | str) -> str:
+        """A scan job's results so far as CSV text (one row per point)."""
+        job_id = job.id if isinstance(job, Job) else job
+        return str(self._request("GET", f"/jobs/{job_id}/results", params={"format": "csv"}).text)
 
 
 def _pallet_files(path: Path, region: str | None) -> tuple[Any, Any]:

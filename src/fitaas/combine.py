@@ -137,14 +137,11 @@ def combine_workspaces(
                 combined, workspace, join=join, merge_channels=merge_channels
             )
         except pyhf.exceptions.InvalidWorkspaceOperation as exc:
-            hint = (
-                " (rename what differs with fitaas combine's --rename-* or --prefix, or choose "
-                "another --join)"
-                if join == "none"
-                else ""
-            )
+            clash = join == "none"
+            hint = " (rename what differs, or choose another join)" if clash else ""
             raise InputError(
-                f"cannot combine {so_far} with {label}: {_one_line(exc)}{hint}"
+                f"cannot combine {so_far} with {label}: {_one_line(exc)}{hint}",
+                option="renames" if clash else None,
             ) from None
         so_far = f"{so_far} + {label}"
     return dict(combined)

@@ -141,9 +141,12 @@ def combine_pallets(
         for name, t in zip(names, tables, strict=True)
     }
     if not common:
+        by_values = match == "names"
         raise InputError(
             f"no signal point is in every analysis (matched by {match}); "
-            + ("try --match values" if match == "names" else "check the labels' values")
+            + ("try matching by the labels' values" if by_values else "check the labels' values"),
+            option="match" if by_values else None,
+            value="values" if by_values else None,
         )
     points = []
     for k in common:

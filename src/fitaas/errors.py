@@ -13,7 +13,20 @@ class FitaasError(Exception):
 
 
 class InputError(FitaasError):
-    """A file, archive, workspace, patchset, patch name or option that cannot be used."""
+    """A file, archive, workspace, patchset, patch name or option that cannot be used.
+
+    Args:
+        message: What is wrong and what to do, in words (no command-line flags: the front
+            doors name their own).
+        option: The option (an argument of the library's functions) that fixes it, if
+            one does, e.g. ``"par_bounds"``; the command line names its flag.
+        value: A value of that option to try, e.g. ``"mu=0,50"``.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None, value: str | None = None):
+        super().__init__(message)
+        self.option = option
+        self.value = value
 
 
 class DocumentTooLarge(InputError):

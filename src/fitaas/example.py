@@ -225,7 +225,7 @@ def write_example(directory: str | Path, overwrite: bool = False) -> tuple[Path,
     paths = folder / "BkgOnly.json", folder / "patchset.json"
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise InputError(f"{', '.join(existing)} already exist (use --force to replace)")
+        raise InputError(f"{', '.join(existing)} already exist (replace them?)", option="force")
     folder.mkdir(parents=True, exist_ok=True)
     for path, spec in zip(paths, demo_pallet(), strict=True):
         path.write_text(json.dumps(spec, indent=1))

@@ -333,7 +333,8 @@ class Pallet:
             except pyhf.exceptions.PatchSetVerificationError as exc:
                 raise InputError(
                     f"{patchset_source} was not made for {source}: {exc} "
-                    "(use --no-verify to apply it anyway)"
+                    "(apply it without the check to use it anyway)",
+                    option="verify",
                 ) from None
         points = tuple(
             Point(
@@ -369,8 +370,9 @@ class Pallet:
             return self.points[0]
         names = ", ".join(str(p.name) for p in self.points[:5])
         raise InputError(
-            f"the patchset has {len(self.points)} patches: choose one with --patch "
-            f"(e.g. {names}), or use 'fitaas scan' for all"
+            f"the patchset has {len(self.points)} patches: choose one (e.g. {names}), or scan "
+            "them all",
+            option="patch",
         )
 
     def select(self, names: Sequence[str] | None) -> tuple[Point, ...]:
@@ -410,7 +412,8 @@ def _pick_region(regions: dict[str, dict[str, str]], region: str | None, where: 
     if len(regions) == 1:
         return next(iter(regions))
     raise InputError(
-        f"{where} holds several likelihoods; choose one with --region: {', '.join(sorted(regions))}"
+        f"{where} holds several likelihoods; choose a region: {', '.join(sorted(regions))}",
+        option="region",
     )
 
 

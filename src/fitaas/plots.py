@@ -91,7 +91,11 @@ def plane(
             raise InputError(f"unknown label '{name}'; labels: {', '.join(labels)}")
     free = [label for label in labels if label not in (x, y) and label not in slices]
     if free:
-        raise InputError(f"fix {', '.join(free)} with --slice LABEL=VALUE to choose a plane")
+        raise InputError(
+            f"fix {', '.join(free)} to a value to choose a plane",
+            option="slices",
+            value="LABEL=VALUE",
+        )
     index = {label: i for i, label in enumerate(labels)}
     points = [
         p
@@ -302,7 +306,8 @@ def brazil(
     if len(points) < 2:
         raise InputError(
             f"a Brazil band needs upper limits at two points at least, got {len(points)} "
-            "(scan with --upper-limit)"
+            "(scan with upper limits)",
+            option="upper_limit",
         )
     xs = [float(p.values[i]) for p in points]
     exp = np.array([p.upper_limit.exp for p in points if p.upper_limit])
@@ -340,7 +345,8 @@ def cls_vs_mu(point: PointResult, title: str | None = None) -> Figure:
     ul = point.upper_limit
     if ul is None or len(ul.scan) < 2:
         raise InputError(
-            f"patch '{point.patch}' has no scan over mu (compute it with --upper-limit)"
+            f"patch '{point.patch}' has no scan over mu (compute its upper limit)",
+            option="upper_limit",
         )
     mus = np.array([s.poi_value for s in ul.scan])
     obs = np.array([s.cls_obs for s in ul.scan])
@@ -378,7 +384,11 @@ def toy_distributions(point: PointResult, title: str | None = None) -> Figure:
     plt = pyplot()
     ht = point.hypotest
     if ht is None or ht.toys is None:
-        raise InputError(f"patch '{point.patch}' has no toys (compute it with --calctype toybased)")
+        raise InputError(
+            f"patch '{point.patch}' has no toys (compute it with toys)",
+            option="calctype",
+            value="toybased",
+        )
     toys = ht.toys
     sb, b = toys.distributions()
     finite = np.concatenate([sb, b, [toys.teststat_obs]])

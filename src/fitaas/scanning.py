@@ -27,14 +27,12 @@ from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.inference import (
     KINDS,
-    FitResult,
-    HypotestResult,
     InferenceOptions,
-    UpperLimitResult,
     build_model,
     pyhf_backend,
 )
 from fitaas.inference.core import check_options
+from fitaas.inference.kinds import RESULT_TYPES
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.store import ResultStore, open_store, result_key
@@ -52,13 +50,6 @@ __all__ = ["ScanProgress", "ScanStopped", "scan", "stored_results"]
 FINAL = ("ok", "suspect")
 # A scan's ``stop`` event was set: it stopped; finished results are in the store.
 ScanStopped = Stopped
-
-
-_TYPES: dict[str, Any] = {
-    "hypotest": HypotestResult,
-    "upper_limit": UpperLimitResult,
-    "fit": FitResult,
-}
 
 
 @dataclass(frozen=True)
@@ -104,7 +95,7 @@ def _point_result(
         seconds += float(outcome.get("seconds") or 0.0)
         statuses.add(outcome["status"])
         if outcome.get("result") is not None:
-            results[kind] = _TYPES[kind].from_dict(outcome["result"])
+            results[kind] = RESULT_TYPES[kind].from_dict(outcome["result"])
         if outcome["status"] == "failed":
             errors.append(outcome.get("error") or "failed")
         if outcome.get("reason"):

@@ -15,9 +15,8 @@ import logging
 import os
 import signal
 import time
-import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,10 @@ from fitaas.errors import FitaasError
 from fitaas.inference import (
     InferenceOptions,
     build_model,
-    fit,
     hypotest,
     pyhf_backend,
-    upper_limit,
 )
-from fitaas.inference.diagnostics import checked_hypotest
+from fitaas.inference.kinds import compute, error_text, outcome
 from fitaas.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
 
 __all__ = [
@@ -54,8 +51,6 @@ __all__ = [
 
 # Points whose model (and toy reference) a worker keeps for their next tasks.
 POINTS_KEPT = 4
-# Hypothesis tests go through the fit checks (checked_hypotest); these run as they are.
-_KIND_FUNCTIONS: dict[str, Callable[..., Any]] = {"upper_limit": upper_limit, "fit": fit}
 
 
 class WorkerCache:
@@ -234,35 +229,6 @@ def warm_worker() -> None:
         configure_jax()
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, pyhf.exceptions.FailedMinimization):
-        return f"fit did not converge: {exc}"
-    if isinstance(exc, FitaasError):
-        return str(exc)
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
-
-
-def _outcome(status: str, result: Any, error: str | None, seconds: float) -> dict[str, Any]:
-    return {"status": status, "result": result, "error": error, "seconds": round(seconds, 6)}
-
-
-def _checked_hypotest_outcome(
-    model: Any, data: Sequence[float], options: InferenceOptions, structures: Any = None
-) -> dict[str, Any]:
-    """A hypothesis test with its fit checks: status ok, suspect or failed, and why."""
-    checked, diagnosis = checked_hypotest(model, data, options, structures)
-    reason = "; ".join(diagnosis.reasons) or None
-    failed = diagnosis.status == "failed"
-    outcome = _outcome(
-        diagnosis.status, checked.to_dict() if checked else None, reason if failed else None, 0.0
-    )
-    outcome["reason"] = reason
-    outcome["diagnostics"] = diagnosis.to_dict()
-    return outcome
-
-
 def _run_point(
     workspace: pyhf.Workspace,
     point: dict[str, Any],
@@ -275,25 +241,15 @@ def _run_point(
         model, data = build_model(workspace, point["operations"], options)
     except Exception as exc:  # a patch that does not apply, an invalid patched model
         name = point["name"]
-        error = f"cannot build the model of patch '{name}': {_error_text(exc)}"
-        return {k: _outcome("failed", None, error, time.perf_counter() - start) for k in kinds}
+        error = f"cannot build the model of patch '{name}': {error_text(exc)}"
+        return {k: outcome("failed", None, error, time.perf_counter() - start) for k in kinds}
     build = time.perf_counter() - start
     outcomes = {}
     for kind in kinds:
         begin = time.perf_counter()
-        try:
-            if kind == "hypotest":
-                outcome = _checked_hypotest_outcome(model, data, options, structures)
-            else:
-                result = _KIND_FUNCTIONS[kind](model, data, options).to_dict()
-                outcome = _outcome("ok", result, None, 0.0)
-            outcome["seconds"] = round(time.perf_counter() - begin + build, 6)
-        except Exception as exc:
-            outcome = _outcome(
-                "failed", None, _error_text(exc), time.perf_counter() - begin + build
-            )
-            outcome["traceback"] = traceback.format_exc(limit=-3)
-        outcomes[kind] = outcome
+        found = compute(kind, model, data, options, structures)
+        found["seconds"] = round(time.perf_counter() - begin + build, 6)
+        outcomes[kind] = found
         build = 0.0
     return outcomes
 
@@ -376,14 +332,14 @@ def run_held_fits(
         try:
             model, data = _CACHE.point_model(ws, workspace.digest, point, opts)
         except Exception as exc:
-            error = f"cannot build the model of '{point['name']}': {_error_text(exc)}"
+            error = f"cannot build the model of '{point['name']}': {error_text(exc)}"
             return [{**HeldFitResult.failed(error).to_dict(), "seconds": 0.0} for _ in fits]
         for index, value in fits:
             begin = time.perf_counter()
             try:
                 result = held_fit(model, data, opts, HeldFit(int(index), float(value)))
             except Exception as exc:
-                result = HeldFitResult.failed(_error_text(exc))
+                result = HeldFitResult.failed(error_text(exc))
             out.append({**result.to_dict(), "seconds": round(time.perf_counter() - begin, 6)})
     return out
 
@@ -420,17 +376,17 @@ def run_hypotests(
         try:
             model, data = _CACHE.point_model(ws, workspace.digest, point, opts)
         except Exception as exc:
-            error = f"cannot build the model of '{point['name']}': {_error_text(exc)}"
-            return [_outcome("failed", None, error, 0.0) for _ in poi_values]
+            error = f"cannot build the model of '{point['name']}': {error_text(exc)}"
+            return [outcome("failed", None, error, 0.0) for _ in poi_values]
         for value in poi_values:
             begin = time.perf_counter()
             tested = dataclasses.replace(opts, poi_value=float(value))
             try:
-                outcome = _outcome("ok", hypotest(model, data, tested).to_dict(), None, 0.0)
+                found = outcome("ok", hypotest(model, data, tested).to_dict(), None, 0.0)
             except Exception as exc:
-                outcome = _outcome("failed", None, _error_text(exc), 0.0)
-            outcome["seconds"] = round(time.perf_counter() - begin, 6)
-            out.append(outcome)
+                found = outcome("failed", None, error_text(exc), 0.0)
+            found["seconds"] = round(time.perf_counter() - begin, 6)
+            out.append(found)
     return out
 
 
@@ -534,7 +490,7 @@ def run_toy_blocks(
         try:
             model, reference = _CACHE.toy_point(ws, workspace.digest, point, opts)
         except Exception as exc:
-            error = f"cannot prepare the toys of '{point['name']}': {_error_text(exc)}"
+            error = f"cannot prepare the toys of '{point['name']}': {error_text(exc)}"
             return [failed_block(e, i, error) for e, i in blocks]
         for ensemble, index in blocks:
             try:
@@ -549,7 +505,7 @@ def run_toy_blocks(
                     )
                 )
             except Exception as exc:
-                out.append(failed_block(ensemble, index, _error_text(exc)))
+                out.append(failed_block(ensemble, index, error_text(exc)))
     return out
 
 

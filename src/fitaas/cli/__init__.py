@@ -24,6 +24,30 @@ __all__ = ["cli", "main"]
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+# The flag that sets each library option an error names (InputError.option).
+FLAGS = {
+    "par_bounds": "--bounds",
+    "poi": "--poi",
+    "patch": "--patch",
+    "region": "--region",
+    "verify": "--no-verify",
+    "slices": "--slice",
+    "upper_limit": "--upper-limit",
+    "calctype": "--calctype",
+    "match": "--match",
+    "force": "--force",
+    "renames": "fitaas combine's --rename-param, --rename-channel, --prefix or --join",
+}
+
+
+def _error_line(exc: FitaasError) -> str:
+    """The error, with the flag that fixes it when it names an option."""
+    option = getattr(exc, "option", None)
+    if option not in FLAGS:
+        return str(exc)
+    value = getattr(exc, "value", None)
+    return f"{exc} ({FLAGS[option]}{' ' + value if value else ''})"
+
 
 class _Group(click.Group):
     """A group that turns fitaas errors into one line and exit code 2."""
@@ -34,7 +58,7 @@ class _Group(click.Group):
         except FitaasError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.secho(f"Error: {exc}", fg="red", err=True)
+            click.secho(f"Error: {_error_line(exc)}", fg="red", err=True)
             sys.exit(EXIT_INPUT)
         except KeyboardInterrupt:
             if ctx.obj and ctx.obj.get("debug"):

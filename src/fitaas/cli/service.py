@@ -360,9 +360,10 @@ def _changed_options(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_results(client: Any, job_id: str, output: Path) -> None:
-    fmt = "csv" if output.suffix == ".csv" else "json"
-    data = client.results(job_id, format=fmt)
-    output.write_text(data if fmt == "csv" else json.dumps(data, indent=1))
+    if output.suffix == ".csv":
+        output.write_text(client.results_csv(job_id))
+    else:
+        output.write_text(json.dumps(client.results_json(job_id), indent=1))
     click.echo(f"results written to {output}", err=True)
 
 
@@ -408,4 +409,4 @@ def job(
         if output:
             _write_results(client, current.id, output)
         elif want_results:
-            click.echo(json.dumps(client.results(current.id), indent=1))
+            click.echo(json.dumps(client.results_json(current.id), indent=1))

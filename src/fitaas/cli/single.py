@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,12 @@ __all__ = ["fit", "hypotest", "upper_limit"]
 
 def _run(kind: str, params: dict[str, Any]) -> None:
     from fitaas.errors import InputError
-    from fitaas.inference import fit as fit_fn
-    from fitaas.inference import hypotest as hypotest_fn
 
-    functions: dict[str, Callable[..., Any]] = {"hypotest": hypotest_fn, "fit": fit_fn}
     options = options_from_cli(params)
     pallet = pallet_from_cli(params)
     point = pallet.point(params["patch"])
     start = time.perf_counter()
-    result: Any
+    result: dict[str, Any]
     if kind == "hypotest" and options.toybased:  # blocks of toys spread over the workers
         from fitaas.scanning import scan
 
@@ -42,7 +38,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         computed = found.points[0]
         if computed.hypotest is None:
             raise InputError(f"the toys failed: {computed.error}")
-        result = computed.hypotest
+        result = computed.hypotest.to_dict()
         checks = {"status": computed.status, "reason": computed.reason}
     elif kind == "upper_limit":  # the CLs evaluations spread over the workers
         from fitaas.cli.progress import FitBar
@@ -50,22 +46,22 @@ def _run(kind: str, params: dict[str, Any]) -> None:
 
         engine = engine_from_cli(params)
         with engine, FitBar(quiet=params["quiet"], label="CLs evaluations") as bar:
-            result = spread_limit(
+            limit = spread_limit(
                 pallet, patch=point.name, options=options, engine=engine, progress=bar
             )
-        checks = {}
+        result, checks = limit.to_dict(), {}
     else:
         # (numpy's warnings of pyhf's 0/0 at a point without sensitivity: the NaN is
         # reported in the result and its checks, not as a warning on stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             minos = tuple(params.get("minos") or ())
-            result, checks = _compute(kind, functions, pallet, point, options, minos)
+            result, checks = _compute(kind, pallet, point, options, minos)
     out = {
         "patch": point.name,
         "values": list(point.values),
         "labels": list(pallet.labels),
-        **result.to_dict(),
+        **result,
         **checks,
         "seconds": round(time.perf_counter() - start, 4),
     }
@@ -81,44 +77,35 @@ def _run(kind: str, params: dict[str, Any]) -> None:
 
 
 def _compute(
-    kind: str,
-    functions: dict[str, Callable[..., Any]],
-    pallet: Any,
-    point: Any,
-    options: Any,
-    minos: tuple[str, ...] = (),
-) -> tuple[Any, dict[str, Any]]:
+    kind: str, pallet: Any, point: Any, options: Any, minos: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A hypothesis test (with its fit checks) or a fit (with correlations, MINOS and
+    pulls) of one point, in this process: the result and what goes beside it."""
     import pyhf
 
     from fitaas.errors import InputError
     from fitaas.inference import build_model, pyhf_backend
     from fitaas.inference.core import check_options
-    from fitaas.inference.diagnostics import checked_hypotest
+    from fitaas.inference.kinds import compute
 
     with pyhf_backend(options):
         workspace = pyhf.Workspace(pallet.workspace, validate=False)
         # a background-only workspace: fitted without POI
         model, data = build_model(workspace, point.operations, options, kind == "fit")
         check_options(model, options, (kind,))
-        checks: dict[str, Any] = {}
-        if kind == "hypotest":
-            result, diagnosis = checked_hypotest(model, data, options)
-            if result is None:
-                raise InputError(f"the hypothesis test failed: {'; '.join(diagnosis.reasons)}")
-            checks = {
-                "status": diagnosis.status,
-                "reason": "; ".join(diagnosis.reasons) or None,
-                "diagnostics": diagnosis.to_dict(),
-            }
-        else:
-            extra = {"with_correlations": True, "minos": minos} if kind == "fit" else {}
-            try:
-                result = functions[kind](model, data, options, **extra)
-            except pyhf.exceptions.FailedMinimization as exc:
-                raise InputError(f"the fit did not converge: {exc}") from None
-            if kind == "fit":
-                checks = _pulls(model, result.bestfit, result.uncertainties)
-    return result, checks
+        extra = {"with_correlations": True, "minos": minos} if kind == "fit" else {}
+        found = compute(kind, model, data, options, **extra)
+    result = found["result"]
+    if result is None:
+        raise InputError(
+            f"the hypothesis test failed: {found['reason']}"
+            if kind == "hypotest"
+            else found["error"]
+        )
+    if kind == "hypotest":
+        keys = ("status", "reason", "diagnostics")
+        return result, {key: found[key] for key in keys}
+    return result, _pulls(model, result["bestfit"], result["uncertainties"])
 
 
 def _pulls(model: Any, values: Any, errors: Any) -> dict[str, list[float | None]]:

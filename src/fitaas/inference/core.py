@@ -266,7 +266,9 @@ def check_options(
         if not low <= options.poi_value <= high:
             raise InputError(
                 f"POI value {options.poi_value:g} lies outside the bounds [{low:g}, {high:g}] "
-                f"of '{names[poi]}' (widen them with --bounds {names[poi]}=LOW,HIGH)"
+                f"of '{names[poi]}' (widen them)",
+                option="par_bounds",
+                value=f"{names[poi]}=LOW,HIGH",
             )
     for name, value, (low, high) in zip(names, init, bounds, strict=True):
         if not low <= value <= high:
@@ -372,8 +374,9 @@ def upper_limit(
             elif "outside of its bounds" in str(exc):
                 name = model.config.poi_name
                 raise InputError(
-                    f"the upper limit lies above the upper bound of {name} ({high:g}); "
-                    f"widen it, e.g. --bounds {name}=0,{high * 10:g}"
+                    f"the upper limit lies above the upper bound of {name} ({high:g}); widen it",
+                    option="par_bounds",
+                    value=f"{name}=0,{high * 10:g}",
                 ) from None
             else:
                 raise

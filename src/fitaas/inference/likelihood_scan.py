@@ -48,7 +48,9 @@ def scan_values(
     if low < low_bound or high > high_bound:
         raise InputError(
             f"the scan range [{low:g}, {high:g}] leaves the bounds [{low_bound:g}, "
-            f"{high_bound:g}] of '{name}' (widen them with --bounds {name}=LOW,HIGH)"
+            f"{high_bound:g}] of '{name}' (widen them)",
+            option="par_bounds",
+            value=f"{name}=LOW,HIGH",
         )
     return [float(v) for v in np.linspace(low, high, int(count))]
 

@@ -101,8 +101,9 @@ def _bracket(
     while any(v > level for v in (at_high[0], *at_high[1])):
         if high * 2 > bound:
             raise InputError(
-                f"the upper limit lies above the upper bound of {name} ({bound:g}); "
-                f"widen it, e.g. --bounds {name}=0,{bound * 10:g}"
+                f"the upper limit lies above the upper bound of {name} ({bound:g}); widen it",
+                option="par_bounds",
+                value=f"{name}=0,{bound * 10:g}",
             )
         high *= 2
         at_high = cache(high)

@@ -161,7 +161,7 @@ def poi_index(model: pyhf.pdf.Model, poi: str | None) -> int:
         return int(model.config.poi_index)
     free = [name for name in model.config.par_order if not model.config.param_set(name).constrained]
     hint = f" (free parameters: {', '.join(free)})" if free else ""
-    raise InputError(f"the model has no parameter of interest: name one with --poi{hint}")
+    raise InputError(f"the model has no parameter of interest: name one{hint}", option="poi")
 
 
 def prefit_widths(model: pyhf.pdf.Model, fixed: Sequence[bool]) -> np.ndarray:
