@@ -14,8 +14,9 @@ import pytest
 
 import fitaas
 from conftest import FITAAS
-from fitaas import InferenceOptions, ResultStore
+from fitaas import InferenceOptions
 from fitaas.example import true_boundary
+from fitaas.store import open_store
 
 
 def _stored(path: Path) -> dict[str, float]:
@@ -44,7 +45,7 @@ def test_rerun_computes_nothing_and_force_recomputes(demo: Path, tmp_path: Path)
     # other options are other results
     other = fitaas.scan(demo, patches=names, store=store, options=InferenceOptions(poi_value=0.5))
     assert other.computed == 3
-    with ResultStore(store) as opened:
+    with open_store(store) as opened:
         assert opened.count("ok") == 9
 
 

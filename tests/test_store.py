@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fitaas.sql_store import SqlResultStore
-from fitaas.store import ResultStore, open_store, result_key, store_label
+from fitaas.store import ResultStore, SqliteResultStore, open_store, result_key, store_label
 
 
 def _put(store: ResultStore, key: str, status: str = "ok") -> None:
@@ -41,12 +41,35 @@ def test_both_stores_keep_outcomes_by_key(where: str, tmp_path: Path) -> None:
 
 def test_open_store_takes_paths_and_database_urls(tmp_path: Path) -> None:
     with open_store(tmp_path / "a.sqlite") as plain:
-        assert type(plain) is ResultStore
+        assert type(plain) is SqliteResultStore and isinstance(plain, ResultStore)
     with open_store(f"sqlite:///{tmp_path / 'b.sqlite'}") as sql:
-        assert isinstance(sql, SqlResultStore)
+        assert isinstance(sql, SqlResultStore) and isinstance(sql, ResultStore)
     assert (tmp_path / "b.sqlite").is_file()
     assert not (tmp_path / "sqlite:").exists()  # (a URL once became a file of that name)
     assert store_label("postgresql://u:secret@host/db") == "postgresql://u:***@host/db"
+
+
+def test_one_table_definition_serves_both_stores(tmp_path: Path) -> None:
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    with open_store(tmp_path / "plain.sqlite"):
+        pass
+    with open_store(f"sqlite:///{tmp_path / 'sql.sqlite'}"):
+        pass
+    shapes = []
+    for name in ("plain.sqlite", "sql.sqlite"):
+        engine = sa.create_engine(f"sqlite:///{tmp_path / name}")
+        inspector = sa.inspect(engine)
+        columns = [(c["name"], c["nullable"]) for c in inspector.get_columns("results")]
+        indexes = [tuple(i["column_names"]) for i in inspector.get_indexes("results")]
+        shapes.append((columns, indexes))
+        engine.dispose()
+    assert shapes[0] == shapes[1]
+    assert shapes[0][1] == [("workspace_digest", "kind")]
+    assert [name for name, _ in shapes[0][0]][:2] == ["key", "workspace_digest"]
+    assert sqlite3.sqlite_version  # (the plain store needs nothing but the standard library)
 
 
 def test_a_key_is_its_content() -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fitaas.pallets import Pallet, Point, load_pallet
     from fitaas.results import PointResult, ScanResult, read_results
     from fitaas.scanning import ScanProgress, scan
-    from fitaas.store import ResultStore
+    from fitaas.store import ResultStore, open_store
     from fitaas.streaming import StreamSummary, stream_scan
     from fitaas.sweeps import sweep
 
@@ -48,6 +48,7 @@ _LAZY = {
     "ScanProgress": "fitaas.scanning",
     "scan": "fitaas.scanning",
     "ResultStore": "fitaas.store",
+    "open_store": "fitaas.store",
     "sweep": "fitaas.sweeps",
     "StreamSummary": "fitaas.streaming",
     "stream_scan": "fitaas.streaming",
@@ -81,6 +82,7 @@ __all__ = [
     "__version__",
     "likelihood_scan",
     "load_pallet",
+    "open_store",
     "ranking",
     "read_results",
     "scan",

@@ -1,18 +1,18 @@
 """The results store in any SQL database SQLAlchemy reaches (PostgreSQL, SQLite).
 
-Same table, keys and behaviour as :class:`fitaas.store.ResultStore`; used by the service,
+Same table (:data:`fitaas.store.COLUMNS`), keys and behaviour as the SQLite store, a
+sibling implementing :class:`fitaas.store.ResultStore`; used by the service,
 whose jobs and results live in one database, and by ``--store postgresql://...``.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from fitaas.errors import FitaasError
-from fitaas.store import ResultStore, StoredOutcome, _chunks
+from fitaas.store import COLUMNS, INDEX, StoredOutcome, chunks, row
 
 __all__ = ["SqlResultStore", "results_table", "sqlalchemy_url"]
 
@@ -28,26 +28,18 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def results_table(metadata: Any) -> Any:
-    """The ``results`` table (the columns of the SQLite store) on a SQLAlchemy MetaData."""
+    """The ``results`` table (:data:`fitaas.store.COLUMNS`) on a SQLAlchemy MetaData."""
     import sqlalchemy as sa
 
-    return sa.Table(
-        "results",
-        metadata,
-        sa.Column("key", sa.String(64), primary_key=True),
-        sa.Column("workspace_digest", sa.String(64), nullable=False, index=True),
-        sa.Column("patch", sa.Text),
-        sa.Column("patch_digest", sa.String(64), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("options", sa.Text, nullable=False),
-        sa.Column("pyhf_version", sa.String(32), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("outcome", sa.Text, nullable=False),
-        sa.Column("created", sa.Float, nullable=False),
-    )
+    def column(c: Any) -> Any:
+        kind = sa.Float if c.kind == "float" else sa.String(c.length) if c.length else sa.Text
+        return sa.Column(c.name, kind, primary_key=c.name == "key", nullable=c.nullable)
+
+    name, indexed = INDEX
+    return sa.Table("results", metadata, *map(column, COLUMNS), sa.Index(name, *indexed))
 
 
-class SqlResultStore(ResultStore):
+class SqlResultStore:
     """Results by content key in a SQL database.
 
     Args:
@@ -73,6 +65,12 @@ class SqlResultStore(ResultStore):
         except sa.exc.SQLAlchemyError as exc:
             raise FitaasError(f"{self.path}: cannot use as a results store ({exc})") from None
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Dispose of the connection pool when this store created it."""
         if self._owned:
@@ -86,7 +84,7 @@ class SqlResultStore(ResultStore):
         found: dict[str, StoredOutcome] = {}
         t = self._table
         with self.engine.connect() as conn:
-            for chunk in _chunks(wanted, 500):
+            for chunk in chunks(wanted, 500):
                 rows = conn.execute(
                     sa.select(t.c.key, t.c.status, t.c.outcome, t.c.created).where(
                         t.c.key.in_(chunk)
@@ -111,22 +109,20 @@ class SqlResultStore(ResultStore):
         """Store (or replace) one outcome, committed at once."""
         import sqlalchemy as sa
 
-        row = {
-            "key": key,
-            "workspace_digest": workspace_digest,
-            "patch": patch,
-            "patch_digest": patch_digest,
-            "kind": kind,
-            "options": json.dumps(dict(options), sort_keys=True),
-            "pyhf_version": pyhf_version,
-            "status": outcome["status"],
-            "outcome": json.dumps(dict(outcome)),
-            "created": time.time(),
-        }
+        values = row(
+            key,
+            workspace_digest=workspace_digest,
+            patch=patch,
+            patch_digest=patch_digest,
+            kind=kind,
+            options=options,
+            pyhf_version=pyhf_version,
+            outcome=outcome,
+        )
         t = self._table
         with self.engine.begin() as conn:
             conn.execute(sa.delete(t).where(t.c.key == key))
-            conn.execute(sa.insert(t).values(**row))
+            conn.execute(sa.insert(t).values(**values))
 
     def count(self, status: str | None = None) -> int:
         """How many outcomes are stored (with the given status, if any)."""

@@ -15,28 +15,62 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self, runtime_checkable
 
 from fitaas.errors import FitaasError
 from fitaas.pallets import digest
 
-__all__ = ["ResultStore", "StoredOutcome", "open_store", "result_key", "store_label"]
+__all__ = [
+    "COLUMNS",
+    "Column",
+    "ResultStore",
+    "SqliteResultStore",
+    "StoredOutcome",
+    "open_store",
+    "result_key",
+    "row",
+    "store_label",
+]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    key TEXT PRIMARY KEY,
-    workspace_digest TEXT NOT NULL,
-    patch TEXT,
-    patch_digest TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    options TEXT NOT NULL,
-    pyhf_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_by_workspace ON results (workspace_digest, kind);
-"""
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the results table (both stores build their table from these)."""
+
+    name: str
+    kind: str  # "text" or "float"
+    length: int | None = None  # a bounded string where a database wants one
+    nullable: bool = False
+
+
+# The results table: one definition for the SQLite store and the SQL one.
+COLUMNS = (
+    Column("key", "text", 64),
+    Column("workspace_digest", "text", 64),
+    Column("patch", "text", nullable=True),
+    Column("patch_digest", "text", 64),
+    Column("kind", "text", 16),
+    Column("options", "text"),
+    Column("pyhf_version", "text", 32),
+    Column("status", "text", 16),
+    Column("outcome", "text"),
+    Column("created", "float"),
+)
+INDEX = ("results_by_workspace", ("workspace_digest", "kind"))
+
+
+def _sqlite_schema() -> str:
+    columns = ",\n".join(
+        f"    {c.name} {'REAL' if c.kind == 'float' else 'TEXT'}"
+        + (" PRIMARY KEY" if c.name == "key" else "")
+        + ("" if c.nullable else " NOT NULL")
+        for c in COLUMNS
+    )
+    name, indexed = INDEX
+    return (
+        f"CREATE TABLE IF NOT EXISTS results (\n{columns}\n);\n"
+        f"CREATE INDEX IF NOT EXISTS {name} ON results ({', '.join(indexed)});\n"
+    )
 
 
 def result_key(
@@ -79,7 +113,71 @@ class StoredOutcome:
     created: float
 
 
-class ResultStore:
+@runtime_checkable
+class ResultStore(Protocol):
+    """What a results store does: outcomes by content key (:func:`open_store` opens one)."""
+
+    path: str
+
+    def get(self, keys: Iterable[str]) -> dict[str, StoredOutcome]:
+        """The stored outcomes among ``keys``, by key."""
+        ...
+
+    def put(
+        self,
+        key: str,
+        *,
+        workspace_digest: str,
+        patch: str | None,
+        patch_digest: str,
+        kind: str,
+        options: Mapping[str, Any],
+        pyhf_version: str,
+        outcome: Mapping[str, Any],
+    ) -> None:
+        """Store (or replace) one outcome, committed at once."""
+        ...
+
+    def count(self, status: str | None = None) -> int:
+        """How many outcomes are stored (with the given status, if any)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def row(
+    key: str,
+    *,
+    workspace_digest: str,
+    patch: str | None,
+    patch_digest: str,
+    kind: str,
+    options: Mapping[str, Any],
+    pyhf_version: str,
+    outcome: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One outcome as a row of the results table (``COLUMNS``), stamped now."""
+    return {
+        "key": key,
+        "workspace_digest": workspace_digest,
+        "patch": patch,
+        "patch_digest": patch_digest,
+        "kind": kind,
+        "options": json.dumps(dict(options), sort_keys=True),
+        "pyhf_version": pyhf_version,
+        "status": outcome["status"],
+        "outcome": json.dumps(dict(outcome)),
+        "created": time.time(),
+    }
+
+
+class SqliteResultStore:
     """Results by content key in an SQLite file (``":memory:"`` for a throwaway store).
 
     Args:
@@ -94,11 +192,11 @@ class ResultStore:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_sqlite_schema())
         except sqlite3.DatabaseError as exc:
             raise FitaasError(f"{self.path}: cannot use as a results store ({exc})") from None
 
-    def __enter__(self) -> ResultStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,7 +217,7 @@ class ResultStore:
         """
         wanted = list(dict.fromkeys(keys))
         found: dict[str, StoredOutcome] = {}
-        for chunk in _chunks(wanted, 500):
+        for chunk in chunks(wanted, 500):
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
                 f"SELECT key, status, outcome, created FROM results WHERE key IN ({marks})", chunk
@@ -141,20 +239,20 @@ class ResultStore:
         outcome: Mapping[str, Any],
     ) -> None:
         """Store (or replace) one outcome, committed at once."""
+        values = row(
+            key,
+            workspace_digest=workspace_digest,
+            patch=patch,
+            patch_digest=patch_digest,
+            kind=kind,
+            options=options,
+            pyhf_version=pyhf_version,
+            outcome=outcome,
+        )
+        names = ", ".join(values)
+        marks = ", ".join("?" * len(values))
         self._db.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                workspace_digest,
-                patch,
-                patch_digest,
-                kind,
-                json.dumps(dict(options), sort_keys=True),
-                pyhf_version,
-                outcome["status"],
-                json.dumps(dict(outcome)),
-                time.time(),
-            ),
+            f"INSERT OR REPLACE INTO results ({names}) VALUES ({marks})", tuple(values.values())
         )
 
     def count(self, status: str | None = None) -> int:
@@ -168,7 +266,7 @@ class ResultStore:
         return int(row[0])
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -184,7 +282,7 @@ def open_store(where: str | Path) -> ResultStore:
         from fitaas.sql_store import SqlResultStore
 
         return SqlResultStore(str(where))
-    return ResultStore(where)
+    return SqliteResultStore(where)
 
 
 def store_label(where: str | Path) -> str:
