@@ -73,6 +73,7 @@ def test_a_model_the_guard_refuses_is_fitted_the_plain_way(
     assert result == plain
 
 
+@pytest.mark.slow
 def test_published_points_equal_plain_pyhf(workspaces: Path) -> None:
     folder = workspaces / "sbottom" / "RegionA"
     workspace = load(folder / "BkgOnly.json")

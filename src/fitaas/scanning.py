@@ -233,6 +233,155 @@ def _check_options(
     check_options(model, options, kinds)
 
 
+@dataclass
+class _Plan:
+    """What a scan computes: its points, kinds, content keys, and the outcomes it has."""
+
+    pallet: Pallet
+    points: tuple[Point, ...]
+    options: InferenceOptions
+    kinds: tuple[str, ...]
+    per_kind: dict[str, dict[str, Any]]
+    keys: dict[tuple[str, str], str]
+    version: str
+    outcomes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def todo(self) -> list[tuple[Point, tuple[str, ...]]]:
+        """The points (each once) with the kinds they still lack."""
+        out = []
+        for point in {p.digest: p for p in self.points}.values():
+            missing = tuple(k for k in self.kinds if (point.digest, k) not in self.outcomes)
+            if missing:
+                out.append((point, missing))
+        return out
+
+    def result(self, point: Point) -> PointResult:
+        """One point's result from its outcomes."""
+        found = {k: self.outcomes[point.digest, k] for k in self.kinds}
+        return _point_result(point, self.pallet.labels, self.kinds, found)
+
+
+def _plan(
+    pallet: Pallet,
+    patches: Sequence[str] | None,
+    options: InferenceOptions,
+    kinds: Sequence[str],
+    batch_size: int,
+) -> _Plan:
+    """Check the request and key every (point, kind) by its content.
+
+    Raises:
+        InputError: Unknown kinds, a negative batch size, toys with other kinds, options
+            the model cannot take, unknown patches.
+    """
+    kinds = tuple(dict.fromkeys(kinds))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise InputError(f"unknown task kind(s) {unknown}; choose among {KINDS}")
+    if batch_size < 0:
+        raise InputError(f"batch size must be 0 (automatic) or more, got {batch_size}")
+    if options.toybased and kinds != ("hypotest",):
+        raise InputError(
+            "toys (calctype toybased) compute hypothesis tests only; upper limits and fits "
+            "use the asymptotic calculator"
+        )
+    points = pallet.select(patches)
+    with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
+        _check_options(pallet, points, options, kinds)
+    per_kind = {kind: options.for_kind(kind) for kind in kinds}
+    keys = _keys(pallet, points, per_kind)
+    return _Plan(pallet, points, options, kinds, per_kind, keys, str(pyhf.__version__))
+
+
+class _Counts:
+    """Points finished and failed, reported to the progress callback as they change."""
+
+    def __init__(
+        self, plan: _Plan, reused: int, progress: Callable[[ScanProgress], None] | None
+    ) -> None:
+        self.plan = plan
+        self.reused = reused
+        self.progress = progress
+        self.done = self.failed = 0
+
+    def report(
+        self, latest: PointResult | None = None, toys_done: int = 0, toys_total: int = 0
+    ) -> None:
+        if self.progress is not None:
+            total = len(self.plan.points)
+            self.progress(
+                ScanProgress(
+                    total, self.done, self.failed, self.reused, latest, toys_done, toys_total
+                )
+            )
+
+    def finish(self, point: Point) -> None:
+        result = self.plan.result(point)
+        self.done += 1
+        self.failed += result.status == "failed"
+        self.report(result)
+
+    def toys(self, done: int, total: int) -> None:
+        self.report(None, done, total)
+
+
+def _run(
+    plan: _Plan,
+    results_store: ResultStore,
+    engine: tuple[Engine | str | None, Executor | None, int | None, int, int],
+    progress: Callable[[ScanProgress], None] | None,
+    stop: threading.Event | None,
+) -> _Gather:
+    """Compute what the store lacks, storing each outcome as it arrives."""
+    todo = plan.todo()
+    pending = {p.digest for p, _ in todo}
+    counts = _Counts(plan, len({p.digest for p in plan.points}) - len(todo), progress)
+    counts.report()
+    for point in plan.points:
+        if point.digest not in pending:
+            counts.finish(point)
+    gatherer = _ToyGather if plan.options.toybased else _Gather
+    gather = gatherer(
+        plan.pallet,
+        plan.options,
+        plan.version,
+        plan.per_kind,
+        results_store,
+        plan.outcomes,
+        plan.keys,
+        counts.finish,
+    )
+    gather.stop = stop
+    gather.report_toys = counts.toys if progress else None
+    if todo:
+        with engine_in_use(*engine) as used:
+            gather.run(used, todo)
+    return gather
+
+
+def _assemble(plan: _Plan, gather: _Gather) -> ScanResult:
+    """The scan's result from the plan's outcomes, with what this run computed."""
+    points, kinds = plan.points, plan.kinds
+    return ScanResult(
+        workspace_digest=plan.pallet.workspace_digest,
+        options=plan.options,
+        pyhf_version=plan.version,
+        labels=plan.pallet.labels,
+        points=tuple(plan.result(point) for point in points),
+        computed=gather.computed,
+        reused=len(kinds) * len(points) - gather.computed,
+        source=plan.pallet.source,
+        kinds={
+            kind: {
+                "computed": gather.computed_kinds[kind],
+                "reused": len(points) - gather.computed_kinds[kind],
+            }
+            for kind in kinds
+        },
+        units=plan.pallet.units,
+    )
+
+
 def _scan(
     workspace: str | Path | dict[str, Any] | Pallet,
     patchset: str | Path | dict[str, Any] | None,
@@ -252,107 +401,22 @@ def _scan(
     progress: Callable[[ScanProgress], None] | None,
     stop: threading.Event | None,
 ) -> ScanResult:
+    """Plan (check, key, look up the store), run (compute what is missing), assemble."""
     pallet = (
         workspace
         if isinstance(workspace, Pallet)
         else load_pallet(workspace, patchset, region=region, verify=verify)
     )
-    options = options or InferenceOptions()
-    kinds = tuple(dict.fromkeys(kinds))
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise InputError(f"unknown task kind(s) {unknown}; choose among {KINDS}")
-    if batch_size < 0:
-        raise InputError(f"batch size must be 0 (automatic) or more, got {batch_size}")
-    if options is not None and options.toybased and kinds != ("hypotest",):
-        raise InputError(
-            "toys (calctype toybased) compute hypothesis tests only; upper limits and fits "
-            "use the asymptotic calculator"
-        )
-    points = pallet.select(patches)
-    with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
-        _check_options(pallet, points, options, kinds)
-    version = str(pyhf.__version__)
-    per_kind = {kind: options.for_kind(kind) for kind in kinds}
-    keys = _keys(pallet, points, per_kind)
+    plan = _plan(pallet, patches, options or InferenceOptions(), kinds, batch_size)
     with _opened_store(store) as results_store:
-        stored = {} if force else results_store.get(keys.values())
-        outcomes: dict[tuple[str, str], dict[str, Any]] = {}
-        for (patch_digest, kind), key in keys.items():
+        stored = {} if force else results_store.get(plan.keys.values())
+        for (patch_digest, kind), key in plan.keys.items():
             found = stored.get(key)
             if found is not None and found.status in FINAL:
-                outcomes[patch_digest, kind] = found.outcome
-        todo: list[tuple[Point, tuple[str, ...]]] = []
-        for point in {p.digest: p for p in points}.values():
-            missing = tuple(k for k in kinds if (point.digest, k) not in outcomes)
-            if missing:
-                todo.append((point, missing))
-        reused_points = len({p.digest for p in points}) - len(todo)
-        state = {"done": 0, "failed": 0}
-
-        def finish(point: Point) -> None:
-            result = _point_result(
-                point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
-            )
-            state["done"] += 1
-            state["failed"] += result.status == "failed"
-            if progress:
-                progress(
-                    ScanProgress(len(points), state["done"], state["failed"], reused_points, result)
-                )
-
-        if progress:
-            progress(ScanProgress(len(points), 0, 0, reused_points))
-        pending = {p.digest for p, _ in todo}
-        for point in points:
-            if point.digest not in pending:
-                finish(point)
-        gatherer = _ToyGather if options.toybased else _Gather
-        gather = gatherer(pallet, options, version, per_kind, results_store, outcomes, keys, finish)
-        gather.stop = stop
-        if progress:
-
-            def toys(done: int, total: int) -> None:
-                progress(
-                    ScanProgress(
-                        len(points),
-                        state["done"],
-                        state["failed"],
-                        reused_points,
-                        None,
-                        done,
-                        total,
-                    )
-                )
-
-            gather.report_toys = toys
-        if todo:
-            with engine_in_use(engine, executor, workers, retries, batch_size) as used:
-                gather.run(used, todo)
-        results = tuple(
-            _point_result(
-                point, pallet.labels, kinds, {k: outcomes[point.digest, k] for k in kinds}
-            )
-            for point in points
-        )
-    return ScanResult(
-        workspace_digest=pallet.workspace_digest,
-        options=options,
-        pyhf_version=version,
-        labels=pallet.labels,
-        points=results,
-        computed=gather.computed,
-        reused=sum(len(kinds) for _ in points) - gather.computed,
-        source=pallet.source,
-        kinds={
-            kind: {
-                "computed": gather.computed_kinds[kind],
-                "reused": len(points) - gather.computed_kinds[kind],
-            }
-            for kind in kinds
-        },
-        units=pallet.units,
-    )
+                plan.outcomes[patch_digest, kind] = found.outcome
+        engine_args = (engine, executor, workers, retries, batch_size)
+        gather = _run(plan, results_store, engine_args, progress, stop)
+    return _assemble(plan, gather)
 
 
 def _keys(
