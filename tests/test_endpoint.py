@@ -10,7 +10,6 @@ import pytest
 from conftest import run_cli
 from fitaas import InputError
 from fitaas.engines import EngineError
-from fitaas.engines import endpoint as endpoint_module
 from fitaas.engines.endpoint import (
     check_endpoint,
     endpoint_template,
@@ -99,7 +98,9 @@ def test_bad_endpoint_files_name_the_problem(tmp_path: Path, text: str, message:
 
 
 def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(endpoint_module._EXTRA_MODULES, "parsl", "no_such_module_fitaas")
+    from fitaas.engines.parsl import ParslEngine
+
+    monkeypatch.setattr(ParslEngine, "extra_module", "no_such_module_fitaas")
     with pytest.raises(EngineError, match=r"needs its extra: pip install 'fitaas\[parsl\]'"):
         validate_settings({"engine": "parsl"})
 

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from fitaas.caches import write_once
+from fitaas.engines.settings import Schema
 from fitaas.errors import FitaasError
 from fitaas.payloads import WorkspaceRef, compress_workspace
 
@@ -54,6 +55,39 @@ class Engine(ABC):
     serialization_overhead: ClassVar[float] = 1.0
     #: Send the payload argument with every task (it is a cheap handle, e.g. on Dask).
     eager_payload: ClassVar[bool] = False
+    #: Its table in an endpoint file (``[parsl]``, ...): key -> (types, default, help).
+    section: ClassVar[Schema] = {}
+    #: The module its extra installs (checked when an endpoint file names the engine).
+    extra_module: ClassVar[str | None] = None
+
+    @classmethod  # noqa: B027 - optional hook
+    def check_section(cls, section: dict[str, Any], source: str) -> None:
+        """Check the engine's table beyond its keys' types (choices, signatures).
+
+        Raises:
+            InputError: A value the engine cannot take, named.
+        """
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Engine:
+        """The (not started) engine of an endpoint's validated settings."""
+        return cls(
+            settings.get(cls.name, {}),
+            retries=settings.get("retries", 2),
+            batch_size=settings.get("batch_size", 0),
+            shared_path=settings.get("shared_path", ""),
+        )
+
+    @classmethod
+    def summary(cls, section: dict[str, Any]) -> str:
+        """One line on what the engine's table describes (``fitaas endpoint check``)."""
+        return ""
+
+    @classmethod
+    def template(cls, choice: str) -> list[str]:
+        """The engine's part of a commented endpoint file (``choice``: a provider or
+        cluster kind, where the engine has several)."""
+        return []
 
     def __init__(
         self,

@@ -12,15 +12,29 @@ import inspect
 import logging
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future
-from typing import Any
+from typing import Any, ClassVar
 
 from fitaas.engines.base import Engine, EngineError, missing_extra
 from fitaas.engines.local import default_workers
+from fitaas.engines.settings import Schema, check_signature, schema_lines, toml_value
+from fitaas.errors import InputError
 from fitaas.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["JOBQUEUE", "DaskEngine", "jobqueue_cluster", "jobqueue_parameters"]
 
 JOBQUEUE = {"slurm": "SLURMCluster", "htcondor": "HTCondorCluster", "pbs": "PBSCluster"}
+
+
+_JOBQUEUE_COMMON = {
+    "cores": 4,
+    "memory": "8GB",
+    "job_script_prologue": ["source /path/to/venv/bin/activate"],
+}
+JOBQUEUE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "slurm": {**_JOBQUEUE_COMMON, "queue": "debug", "account": "", "walltime": "01:00:00"},
+    "pbs": {**_JOBQUEUE_COMMON, "queue": "normal", "account": "", "walltime": "01:00:00"},
+    "htcondor": {**_JOBQUEUE_COMMON, "disk": "4GB"},
+}
 
 
 def _jobqueue_class(kind: str) -> Any:
@@ -68,6 +82,63 @@ class DaskEngine(Engine):
 
     name = "dask"
     eager_payload = True
+    extra_module = "distributed"
+    section: ClassVar[Schema] = {
+        "cluster": ((str,), "local", "local | slurm | htcondor | pbs"),
+        "scheduler": ((str,), "", "address of a running scheduler, e.g. tcp://host:8786"),
+        "n_workers": ((int,), 0, "workers of a LocalCluster (0: one per core)"),
+        "threads_per_worker": ((int,), 1, "threads per worker (1: workers don't fight over cores)"),
+        "jobs": ((int,), 1, "batch jobs to start for a dask-jobqueue cluster"),
+        "jobqueue": ((dict,), {}, "(the [dask.jobqueue] table)"),
+    }
+
+    @classmethod
+    def check_section(cls, section: dict[str, Any], source: str) -> None:
+        """A known cluster kind; jobqueue options its class accepts (only for those)."""
+        cluster = section.get("cluster", "local")
+        if cluster != "local":
+            if cluster not in JOBQUEUE:
+                raise InputError(
+                    f"{source} [dask]: cluster '{cluster}' "
+                    f"is not one of local, {', '.join(JOBQUEUE)}"
+                )
+            check_signature(
+                f"{source} [dask.jobqueue]",
+                section.get("jobqueue", {}),
+                jobqueue_parameters(cluster),
+            )
+        elif section.get("jobqueue"):
+            raise InputError(
+                f"{source} [dask.jobqueue]: only for a dask-jobqueue cluster "
+                "(cluster = slurm, htcondor or pbs)"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Engine:
+        """Dask's client; ``workers`` sets ``n_workers`` unless the table does."""
+        section = settings.get("dask", {})
+        if settings.get("workers") and not section.get("n_workers"):
+            settings = {**settings, "dask": {**section, "n_workers": settings["workers"]}}
+        return super().from_settings(settings)
+
+    @classmethod
+    def summary(cls, section: dict[str, Any]) -> str:
+        """Where the scheduler is."""
+        where = section.get("scheduler") or f"{section.get('cluster', 'local')} cluster"
+        return f"Dask distributed on {where}"
+
+    @classmethod
+    def template(cls, choice: str) -> list[str]:
+        """The ``[dask]`` table for a cluster kind (with jobqueue options for a batch one)."""
+        lines = ["", "[dask]", *schema_lines(cls.section, {"cluster": choice})]
+        if choice != "local":
+            lines += [
+                "",
+                "# Keyword arguments of the dask-jobqueue cluster (any its job class accepts).",
+                "[dask.jobqueue]",
+                *(f"{k} = {toml_value(v)}" for k, v in JOBQUEUE_EXAMPLES[choice].items()),
+            ]
+        return lines
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -134,6 +134,16 @@ class LocalEngine(Engine):
 
     name = "local"
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Engine:
+        """The local pool of an endpoint's settings (``workers``, ``nice``)."""
+        return cls(
+            settings.get("workers") or None,
+            retries=settings.get("retries", 2),
+            batch_size=settings.get("batch_size", 0),
+            niceness=settings.get("nice", 0),
+        )
+
     def __init__(
         self,
         workers: int | None = None,

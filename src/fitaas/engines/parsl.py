@@ -16,10 +16,12 @@ import tempfile
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fitaas.engines.base import Engine, EngineError, missing_extra
 from fitaas.engines.local import default_workers
+from fitaas.engines.settings import Schema, check_signature, schema_lines, toml_value
+from fitaas.errors import InputError
 
 __all__ = ["LAUNCHERS", "PROVIDERS", "ParslEngine", "parsl_config", "provider_parameters"]
 
@@ -38,6 +40,62 @@ LAUNCHERS = {
     "aprun": "AprunLauncher",
     "mpiexec": "MpiExecLauncher",
 }
+
+
+PROVIDER_EXAMPLES: dict[str, dict[str, Any]] = {
+    "local": {"init_blocks": 1, "max_blocks": 1},
+    "slurm": {
+        "partition": "debug",
+        "account": "",
+        "nodes_per_block": 1,
+        "init_blocks": 1,
+        "max_blocks": 1,
+        "walltime": "01:00:00",
+        "exclusive": False,
+        "scheduler_options": "",
+        "worker_init": "source /path/to/venv/bin/activate",
+    },
+    "condor": {
+        "nodes_per_block": 1,
+        "init_blocks": 1,
+        "max_blocks": 10,
+        "walltime": "01:00:00",
+        "requirements": "",
+        "scheduler_options": "",
+        "worker_init": "source /path/to/venv/bin/activate",
+    },
+    "pbspro": {
+        "queue": "normal",
+        "account": "",
+        "select_options": "",
+        "cpus_per_node": 1,
+        "nodes_per_block": 1,
+        "init_blocks": 1,
+        "max_blocks": 1,
+        "walltime": "01:00:00",
+        "worker_init": "source /path/to/venv/bin/activate",
+    },
+    "torque": {
+        "queue": "normal",
+        "account": "",
+        "nodes_per_block": 1,
+        "init_blocks": 1,
+        "max_blocks": 1,
+        "walltime": "01:00:00",
+        "worker_init": "source /path/to/venv/bin/activate",
+    },
+    "kubernetes": {
+        "image": "registry.example.org/analysis/fitaas:latest",
+        "namespace": "default",
+        "init_blocks": 0,
+        "min_blocks": 0,
+        "max_blocks": 100,
+        "max_cpu": 1.0,
+        "max_mem": "2Gi",
+        "worker_init": "",
+    },
+}
+_LAUNCHER_FOR = {"slurm": "srun", "torque": "aprun", "pbspro": "mpiexec"}
 
 
 def _provider_class(provider: str) -> Any:
@@ -151,6 +209,75 @@ class ParslEngine(Engine):
     """
 
     name = "parsl"
+    extra_module = "parsl"
+    section: ClassVar[Schema] = {
+        "provider": ((str,), "local", "local | slurm | condor | pbspro | torque | kubernetes"),
+        "launcher": ((str,), "single", "single | simple | srun | aprun | mpiexec"),
+        "workers_per_node": ((int,), 0, "workers per node (0: one per core)"),
+        "cores_per_worker": ((int, float), 1.0, "cores each worker uses"),
+        "available_accelerators": (
+            (int, list),
+            [],
+            'GPUs to pin workers to: a count, or a list of ids like ["0", "1"]',
+        ),
+        "strategy_period": ((int, float), 0.2, "seconds between Parsl's scaling decisions"),
+        "address": ((str,), "", "address workers on other nodes connect back to (default: auto)"),
+        "provider_options": ((dict,), {}, "(the [parsl.provider_options] table)"),
+    }
+
+    @classmethod
+    def check_section(cls, section: dict[str, Any], source: str) -> None:
+        """A known provider and launcher; provider options its class accepts."""
+        provider = section.get("provider", "local")
+        if provider not in PROVIDERS:
+            raise InputError(
+                f"{source} [parsl]: provider '{provider}' is not one of {', '.join(PROVIDERS)}"
+            )
+        if section.get("launcher", "single") not in LAUNCHERS:
+            raise InputError(
+                f"{source} [parsl]: launcher '{section['launcher']}' "
+                f"is not one of {', '.join(LAUNCHERS)}"
+            )
+        accepted = provider_parameters(provider)
+        accepted.pop("launcher", None)
+        check_signature(
+            f"{source} [parsl.provider_options]", section.get("provider_options", {}), accepted
+        )
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Engine:
+        """Parsl's executor; ``workers`` sets ``workers_per_node`` unless the table does."""
+        section = settings.get("parsl", {})
+        if settings.get("workers") and not section.get("workers_per_node"):
+            settings = {**settings, "parsl": {**section, "workers_per_node": settings["workers"]}}
+        return super().from_settings(settings)
+
+    @classmethod
+    def summary(cls, section: dict[str, Any]) -> str:
+        """The executor and its provider and launcher, as Parsl builds them."""
+        with tempfile.TemporaryDirectory() as run_dir:
+            config = parsl_config(section, run_dir)
+        executor = config.executors[0]
+        return (
+            f"Parsl HighThroughputExecutor with {type(executor.provider).__name__}"
+            f" ({type(getattr(executor.provider, 'launcher', None)).__name__})"
+        )
+
+    @classmethod
+    def template(cls, choice: str) -> list[str]:
+        """The ``[parsl]`` table for a provider, with an example of its options."""
+        if choice not in PROVIDER_EXAMPLES:
+            raise InputError(f"provider '{choice}' is not one of {', '.join(PROVIDER_EXAMPLES)}")
+        values = {"provider": choice, "launcher": _LAUNCHER_FOR.get(choice, "single")}
+        return [
+            "",
+            "[parsl]",
+            *schema_lines(cls.section, values),
+            "",
+            "# Keyword arguments of Parsl's provider class (any it accepts).",
+            "[parsl.provider_options]",
+            *(f"{k} = {toml_value(v)}" for k, v in PROVIDER_EXAMPLES[choice].items()),
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
