@@ -151,7 +151,7 @@ def test_likelihood_scan_equals_plain_pyhf_fits(
     assert low is None if parameter is None else low is not None and low < scan.bestfit
 
 
-def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
+def test_cli_ranking_fit_and_their_plots(demo: Path, tmp_path: Path) -> None:
     (tmp_path / "ws.json").write_text(json.dumps(excess_workspace()))
     made = run_cli("ranking", "ws.json", "-o", "ranking.json", "--workers", "2", "-q",
                    cwd=tmp_path)  # fmt: skip
@@ -159,30 +159,39 @@ def test_cli_ranking_nll_scan_and_fit_plots(demo: Path, tmp_path: Path) -> None:
     assert "impacts on mu" in made.stdout and "k_other" in made.stdout
     stored = json.loads((tmp_path / "ranking.json").read_text())
     assert stored["poi"] == "mu" and len(stored["impacts"]) == 13
+    fitted = run_cli("fit", "ws.json", "-o", "fit.json", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    _drawn(
+        tmp_path, ("ranking.json", ["ranking.png"]), ("fit.json", ["pulls.png", "correlations.png"])
+    )
+    no_poi = run_cli("ranking", str(demo / "BkgOnly.json"), "-q", cwd=tmp_path)
+    assert no_poi.returncode == 2 and "no parameter of interest" in no_poi.stderr
+    assert "(--poi)" in no_poi.stderr  # the command line names its flag
+
+
+def _drawn(folder: Path, *expected: tuple[str, list[str]]) -> None:
+    for name, pictures in expected:
+        drawn = run_cli("plot", name, "-o", "plots", "--format", "png", cwd=folder)
+        assert drawn.returncode == 0, drawn.stderr
+        assert [Path(line).name for line in drawn.stdout.split()] == pictures
+
+
+@pytest.mark.slow
+def test_cli_nll_scan_and_upper_limit(tmp_path: Path) -> None:
+    (tmp_path / "ws.json").write_text(json.dumps(excess_workspace()))
     scanned = run_cli("nll-scan", "ws.json", "--range", "0,3,7", "-o", "nll.json", "-q",
                       cwd=tmp_path)  # fmt: skip
     assert scanned.returncode == 0, scanned.stderr
     assert "1σ interval: [" in scanned.stdout
     outside = run_cli("nll-scan", "ws.json", "--range", "-1,3,7", cwd=tmp_path)
     assert outside.returncode == 2 and "leaves the bounds [0, 10] of 'mu'" in outside.stderr
+    assert "(--bounds mu=LOW,HIGH)" in outside.stderr
     limit = run_cli("upper-limit", "ws.json", "--bounds", "mu=0,40", "--workers", "2", "-q",
                     "-o", "ul.json", cwd=tmp_path)  # fmt: skip
     assert limit.returncode == 0, limit.stderr
     found = json.loads((tmp_path / "ul.json").read_text())
     assert found["method"] == "toms748" and 0 < found["exp"][0] < found["obs"] < 40
-    fitted = run_cli("fit", "ws.json", "-o", "fit.json", cwd=tmp_path)
-    assert fitted.returncode == 0, fitted.stderr
-    for name, pictures in (
-        ("ranking.json", ["ranking.png"]),
-        ("nll.json", ["nll_scan.png"]),
-        ("fit.json", ["pulls.png", "correlations.png"]),
-    ):
-        drawn = run_cli("plot", name, "-o", "plots", "--format", "png", cwd=tmp_path)
-        assert drawn.returncode == 0, drawn.stderr
-        assert [Path(line).name for line in drawn.stdout.split()] == pictures
-    no_poi = run_cli("ranking", str(demo / "BkgOnly.json"), "-q", cwd=tmp_path)
-    assert no_poi.returncode == 2 and "no parameter of interest" in no_poi.stderr
-    assert "(--poi)" in no_poi.stderr  # the command line names its flag
+    _drawn(tmp_path, ("nll.json", ["nll_scan.png"]))
 
 
 @pytest.mark.parametrize(
