@@ -16,7 +16,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -326,22 +326,13 @@ def run_held_fits(
     """
     from fitaas.inference.held_fits import HeldFit, HeldFitResult, held_fit
 
-    ws, opts, structures = _task_setup(workspace, options, payload)
-    out = []
-    with pyhf_backend(opts, structures=structures):
-        try:
-            model, data = _CACHE.point_model(ws, workspace.digest, point, opts)
-        except Exception as exc:
-            error = f"cannot build the model of '{point['name']}': {error_text(exc)}"
-            return [{**HeldFitResult.failed(error).to_dict(), "seconds": 0.0} for _ in fits]
-        for index, value in fits:
-            begin = time.perf_counter()
-            try:
-                result = held_fit(model, data, opts, HeldFit(int(index), float(value)))
-            except Exception as exc:
-                result = HeldFitResult.failed(error_text(exc))
-            out.append({**result.to_dict(), "seconds": round(time.perf_counter() - begin, 6)})
-    return out
+    def one(model: Any, data: Any, opts: InferenceOptions, item: tuple[int, float]) -> Any:
+        return held_fit(model, data, opts, HeldFit(int(item[0]), float(item[1]))).to_dict()
+
+    def failed(error: str) -> dict[str, Any]:
+        return HeldFitResult.failed(error).to_dict()
+
+    return _on_point_model(workspace, point, fits, options, payload, one, failed)
 
 
 def run_hypotests(
@@ -370,6 +361,27 @@ def run_hypotests(
     """
     import dataclasses
 
+    def one(model: Any, data: Any, opts: InferenceOptions, value: float) -> Any:
+        tested = dataclasses.replace(opts, poi_value=float(value))
+        return outcome("ok", hypotest(model, data, tested).to_dict(), None, 0.0)
+
+    def failed(error: str) -> dict[str, Any]:
+        return outcome("failed", None, error, 0.0)
+
+    return _on_point_model(workspace, point, poi_values, options, payload, one, failed)
+
+
+def _on_point_model(
+    workspace: WorkspaceRef,
+    point: dict[str, Any],
+    items: Sequence[Any],
+    options: dict[str, Any],
+    payload: bytes | None,
+    one: Callable[[Any, Any, InferenceOptions, Any], dict[str, Any]],
+    failed: Callable[[str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """``one(model, data, options, item)`` for each item on the point's (kept) model, each
+    timed; what fails is ``failed(reason)``, never raised."""
     ws, opts, structures = _task_setup(workspace, options, payload)
     out = []
     with pyhf_backend(opts, structures=structures):
@@ -377,16 +389,14 @@ def run_hypotests(
             model, data = _CACHE.point_model(ws, workspace.digest, point, opts)
         except Exception as exc:
             error = f"cannot build the model of '{point['name']}': {error_text(exc)}"
-            return [outcome("failed", None, error, 0.0) for _ in poi_values]
-        for value in poi_values:
+            return [{**failed(error), "seconds": 0.0} for _ in items]
+        for item in items:
             begin = time.perf_counter()
-            tested = dataclasses.replace(opts, poi_value=float(value))
             try:
-                found = outcome("ok", hypotest(model, data, tested).to_dict(), None, 0.0)
+                found = one(model, data, opts, item)
             except Exception as exc:
-                found = outcome("failed", None, error_text(exc), 0.0)
-            found["seconds"] = round(time.perf_counter() - begin, 6)
-            out.append(found)
+                found = failed(error_text(exc))
+            out.append({**found, "seconds": round(time.perf_counter() - begin, 6)})
     return out
 
 
