@@ -153,14 +153,6 @@ def exclusion(
         InputError: Too few usable points to draw a contour, or a bad plane.
     """
     plt = pyplot()
-    from matplotlib.tri import (
-        CubicTriInterpolator,
-        LinearTriInterpolator,
-        TriAnalyzer,
-        Triangulation,
-        UniformTriRefiner,
-    )
-
     x, y, points = plane(result, x, y, slices)
     index = {label: i for i, label in enumerate(result.labels)}
     ok = [p for p in points if p.ok and p.hypotest is not None]
@@ -171,23 +163,66 @@ def exclusion(
         )
     xs = np.array([float(p.values[index[x]]) for p in ok])
     ys = np.array([float(p.values[index[y]]) for p in ok])
-    try:
-        tri = Triangulation(xs, ys)
-    except (ValueError, RuntimeError) as exc:
-        raise InputError(f"cannot triangulate the scanned points ({exc})") from None
-    # flat triangles along the hull of an irregular grid join far-apart points: leave them out
-    tri.set_mask(TriAnalyzer(tri).get_flat_tri_mask(min_circle_ratio=0.1))
-
-    def log_cls(values: Sequence[float]) -> np.ndarray:
-        return np.log10(np.clip(np.asarray(values, dtype=float), _FLOOR, None))
-
+    tri = _triangulation(xs, ys)
     level = math.log10(1.0 - cl)
-    observed = log_cls([p.hypotest.cls_obs for p in ok if p.hypotest])
-    expected = [log_cls([p.hypotest.cls_exp[i] for p in ok if p.hypotest]) for i in range(5)]
+    observed = _log_cls([p.hypotest.cls_obs for p in ok if p.hypotest])
+    expected = [_log_cls([p.hypotest.cls_exp[i] for p in ok if p.hypotest]) for i in range(5)]
     fig, ax = plt.subplots(figsize=(7, 5.5))
     if cls_map:
         shade = ax.tripcolor(tri, np.clip(observed, -4, 0), shading="gouraud", cmap="viridis")
         fig.colorbar(shade, ax=ax, label="log10 CLs (observed)")
+    _contours(ax, tri, observed, expected, level, smooth, cls_map)
+    ax.scatter(xs, ys, s=9, c="0.45", zorder=5, label="scanned points").set_gid("points")
+    if failed:
+        fx = [float(p.values[index[x]]) for p in failed]
+        fy = [float(p.values[index[y]]) for p in failed]
+        ax.scatter(
+            fx, fy, s=60, marker="x", c="#d62728", zorder=6, label="failed or suspect"
+        ).set_gid("failed")
+    _exclusion_legend(ax, cl)
+    for axis, values in ((ax.set_xlim, xs), (ax.set_ylim, ys)):
+        pad = 0.04 * (values.max() - values.min() or 1.0)
+        axis(values.min() - pad, values.max() + pad)
+    ax.set_xlabel(xlabel or _unit(result, x, units))
+    ax.set_ylabel(ylabel or _unit(result, y, units))
+    if slices:
+        ax.text(
+            0.02, 0.02, ", ".join(f"{k} = {v:g}" for k, v in slices.items()), transform=ax.transAxes
+        )
+    fig.suptitle(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
+    fig.tight_layout()
+    return fig
+
+
+def _log_cls(values: Sequence[float]) -> np.ndarray:
+    return np.log10(np.clip(np.asarray(values, dtype=float), _FLOOR, None))
+
+
+def _triangulation(xs: np.ndarray, ys: np.ndarray) -> Any:
+    """A Delaunay triangulation of the scanned points, without the flat triangles along
+    the hull of an irregular grid (they join far-apart points)."""
+    from matplotlib.tri import TriAnalyzer, Triangulation
+
+    try:
+        tri = Triangulation(xs, ys)
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"cannot triangulate the scanned points ({exc})") from None
+    tri.set_mask(TriAnalyzer(tri).get_flat_tri_mask(min_circle_ratio=0.1))
+    return tri
+
+
+def _contours(
+    ax: Any,
+    tri: Any,
+    observed: np.ndarray,
+    expected: list[np.ndarray],
+    level: float,
+    smooth: bool,
+    cls_map: bool,
+) -> None:
+    """The ±1σ band, the expected and the observed contours at ``level`` (log10 CLs)."""
+    from matplotlib.tri import CubicTriInterpolator, LinearTriInterpolator, UniformTriRefiner
+
     # the ±1σ band: excluded at -1σ (CLs_exp[-1σ] < level) but not at +1σ, i.e. where
     # max(exp[-1σ] - level, level - exp[+1σ]) < 0; its edges follow the two contours
     # (fields refined linearly first, so that the max is taken on a fine mesh)
@@ -226,13 +261,10 @@ def exclusion(
         linestyles="solid",
         zorder=4,
     ).set_gid("observed")
-    ax.scatter(xs, ys, s=9, c="0.45", zorder=5, label="scanned points").set_gid("points")
-    if failed:
-        fx = [float(p.values[index[x]]) for p in failed]
-        fy = [float(p.values[index[y]]) for p in failed]
-        ax.scatter(
-            fx, fy, s=60, marker="x", c="#d62728", zorder=6, label="failed or suspect"
-        ).set_gid("failed")
+
+
+def _exclusion_legend(ax: Any, cl: float) -> None:
+    """The legend above the plane (not over the lines: styles with large fonts filled it)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -242,7 +274,6 @@ def exclusion(
         Patch(color="#ffdf3c", label="Expected ±1σ"),
         *ax.get_legend_handles_labels()[0],
     ]
-    # above the plane, not over the lines (styles with large fonts filled it)
     ax.legend(
         handles=handles,
         loc="lower center",
@@ -251,18 +282,6 @@ def exclusion(
         frameon=False,
         fontsize="small",
     )
-    for axis, values in ((ax.set_xlim, xs), (ax.set_ylim, ys)):
-        pad = 0.04 * (values.max() - values.min() or 1.0)
-        axis(values.min() - pad, values.max() + pad)
-    ax.set_xlabel(xlabel or _unit(result, x, units))
-    ax.set_ylabel(ylabel or _unit(result, y, units))
-    if slices:
-        ax.text(
-            0.02, 0.02, ", ".join(f"{k} = {v:g}" for k, v in slices.items()), transform=ax.transAxes
-        )
-    fig.suptitle(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
-    fig.tight_layout()
-    return fig
 
 
 def brazil(
