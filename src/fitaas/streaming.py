@@ -256,58 +256,72 @@ def stream_scan(
         _check_options(pallet, [first], options, kinds)
     points = itertools.chain([first], points)
     writer = JsonlWriter(output, _header(pallet, options, kinds)) if output else None
-    counts = {"ok": 0, "suspect": 0, "failed": 0}
-    tally = {"models": 0, "reused": 0}
-
-    def emit(result: PointResult, reused: bool) -> None:
-        tally["models"] += 1
-        tally["reused"] += reused
-        counts[result.status] = counts.get(result.status, 0) + 1
-        if writer is not None:
-            writer(result)
-        if on_result is not None:
-            on_result(result)
-        if progress is not None:
-            progress(
-                ScanProgress(total or 0, tally["models"], counts["failed"], tally["reused"], result)
-            )
-
+    emitter = _Emitter(writer, on_result, progress, total or 0)
     summary: dict[str, Any] | None = None
     try:
         with _opened_store(store) as results_store:
-            gather = _StreamGather(pallet, options, kinds, results_store, emit, force)
+            gather = _StreamGather(pallet, options, kinds, results_store, emitter.emit, force)
             gather.stop = stop
             with engine_in_use(engine, executor, workers, retries, batch_size) as used:
                 ref = used.install(pallet.workspace_digest, pallet.workspace)
                 window = max(4, TASKS_PER_WORKER * used.workers)
                 gather.drive(used, ref, gather.tasks(used, points, ref), window=window)
-        computed = gather.computed
-        reused = tally["models"] * len(kinds) - computed
-        per_kind = {
-            kind: {
-                "computed": gather.computed_kinds[kind],
-                "reused": tally["models"] - gather.computed_kinds[kind],
-            }
-            for kind in kinds
-        }
-        summary = {
-            "points": tally["models"],
-            **counts,
-            "computed": computed,
-            "reused": reused,
-            "kinds": per_kind,
-        }
+        summary = emitter.summary(gather, kinds)
     finally:
         if writer is not None:
             writer.close(summary)
     return StreamSummary(
-        models=tally["models"],
-        counts={k: v for k, v in counts.items() if v},
-        computed=computed,
-        reused=reused,
-        kinds=per_kind,
+        models=summary["points"],
+        counts={k: v for k, v in emitter.counts.items() if v},
+        computed=summary["computed"],
+        reused=summary["reused"],
+        kinds=summary["kinds"],
         output=str(output) if output else None,
     )
+
+
+class _Emitter:
+    """Each model's result to the output file, the callback and the progress, counted."""
+
+    def __init__(
+        self,
+        writer: JsonlWriter | None,
+        on_result: Callable[[PointResult], None] | None,
+        progress: Callable[[ScanProgress], None] | None,
+        total: int,
+    ) -> None:
+        self.writer, self.on_result, self.progress, self.total = writer, on_result, progress, total
+        self.counts = {"ok": 0, "suspect": 0, "failed": 0}
+        self.models = self.reused = 0
+
+    def emit(self, result: PointResult, reused: bool) -> None:
+        self.models += 1
+        self.reused += reused
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if self.writer is not None:
+            self.writer(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        if self.progress is not None:
+            failed = self.counts["failed"]
+            self.progress(ScanProgress(self.total, self.models, failed, self.reused, result))
+
+    def summary(self, gather: _Gather, kinds: Sequence[str]) -> dict[str, Any]:
+        """The JSON Lines file's summary line: models, statuses, computed and reused."""
+        per_kind = {
+            kind: {
+                "computed": gather.computed_kinds[kind],
+                "reused": self.models - gather.computed_kinds[kind],
+            }
+            for kind in kinds
+        }
+        return {
+            "points": self.models,
+            **self.counts,
+            "computed": gather.computed,
+            "reused": self.models * len(kinds) - gather.computed,
+            "kinds": per_kind,
+        }
 
 
 def collected_scan(
