@@ -247,15 +247,10 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             "--models scans one background-only workspace: give WORKSPACE alone (no "
             "patchset, --patch or --all-regions)"
         )
-    output: Path = params["output"]
-    source = click.get_current_context().get_parameter_source("output")
-    if source == click.core.ParameterSource.DEFAULT:
-        output = output.with_suffix(".jsonl")
-    fmt = _output_format(output, params["fmt"])
-    params.update(workspace=sources[0], patchset=None)
     from fitaas.store import store_label
 
-    labels = tuple(x.strip() for x in (params["labels"] or "").split(",") if x.strip())
+    output, fmt = _streamed_output(params)
+    params.update(workspace=sources[0], patchset=None)
     store = _store(params, output.parent)
     flagged: list[Any] = []
 
@@ -264,7 +259,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             flagged.append(point)
 
     common: dict[str, Any] = {
-        "labels": labels,
+        "labels": tuple(x.strip() for x in (params["labels"] or "").split(",") if x.strip()),
         "options": options_from_cli(params),
         "kinds": _kinds(params),
         "store": store,
@@ -295,19 +290,34 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             flagged = [*result.failed, *result.suspect]
             models, counts, work = len(result), result.counts(), result.kinds
     if not params["quiet"]:
-        done = "; ".join(
-            f"{k}: {v['computed']} computed, {v['reused']} reused" for k, v in work.items()
-        )
-        click.echo(
-            f"{models} models: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
-            f"{counts.get('failed', 0)} failed ({done}; store {store_label(store)}) "
-            f"in {time.perf_counter() - start:.1f} s -> {output}",
-            err=True,
-        )
+        line = _work_line(models, counts, work)
+        elapsed = time.perf_counter() - start
+        click.echo(f"{line}; store {store_label(store)}) in {elapsed:.1f} s -> {output}", err=True)
         flagged_count = counts.get("failed", 0) + counts.get("suspect", 0)
         _say_flagged(flagged, output, max(0, flagged_count - 20))
     if counts.get("failed"):
         sys.exit(1)
+
+
+def _streamed_output(params: dict[str, Any]) -> tuple[Path, str]:
+    """A theory scan's output file (default ``results.jsonl``) and format."""
+    output: Path = params["output"]
+    source = click.get_current_context().get_parameter_source("output")
+    if source == click.core.ParameterSource.DEFAULT:
+        output = output.with_suffix(".jsonl")
+    return output, _output_format(output, params["fmt"])
+
+
+def _work_line(models: int, counts: dict[str, int], work: dict[str, dict[str, int]]) -> str:
+    """How many models ended how, and what was computed and reused per kind (the summary
+    line, up to the store)."""
+    done = "; ".join(
+        f"{k}: {v['computed']} computed, {v['reused']} reused" for k, v in work.items()
+    )
+    return (
+        f"{models} models: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
+        f"{counts.get('failed', 0)} failed ({done}"
+    )
 
 
 def _kinds(params: dict[str, Any]) -> list[str]:
