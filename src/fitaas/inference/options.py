@@ -163,8 +163,15 @@ class InferenceOptions:
         return {k: dict(v) for k, v in settings.items()} if settings is not None else None
 
     def __post_init__(self) -> None:
-        if self.fit_timeout is not None and not _check_number("fit_timeout", self.fit_timeout) > 0:
-            raise InputError(f"option fit_timeout: must be positive, got {self.fit_timeout}")
+        self._check_choices()
+        self._check_toys()
+        self._check_fits()
+        self._check_modifier_settings()
+        self._check_parameters()
+        self._check_ul_scan()
+
+    def _check_choices(self) -> None:
+        """Backend, optimizer, test statistic, calculator, strategy; the fast path resolved."""
         if self.backend not in BACKENDS:
             raise InputError(f"option backend: '{self.backend}' is not one of {BACKENDS}")
         if self.optimizer not in OPTIMIZERS:
@@ -183,6 +190,14 @@ class InferenceOptions:
             raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
         if self.calctype not in CALCTYPES:
             raise InputError(f"option calctype: '{self.calctype}' is not one of {CALCTYPES}")
+        if self.retry_strategy not in RETRY_STRATEGIES:
+            raise InputError(
+                f"option retry_strategy: '{self.retry_strategy}' is not one of "
+                + ", ".join(f"'{name}'" for name in RETRY_STRATEGIES)
+            )
+
+    def _check_toys(self) -> None:
+        """Toy counts, seed and accuracy."""
         for name in ("ntoys", "max_toys", "toy_block_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -195,11 +210,11 @@ class InferenceOptions:
             raise InputError(
                 f"option cls_accuracy: must lie between 0 and 1, got {self.cls_accuracy}"
             )
-        if self.retry_strategy not in RETRY_STRATEGIES:
-            raise InputError(
-                f"option retry_strategy: '{self.retry_strategy}' is not one of "
-                + ", ".join(f"'{name}'" for name in RETRY_STRATEGIES)
-            )
+
+    def _check_fits(self) -> None:
+        """The optimizer's limits, the measurement, the tested value and the CL level."""
+        if self.fit_timeout is not None and not _check_number("fit_timeout", self.fit_timeout) > 0:
+            raise InputError(f"option fit_timeout: must be positive, got {self.fit_timeout}")
         if self.tolerance is not None and _check_number("tolerance", self.tolerance) <= 0:
             raise InputError("option tolerance: must be positive")
         if self.maxiter is not None and (
@@ -216,25 +231,32 @@ class InferenceOptions:
         _check_number("poi_value", self.poi_value)
         if not 0 < _check_number("level", self.level) < 1:
             raise InputError(f"option level: must lie between 0 and 1, got {self.level}")
-        if self.modifier_settings is not None:
-            settings = _check_mapping("modifier_settings", self.modifier_settings)
-            for modifier, conf in settings.items():
-                codes = _INTERPCODES.get(modifier)
-                if codes is None:
-                    raise InputError(
-                        f"option modifier_settings: unknown modifier '{modifier}' "
-                        f"(known: {', '.join(_INTERPCODES)})"
-                    )
-                if not isinstance(conf, Mapping) or conf.get("interpcode") not in codes:
-                    raise InputError(
-                        f"option modifier_settings: {modifier} needs "
-                        f"{{'interpcode': one of {codes}}}, got {conf!r}"
-                    )
-            # pyhf falls back to code1 / code0 for a modifier the mapping leaves out, not to
-            # its defaults: a setting here changes only the modifier it names.
-            complete = {m: {"interpcode": code} for m, code in _DEFAULT_INTERPCODES.items()}
-            complete.update({m: dict(conf) for m, conf in settings.items()})
-            object.__setattr__(self, "modifier_settings", complete)
+
+    def _check_modifier_settings(self) -> None:
+        """Known modifiers and codes; completed with pyhf's defaults for the others."""
+        if self.modifier_settings is None:
+            return
+        settings = _check_mapping("modifier_settings", self.modifier_settings)
+        for modifier, conf in settings.items():
+            codes = _INTERPCODES.get(modifier)
+            if codes is None:
+                raise InputError(
+                    f"option modifier_settings: unknown modifier '{modifier}' "
+                    f"(known: {', '.join(_INTERPCODES)})"
+                )
+            if not isinstance(conf, Mapping) or conf.get("interpcode") not in codes:
+                raise InputError(
+                    f"option modifier_settings: {modifier} needs "
+                    f"{{'interpcode': one of {codes}}}, got {conf!r}"
+                )
+        # pyhf falls back to code1 / code0 for a modifier the mapping leaves out, not to
+        # its defaults: a setting here changes only the modifier it names.
+        complete = {m: {"interpcode": code} for m, code in _DEFAULT_INTERPCODES.items()}
+        complete.update({m: dict(conf) for m, conf in settings.items()})
+        object.__setattr__(self, "modifier_settings", complete)
+
+    def _check_parameters(self) -> None:
+        """Initial values, fixed values and bounds by parameter name."""
         for name in ("init_pars", "fixed_params", "par_bounds"):
             _check_mapping(name, getattr(self, name))
         for name in ("init_pars", "fixed_params"):
@@ -247,19 +269,22 @@ class InferenceOptions:
             low, high = (_check_number(f"par_bounds {par}", b) for b in bounds)
             if low >= high:
                 raise InputError(f"option par_bounds: {par} has low >= high ({low}, {high})")
-        if self.ul_scan is not None:
-            if not (isinstance(self.ul_scan, list | tuple) and len(self.ul_scan) == 3):
-                raise InputError(
-                    f"option ul_scan: expected (start, stop, points), got {self.ul_scan!r}"
-                )
-            start, stop = (_check_number("ul_scan", v) for v in self.ul_scan[:2])
-            points = self.ul_scan[2]
-            if not isinstance(points, int) or points < 2 or start >= stop:
-                raise InputError(
-                    "option ul_scan: needs start < stop and at least 2 points, "
-                    f"got {self.ul_scan!r}"
-                )
-            object.__setattr__(self, "ul_scan", (start, stop, points))
+
+    def _check_ul_scan(self) -> None:
+        """An upper limit's grid: (start, stop, points), normalised to a tuple."""
+        if self.ul_scan is None:
+            return
+        if not (isinstance(self.ul_scan, list | tuple) and len(self.ul_scan) == 3):
+            raise InputError(
+                f"option ul_scan: expected (start, stop, points), got {self.ul_scan!r}"
+            )
+        start, stop = (_check_number("ul_scan", v) for v in self.ul_scan[:2])
+        points = self.ul_scan[2]
+        if not isinstance(points, int) or points < 2 or start >= stop:
+            raise InputError(
+                f"option ul_scan: needs start < stop and at least 2 points, got {self.ul_scan!r}"
+            )
+        object.__setattr__(self, "ul_scan", (start, stop, points))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InferenceOptions:
