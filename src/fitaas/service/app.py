@@ -103,6 +103,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     api.include_router(api_jobs.router)
     app.include_router(api)
 
+    _handle_errors(app, runner)
+    _serve_page(app)
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def _handle_errors(app: FastAPI, runner: JobRunner) -> None:
+    """One JSON answer per kind of failure: 503 without storage, 422 for bad input (named),
+    500 without internals."""
+
     @app.middleware("http")
     async def _refuse_writes_without_storage(request: Request, call_next: Any) -> Any:
         problem = runner.storage.problem
@@ -135,6 +146,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("internal error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error (see the service log)"}, status_code=500)
 
+
+def _serve_page(app: FastAPI) -> None:
+    """The web page and its script and style."""
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(_web("index.html"))
@@ -146,7 +161,3 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get("/static/app.css", include_in_schema=False)
     def style() -> Response:
         return Response(_web("app.css"), media_type="text/css")
-
-    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
-    app.add_middleware(SecurityHeaders)
-    return app
