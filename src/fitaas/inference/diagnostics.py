@@ -308,68 +308,85 @@ def diagnose(
         result: The test's result (``None`` when it raised).
         twice_nll_error: How far from the minimum the optimizer may stop, in -2lnL.
     """
-    reasons = []
-    for i, record in enumerate(records):
-        if not record.success:
-            reasons.append(f"a fit did not converge ({record.message})")
-        if record.conditional:
-            continue
-        certified = record.remaining is not None and record.remaining <= NLL_TOLERANCE
-        if record.moved < NOT_MOVED and not certified:  # (a certified minimum may be its start)
-            reasons.append(
-                f"an unconditional fit never left its starting point ({record.nfev} evaluations)"
-            )
-        if record.curvature is not None:  # certified by the exact Hessian
-            if record.remaining is None:
-                reasons.append(
-                    "the Hessian where an unconditional fit stopped is not positive definite"
-                    f" (curvature {record.curvature:.2g}): a saddle point or a flat direction,"
-                    " not a certified minimum"
-                )
-            elif record.remaining > NLL_TOLERANCE:
-                reasons.append(
-                    f"an unconditional fit stopped {record.remaining:.3g} above its minimum in"
-                    " -2lnL (Newton's estimate from the exact Hessian)"
-                )
-        elif record.grad_norm is not None and record.grad_norm > GRADIENT_LIMIT:
-            reasons.append(
-                f"an unconditional fit stopped with a gradient of norm {record.grad_norm:.3g}"
-            )
-        if i and records[i - 1].conditional:
-            gap = record.twice_nll - records[i - 1].twice_nll
-            if gap > NLL_TOLERANCE:
-                reasons.append(
-                    f"a conditional fit lies {gap:.3g} below the unconditional one in -2lnL "
-                    "(the unconditional fit stopped early)"
-                )
+    reasons = [reason for i, record in enumerate(records) for reason in _fit_reasons(records, i)]
     if result is not None:
-        for record in records:
-            if not record.conditional and _bound_matters(record.poi_at_upper_bound, result):
-                reasons.append(
-                    f"{POI_AT_BOUND} ({record.poi_at_upper_bound:g}) in an unconditional fit, "
-                    "so the test statistic depends on where the bound is: widen it (par_bounds)"
-                )
-        values = [result.cls_obs, *result.cls_exp, result.clsb_obs, result.clb_obs]
-        if not all(np.isfinite(values)):
-            reasons.append("a CLs value is not a number (0/0: both tails vanished)")
-            return tuple(dict.fromkeys(reasons))
-        if result.cls_obs == 1.0:
-            reasons.append("observed CLs is exactly 1")
-        low, high = min(result.cls_exp), max(result.cls_exp)
-        # (a point excluded far beyond doubt has every expected CLs ~ 0: that is no collapse)
-        if high > 1e-10 and high - low <= 1e-9 * high:
-            reasons.append("the expected band collapsed to one value")
-        # (where a certificate says the fit stopped farther from its minimum, that distance)
-        remaining = [r.remaining for r in records if r.remaining is not None]
-        twice_nll_error = max([twice_nll_error, *remaining])
-        moved = cls_sensitivity(result, twice_nll_error)
-        if moved > CLS_PRECISION:
-            reasons.append(
-                f"CLs is ill-conditioned here (q_A = {norm.isf(result.cls_exp[2] / 2) ** 2:.2g}):"
-                f" the fits' precision ({twice_nll_error:.0e} in -2lnL) moves it by up to"
-                f" {moved:.1g}"
-            )
+        reasons += _result_reasons(records, result, twice_nll_error)
     return tuple(dict.fromkeys(reasons))
+
+
+def _fit_reasons(records: Sequence[FitRecord], i: int) -> list[str]:
+    """What is wrong with fit ``i`` of a test: not converged, not moved, not a certified
+    minimum, a large gradient, an unconditional fit above the conditional one before it."""
+    record = records[i]
+    reasons = []
+    if not record.success:
+        reasons.append(f"a fit did not converge ({record.message})")
+    if record.conditional:
+        return reasons
+    certified = record.remaining is not None and record.remaining <= NLL_TOLERANCE
+    if record.moved < NOT_MOVED and not certified:  # (a certified minimum may be its start)
+        reasons.append(
+            f"an unconditional fit never left its starting point ({record.nfev} evaluations)"
+        )
+    if record.curvature is not None:  # certified by the exact Hessian
+        if record.remaining is None:
+            reasons.append(
+                "the Hessian where an unconditional fit stopped is not positive definite"
+                f" (curvature {record.curvature:.2g}): a saddle point or a flat direction,"
+                " not a certified minimum"
+            )
+        elif record.remaining > NLL_TOLERANCE:
+            reasons.append(
+                f"an unconditional fit stopped {record.remaining:.3g} above its minimum in"
+                " -2lnL (Newton's estimate from the exact Hessian)"
+            )
+    elif record.grad_norm is not None and record.grad_norm > GRADIENT_LIMIT:
+        reasons.append(
+            f"an unconditional fit stopped with a gradient of norm {record.grad_norm:.3g}"
+        )
+    if i and records[i - 1].conditional:
+        gap = record.twice_nll - records[i - 1].twice_nll
+        if gap > NLL_TOLERANCE:
+            reasons.append(
+                f"a conditional fit lies {gap:.3g} below the unconditional one in -2lnL "
+                "(the unconditional fit stopped early)"
+            )
+    return reasons
+
+
+def _result_reasons(
+    records: Sequence[FitRecord], result: HypotestResult, twice_nll_error: float
+) -> list[str]:
+    """What is wrong with a test's numbers: a POI at its bound that matters, CLs not a
+    number, exactly 1, a collapsed band, or ill-conditioned at the fits' precision."""
+    reasons = []
+    for record in records:
+        if not record.conditional and _bound_matters(record.poi_at_upper_bound, result):
+            reasons.append(
+                f"{POI_AT_BOUND} ({record.poi_at_upper_bound:g}) in an unconditional fit, "
+                "so the test statistic depends on where the bound is: widen it (par_bounds)"
+            )
+    values = [result.cls_obs, *result.cls_exp, result.clsb_obs, result.clb_obs]
+    if not all(np.isfinite(values)):
+        reasons.append("a CLs value is not a number (0/0: both tails vanished)")
+        return reasons
+    if result.cls_obs == 1.0:
+        reasons.append("observed CLs is exactly 1")
+    low, high = min(result.cls_exp), max(result.cls_exp)
+    # (a point excluded far beyond doubt has every expected CLs ~ 0: that is no collapse)
+    if high > 1e-10 and high - low <= 1e-9 * high:
+        reasons.append("the expected band collapsed to one value")
+    # (where a certificate says the fit stopped farther from its minimum, that distance)
+    remaining = [r.remaining for r in records if r.remaining is not None]
+    twice_nll_error = max([twice_nll_error, *remaining])
+    moved = cls_sensitivity(result, twice_nll_error)
+    if moved > CLS_PRECISION:
+        reasons.append(
+            f"CLs is ill-conditioned here (q_A = {norm.isf(result.cls_exp[2] / 2) ** 2:.2g}):"
+            f" the fits' precision ({twice_nll_error:.0e} in -2lnL) moves it by up to"
+            f" {moved:.1g}"
+        )
+    return reasons
 
 
 def _precision(options: InferenceOptions, strict: bool = False) -> float:
