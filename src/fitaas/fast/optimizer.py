@@ -212,162 +212,188 @@ def compiled_objective_optimizer(base: type) -> type:
     ``second_order`` set, fits are a trust-region Newton method with the exact Hessian and
     bounds, from pyhf's start, instead of SLSQP: the strict strategy of the fit checks.
     """
+    return type(f"compiled_{base.__name__}", (_CompiledObjective, base), {})
 
-    class CompiledObjective(base):
-        __slots__ = ("_fitted", "modifier_settings", "second_order", "structures")
 
-        def minimize(
-            self,
-            objective: Any,
-            data: Any,
-            pdf: Any,
-            init_pars: Any,
-            par_bounds: Any,
-            fixed_vals: Any = None,
-            return_fitted_val: bool = False,
-            return_result_obj: bool = False,
-            return_uncertainties: bool = False,
-            return_correlations: bool = False,
-            do_grad: Any = None,
-            do_stitch: bool = False,
-            **kwargs: Any,
-        ) -> Any:
-            cache_: StructureCache = self.structures
-            bound = None
-            if objective is pyhf.infer.mle.twice_nll and not (
-                return_uncertainties or return_correlations
-            ):
-                bound = cache_.bound(pdf, self.modifier_settings)
-            if bound is None:
-                return super().minimize(
-                    objective,
-                    data,
-                    pdf,
-                    init_pars,
-                    par_bounds,
-                    fixed_vals=fixed_vals,
-                    return_fitted_val=return_fitted_val,
-                    return_result_obj=return_result_obj,
-                    return_uncertainties=return_uncertainties,
-                    return_correlations=return_correlations,
-                    do_grad=do_grad,
-                    do_stitch=do_stitch,
-                    **kwargs,
-                )
-            observed = np.asarray(data, dtype=float)
-            compiled = bound.value_and_grad
+class _CompiledObjective:
+    """The compiled path of a pyhf optimizer (mixed in before it: see
+    :func:`compiled_objective_optimizer`)."""
 
-            def func(pars: Any) -> tuple[float, np.ndarray]:
-                return compiled(np.asarray(pars, dtype=float), observed)
+    structures: StructureCache
+    modifier_settings: Any
+    second_order: bool
+    tolerance: Any
+    maxiter: Any
+    verbose: Any
+    solver_options: Any
+    _internal_minimize: Any
+    _internal_postprocess: Any
 
-            fitted: tuple[Any, list[np.ndarray], np.ndarray] | None = getattr(self, "_fitted", None)
-            if fitted is None or fitted[0] is not pdf:
-                fitted = (pdf, [], bound.scales)
-                self._fitted = fitted
-            init = np.asarray(init_pars, dtype=float)
-            second_order = bool(getattr(self, "second_order", False))
-            # (fits someone watches, the fit checks' and the mirror search's, are all made)
-            watched = getattr(self, "on_fit", None) or getattr(self, "mirror", None)
-            memo = {} if watched else cache_.memo(pdf)
-            key = (
-                observed.tobytes(),
-                init.tobytes(),
-                np.asarray(par_bounds, dtype=float).tobytes(),
-                repr(fixed_vals),
-                second_order,
-                self.tolerance,
-                repr(sorted(kwargs.items())),
+    def minimize(
+        self,
+        objective: Any,
+        data: Any,
+        pdf: Any,
+        init_pars: Any,
+        par_bounds: Any,
+        fixed_vals: Any = None,
+        return_fitted_val: bool = False,
+        return_result_obj: bool = False,
+        return_uncertainties: bool = False,
+        return_correlations: bool = False,
+        do_grad: Any = None,
+        do_stitch: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """pyhf's ``minimize``, on the compiled structure of ``pdf`` where it serves (and
+        not asked for uncertainties); pyhf's own path otherwise."""
+        bound = None
+        if objective is pyhf.infer.mle.twice_nll and not (
+            return_uncertainties or return_correlations
+        ):
+            bound = self.structures.bound(pdf, self.modifier_settings)
+        if bound is None:
+            return super().minimize(  # type: ignore[misc]
+                objective,
+                data,
+                pdf,
+                init_pars,
+                par_bounds,
+                fixed_vals=fixed_vals,
+                return_fitted_val=return_fitted_val,
+                return_result_obj=return_result_obj,
+                return_uncertainties=return_uncertainties,
+                return_correlations=return_correlations,
+                do_grad=do_grad,
+                do_stitch=do_stitch,
+                **kwargs,
             )
-            found = memo.get(key)
-            if found is not None:  # asked before (pyhf's hypotest at another POI value)
-                return _returned(found, return_fitted_val, return_result_obj)
-            options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
-            if second_order:
-                # from pyhf's start: a fit independent of the earlier ones
-                hessian = bound.structure.hessian()
-                options[_HESSIAN] = lambda pars: np.asarray(
-                    hessian(pars, observed, bound.arrays), dtype=float
-                )
-                start = None
-            else:
-                start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
-            if start is not None:
-                options = restart_options(options, start, self.tolerance)
-            result = self._internal_minimize(
-                func=func,
-                x0=list(init),
-                do_grad=True,
-                bounds=par_bounds,
-                fixed_vals=fixed_vals or [],
-                options=options,
-                par_names=list(pdf.config.par_names),
+        observed = np.asarray(data, dtype=float)
+        init = np.asarray(init_pars, dtype=float)
+        # (fits someone watches, the fit checks' and the mirror search's, are all made)
+        watched = getattr(self, "on_fit", None) or getattr(self, "mirror", None)
+        memo = {} if watched else self.structures.memo(pdf)
+        key = (
+            observed.tobytes(),
+            init.tobytes(),
+            np.asarray(par_bounds, dtype=float).tobytes(),
+            repr(fixed_vals),
+            bool(getattr(self, "second_order", False)),
+            self.tolerance,
+            repr(sorted(kwargs.items())),
+        )
+        found = memo.get(key)
+        if found is None:  # else asked before (pyhf's hypotest at another POI value)
+            found = memo[key] = self._compiled_fit(
+                bound, pdf, observed, init, par_bounds, fixed_vals, kwargs
             )
-            if result.success:
-                fitted[1].insert(0, np.asarray(result.x, dtype=float).copy())
-                del fitted[1][WARM_CANDIDATES:]
-            result = self._internal_postprocess(result, lambda pars, stitch_with=None: pars)
-            memo[key] = result
-            return _returned(result, return_fitted_val, return_result_obj)
+        return _returned(found, return_fitted_val, return_result_obj)
 
-        def _minimize(
-            self,
-            minimizer: Any,
-            func: Any,
-            x0: Any,
-            do_grad: bool = False,
-            bounds: Any = None,
-            fixed_vals: Any = None,
-            options: Any = None,
-        ) -> Any:
-            """pyhf's scipy call, with fixed parameters held by equal bounds.
+    def _compiled_fit(
+        self,
+        bound: Any,
+        pdf: Any,
+        observed: np.ndarray,
+        init: np.ndarray,
+        par_bounds: Any,
+        fixed_vals: Any,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One minimisation on the compiled objective: warm-started from the best earlier
+        minimum of this model (or Newton's method from pyhf's start, ``second_order``)."""
+        compiled = bound.value_and_grad
 
-            pyhf holds them with an equality constraint, whose Jacobian SLSQP takes by
-            finite differences (a third of a 1Lbb fit's time once the objective is
-            compiled); scipy removes variables with equal bounds from the problem instead.
-            """
-            options = dict(options or {})
-            warm = options.pop(_START, None)
-            scale = options.pop(_SCALE, None)
-            hessian = options.pop(_HESSIAN, None)
-            if not options.pop(_FIXED_BY_BOUNDS, False):
-                return super()._minimize(minimizer, func, x0, do_grad, bounds, fixed_vals, options)
-            assert do_grad and scale is not None
-            maxiter = options.pop("maxiter", self.maxiter)
-            verbose = options.pop("verbose", self.verbose)
-            method = options.pop("method", "SLSQP")
-            tolerance = options.pop("tolerance", self.tolerance)
-            solver_options = options.pop("solver_options", self.solver_options)
-            if options:
-                raise pyhf.exceptions.Unsupported(
-                    f"Unsupported options were passed in: {list(options)}."
-                )
-            # (only minimize() above takes this path: compiled objective, exact gradient)
-            start = np.array(x0 if warm is None else warm, dtype=float)
-            held = np.array(bounds, dtype=float)
-            for index, value in fixed_vals or []:
-                start[index] = value
-                held[index] = [value, value]
-            if hessian is not None:
-                return _newton(func, hessian, start, held, scale, fixed_vals, maxiter)
+        def func(pars: Any) -> tuple[float, np.ndarray]:
+            return compiled(np.asarray(pars, dtype=float), observed)
 
-            def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
-                value, grad = func(start + scale * y)
-                return value, grad * scale
-
-            result = minimizer(
-                scaled,
-                np.zeros_like(start),
-                method=method,
-                jac=True,
-                bounds=(held - start[:, None]) / scale[:, None],
-                tol=tolerance,
-                options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
+        fitted: tuple[Any, list[np.ndarray], np.ndarray] | None = getattr(self, "_fitted", None)
+        if fitted is None or fitted[0] is not pdf:
+            fitted = (pdf, [], bound.scales)
+            self._fitted = fitted
+        options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
+        if getattr(self, "second_order", False):
+            # from pyhf's start: a fit independent of the earlier ones
+            hessian = bound.structure.hessian()
+            options[_HESSIAN] = lambda pars: np.asarray(
+                hessian(pars, observed, bound.arrays), dtype=float
             )
-            # back to pyhf's parameters
-            result.x = start + scale * np.asarray(result.x, dtype=float)
-            if getattr(result, "jac", None) is not None:
-                result.jac = np.asarray(result.jac, dtype=float) / scale
-            return result
+            start = None
+        else:
+            start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
+        if start is not None:
+            options = restart_options(options, start, self.tolerance)
+        result = self._internal_minimize(
+            func=func,
+            x0=list(init),
+            do_grad=True,
+            bounds=par_bounds,
+            fixed_vals=fixed_vals or [],
+            options=options,
+            par_names=list(pdf.config.par_names),
+        )
+        if result.success:
+            fitted[1].insert(0, np.asarray(result.x, dtype=float).copy())
+            del fitted[1][WARM_CANDIDATES:]
+        return self._internal_postprocess(result, lambda pars, stitch_with=None: pars)
 
-    CompiledObjective.__name__ = f"compiled_{base.__name__}"
-    return CompiledObjective
+    def _minimize(
+        self,
+        minimizer: Any,
+        func: Any,
+        x0: Any,
+        do_grad: bool = False,
+        bounds: Any = None,
+        fixed_vals: Any = None,
+        options: Any = None,
+    ) -> Any:
+        """pyhf's scipy call, with fixed parameters held by equal bounds.
+
+        pyhf holds them with an equality constraint, whose Jacobian SLSQP takes by
+        finite differences (a third of a 1Lbb fit's time once the objective is
+        compiled); scipy removes variables with equal bounds from the problem instead.
+        """
+        options = dict(options or {})
+        warm = options.pop(_START, None)
+        scale = options.pop(_SCALE, None)
+        hessian = options.pop(_HESSIAN, None)
+        if not options.pop(_FIXED_BY_BOUNDS, False):
+            return super()._minimize(  # type: ignore[misc]
+                minimizer, func, x0, do_grad, bounds, fixed_vals, options
+            )
+        assert do_grad and scale is not None
+        maxiter = options.pop("maxiter", self.maxiter)
+        verbose = options.pop("verbose", self.verbose)
+        method = options.pop("method", "SLSQP")
+        tolerance = options.pop("tolerance", self.tolerance)
+        solver_options = options.pop("solver_options", self.solver_options)
+        if options:
+            raise pyhf.exceptions.Unsupported(
+                f"Unsupported options were passed in: {list(options)}."
+            )
+        # (only minimize() above takes this path: compiled objective, exact gradient)
+        start = np.array(x0 if warm is None else warm, dtype=float)
+        held = np.array(bounds, dtype=float)
+        for index, value in fixed_vals or []:
+            start[index] = value
+            held[index] = [value, value]
+        if hessian is not None:
+            return _newton(func, hessian, start, held, scale, fixed_vals, maxiter)
+
+        def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = func(start + scale * y)
+            return value, grad * scale
+
+        result = minimizer(
+            scaled,
+            np.zeros_like(start),
+            method=method,
+            jac=True,
+            bounds=(held - start[:, None]) / scale[:, None],
+            tol=tolerance,
+            options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
+        )
+        # back to pyhf's parameters
+        result.x = start + scale * np.asarray(result.x, dtype=float)
+        if getattr(result, "jac", None) is not None:
+            result.jac = np.asarray(result.jac, dtype=float) / scale
+        return result

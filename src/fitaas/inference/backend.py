@@ -79,99 +79,104 @@ def _watched(base: type) -> type:
     hours). With ``on_fit`` set, every minimisation is reported to it.
     """
 
-    class Watched(base):
-        __slots__ = ("fit_data", "fit_model", "fit_timeout", "mirror", "on_fit")
+    return type(f"watched_{base.__name__}", (_WatchedFits, base), {})
 
-        def minimize(self, objective: Any, data: Any, pdf: Any, *args: Any, **kwargs: Any) -> Any:
-            self.fit_data = data  # (reported to on_fit with the result)
-            self.fit_model = pdf
-            return super().minimize(objective, data, pdf, *args, **kwargs)
 
-        def _minimize(
-            self,
-            minimizer: Any,
-            func: Any,
-            x0: Any,
-            do_grad: bool = False,
-            bounds: Any = None,
-            fixed_vals: Any = None,
-            options: Any = None,
-        ) -> Any:
-            start = np.array(x0, dtype=float).reshape(-1)
-            limit = self.fit_timeout
-            objective = func
-            if limit is not None:
-                deadline = time.monotonic() + limit
+class _WatchedFits:
+    """Bounded, reported minimisations (mixed in before a pyhf optimizer: see
+    :func:`_watched`)."""
 
-                def objective(*args: Any) -> Any:
-                    if time.monotonic() > deadline:
-                        raise FitTimeout(f"a fit ran past the fit_timeout of {limit:g} s")
-                    return func(*args)
+    fit_data: Any = None
+    fit_model: Any = None
+    fit_timeout: float | None = None
+    mirror: Any = None
+    on_fit: Any = None
 
-            result = super()._minimize(
+    def minimize(self, objective: Any, data: Any, pdf: Any, *args: Any, **kwargs: Any) -> Any:
+        self.fit_data = data  # (reported to on_fit with the result)
+        self.fit_model = pdf
+        return super().minimize(objective, data, pdf, *args, **kwargs)  # type: ignore[misc]
+
+    def _minimize(
+        self,
+        minimizer: Any,
+        func: Any,
+        x0: Any,
+        do_grad: bool = False,
+        bounds: Any = None,
+        fixed_vals: Any = None,
+        options: Any = None,
+    ) -> Any:
+        start = np.array(x0, dtype=float).reshape(-1)
+        limit = self.fit_timeout
+        objective = func
+        if limit is not None:
+            deadline = time.monotonic() + limit
+
+            def objective(*args: Any) -> Any:
+                if time.monotonic() > deadline:
+                    raise FitTimeout(f"a fit ran past the fit_timeout of {limit:g} s")
+                return func(*args)
+
+        result = super()._minimize(  # type: ignore[misc]
+            minimizer,
+            objective,
+            x0,
+            do_grad=do_grad,
+            bounds=bounds,
+            fixed_vals=fixed_vals,
+            options=options if options is not None else {},
+        )
+        honest_message(result)
+        if self.mirror is not None and getattr(result, "success", False):
+            result = self._mirrored(
+                minimizer, objective, result, do_grad, bounds, fixed_vals, options or {}
+            )
+        if self.on_fit is not None:
+            self.on_fit(result, start, bounds, fixed_vals, getattr(self, "fit_data", None))
+        return result
+
+    def _mirrored(
+        self,
+        minimizer: Any,
+        objective: Any,
+        result: Any,
+        do_grad: bool,
+        bounds: Any,
+        fixed_vals: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        """The fit started again where ``mirror`` finds a lower sign pattern of its
+        pulled parameters, while it does (at most ``MIRROR_ROUNDS`` times); the result
+        records the gain in -2lnL (``mirror_gain``) and the seconds spent."""
+        from fitaas.fast.optimizer import restart_options
+
+        began = time.perf_counter()
+        gain, nfev = 0.0, int(getattr(result, "nfev", 0) or 0)
+        for _ in range(MIRROR_ROUNDS):
+            value = float(np.asarray(result.fun, dtype=float).reshape(-1)[0])
+            start = self.mirror(self.fit_model, self.fit_data, result.x, fixed_vals, bounds, value)
+            if start is None:
+                break
+            again = super()._minimize(  # type: ignore[misc]
                 minimizer,
                 objective,
-                x0,
+                start,
                 do_grad=do_grad,
                 bounds=bounds,
                 fixed_vals=fixed_vals,
-                options=options if options is not None else {},
+                options=restart_options(options, start, getattr(self, "tolerance", None)),
             )
-            honest_message(result)
-            if self.mirror is not None and getattr(result, "success", False):
-                result = self._mirrored(
-                    minimizer, objective, result, do_grad, bounds, fixed_vals, options or {}
-                )
-            if self.on_fit is not None:
-                self.on_fit(result, start, bounds, fixed_vals, getattr(self, "fit_data", None))
-            return result
-
-        def _mirrored(
-            self,
-            minimizer: Any,
-            objective: Any,
-            result: Any,
-            do_grad: bool,
-            bounds: Any,
-            fixed_vals: Any,
-            options: dict[str, Any],
-        ) -> Any:
-            """The fit started again where ``mirror`` finds a lower sign pattern of its
-            pulled parameters, while it does (at most ``MIRROR_ROUNDS`` times); the result
-            records the gain in -2lnL (``mirror_gain``) and the seconds spent."""
-            from fitaas.fast.optimizer import restart_options
-
-            began = time.perf_counter()
-            gain, nfev = 0.0, int(getattr(result, "nfev", 0) or 0)
-            for _ in range(MIRROR_ROUNDS):
-                value = float(np.asarray(result.fun, dtype=float).reshape(-1)[0])
-                start = self.mirror(
-                    self.fit_model, self.fit_data, result.x, fixed_vals, bounds, value
-                )
-                if start is None:
-                    break
-                again = super()._minimize(
-                    minimizer,
-                    objective,
-                    start,
-                    do_grad=do_grad,
-                    bounds=bounds,
-                    fixed_vals=fixed_vals,
-                    options=restart_options(options, start, getattr(self, "tolerance", None)),
-                )
-                nfev += int(getattr(again, "nfev", 0) or 0)
-                lower = float(np.asarray(again.fun, dtype=float).reshape(-1)[0])
-                if not getattr(again, "success", False) or not lower < value:
-                    break
-                gain += value - lower
-                result = again
-            result.nfev = nfev
-            result.mirror_gain = gain
-            result.mirror_seconds = time.perf_counter() - began
-            return result
-
-    Watched.__name__ = f"watched_{base.__name__}"
-    return Watched
+            nfev += int(getattr(again, "nfev", 0) or 0)
+            lower = float(np.asarray(again.fun, dtype=float).reshape(-1)[0])
+            if not getattr(again, "success", False) or not lower < value:
+                break
+            gain += value - lower
+            result = again
+        result.nfev = nfev
+        result.mirror_gain = gain
+        result.mirror_seconds = time.perf_counter() - began
+        return result
 
 
 def _compiled(base: type) -> type:
