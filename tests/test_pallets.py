@@ -129,3 +129,30 @@ def test_digest_is_pyhfs(demo: Path) -> None:
     spec = json.loads((demo / "BkgOnly.json").read_text())
     assert digest(spec) == pyhf.utils.digest(spec)
     assert load_pallet(demo / "BkgOnly.json").workspace_digest == pyhf.utils.digest(spec)
+
+
+def test_a_pallet_is_parsed_once_per_content(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from fitaas import pallets
+
+    monkeypatch.setenv("FITAAS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "pallet"
+    shutil.copytree(demo, folder)
+    first = load_pallet(folder)
+    calls = []
+    real = pallets._load
+    monkeypatch.setattr(pallets, "_load", lambda *a: calls.append(a) or real(*a))
+    again = load_pallet(folder)
+    assert again == first and calls == []  # the same bytes: parsed, validated, digested once
+    spec = json.loads((folder / "BkgOnly.json").read_text())
+    spec["observations"][0]["data"][0] += 1
+    (folder / "BkgOnly.json").write_text(json.dumps(spec))
+    changed = load_pallet(folder, verify=False)
+    assert len(calls) == 1 and changed.workspace_digest != first.workspace_digest
+    for cached in (tmp_path / "cache" / "pallets").iterdir():
+        cached.chmod(0o666)  # writable by others: never unpickled
+    load_pallet(folder, verify=False)
+    assert len(calls) == 2

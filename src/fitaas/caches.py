@@ -2,8 +2,9 @@
 
 One folder, ``FITAAS_CACHE`` (default ``~/.cache/fitaas``), holds compiled code (``jax/``,
 or ``FITAAS_JAX_CACHE``), workspaces written once for local workers to read by digest
-(``workspaces/``) and the digests of workspaces pyhf's schema has accepted
-(``validated/``). Everything in it can be deleted at any time: it is recomputed.
+(``workspaces/``), the digests of workspaces pyhf's schema has accepted (``validated/``)
+and pallets parsed, validated and digested once, by the bytes of their files
+(``pallets/``). Everything in it can be deleted at any time: it is recomputed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["cache_folder", "remember", "remembered", "write_once"]
+__all__ = ["cache_folder", "keep", "kept", "remember", "remembered", "write_once"]
 
 
 def cache_folder(name: str) -> Path:
@@ -52,3 +53,27 @@ def remember(kind: str, key: str) -> None:
     harmless: the fact is established again next time."""
     with suppress(OSError):
         write_once(_marker(kind, key), b"")
+
+
+def keep(kind: str, key: str, value: object) -> None:
+    """Keep a computed value by key (pickled, written once; a failure to write is
+    harmless: it is computed again next time)."""
+    import pickle
+
+    with suppress(OSError, pickle.PicklingError):
+        write_once(cache_folder(kind) / f"{key}.pickle", pickle.dumps(value, protocol=5))
+
+
+def kept(kind: str, key: str) -> object | None:
+    """A value :func:`keep` kept (``None``: none, or a file this user does not own alone:
+    a pickle is code, only this user's own files are read)."""
+    import pickle
+
+    path = cache_folder(kind) / f"{key}.pickle"
+    try:
+        info = path.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return None
+        return pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None

@@ -10,6 +10,7 @@ patchset file, as a directory holding ``BkgOnly.json`` and ``patchset.json``
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import tarfile
 import zlib
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.caches import remember, remembered
+from fitaas.caches import keep, kept, remember, remembered
 from fitaas.errors import DocumentTooLarge, InputError
 
 __all__ = [
@@ -546,6 +547,58 @@ def load_pallet(
         workspace = fetch(str(workspace))
     if is_address(patchset):
         patchset = fetch(str(patchset))
+    files = _source_files(workspace, patchset, region)
+    key = _pallet_key(files, region, verify) if files else None
+    found = kept("pallets", key) if key else None
+    if isinstance(found, Pallet):  # these very bytes were parsed, validated, digested
+        return found
+    pallet = _load(workspace, patchset, region, verify)
+    if key:
+        keep("pallets", key, pallet)
+    return pallet
+
+
+def _source_files(
+    workspace: str | Path | dict[str, Any], patchset: Any, region: str | None
+) -> list[Path] | None:
+    """The files whose bytes make the pallet (``None``: decoded inputs, nothing to key)."""
+    if isinstance(workspace, dict) or isinstance(patchset, dict):
+        return None
+    path = Path(workspace)
+    files = [path]
+    if path.is_dir():
+        layout = _directory_layout(path)
+        if not layout:
+            return None
+        with suppress(InputError):
+            chosen = layout[_pick_region(layout, region, str(path))]
+            files = [path / name for name in chosen.values()]
+    if patchset is not None:
+        files.append(Path(patchset))
+    return files if all(f.is_file() for f in files) else None
+
+
+def _pallet_key(files: list[Path], region: str | None, verify: bool) -> str | None:
+    """The content key of a pallet loaded from ``files``: their bytes (and how they are
+    read), pyhf's and fitaas's versions."""
+    from fitaas._version import __version__
+
+    hasher = hashlib.sha256()
+    try:
+        for path in files:
+            hasher.update(path.read_bytes())
+    except OSError:
+        return None
+    hasher.update(repr((region, verify, str(pyhf.__version__), __version__)).encode())
+    return hasher.hexdigest()
+
+
+def _load(
+    workspace: str | Path | dict[str, Any],
+    patchset: str | Path | dict[str, Any] | None,
+    region: str | None,
+    verify: bool,
+) -> Pallet:
     ps_spec: Any | None
     ps_source = "patchset"
     if isinstance(workspace, dict):
