@@ -151,7 +151,7 @@ def test_likelihood_scan_equals_plain_pyhf_fits(
     assert low is None if parameter is None else low is not None and low < scan.bestfit
 
 
-def test_cli_ranking_fit_and_their_plots(demo: Path, tmp_path: Path) -> None:
+def test_cli_ranking_and_its_plot(demo: Path, tmp_path: Path) -> None:
     (tmp_path / "ws.json").write_text(json.dumps(excess_workspace()))
     made = run_cli("ranking", "ws.json", "-o", "ranking.json", "--workers", "2", "-q",
                    cwd=tmp_path)  # fmt: skip
@@ -159,11 +159,7 @@ def test_cli_ranking_fit_and_their_plots(demo: Path, tmp_path: Path) -> None:
     assert "impacts on mu" in made.stdout and "k_other" in made.stdout
     stored = json.loads((tmp_path / "ranking.json").read_text())
     assert stored["poi"] == "mu" and len(stored["impacts"]) == 13
-    fitted = run_cli("fit", "ws.json", "-o", "fit.json", cwd=tmp_path)
-    assert fitted.returncode == 0, fitted.stderr
-    _drawn(
-        tmp_path, ("ranking.json", ["ranking.png"]), ("fit.json", ["pulls.png", "correlations.png"])
-    )
+    _drawn(tmp_path, ("ranking.json", ["ranking.png"]))
     no_poi = run_cli("ranking", str(demo / "BkgOnly.json"), "-q", cwd=tmp_path)
     assert no_poi.returncode == 2 and "no parameter of interest" in no_poi.stderr
     assert "(--poi)" in no_poi.stderr  # the command line names its flag
@@ -191,7 +187,10 @@ def test_cli_nll_scan_and_upper_limit(tmp_path: Path) -> None:
     assert limit.returncode == 0, limit.stderr
     found = json.loads((tmp_path / "ul.json").read_text())
     assert found["method"] == "toms748" and 0 < found["exp"][0] < found["obs"] < 40
-    _drawn(tmp_path, ("nll.json", ["nll_scan.png"]))
+    fitted = run_cli("fit", "ws.json", "-o", "fit.json", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    pictures = ["pulls.png", "correlations.png"]
+    _drawn(tmp_path, ("nll.json", ["nll_scan.png"]), ("fit.json", pictures))
 
 
 @pytest.mark.parametrize(
@@ -200,7 +199,7 @@ def test_cli_nll_scan_and_upper_limit(tmp_path: Path) -> None:
         pytest.param(  # (the +2σ limit lies above 10)
             InferenceOptions(par_bounds={"mu": [0, 40]}), marks=pytest.mark.slow
         ),
-        InferenceOptions(test_stat="q", ul_scan=(0.5, 8.0, 16), level=0.1),
+        InferenceOptions(test_stat="q", ul_scan=(0.5, 8.0, 8), level=0.1),
     ],
 )
 def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None:
@@ -228,6 +227,29 @@ def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None
     assert spread.obs == pytest.approx(float(obs), rel=tolerance)
     assert spread.exp == pytest.approx([float(e) for e in exp], rel=tolerance)
     assert spread.level == options.level
+
+
+def test_fit_plots_draw_pulls_and_the_most_correlated_parameters() -> None:
+    from fitaas.fit_plots import correlation_figure, pulls_figure
+
+    names = tuple(f"p{i}" for i in range(40))
+    matrix = np.eye(40)
+    matrix[3, 7] = matrix[7, 3] = 0.9
+    fit_result = FitResult(
+        parameters=names,
+        bestfit=(0.1,) * 40,
+        uncertainties=(0.5,) * 40,
+        twice_nll=1.0,
+        converged=True,
+        nfev=1,
+        message="",
+        correlations=tuple(map(tuple, matrix)),
+    )
+    figure = correlation_figure(fit_result, most=10)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert len(labels) == 10 and {"p3", "p7"} <= set(labels)
+    pulls = pulls_figure(names[:3], [0.5, None, -1.0], [0.9, None, 1.0])
+    assert [t.get_text() for t in pulls.axes[0].get_yticklabels()] == ["p0", "p2"]
 
 
 def test_minos_intervals_equal_pyhf_minuit() -> None:
