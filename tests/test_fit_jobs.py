@@ -12,7 +12,7 @@ import pyhf
 import pytest
 
 import fitaas
-from conftest import excess_workspace, run_cli
+from conftest import excess_workspace, load, run_cli
 from fitaas import InputError
 from fitaas.inference import FitResult, InferenceOptions, build_model, fit, pyhf_backend
 from fitaas.inference.held_fits import HeldFitResult
@@ -268,3 +268,36 @@ def test_minos_intervals_equal_pyhf_minuit() -> None:
         expected = (minuit.merrors[name].lower, minuit.merrors[name].upper)
         assert result.minos[name] == pytest.approx(expected, abs=1e-3)
     assert FitResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+@pytest.mark.slow
+def test_ranking_of_a_published_point_equals_plain_pyhf_fits(workspaces: Path) -> None:
+    folder = workspaces / "sbottom" / "RegionA"
+    spread = fitaas.ranking(folder, patch="sbottom_1000_205_60", workers=2)
+    pallet = fitaas.load_pallet(folder)
+    workspace = pyhf.Workspace(pallet.workspace)
+    model = workspace.model(
+        patches=[pyhf.PatchSet(load(folder / "patchset.json.gz"))["sbottom_1000_205_60"]]
+    )
+    data = workspace.data(model)
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-10))
+    try:
+        bounds = model.config.suggested_bounds()
+        poi = model.config.poi_index
+        labels = model.config.par_names
+        for impact in spread.impacts[:3]:  # the three largest, fitted the plain way
+            index = labels.index(impact.parameter)
+            for variation, held in (
+                ("postfit_up", impact.value + impact.error),
+                ("postfit_down", impact.value - impact.error),
+            ):
+                init, fixed = model.config.suggested_init(), model.config.suggested_fixed()
+                init[index], fixed[index] = held, True
+                pars = pyhf.infer.mle.fit(data, model, init, bounds, fixed)
+                plain = float(pars[poi]) - spread.poi_value
+                assert getattr(impact, variation) == pytest.approx(
+                    plain, abs=1e-3 * spread.poi_error
+                )
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+    assert spread.fits > 200 and not spread.failed
