@@ -97,6 +97,26 @@ def _prepared(where: _Where, kinds: Sequence[str] = ("fit",)) -> tuple[Pallet, P
     return pallet, point, model, data
 
 
+class _Collected:
+    """The held fits' results as they arrive, counted and reported."""
+
+    def __init__(self, total: int, progress: Callable[[FitProgress], None] | None) -> None:
+        self.total = total
+        self.progress = progress
+        self.results: dict[Any, HeldFitResult] = {}
+        self.failed = 0
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(FitProgress(self.total, len(self.results), self.failed))
+
+    def record(self, task: _FitTask, returned: list[dict[str, Any]]) -> None:
+        for (key, _), item in zip(task.fits, returned, strict=True):
+            self.results[key] = HeldFitResult.from_dict(item)
+            self.failed += self.results[key].error is not None
+        self.report()
+
+
 def _run_held(
     pallet: Pallet,
     point: Point,
@@ -108,28 +128,18 @@ def _run_held(
     ref = engine.install(pallet.workspace_digest, pallet.workspace)
     data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
     option_dict = where.options.to_dict()
-    progress = where.progress
-    results: dict[Any, HeldFitResult] = {}
-    tally = {"failed": 0}
+    collected = _Collected(len(planned), where.progress)
 
     def call(task: _FitTask, payload: Any) -> Future[list[dict[str, Any]]]:
         fits = [(held.index, held.value) for _, held in task.fits]
         return engine.executor.submit(run_held_fits, ref, data, fits, option_dict, payload)
-
-    def record(task: _FitTask, returned: list[dict[str, Any]]) -> None:
-        for (key, _), item in zip(task.fits, returned, strict=True):
-            results[key] = HeldFitResult.from_dict(item)
-            tally["failed"] += results[key].error is not None
-        if progress is not None:
-            progress(FitProgress(len(planned), len(results), tally["failed"]))
 
     def lost(task: _FitTask, error: str) -> list[dict[str, Any]]:
         return [HeldFitResult.failed(error).to_dict() for _ in task.fits]
 
     size = engine.batch_size or FITS_PER_TASK
     tasks = [_FitTask(list(planned[i : i + size])) for i in range(0, len(planned), size)]
-    if progress is not None:
-        progress(FitProgress(len(planned), 0, 0))
+    collected.report()
     dispatcher: Dispatcher[_FitTask] = Dispatcher(
         engine,
         call,
@@ -137,8 +147,8 @@ def _run_held(
         lambda task: task.sending,
         where.stop,
     )
-    dispatcher.run(iter(tasks), record, lost)
-    return results
+    dispatcher.run(iter(tasks), collected.record, lost)
+    return collected.results
 
 
 @dataclass(frozen=True)
@@ -282,6 +292,26 @@ def likelihood_scan(
     return assemble_scan(model, nominal, index, values, ordered)
 
 
+class _Counts:
+    """CLs evaluations asked for, done and failed (from several threads), reported."""
+
+    def __init__(self, progress: Callable[[FitProgress], None] | None) -> None:
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.total = self.finished = self.failed = 0
+
+    def asked(self) -> None:
+        with self.lock:
+            self.total += 1
+
+    def done(self, failed: bool) -> None:
+        with self.lock:
+            self.finished += 1
+            self.failed += failed
+            if self.progress is not None:
+                self.progress(FitProgress(self.total, self.finished, self.failed))
+
+
 @dataclass
 class _MuTask:
     mu: float
@@ -360,8 +390,7 @@ def _evaluation(
         lambda: engine.payload(pallet.workspace_digest, pallet.workspace),
         lambda task: task.sending,
     )
-    counts = {"asked": 0, "done": 0, "failed": 0}
-    lock = threading.Lock()
+    counts = _Counts(where.progress)
 
     def lost(task: _MuTask, error: str) -> list[dict[str, Any]]:
         return [{"status": "failed", "result": None, "error": error}]
@@ -369,15 +398,10 @@ def _evaluation(
     def evaluate(mu: float) -> tuple[float, tuple[float, ...]]:
         if where.stop is not None and where.stop.is_set():
             raise Stopped("the upper limit was stopped")
-        with lock:
-            counts["asked"] += 1
+        counts.asked()
         (outcome,) = dispatcher.call(_MuTask(mu), lost)
         failed = outcome["status"] == "failed" or outcome["result"] is None
-        with lock:
-            counts["done"] += 1
-            counts["failed"] += failed
-            if where.progress is not None:
-                where.progress(FitProgress(counts["asked"], counts["done"], counts["failed"]))
+        counts.done(failed)
         if failed:
             raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {outcome['error']}")
         result = HypotestResult.from_dict(outcome["result"])
