@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fitaas.cli.options import (
+    IDLE_FOR_FITS,
     engine_from_cli,
     engine_options,
     grid_from_cli,
@@ -23,21 +24,6 @@ from fitaas.cli.progress import FitBar
 
 __all__ = ["nll_scan", "ranking"]
 
-# The inference options that do nothing for these commands (hidden from their --help).
-_IDLE = (
-    "poi_value",
-    "test_stat",
-    "cl",
-    "ul_scan",
-    "retry_strategy",
-    "calctype",
-    "ntoys",
-    "seed",
-    "cls_accuracy",
-    "max_toys",
-    "toy_block_size",
-)
-
 
 def _common(func: Any) -> Any:
     """Arguments and options both commands take."""
@@ -50,8 +36,8 @@ def _common(func: Any) -> Any:
             help="Write the JSON here.",
         ),
         engine_options,
-        hide_options(*_IDLE),
         inference_options,
+        hide_options(*IDLE_FOR_FITS),  # (after the options it hides)
         click.option(
             "-p",
             "--patch",

@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command run
     from fitaas.pallets import Pallet
 
 __all__ = [
+    "IDLE_FOR_FITS",
+    "TOY_OPTIONS",
     "engine_from_cli",
     "engine_options",
     "grid_from_cli",
@@ -30,6 +32,11 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The options of pseudo-experiments (idle for every command but hypothesis tests and scans).
+TOY_OPTIONS = ("calctype", "ntoys", "seed", "cls_accuracy", "max_toys", "toy_block_size")
+# The inference options that do nothing for a fit, ranking or likelihood scan.
+IDLE_FOR_FITS = ("poi_value", "test_stat", "cl", "ul_scan", "retry_strategy", *TOY_OPTIONS)
 
 
 def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -11,6 +11,8 @@ from typing import Any
 import click
 
 from fitaas.cli.options import (
+    IDLE_FOR_FITS,
+    TOY_OPTIONS,
     engine_from_cli,
     engine_options,
     hide_options,
@@ -185,11 +187,10 @@ def _command(kind: str, summary: str) -> click.Command:
 
 
 # The inference options that do nothing for a command (hidden from its --help).
-_TOYS = ("calctype", "ntoys", "seed", "cls_accuracy", "max_toys", "toy_block_size")
 _IDLE = {
     "hypotest": ("cl", "ul_scan"),
-    "upper_limit": ("poi_value", "retry_strategy", *_TOYS),
-    "fit": ("poi_value", "test_stat", "cl", "ul_scan", "retry_strategy", *_TOYS),
+    "upper_limit": ("poi_value", "retry_strategy", *TOY_OPTIONS),
+    "fit": IDLE_FOR_FITS,
 }
 
 
