@@ -270,9 +270,11 @@ class _CompiledObjective:
             )
         observed = np.asarray(data, dtype=float)
         init = np.asarray(init_pars, dtype=float)
+        args = (bound, pdf, observed, init, par_bounds, fixed_vals, kwargs)
         # (fits someone watches, the fit checks' and the mirror search's, are all made)
-        watched = getattr(self, "on_fit", None) or getattr(self, "mirror", None)
-        memo = {} if watched else self.structures.memo(pdf)
+        if getattr(self, "on_fit", None) or getattr(self, "mirror", None):
+            return _returned(self._compiled_fit(*args), return_fitted_val, return_result_obj)
+        memo = self.structures.memo(pdf)
         key = (
             observed.tobytes(),
             init.tobytes(),
@@ -284,9 +286,7 @@ class _CompiledObjective:
         )
         found = memo.get(key)
         if found is None:  # else asked before (pyhf's hypotest at another POI value)
-            found = memo[key] = self._compiled_fit(
-                bound, pdf, observed, init, par_bounds, fixed_vals, kwargs
-            )
+            found = memo[key] = self._compiled_fit(*args)
         return _returned(found, return_fitted_val, return_result_obj)
 
     def _compiled_fit(
