@@ -38,6 +38,7 @@ from fitaas.inference import (
 )
 from fitaas.inference.core import check_options, complete_fit_inputs, fit_inputs
 from fitaas.inference.held_fits import HeldFit, HeldFitResult
+from fitaas.inference.kinds import outcome
 from fitaas.inference.likelihood_scan import LikelihoodScan, assemble_scan, plan_scan, scan_values
 from fitaas.inference.parallel_limits import (
     CLsCache,
@@ -126,7 +127,7 @@ def _run_held(
 ) -> dict[Any, HeldFitResult]:
     """Every planned fit, computed on the engine: ``{key: result}``."""
     ref = engine.install(pallet.workspace_digest, pallet.workspace)
-    data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
+    data = point.task_data()
     option_dict = where.options.to_dict()
     collected = _Collected(len(planned), where.progress)
 
@@ -380,7 +381,7 @@ def _evaluation(
 ) -> Callable[[float], tuple[float, tuple[float, ...]]]:
     """CLs at a POI value, computed as a task on the engine (sent again when lost)."""
     ref = engine.install(pallet.workspace_digest, pallet.workspace)
-    data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
+    data = point.task_data()
     option_dict = where.options.to_dict()
     dispatcher: Dispatcher[_MuTask] = Dispatcher(
         engine,
@@ -393,18 +394,18 @@ def _evaluation(
     counts = _Counts(where.progress)
 
     def lost(task: _MuTask, error: str) -> list[dict[str, Any]]:
-        return [{"status": "failed", "result": None, "error": error}]
+        return [outcome("failed", None, error, 0.0)]
 
     def evaluate(mu: float) -> tuple[float, tuple[float, ...]]:
         if where.stop is not None and where.stop.is_set():
             raise Stopped("the upper limit was stopped")
         counts.asked()
-        (outcome,) = dispatcher.call(_MuTask(mu), lost)
-        failed = outcome["status"] == "failed" or outcome["result"] is None
+        (found,) = dispatcher.call(_MuTask(mu), lost)
+        failed = found["status"] == "failed" or found["result"] is None
         counts.done(failed)
         if failed:
-            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {outcome['error']}")
-        result = HypotestResult.from_dict(outcome["result"])
+            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {found['error']}")
+        result = HypotestResult.from_dict(found["result"])
         return result.cls_obs, tuple(result.cls_exp)
 
     return evaluate

@@ -274,6 +274,10 @@ class Point:
     operations: tuple[dict[str, Any], ...] = field(repr=False)
     digest: str
 
+    def task_data(self) -> dict[str, Any]:
+        """The point as worker tasks take it: ``{"name", "digest", "operations"}``."""
+        return {"name": self.name, "digest": self.digest, "operations": list(self.operations)}
+
 
 @dataclass(frozen=True)
 class Pallet:

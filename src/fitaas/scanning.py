@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import pickle
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from fitaas.tasks import (
 )
 from fitaas.toy_blocks import Block, blocks_for, merge_blocks, more_toys
 
-__all__ = ["ScanProgress", "ScanStopped", "scan", "stored_results"]
+__all__ = ["ScanProgress", "ScanStopped", "pallet_result", "scan", "stored_results"]
 
 # Statuses that are final answers, reused from the store (failed points are tried again).
 FINAL = ("ok", "suspect")
@@ -361,24 +361,31 @@ def _run(
 
 def _assemble(plan: _Plan, gather: _Gather) -> ScanResult:
     """The scan's result from the plan's outcomes, with what this run computed."""
-    points, kinds = plan.points, plan.kinds
+    points = [plan.result(point) for point in plan.points]
+    return pallet_result(plan.pallet, plan.options, points, plan.kinds, gather.computed_kinds)
+
+
+def pallet_result(
+    pallet: Pallet,
+    options: InferenceOptions,
+    points: Sequence[PointResult],
+    kinds: Sequence[str] = (),
+    computed: Mapping[str, int] | None = None,
+) -> ScanResult:
+    """A scan result of a pallet's points, with how many results of each kind this run
+    computed (``computed``; the others were taken from the store)."""
+    done = {kind: (computed or {}).get(kind, 0) for kind in kinds}
     return ScanResult(
-        workspace_digest=plan.pallet.workspace_digest,
-        options=plan.options,
-        pyhf_version=plan.version,
-        labels=plan.pallet.labels,
-        points=tuple(plan.result(point) for point in points),
-        computed=gather.computed,
-        reused=len(kinds) * len(points) - gather.computed,
-        source=plan.pallet.source,
-        kinds={
-            kind: {
-                "computed": gather.computed_kinds[kind],
-                "reused": len(points) - gather.computed_kinds[kind],
-            }
-            for kind in kinds
-        },
-        units=plan.pallet.units,
+        workspace_digest=pallet.workspace_digest,
+        options=options,
+        pyhf_version=str(pyhf.__version__),
+        labels=pallet.labels,
+        points=tuple(points),
+        computed=sum(done.values()),
+        reused=len(kinds) * len(points) - sum(done.values()),
+        source=pallet.source,
+        kinds={kind: {"computed": n, "reused": len(points) - n} for kind, n in done.items()},
+        units=pallet.units,
     )
 
 
@@ -464,18 +471,7 @@ def stored_results(
         if all(v is not None for v in found.values()):
             outcomes = {k: v.outcome for k, v in found.items() if v is not None}
             results.append(_point_result(point, pallet.labels, kinds, outcomes))
-    return ScanResult(
-        workspace_digest=pallet.workspace_digest,
-        options=options,
-        pyhf_version=str(pyhf.__version__),
-        labels=pallet.labels,
-        points=tuple(results),
-        computed=0,
-        reused=len(results) * len(kinds),
-        source=pallet.source,
-        kinds={kind: {"computed": 0, "reused": len(results)} for kind in kinds},
-        units=pallet.units,
-    )
+    return pallet_result(pallet, options, results, kinds)
 
 
 @dataclass
@@ -603,7 +599,7 @@ class _Gather:
     def _call(
         self, engine: Engine, ref: WorkspaceRef, task: _Task, payload: bytes | None
     ) -> Future[list[dict[str, Any]]]:
-        points = [{"name": p.name, "operations": list(p.operations)} for p in task.points]
+        points = [p.task_data() for p in task.points]
         return engine.executor.submit(
             run_points, ref, points, task.kinds, self.option_dict, payload
         )
@@ -697,7 +693,7 @@ class _ToyGather(_Gather):
         self, engine: Engine, ref: WorkspaceRef, task: _Task, payload: bytes | None
     ) -> Future[list[dict[str, Any]]]:
         point = task.points[0]
-        data = {"name": point.name, "digest": point.digest, "operations": list(point.operations)}
+        data = point.task_data()
         return engine.executor.submit(
             run_toy_blocks, ref, data, list(task.blocks), self.option_dict, payload
         )

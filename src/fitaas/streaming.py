@@ -41,6 +41,7 @@ from fitaas.scanning import (
     _opened_store,
     _point_result,
     _Task,
+    pallet_result,
 )
 from fitaas.store import ResultStore, result_key
 from fitaas.theory_models import ModelSource, model_source
@@ -102,29 +103,8 @@ class JsonlWriter:
         self._file.close()
 
 
-def _scan_result(
-    pallet: Pallet,
-    options: InferenceOptions,
-    points: Sequence[PointResult] = (),
-    summary: StreamSummary | None = None,
-) -> ScanResult:
-    """A scan result of the pallet's models (none: the JSON Lines header's fields)."""
-    return ScanResult(
-        workspace_digest=pallet.workspace_digest,
-        options=options,
-        pyhf_version=str(pyhf.__version__),
-        labels=pallet.labels,
-        points=tuple(points),
-        computed=summary.computed if summary else 0,
-        reused=summary.reused if summary else 0,
-        source=pallet.source,
-        kinds=summary.kinds if summary else {},
-        units=pallet.units,
-    )
-
-
 def _header(pallet: Pallet, options: InferenceOptions, kinds: Sequence[str]) -> dict[str, Any]:
-    header = _scan_result(pallet, options).jsonl_header()
+    header = pallet_result(pallet, options, ()).jsonl_header()
     return {**header, "kinds": list(kinds), "stream": True}
 
 
@@ -350,4 +330,5 @@ def collected_scan(
         on_result=points.append,
         **stream_options,
     )
-    return _scan_result(pallet, options, points, summary)
+    computed = {kind: counts["computed"] for kind, counts in summary.kinds.items()}
+    return pallet_result(pallet, options, points, tuple(summary.kinds), computed)

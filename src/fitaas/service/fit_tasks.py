@@ -39,7 +39,10 @@ def _key(pallet: Pallet, job: Any) -> tuple[str, Point, dict[str, Any]]:
 
 def fit_job_outcome(pallet: Pallet, job: Any, store: ResultStore) -> dict[str, Any] | None:
     """The stored result of a ranking or likelihood scan job (``None``: not computed)."""
-    key, _, _ = _key(pallet, job)
+    return _stored(store, _key(pallet, job)[0])
+
+
+def _stored(store: ResultStore, key: str) -> dict[str, Any] | None:
     found = store.get([key]).get(key)
     return found.outcome["result"] if found is not None and found.status == "ok" else None
 
@@ -59,7 +62,7 @@ def run_fit_job(
         Stopped: ``stop`` was set.
     """
     key, point, options = _key(pallet, job)
-    if fit_job_outcome(pallet, job, store) is not None:
+    if _stored(store, key) is not None:
         return
     params = job.params or {}
     common: dict[str, Any] = {
