@@ -10,9 +10,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover - the client imports pyhf only to read res
     from fitaas.results import ScanResult
 
 __all__ = ["Client", "Job", "ServiceError"]
-
-_ARCHIVES = (".tar.gz", ".tgz", ".tar")
 
 
 class ServiceError(FitaasError):
@@ -60,6 +60,15 @@ class Job:
     finished: float | None
     elapsed: float | None
     params: dict[str, Any] | None = None  # a ranking's POI, a likelihood scan's grid
+    inputs: dict[str, Any] | None = None  # a sweep's or combination's pallets, models
+
+    @property
+    def sweep(self) -> list[str] | None:
+        """A sweep's pallet names (``None``: not a sweep)."""
+        inputs = self.inputs or {}
+        if not inputs.get("pallets") or inputs.get("combine"):
+            return None
+        return [p["name"] for p in inputs["pallets"]]
 
     @property
     def finished_running(self) -> bool:
@@ -131,7 +140,7 @@ class Client:
 
     def _upload(self, kind: str, document: str | Path | dict[str, Any]) -> str:
         if isinstance(document, dict):
-            body = json.dumps(document).encode()
+            body = gzip.compress(json.dumps(document).encode(), compresslevel=6)
         else:
             try:
                 body = Path(document).read_bytes()
@@ -151,6 +160,20 @@ class Client:
         """Upload a patchset (a .json/.json.gz file or its decoded JSON); returns its digest."""
         return self._upload("patchset", patchset)
 
+    def upload_models(self, models: str | Path | Iterable[Mapping[str, Any]]) -> str:
+        """Upload theory models: a ``.jsonl``/``.jsonl.gz`` file, a folder of patch files or
+        an iterable of ``{"name", "values", "patch"}`` (checked here first, as ``fitaas
+        scan --models`` reads them); returns their digest."""
+        from fitaas.theory_models import model_source
+
+        lines = (
+            json.dumps({"name": p.name, "values": list(p.values), "patch": list(p.operations)})
+            for p in model_source(models)
+        )
+        body = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
+        headers = {"Content-Type": "application/gzip"}
+        return str(self._request("POST", "/models", content=body, headers=headers).json()["digest"])
+
     def submit(
         self,
         workspace: str | Path | dict[str, Any],
@@ -163,12 +186,15 @@ class Client:
         region: str | None = None,
         parameter: str | None = None,
         grid: tuple[float, float, int] | None = None,
+        models: str | Path | Iterable[Mapping[str, Any]] | None = None,
+        labels: Sequence[str] = (),
         **options: Any,
     ) -> Job:
         """Upload what is needed and submit a job.
 
         Args:
-            workspace: A workspace file, a pallet directory or HEPData archive, or decoded JSON.
+            workspace: A workspace file, a pallet directory or HEPData archive, an http(s)
+                address, or decoded JSON.
             patchset: A patchset file or decoded JSON (found in a directory or archive).
             patches: A subset of patch names.
             task: ``"hypotest"``, ``"upper_limit"`` or ``"fit"`` for every point;
@@ -179,35 +205,102 @@ class Client:
             region: The region folder of a directory or archive holding several.
             parameter: A ranking's POI or a likelihood scan's parameter (default: the POI).
             grid: A likelihood scan's ``(low, high, n)``.
+            models: Theory models to scan over the background-only ``workspace`` instead of
+                a patchset (see :meth:`upload_models`).
+            labels: Names of the models' values.
             **options: Inference options (``InferenceOptions`` fields, e.g. ``poi_value=1``).
 
         Returns:
             The queued job.
         """
-        if not isinstance(workspace, dict):
-            path = Path(workspace)
-            if path.is_dir() or path.name.endswith(_ARCHIVES):
-                workspace, found = _pallet_files(path, region)
-                patchset = found if patchset is None else patchset
+        from fitaas.pallets import pallet_specs
+
+        if models is not None and patchset is not None:
+            raise ServiceError("a theory scan scans its models: give no patchset")
+        specs = pallet_specs(workspace, patchset, region)
         body: dict[str, Any] = {
-            "workspace": self.upload_workspace(workspace),
-            "patchset": self.upload_patchset(patchset) if patchset is not None else None,
+            "workspace": self.upload_workspace(specs.workspace),
+            "patchset": None
+            if models is not None or specs.patchset is None
+            else self.upload_patchset(specs.patchset),
             "patches": patches,
             "task": task,
             "options": options,
             "endpoint": endpoint,
             "group": group,
         }
+        if models is not None:
+            body.update(models=self.upload_models(models), labels=list(labels))
         if parameter is not None:
             body["parameter"] = parameter
         if grid is not None:
             body["grid"] = list(grid)
         return Job.from_dict(self._request("POST", "/jobs", json=body).json())
 
+    def submit_pallets(
+        self,
+        sources: Sequence[str | Path],
+        *,
+        combine: bool = False,
+        join: str = "none",
+        match: str = "names",
+        all_regions: bool = False,
+        region: str | None = None,
+        patches: list[str] | None = None,
+        task: str = "hypotest",
+        endpoint: str | None = None,
+        group: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit several pallets as one job: a sweep (each pallet scanned, workers shared),
+        or with ``combine`` the scan of their combination (as ``fitaas scan --combine``).
+
+        Args:
+            sources: Folders, archives, addresses, workspace files, or
+                ``BkgOnly.json:patchset.json`` pairs (named as ``fitaas scan`` names them).
+            combine: Scan the combination of the pallets.
+            join: How the workspaces combine (``"none"``, ``"outer"``, ...).
+            match: ``"names"`` or ``"values"``: which points of the analyses are one model.
+            all_regions: Every region of a folder or archive holding several.
+            region: The region to take where there are several.
+            patches: A combination's subset of points (a sweep scans every point).
+            task: ``"hypotest"``, ``"upper_limit"`` or ``"fit"``.
+            endpoint: Where to run it.
+            group: One of your groups to share the job with.
+            **options: Inference options.
+
+        Returns:
+            The queued job; :meth:`sweep_results` gives a sweep's results by pallet.
+        """
+        from fitaas.pallets import pallet_specs
+        from fitaas.sweeps import sweep_sources
+
+        pallets = []
+        for entry in sweep_sources(sources, all_regions=all_regions, region=region):
+            specs = pallet_specs(entry.workspace, entry.patchset, entry.region)
+            pallets.append(
+                {
+                    "name": entry.name,
+                    "workspace": self.upload_workspace(specs.workspace),
+                    "patchset": None
+                    if specs.patchset is None
+                    else self.upload_patchset(specs.patchset),
+                }
+            )
+        body: dict[str, Any] = {
+            "pallets": pallets,
+            "combine": {"join": join, "match": match} if combine else None,
+            "patches": patches,
+            "task": task,
+            "options": options,
+            "endpoint": endpoint,
+            "group": group,
+        }
+        return Job.from_dict(self._request("POST", "/jobs", json=body).json())
+
     def job(self, job: Job | str) -> Job:
         """The job's current state."""
-        job_id = job.id if isinstance(job, Job) else job
-        return Job.from_dict(self._request("GET", f"/jobs/{job_id}").json())
+        return Job.from_dict(self._request("GET", f"/jobs/{_job_id(job)}").json())
 
     def jobs(self) -> list[Job]:
         """Your jobs and those shared with your groups, newest first."""
@@ -219,8 +312,7 @@ class Client:
 
     def cancel(self, job: Job | str) -> Job:
         """Cancel a job; finished results stay."""
-        job_id = job.id if isinstance(job, Job) else job
-        return Job.from_dict(self._request("DELETE", f"/jobs/{job_id}").json())
+        return Job.from_dict(self._request("DELETE", f"/jobs/{_job_id(job)}").json())
 
     def wait(
         self,
@@ -268,38 +360,48 @@ class Client:
                 bar.stop()
         return current
 
-    def results(self, job: Job | str) -> ScanResult | RankingResult | LikelihoodScan:
+    def results(
+        self, job: Job | str, pallet: str | None = None
+    ) -> ScanResult | RankingResult | LikelihoodScan:
         """The job's results so far: a :class:`~fitaas.results.ScanResult` (as
-        :func:`fitaas.scan` returns it) for scans; the ranking or likelihood scan of those
-        jobs."""
+        :func:`fitaas.scan` returns it) for scans (of a sweep, its pallet ``pallet``,
+        default the first); the ranking or likelihood scan of those jobs."""
         from fitaas.inference.likelihood_scan import LikelihoodScan
         from fitaas.inference.ranking import RankingResult
         from fitaas.results import ScanResult
 
-        data = self.results_json(job)
+        data = self.results_json(job, pallet) if pallet else self.results_json(job)
+        if "pallets" in data:  # a sweep: its first pallet
+            data = next(iter(data["pallets"].values()))
         if "impacts" in data:
             return RankingResult.from_dict(data)
         if "delta_twice_nll" in data:
             return LikelihoodScan.from_dict(data)
         return ScanResult.from_dict(data)
 
-    def results_json(self, job: Job | str) -> dict[str, Any]:
+    def sweep_results(self, job: Job | str) -> dict[str, ScanResult]:
+        """A sweep job's results so far, each pallet's by its name, in order."""
+        from fitaas.results import ScanResult
+
+        data = self.results_json(job)
+        if "pallets" not in data:
+            raise ServiceError(f"job {_job_id(job)} is not a sweep")
+        return {name: ScanResult.from_dict(each) for name, each in data["pallets"].items()}
+
+    def results_json(self, job: Job | str, pallet: str | None = None) -> dict[str, Any]:
         """The job's results so far as the service sends them: the JSON ``fitaas scan -o
-        results.json`` writes (strict: ``null`` where the file has ``NaN``)."""
-        job_id = job.id if isinstance(job, Job) else job
-        response = self._request("GET", f"/jobs/{job_id}/results", params={"format": "json"})
+        results.json`` writes (strict: ``null`` where the file has ``NaN``); a sweep's as
+        ``{"pallets": {name: results}}``, or its pallet ``pallet``'s."""
+        params = {"format": "json", **({"pallet": pallet} if pallet else {})}
+        response = self._request("GET", f"/jobs/{_job_id(job)}/results", params=params)
         return dict(response.json())
 
-    def results_csv(self, job: Job | str) -> str:
-        """A scan job's results so far as CSV text (one row per point)."""
-        job_id = job.id if isinstance(job, Job) else job
-        return str(self._request("GET", f"/jobs/{job_id}/results", params={"format": "csv"}).text)
+    def results_csv(self, job: Job | str, pallet: str | None = None) -> str:
+        """A scan job's results so far as CSV text (one row per point; a sweep's per
+        ``pallet``)."""
+        params = {"format": "csv", **({"pallet": pallet} if pallet else {})}
+        return str(self._request("GET", f"/jobs/{_job_id(job)}/results", params=params).text)
 
 
-def _pallet_files(path: Path, region: str | None) -> tuple[Any, Any]:
-    """The workspace and patchset JSON of a pallet directory or HEPData archive."""
-    from fitaas.pallets import _load_archive, _load_directory
-
-    loader = _load_directory if path.is_dir() else _load_archive
-    workspace, patchset, _, _ = loader(path, region)
-    return workspace, patchset
+def _job_id(job: Job | str) -> str:
+    return job.id if isinstance(job, Job) else job

@@ -29,11 +29,13 @@ from fitaas.errors import DocumentTooLarge, InputError
 __all__ = [
     "ARCHIVE_SUFFIXES",
     "Pallet",
+    "PalletSpecs",
     "Point",
     "digest",
     "gunzip",
     "load_json",
     "load_pallet",
+    "pallet_specs",
     "parse_json_bytes",
     "regions",
     "validate_patchset",
@@ -597,12 +599,41 @@ def _pallet_key(files: list[Path], region: str | None, verify: bool) -> str | No
     return hasher.hexdigest()
 
 
-def _load(
+@dataclass(frozen=True)
+class PalletSpecs:
+    """A pallet's documents as read, not yet validated.
+
+    Attributes:
+        workspace: The workspace specification (decoded JSON).
+        patchset: The patchset specification, or ``None``.
+        workspace_source: Where the workspace was read (for messages).
+        patchset_source: Where the patchset was read.
+    """
+
+    workspace: Any = field(repr=False)
+    patchset: Any | None = field(repr=False)
+    workspace_source: str = "workspace"
+    patchset_source: str = "patchset"
+
+
+def pallet_specs(
     workspace: str | Path | dict[str, Any],
-    patchset: str | Path | dict[str, Any] | None,
-    region: str | None,
-    verify: bool,
-) -> Pallet:
+    patchset: str | Path | dict[str, Any] | None = None,
+    region: str | None = None,
+) -> PalletSpecs:
+    """Read a pallet's workspace and patchset JSON from files, a directory, an archive, an
+    address (downloaded once) or decoded JSON, without validating them (a client uploads
+    them as they are).
+
+    Raises:
+        InputError: A file that cannot be read or parsed, or no likelihood found.
+    """
+    from fitaas.downloads import fetch, is_address
+
+    if is_address(workspace):
+        workspace = fetch(str(workspace))
+    if is_address(patchset):
+        patchset = fetch(str(patchset))
     ps_spec: Any | None
     ps_source = "patchset"
     if isinstance(workspace, dict):
@@ -620,6 +651,20 @@ def _load(
             ps_spec, ps_source = patchset, "patchset"
         else:
             ps_spec, ps_source = load_json(patchset), str(patchset)
+    return PalletSpecs(ws_spec, ps_spec, ws_source, ps_source)
+
+
+def _load(
+    workspace: str | Path | dict[str, Any],
+    patchset: str | Path | dict[str, Any] | None,
+    region: str | None,
+    verify: bool,
+) -> Pallet:
+    specs = pallet_specs(workspace, patchset, region)
     return Pallet.from_specs(
-        ws_spec, ps_spec, verify=verify, source=ws_source, patchset_source=ps_source
+        specs.workspace,
+        specs.patchset,
+        verify=verify,
+        source=specs.workspace_source,
+        patchset_source=specs.patchset_source,
     )

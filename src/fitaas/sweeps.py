@@ -8,7 +8,9 @@ to the store as for a single scan (so a sweep resumes like one).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from fitaas.pallets import ARCHIVE_SUFFIXES, Pallet, load_pallet, regions
 from fitaas.results import ScanResult
 from fitaas.scanning import scan
 
-__all__ = ["expand_pallets", "sweep"]
+__all__ = ["SweepSource", "expand_pallets", "sweep", "sweep_sources"]
 
 
 def _name(source: str) -> str:
@@ -32,14 +34,27 @@ def _name(source: str) -> str:
     return base
 
 
-def expand_pallets(
-    sources: Sequence[str | Path],
-    *,
-    all_regions: bool = False,
-    region: str | None = None,
-    verify: bool = True,
-) -> list[tuple[str, Pallet]]:
-    """Load every pallet of a sweep, named.
+@dataclass(frozen=True)
+class SweepSource:
+    """One pallet of a sweep, named, before it is read.
+
+    Attributes:
+        name: Unique within the sweep (``folder/region`` for a region).
+        workspace: A workspace file, directory, archive or address.
+        patchset: The patchset file of a ``BkgOnly.json:patchset.json`` pair.
+        region: The region folder to read.
+    """
+
+    name: str
+    workspace: str
+    patchset: str | None = None
+    region: str | None = None
+
+
+def sweep_sources(
+    sources: Sequence[str | Path], *, all_regions: bool = False, region: str | None = None
+) -> list[SweepSource]:
+    """Name every pallet of a sweep, reading no likelihood (only archives' member lists).
 
     Args:
         sources: Folders, archives, addresses or files; a workspace and its patchset as one
@@ -47,39 +62,66 @@ def expand_pallets(
         all_regions: Every region of a folder or archive that holds several (named
             ``folder/region``); otherwise ``region``, or the one region there is.
         region: The region to take where there are several.
+
+    Returns:
+        The pallets in order; names are unique (``-2``, ``-3`` added where needed).
+
+    Raises:
+        InputError: No input, or a folder or archive whose regions cannot be listed.
+    """
+    if not sources:
+        raise InputError("a sweep needs pallets")
+    found: list[SweepSource] = []
+    for source in map(str, sources):
+        workspace, colon, patchset = source.partition(":")
+        if colon and not is_address(source) and not Path(source).exists():
+            name = _name(str(Path(workspace).parent)) or _name(workspace)
+            found.append(SweepSource(name, workspace, patchset))
+        elif all_regions and (Path(source).is_dir() or source.endswith(ARCHIVE_SUFFIXES)):
+            for each in regions(source):
+                one = None if each == "." else each
+                label = _name(source) if one is None else f"{_name(source)}/{one}"
+                found.append(SweepSource(label, source, None, one))
+        else:
+            found.append(SweepSource(_name(source), source, None, region))
+    named: list[SweepSource] = []
+    seen: dict[str, int] = {}
+    for entry in found:
+        seen[entry.name] = seen.get(entry.name, 0) + 1
+        if seen[entry.name] > 1:
+            entry = dataclasses.replace(entry, name=f"{entry.name}-{seen[entry.name]}")
+        named.append(entry)
+    return named
+
+
+def expand_pallets(
+    sources: Sequence[str | Path],
+    *,
+    all_regions: bool = False,
+    region: str | None = None,
+    verify: bool = True,
+) -> list[tuple[str, Pallet]]:
+    """Load every pallet of a sweep, named (see :func:`sweep_sources`).
+
+    Args:
+        sources: See :func:`sweep_sources`.
+        all_regions: See :func:`sweep_sources`.
+        region: See :func:`sweep_sources`.
         verify: Check each patchset's digest against its workspace.
 
     Returns:
-        ``(name, pallet)`` in order; names are unique (``-2``, ``-3`` added where needed).
+        ``(name, pallet)`` in order.
 
     Raises:
         InputError: An input that cannot be loaded (named), or no input.
     """
-    if not sources:
-        raise InputError("a sweep needs pallets")
-    found: list[tuple[str, Pallet]] = []
-    for source in map(str, sources):
-        workspace, colon, patchset = source.partition(":")
-        if colon and not is_address(source) and not Path(source).exists():
-            found.append(
-                (
-                    _name(str(Path(workspace).parent)) or _name(workspace),
-                    load_pallet(workspace, patchset, verify=verify),
-                )
-            )
-        elif all_regions and (Path(source).is_dir() or source.endswith(ARCHIVE_SUFFIXES)):
-            for name in regions(source):
-                one = None if name == "." else name
-                label = _name(source) if one is None else f"{_name(source)}/{one}"
-                found.append((label, load_pallet(source, region=one, verify=verify)))
-        else:
-            found.append((_name(source), load_pallet(source, region=region, verify=verify)))
-    named: list[tuple[str, Pallet]] = []
-    seen: dict[str, int] = {}
-    for name, pallet in found:
-        seen[name] = seen.get(name, 0) + 1
-        named.append((name if seen[name] == 1 else f"{name}-{seen[name]}", pallet))
-    return named
+    return [
+        (
+            entry.name,
+            load_pallet(entry.workspace, entry.patchset, region=entry.region, verify=verify),
+        )
+        for entry in sweep_sources(sources, all_regions=all_regions, region=region)
+    ]
 
 
 def sweep(

@@ -25,7 +25,7 @@ from typing import Any
 from fitaas.errors import InputError
 from fitaas.pallets import Point, digest
 
-__all__ = ["ModelSource", "count_models", "model_source", "read_models"]
+__all__ = ["ModelSource", "count_models", "model_source", "models_from_lines", "read_models"]
 
 ModelSource = str | Path | Iterable[Mapping[str, Any] | Point]
 
@@ -70,15 +70,31 @@ def _lines(path: Path) -> Iterator[str]:
             yield from text
 
 
-def _from_jsonl(path: Path) -> Iterator[Point]:
-    for number, line in enumerate(_lines(path), start=1):
+def models_from_lines(lines: Iterable[str | bytes], where: str) -> Iterator[Point]:
+    """The models of JSON Lines text, one at a time (blank lines skipped; names unique).
+
+    Args:
+        lines: The lines (a file, an upload split at newlines).
+        where: How to name the text in an error (``"models.jsonl"``: ``"models.jsonl,
+            line 7: ..."``).
+
+    Raises:
+        InputError: When a malformed line is reached, naming it.
+    """
+    return _unique(_from_lines(lines, where))
+
+
+def _from_lines(lines: Iterable[str | bytes], where: str) -> Iterator[Point]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {number}: not JSON ({exc.msg})") from None
-        yield _point(item, f"{path}, line {number}")
+            raise InputError(f"{where}, line {number}: not JSON ({exc.msg})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{where}, line {number}: not UTF-8 text") from None
+        yield _point(item, f"{where}, line {number}")
 
 
 def _from_folder(path: Path) -> Iterator[Point]:
@@ -130,7 +146,7 @@ def model_source(models: ModelSource) -> Iterator[Point]:
                 f"{path}: models come as JSON Lines (.jsonl, one model per line) or a "
                 "folder of patch files"
             )
-        return _unique(_from_jsonl(path))
+        return models_from_lines(_lines(path), str(path))
     return _unique(_from_iterable(models))
 
 

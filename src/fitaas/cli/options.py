@@ -26,9 +26,12 @@ __all__ = [
     "grid_from_cli",
     "hide_options",
     "inference_options",
+    "labels_from_cli",
     "options_from_cli",
     "pallet_arguments",
     "pallet_from_cli",
+    "pallets_mode",
+    "pallets_options",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,6 +68,99 @@ def pallet_arguments(func: F) -> F:
             help="Apply a patchset even when its digest does not match the workspace.",
         ),
     )(func)
+
+
+# Two arguments where the second is one of these files are WORKSPACE PATCHSET, not a sweep.
+_PATCHSET_SUFFIXES = (".json", ".json.gz")
+
+
+def pallets_options(func: F) -> F:
+    """PALLETS... arguments with the options of sweeps, combinations and theory scans
+    (``--region``, ``--all-regions``, ``--combine``, ``--join``, ``--match``, ``--models``,
+    ``--labels``); see :func:`pallets_mode`."""
+    from fitaas.combine import JOINS
+
+    return _stack(
+        click.argument("pallets", nargs=-1, required=True),
+        click.option(
+            "--region",
+            metavar="NAME",
+            help="Region folder to use when a directory or archive holds several likelihoods.",
+        ),
+        click.option(
+            "--all-regions",
+            is_flag=True,
+            help="Every region of a directory or archive that holds several, as a sweep.",
+        ),
+        click.option(
+            "--combine",
+            is_flag=True,
+            help="Scan the combination of the PALLETS: their background-only workspaces "
+            "combined, each point's patches applied together (points matched by --match).",
+        ),
+        click.option(
+            "--join",
+            type=click.Choice(JOINS),
+            default="none",
+            show_default=True,
+            help="With --combine: how the workspaces are combined (see 'fitaas combine').",
+        ),
+        click.option(
+            "--match",
+            type=click.Choice(["names", "values"]),
+            default="names",
+            show_default=True,
+            help="With --combine: points of the analyses are one model when their patch "
+            "names (or label values) are equal.",
+        ),
+        click.option(
+            "--models",
+            type=click.Path(exists=True, path_type=Path),
+            help='Theory models instead of a patchset: a JSON Lines file (one {"name", '
+            '"values", "patch"} per line) or a folder of patch files, read as a stream.',
+        ),
+        click.option(
+            "--labels",
+            metavar="NAMES",
+            help="Comma-separated names of the models' values, e.g. m1,m2 (with --models).",
+        ),
+    )(func)
+
+
+def pallets_mode(sources: Sequence[str], params: dict[str, Any]) -> str:
+    """What PALLETS... and their options ask for: ``"combination"``, ``"models"``,
+    ``"sweep"`` or ``"single"`` (WORKSPACE [PATCHSET]).
+
+    Raises:
+        InputError: Options that do not go together.
+    """
+    if params["combine"]:
+        if len(sources) < 2 or params["models"] is not None:
+            raise InputError("--combine needs two pallets or more (and no --models)")
+        return "combination"
+    if params["models"] is not None:
+        if len(sources) != 1 or params["all_regions"]:
+            raise InputError(
+                "--models scans one background-only workspace: give WORKSPACE alone (no "
+                "patchset, no --all-regions)"
+            )
+        return "models"
+    if params["labels"]:
+        raise InputError("--labels names the values of --models")
+    second_is_patchset = (
+        len(sources) == 2
+        and sources[1].endswith(_PATCHSET_SUFFIXES)
+        and ":" not in sources[1].split("://")[-1]
+    )
+    if len(sources) > 2 or params["all_regions"] or (len(sources) == 2 and not second_is_patchset):
+        return "sweep"
+    return "single"
+
+
+def labels_from_cli(params: dict[str, Any]) -> tuple[str, ...]:
+    """``--labels m1,m2`` as names."""
+    text = params.get("labels") or ""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def hide_options(*names: str) -> Callable[[F], F]:

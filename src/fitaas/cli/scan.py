@@ -13,11 +13,13 @@ from fitaas.cli.options import (
     engine_from_cli,
     engine_options,
     inference_options,
+    labels_from_cli,
     options_from_cli,
     pallet_from_cli,
+    pallets_mode,
+    pallets_options,
 )
 from fitaas.cli.progress import ScanBar
-from fitaas.combine import JOINS
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,17 +38,7 @@ def _output_format(output: Path, fmt: str | None) -> str:
 
 
 @click.command()
-@click.argument("pallets", nargs=-1, required=True)
-@click.option(
-    "--region",
-    metavar="NAME",
-    help="Region folder to use when a directory or archive holds several likelihoods.",
-)
-@click.option(
-    "--all-regions",
-    is_flag=True,
-    help="Every region of a directory or archive that holds several, as a sweep.",
-)
+@pallets_options
 @click.option(
     "--no-verify",
     is_flag=True,
@@ -59,39 +51,6 @@ def _output_format(output: Path, fmt: str | None) -> str:
     multiple=True,
     metavar="NAME",
     help="Only this patch, by its name in the patchset (repeatable).",
-)
-@click.option(
-    "--combine",
-    is_flag=True,
-    help="Scan the combination of the PALLETS: their background-only workspaces combined, "
-    "each point's patches applied together (points matched by --match).",
-)
-@click.option(
-    "--join",
-    type=click.Choice(JOINS),
-    default="none",
-    show_default=True,
-    help="With --combine: how the workspaces are combined (see 'fitaas combine').",
-)
-@click.option(
-    "--match",
-    type=click.Choice(["names", "values"]),
-    default="names",
-    show_default=True,
-    help="With --combine: points of the analyses are one model when their patch names "
-    "(or label values) are equal.",
-)
-@click.option(
-    "--models",
-    type=click.Path(exists=True, path_type=Path),
-    help='Theory models instead of a patchset: a JSON Lines file (one {"name", '
-    '"values", "patch"} per line) or a folder of patch files, read as a stream; '
-    "results stream to -o (default results.jsonl).",
-)
-@click.option(
-    "--labels",
-    metavar="NAMES",
-    help="Comma-separated names of the models' values, e.g. m1,m2 (with --models).",
 )
 @inference_options
 @click.option(
@@ -134,19 +93,14 @@ def scan(**params: Any) -> None:
     interrupted scan.
     """
     sources = params.pop("pallets")
-    if params["combine"]:
+    mode = pallets_mode(sources, params)
+    if mode == "combination":
         _single(params, _combination(sources, params))
         return
-    if params["models"] is not None:
+    if mode == "models":
         _theory(sources, params)
         return
-    if params["labels"]:
-        raise InputError("--labels names the values of --models")
-    if (
-        len(sources) > 2
-        or params["all_regions"]
-        or (len(sources) == 2 and not _is_patchset_file(sources[1]))
-    ):
+    if mode == "sweep":
         _sweep(sources, params)
         return
     params["workspace"] = sources[0]
@@ -154,18 +108,11 @@ def scan(**params: Any) -> None:
     _single(params)
 
 
-def _is_patchset_file(source: str) -> bool:
-    """Whether a second argument is WORKSPACE's patchset (a JSON file), not a pallet."""
-    return source.endswith((".json", ".json.gz")) and ":" not in source.split("://")[-1]
-
-
 def _combination(sources: tuple[str, ...], params: dict[str, Any]) -> Pallet:
     """``--combine``: the pallets combined into one (points in only some analyses said)."""
     from fitaas.combined_scans import combine_pallets
     from fitaas.sweeps import expand_pallets
 
-    if len(sources) < 2 or params["models"] is not None:
-        raise InputError("--combine needs two pallets or more (and no --models)")
     entries = expand_pallets(
         sources,
         all_regions=params["all_regions"],
@@ -242,11 +189,8 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
     from fitaas.streaming import collected_scan, stream_scan
     from fitaas.theory_models import count_models
 
-    if len(sources) != 1 or params["patches"] or params["all_regions"]:
-        raise InputError(
-            "--models scans one background-only workspace: give WORKSPACE alone (no "
-            "patchset, --patch or --all-regions)"
-        )
+    if params["patches"]:
+        raise InputError("--models scans its models: no --patch")
     from fitaas.store import store_label
 
     output, fmt = _streamed_output(params)
@@ -259,7 +203,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             flagged.append(point)
 
     common: dict[str, Any] = {
-        "labels": tuple(x.strip() for x in (params["labels"] or "").split(",") if x.strip()),
+        "labels": labels_from_cli(params),
         "options": options_from_cli(params),
         "kinds": _kinds(params),
         "store": store,

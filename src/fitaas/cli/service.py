@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from fitaas.cli.options import inference_options, options_from_cli
+from fitaas.cli.options import (
+    inference_options,
+    labels_from_cli,
+    options_from_cli,
+    pallets_mode,
+    pallets_options,
+)
 from fitaas.errors import FitaasError
 
 __all__ = ["admin", "job", "jobs", "serve", "submit"]
@@ -271,8 +277,7 @@ def _job_line(j: Any) -> str:
 
 @click.command()
 @_service_options
-@click.argument("workspace", type=click.Path(exists=True, path_type=Path))
-@click.argument("patchset", required=False, type=click.Path(exists=True, path_type=Path))
+@pallets_options
 @click.option("--patch", "patches", multiple=True, help="Only this patch (repeatable).")
 @inference_options
 @click.option(
@@ -281,7 +286,6 @@ def _job_line(j: Any) -> str:
 @click.option("--fit", "with_fit", is_flag=True, help="Maximum-likelihood fits instead.")
 @click.option("--endpoint", help="Where to run it (default: local).")
 @click.option("--group", help="Share the job with one of your groups.")
-@click.option("--region", help="Region folder of a directory or archive holding several.")
 @click.option(
     "--task",
     type=click.Choice(["hypotest", "upper_limit", "fit"]),
@@ -297,28 +301,33 @@ def _job_line(j: Any) -> str:
     help="(Old spelling: an inference option as NAME=JSON.)",
 )
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow its progress.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results here.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write results here (a sweep: a folder, one JSON per pallet).",
+)
 def submit(
     service: str,
     token: str | None,
-    workspace: Path,
-    patchset: Path | None,
+    pallets: tuple[str, ...],
     patches: tuple[str, ...],
     upper_limit: bool,
     with_fit: bool,
     endpoint: str | None,
     group: str | None,
-    region: str | None,
     task: str | None,
     raw_options: tuple[str, ...],
     wait: bool,
     output: Path | None,
     **params: Any,
 ) -> None:
-    """Submit a scan to a fitaas service (the options are those of 'fitaas scan')."""
+    """Submit a scan to a fitaas service (PALLETS and options as for 'fitaas scan': one
+    pallet, a sweep, --combine, or --models)."""
     if upper_limit and with_fit:
         raise FitaasError("--upper-limit and --fit: a job has one task, choose one")
     task = task or ("upper_limit" if upper_limit else "fit" if with_fit else "hypotest")
+    mode = pallets_mode(pallets, params)
     options = _changed_options(params)
     for item in raw_options:
         name, sep, value = item.partition("=")
@@ -328,24 +337,37 @@ def submit(
             options[name] = json.loads(value)
         except json.JSONDecodeError:
             options[name] = value
+    common = {
+        "patches": list(patches) or None,
+        "task": task,
+        "endpoint": endpoint,
+        "group": group,
+        "region": params["region"],
+        **options,
+    }
     with _client(service, token) as client:
-        job_ = client.submit(
-            workspace,
-            patchset,
-            patches=list(patches) or None,
-            task=task,
-            endpoint=endpoint,
-            group=group,
-            region=region,
-            **options,
-        )
+        if mode in ("sweep", "combination"):
+            job_ = client.submit_pallets(
+                pallets,
+                combine=mode == "combination",
+                join=params["join"],
+                match=params["match"],
+                all_regions=params["all_regions"],
+                **common,
+            )
+        elif mode == "models":
+            job_ = client.submit(
+                pallets[0], models=params["models"], labels=labels_from_cli(params), **common
+            )
+        else:
+            job_ = client.submit(pallets[0], pallets[1] if len(pallets) == 2 else None, **common)
         click.echo(f"job {job_.id} submitted", err=True)
         click.echo(job_.id)
         if wait or output:
             job_ = client.wait(job_)
             click.echo(_job_line(job_), err=True)
         if output:
-            _write_results(client, job_.id, output)
+            _write_results(client, job_, output)
         if job_.state == "failed":
             raise FitaasError(f"job {job_.id} failed: {job_.error}")
 
@@ -359,12 +381,27 @@ def _changed_options(params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value != defaults[name]}
 
 
-def _write_results(client: Any, job_id: str, output: Path) -> None:
-    if output.suffix == ".csv":
-        output.write_text(client.results_csv(job_id))
-    else:
-        output.write_text(json.dumps(client.results_json(job_id), indent=1))
+def _write_results(client: Any, job: Any, output: Path) -> None:
+    """A job's results to ``output`` (CSV by its suffix); a sweep's, one file per pallet in
+    the folder ``output`` (named as ``fitaas scan`` names them)."""
+    fmt = "csv" if output.suffix == ".csv" else "json"
+    if job.sweep is not None:
+        folder = output.with_suffix("") if output.suffix else output
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in job.sweep:
+            target = folder / f"{name.replace('/', '__')}.{fmt}"
+            _write_one(client, job.id, target, fmt, name)
+        click.echo(f"results of {len(job.sweep)} pallets written to {folder}/", err=True)
+        return
+    _write_one(client, job.id, output, fmt)
     click.echo(f"results written to {output}", err=True)
+
+
+def _write_one(client: Any, job_id: str, output: Path, fmt: str, pallet: str | None = None) -> None:
+    if fmt == "csv":
+        output.write_text(client.results_csv(job_id, pallet))
+    else:
+        output.write_text(json.dumps(client.results_json(job_id, pallet), indent=1))
 
 
 @click.command()
@@ -407,6 +444,6 @@ def job(
         if current.error:
             click.echo(f"error: {current.error}", err=True)
         if output:
-            _write_results(client, current.id, output)
+            _write_results(client, current, output)
         elif want_results:
             click.echo(json.dumps(client.results_json(current.id), indent=1))

@@ -1,4 +1,4 @@
-"""``/api/v1/workspaces`` and ``/api/v1/patchsets``: uploads, stored once by digest."""
+"""``/api/v1/workspaces``, ``/patchsets`` and ``/models``: uploads, stored once by digest."""
 
 from __future__ import annotations
 
@@ -61,6 +61,26 @@ async def upload_workspace(
     return await _upload("workspace", request, user, database, settings)
 
 
+_MODELS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/jsonl": {"schema": {"type": "string"}},
+            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post("/models", status_code=201, openapi_extra=_MODELS_BODY)
+async def upload_models(
+    request: Request, user: CurrentUser, database: Database, settings: Settings
+) -> dict[str, Any]:
+    """Upload theory models for a theory scan: JSON Lines (plain or gzip), one
+    ``{"name", "values", "patch"}`` per line; returns the digest of their canonical text."""
+    return await _upload("models", request, user, database, settings)
+
+
 @router.post("/patchsets", status_code=201, openapi_extra=_UPLOAD_BODY)
 async def upload_patchset(
     request: Request, user: CurrentUser, database: Database, settings: Settings
@@ -91,3 +111,9 @@ def workspace_info(digest: str, user: CurrentUser, database: Database) -> dict[s
 def patchset_info(digest: str, user: CurrentUser, database: Database) -> dict[str, Any]:
     """Size and upload time of one of your patchsets."""
     return _describe("patchset", digest, user, database)
+
+
+@router.get("/models/{digest}")
+def models_info(digest: str, user: CurrentUser, database: Database) -> dict[str, Any]:
+    """Size and upload time of one of your models documents."""
+    return _describe("models", digest, user, database)

@@ -6,6 +6,7 @@ import io
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -16,15 +17,17 @@ from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
 from fitaas.inference.results import strict_json
 from fitaas.pallets import Pallet
+from fitaas.results import ScanResult
 from fitaas.scanning import stored_results
 from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
-from fitaas.service.documents import load_document, owns_document, store_document
+from fitaas.service.documents import load_document, model_lines, owns_document, store_document
 from fitaas.service.fit_tasks import FIT_TASKS, fit_job_outcome
+from fitaas.service.job_inputs import JobInputs, models_pallet
 from fitaas.service.pictures import PictureCache
 
-__all__ = ["JobCreate", "JobPublic", "router"]
+__all__ = ["CombineSpec", "JobCreate", "JobPublic", "PalletRef", "router"]
 
 router = APIRouter(tags=["jobs"])
 
@@ -32,12 +35,43 @@ _DIGEST = r"^[0-9a-f]{64}$"
 _UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
 
 
-class JobCreate(BaseModel):
-    """A job request. Unknown fields are refused."""
+class PalletRef(BaseModel):
+    """One named pallet of a sweep or combination (digests of uploaded documents)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+/-]{1,100}$", description="unique in the job")
     workspace: str = Field(pattern=_DIGEST, description="digest from POST /workspaces")
+    patchset: str | None = Field(None, pattern=_DIGEST, description="from POST /patchsets")
+
+
+class CombineSpec(BaseModel):
+    """How a combination's pallets combine (as ``fitaas scan --combine``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    join: Literal["none", "inner", "outer", "left outer", "right outer"] = "none"
+    match: Literal["names", "values"] = "names"
+
+
+class JobCreate(BaseModel):
+    """A job request. Unknown fields are refused.
+
+    A scan of one pallet gives ``workspace`` (and ``patchset``); a sweep gives ``pallets``;
+    a combination ``pallets`` and ``combine``; a theory scan ``workspace`` and ``models``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: str | None = Field(None, pattern=_DIGEST, description="digest from POST /workspaces")
+    pallets: list[PalletRef] | None = Field(
+        None, min_length=1, max_length=200, description="a sweep's or combination's pallets"
+    )
+    combine: CombineSpec | None = Field(None, description="combine the pallets: one scan")
+    models: str | None = Field(
+        None, pattern=_DIGEST, description="theory models: digest from POST /models"
+    )
+    labels: list[str] | None = Field(None, description="names of the models' values")
     patchset: str | dict[str, Any] | None = Field(
         None, description="digest from POST /patchsets, or the patchset itself"
     )
@@ -74,6 +108,9 @@ class JobPublic(BaseModel):
     patches: list[str] | None
     options: dict[str, Any]
     params: dict[str, Any] | None = Field(None, description="ranking/nll_scan parameters")
+    inputs: dict[str, Any] | None = Field(
+        None, description="a sweep's or combination's pallets, a theory scan's models"
+    )
     created: float
     started: float | None
     finished: float | None
@@ -118,6 +155,7 @@ def _public(row: Any) -> JobPublic:
         patches=row.patches,
         options=row.options,
         params=row.params,
+        inputs=row.inputs,
         created=row.created,
         started=row.started,
         finished=row.finished,
@@ -172,11 +210,7 @@ def _patchset(
     if request.patchset is None:
         return None, None
     if isinstance(request.patchset, str):
-        if not owns_document(database, request.patchset, user.id, "patchset"):
-            raise HTTPException(
-                _UNPROCESSABLE,
-                f"no patchset {request.patchset} among your uploads (POST /api/v1/patchsets)",
-            )
+        _owned(database, user, request.patchset, "patchset")
         return request.patchset, load_document(database, request.patchset)
     raw = json.dumps(request.patchset).encode()
     key, _ = store_document(database, raw, "patchset", user.id, settings.max_upload_bytes, uploads)
@@ -201,19 +235,14 @@ def submit_job(
             _UNPROCESSABLE,
             f"you are not in the group '{request.group}' (yours: {', '.join(user.groups)})",
         )
-    if not owns_document(database, request.workspace, user.id, "workspace"):
-        raise HTTPException(
-            _UNPROCESSABLE,
-            f"no workspace {request.workspace} among your uploads (POST /api/v1/workspaces)",
-        )
     try:
         options = InferenceOptions.from_dict(request.options)
         if options.toybased and request.task != "hypotest":
             raise InputError("toys (calctype toybased) compute hypothesis tests only")
-        patchset_digest, patchset = _patchset(request, user, database, settings, uploads)
-        pallet = Pallet.from_specs(load_document(database, request.workspace), patchset)
-        points = pallet.select(request.patches)
-        params = _fit_params(request, pallet)
+        scanned = _scanned(request, user, database, settings, uploads)
+        if options.toybased and scanned.inputs.kind == "models":
+            raise InputError("theory scans use the asymptotic calculator; toys need a patchset")
+        params = _fit_params(request, scanned.pallet)
     except InputError as exc:
         raise HTTPException(_UNPROCESSABLE, str(exc)) from None
     job_id = uuid.uuid4().hex
@@ -228,14 +257,15 @@ def submit_job(
                 owner_id=user.id,
                 endpoint_id=endpoint_id,
                 group_id=group_id,
-                workspace_digest=request.workspace,
-                patchset_digest=patchset_digest,
+                workspace_digest=scanned.workspace,
+                patchset_digest=scanned.patchset,
                 patches=request.patches,
                 task=request.task,
                 options=options.to_dict(),
                 params=params,
+                inputs=scanned.inputs.to_json(),
                 state="queued",
-                total=0 if params is not None else len(points),
+                total=0 if params is not None else scanned.total,
                 done=0,
                 failed=0,
                 created=time.time(),
@@ -243,6 +273,97 @@ def submit_job(
         )
     runner.submit(job_id, endpoint)
     return _public(_job_row(database, user, job_id))
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """What a job request scans, checked: the digests its row keeps, its inputs, its
+    (first) pallet and how many points it has."""
+
+    workspace: str
+    patchset: str | None
+    inputs: JobInputs
+    pallet: Pallet
+    total: int
+
+
+def _owned(database: sa.Engine, user: User, key: str | None, kind: str, where: str = "") -> None:
+    if key is not None and not owns_document(database, key, user.id, kind):
+        raise InputError(f"no {kind} {key} among your uploads{where} (POST /api/v1/{kind}s)")
+
+
+def _scanned(
+    request: JobCreate, user: User, database: sa.Engine, settings: Any, uploads: Any
+) -> _Scanned:
+    """Check a request's inputs: owned, valid, combinable; count its points.
+
+    Raises:
+        InputError: Inputs missing, clashing, not the user's, or unusable (named).
+    """
+    if request.pallets is not None:
+        return _scanned_pallets(request, user, database)
+    if request.combine is not None:
+        raise InputError("'combine' combines 'pallets': give two or more")
+    if request.workspace is None:
+        raise InputError("a job needs 'workspace' (or 'pallets' for a sweep or combination)")
+    _owned(database, user, request.workspace, "workspace")
+    if request.models is not None:
+        return _scanned_models(request, user, database)
+    if request.labels is not None:
+        raise InputError("'labels' names the values of 'models'")
+    patchset_digest, patchset = _patchset(request, user, database, settings, uploads)
+    pallet = Pallet.from_specs(load_document(database, request.workspace), patchset)
+    total = len(pallet.select(request.patches))
+    return _Scanned(request.workspace, patchset_digest, JobInputs(), pallet, total)
+
+
+def _scanned_models(request: JobCreate, user: User, database: sa.Engine) -> _Scanned:
+    """A theory scan: the models streamed over the workspace (counted, not read whole)."""
+    if request.patchset is not None or request.patches is not None:
+        raise InputError("a theory scan scans its 'models': no 'patchset' or 'patches'")
+    if request.task not in ("hypotest", "upper_limit", "fit"):
+        raise InputError(f"a theory scan computes hypotest, upper_limit or fit, not {request.task}")
+    _owned(database, user, request.models, "models")
+    assert request.workspace is not None and request.models is not None
+    pallet = Pallet.from_specs(load_document(database, request.workspace))
+    total = sum(1 for line in model_lines(database, request.models) if line.strip())
+    inputs = JobInputs(models=request.models, labels=tuple(request.labels or ()))
+    return _Scanned(request.workspace, None, inputs, pallet, total)
+
+
+def _scanned_pallets(request: JobCreate, user: User, database: sa.Engine) -> _Scanned:
+    """A sweep (each pallet scanned) or a combination (one combined pallet scanned)."""
+    assert request.pallets is not None
+    if request.workspace or request.patchset or request.models:
+        raise InputError("'pallets' replaces 'workspace', 'patchset' and 'models'")
+    if request.task in FIT_TASKS:
+        raise InputError(f"a {request.task} job fits one point of one pallet, not 'pallets'")
+    names = [p.name for p in request.pallets]
+    if len(set(names)) < len(names):
+        raise InputError(f"pallet names must be unique: {', '.join(names)}")
+    named = []
+    for ref in request.pallets:
+        where = f" (pallet '{ref.name}')"
+        _owned(database, user, ref.workspace, "workspace", where)
+        _owned(database, user, ref.patchset, "patchset", where)
+        patchset = load_document(database, ref.patchset) if ref.patchset else None
+        spec = load_document(database, ref.workspace)
+        named.append((ref.name, Pallet.from_specs(spec, patchset, source=ref.name)))
+    combine = request.combine.model_dump() if request.combine is not None else None
+    inputs = JobInputs(pallets=tuple(p.model_dump() for p in request.pallets), combine=combine)
+    first = request.pallets[0]
+    if combine is None:
+        if request.patches is not None:
+            raise InputError("a sweep scans every point of its pallets: no 'patches'")
+        total = sum(len(pallet.points) for _, pallet in named)
+        return _Scanned(first.workspace, first.patchset, inputs, named[0][1], total)
+    if len(named) < 2:
+        raise InputError("a combination needs two pallets or more")
+    from fitaas.combined_scans import combine_pallets
+
+    pallet = combine_pallets(named, join=combine["join"], match=combine["match"]).pallet
+    total = len(pallet.select(request.patches))
+    return _Scanned(first.workspace, first.patchset, inputs, pallet, total)
 
 
 def _fit_params(request: JobCreate, pallet: Pallet) -> dict[str, Any] | None:
@@ -279,21 +400,36 @@ def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
 
 def _fit_job_result(row: Any, runner: Any, store: Any) -> Any:
     """The result of a ranking or likelihood scan job (409 while it is not computed)."""
-    pallet = runner.pallets.get(row)
+    pallet = runner.pallets.one(row)
     found = fit_job_outcome(pallet, row, store)
     if found is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the {row.task} is not computed yet")
     return FIT_TASKS[row.task].from_dict(found)
 
 
-def _results(row: Any, runner: Any, store: Any) -> Any:
+def _results(row: Any, runner: Any, store: Any, name: str | None = None) -> ScanResult:
+    """What the store holds of a scan job: of its pallet, a sweep's pallet ``name`` (default
+    its first), its combination, or its theory models."""
+    try:
+        pallet = runner.pallets.one(row, name)
+    except InputError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    if JobInputs.from_json(row.inputs).kind == "models":
+        pallet = models_pallet(runner.engine, row, pallet)
     return stored_results(
-        runner.pallets.get(row),
+        pallet,
         store,
         patches=row.patches,
         options=InferenceOptions.from_dict(row.options),
         kinds=(row.task,),
     )
+
+
+def _sweep_results(row: Any, runner: Any, store: Any) -> dict[str, Any]:
+    """Every pallet of a sweep job: ``{"pallets": {name: results}}`` in order."""
+    names = [name for name, _ in runner.pallets.get(row)]
+    results = {name: _results(row, runner, store, name).to_dict() for name in names}
+    return {"pallets": strict_json(results)}
 
 
 @router.get("/jobs/{job_id}/results", response_model=None)
@@ -304,18 +440,28 @@ def job_results(
     store: Store,
     runner: Runner,
     format: Literal["json", "csv"] = Query("json"),
+    pallet: str | None = Query(None, description="a sweep's pallet (default: all, JSON)"),
 ) -> Any:
     """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV).
 
     The JSON is strict: a value that is not a finite number (NaN CLs where a point has no
-    sensitivity at all) is ``null``, where ``fitaas scan``'s file has ``NaN``.
+    sensitivity at all) is ``null``, where ``fitaas scan``'s file has ``NaN``. A sweep's
+    results are ``{"pallets": {name: results}}``, or one pallet's with ``pallet=NAME`` (CSV
+    is per pallet).
     """
     row = _job_row(database, user, job_id)
     if row.task in FIT_TASKS:
         if format == "csv":
             raise HTTPException(_UNPROCESSABLE, f"a {row.task} job's results are JSON only")
         return strict_json(_fit_job_result(row, runner, store).to_dict())
-    result = _results(row, runner, store)
+    if pallet is None and JobInputs.from_json(row.inputs).kind == "sweep":
+        if format == "csv":
+            names = ", ".join(name for name, _ in runner.pallets.get(row))
+            raise HTTPException(
+                _UNPROCESSABLE, f"a sweep's CSV is per pallet: add pallet=NAME ({names})"
+            )
+        return _sweep_results(row, runner, store)
+    result = _results(row, runner, store, pallet)
     if format == "csv":
         return Response(result.to_csv(), media_type="text/csv")
     return strict_json(result.to_dict())
@@ -368,6 +514,7 @@ def job_plot(
     store: Store,
     runner: Runner,
     cl: float = Query(0.95, gt=0, lt=1),
+    pallet: str | None = Query(None, description="a sweep's pallet (default: its first)"),
 ) -> Response:
     """Observed and expected CLs in the plane of the two point labels, with contours.
 
@@ -382,7 +529,7 @@ def job_plot(
         raise HTTPException(status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests")
 
     def render() -> bytes:
-        result = _results(row, runner, store)
+        result = _results(row, runner, store, pallet)
         if len(result.labels) != 2:
             raise HTTPException(
                 status.HTTP_409_CONFLICT, "a CLs picture needs points with two labels"
@@ -400,7 +547,7 @@ def job_plot(
             raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
         return _png(figure)
 
-    return _picture(request, ("cls", row.id, cl), row, render)
+    return _picture(request, ("cls", row.id, cl, pallet), row, render)
 
 
 @router.get("/jobs/{job_id}/toys.png", response_class=Response)
@@ -412,12 +559,13 @@ def job_toys_plot(
     store: Store,
     runner: Runner,
     patch: str = Query(..., description="The signal point"),
+    pallet: str | None = Query(None, description="a sweep's pallet (default: its first)"),
 ) -> Response:
     """The test-statistic distributions of one point of a toy-based job."""
     row = _job_row(database, user, job_id)
 
     def render() -> bytes:
-        result = _results(row, runner, store)
+        result = _results(row, runner, store, pallet)
         found = [p for p in result if p.patch == patch]
         if not found:
             raise HTTPException(
@@ -432,7 +580,7 @@ def job_toys_plot(
 
         return _png(toy_distributions(found[0]))
 
-    return _picture(request, ("toys", row.id, patch), row, render)
+    return _picture(request, ("toys", row.id, patch, pallet), row, render)
 
 
 @router.delete("/jobs/{job_id}")

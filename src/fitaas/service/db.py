@@ -125,6 +125,9 @@ jobs = sa.Table(
     sa.Column("lease_until", sa.Float, nullable=True),
     # a ranking's POI or a likelihood scan's parameter and grid
     sa.Column("params", sa.JSON, nullable=True),
+    # beyond one workspace and patchset: a sweep's or combination's named pallets, or a
+    # theory scan's models document and labels (see fitaas.service.job_inputs)
+    sa.Column("inputs", sa.JSON, nullable=True),
 )
 results = results_table(metadata)
 schema_version = sa.Table(
@@ -164,8 +167,15 @@ def _v3(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN params JSON"))
 
 
+def _v4(conn: sa.Connection) -> None:
+    """Job inputs of sweeps, combinations and theory scans."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns("jobs")}
+    if "inputs" not in present:
+        conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN inputs JSON"))
+
+
 # Numbered steps; a new schema change is a new function appended here.
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

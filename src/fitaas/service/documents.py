@@ -1,11 +1,18 @@
-"""Uploaded workspaces and patchsets: validated, stored once by content digest."""
+"""Uploaded workspaces, patchsets and theory models: validated, stored once by content digest.
+
+Workspaces and patchsets are kept as canonical JSON, models (JSON Lines) as one canonical
+line per model; each gzip-compressed.
+"""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,14 +20,37 @@ import sqlalchemy as sa
 from fitaas.errors import InputError
 from fitaas.pallets import digest, gunzip, parse_json_bytes, validate_patchset, validate_workspace
 from fitaas.service import db
+from fitaas.theory_models import models_from_lines
 
 __all__ = [
+    "KINDS",
     "UploadChecker",
     "checked_document",
     "load_document",
+    "model_lines",
     "owns_document",
     "store_document",
 ]
+
+
+# What may be uploaded.
+KINDS = ("workspace", "patchset", "models")
+
+
+def _checked_models(text: bytes) -> tuple[str, bytes]:
+    """Theory models as JSON Lines: every line checked (one-line errors naming it), kept as
+    one canonical line per model; the digest is that text's SHA-256."""
+    lines = [
+        json.dumps(
+            {"name": p.name, "values": list(p.values), "patch": list(p.operations)},
+            sort_keys=True,
+        )
+        for p in models_from_lines(io.BytesIO(text), "models")
+    ]
+    if not lines:
+        raise InputError("models: no models (one JSON object per line)")
+    canonical = ("\n".join(lines) + "\n").encode()
+    return hashlib.sha256(canonical).hexdigest(), canonical
 
 
 def checked_document(raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes]:
@@ -28,14 +58,15 @@ def checked_document(raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes
 
     Args:
         raw: The request body (JSON, gzip-compressed or not).
-        kind: ``"workspace"`` or ``"patchset"``.
+        kind: ``"workspace"``, ``"patchset"`` or ``"models"`` (JSON Lines).
         limit: The largest decompressed size accepted, in bytes.
 
     Returns:
-        The content digest, the decompressed size, and the canonical JSON gzip-compressed.
+        The content digest, the decompressed size, and the canonical text gzip-compressed.
 
     Raises:
-        InputError: Malformed JSON or a document that fails pyhf's schema.
+        InputError: Malformed JSON, a document that fails pyhf's schema, or a malformed
+            model (named by its line).
     """
     text = gunzip(raw, kind, limit)
     if text[257:262] == b"ustar":  # a tar archive (a published pallet as downloaded)
@@ -43,6 +74,9 @@ def checked_document(raw: bytes, kind: str, limit: int) -> tuple[str, int, bytes
             f"{kind}: this is a tar archive; upload the {kind} JSON itself (plain or gzip), or "
             "let fitaas submit read the archive and upload its workspace and patchset"
         )
+    if kind == "models":
+        key, canonical = _checked_models(text)
+        return key, len(text), gzip.compress(canonical, compresslevel=6)
     spec = parse_json_bytes(text, kind, limit)  # (gzip inside gzip: under the limit too)
     if kind == "workspace":
         validate_workspace(spec, "workspace")
@@ -117,12 +151,13 @@ def store_document(
     limit: int,
     checker: UploadChecker | None = None,
 ) -> tuple[str, bool]:
-    """Validate an uploaded workspace or patchset and keep it once, by digest.
+    """Validate an uploaded workspace, patchset or models document and keep it once, by
+    digest.
 
     Args:
         engine: The service database.
-        raw: The request body (JSON, gzip-compressed or not).
-        kind: ``"workspace"`` or ``"patchset"``.
+        raw: The request body (JSON or JSON Lines, gzip-compressed or not).
+        kind: One of :data:`KINDS`.
         user_id: The uploader, who may use it from now on.
         limit: The largest decompressed size accepted, in bytes.
         checker: Where to parse and validate (default: in this thread).
@@ -188,10 +223,20 @@ def owns_document(engine: sa.Engine, key: str, user_id: int, kind: str) -> bool:
     return row is not None
 
 
-def load_document(engine: sa.Engine, key: str) -> Any:
-    """The decoded JSON of a stored document."""
+def _content(engine: sa.Engine, key: str) -> bytes:
     with engine.connect() as conn:
-        content = conn.execute(
+        content: bytes = conn.execute(
             sa.select(db.documents.c.content).where(db.documents.c.digest == key)
         ).scalar_one()
-    return json.loads(gzip.decompress(content))
+    return content
+
+
+def load_document(engine: sa.Engine, key: str) -> Any:
+    """The decoded JSON of a stored workspace or patchset."""
+    return json.loads(gzip.decompress(_content(engine, key)))
+
+
+def model_lines(engine: sa.Engine, key: str) -> Iterator[bytes]:
+    """The lines of a stored models document, decompressed as they are read."""
+    with gzip.GzipFile(fileobj=io.BytesIO(_content(engine, key))) as text:
+        yield from text

@@ -1,6 +1,8 @@
 """Runs the service's jobs: one queue per endpoint, one job at a time on each.
 
-A job is a :func:`fitaas.scan` over stored documents into the shared results store, so
+A job is a :func:`fitaas.scan` over stored documents into the shared results store (a
+sweep's pallets one after another on one engine, a combination's combined pallet, a theory
+scan's models streamed by :func:`fitaas.stream_scan`), so
 points already computed (by any job or any ``fitaas scan`` on the same store) are reused
 at once. Progress goes to the job's row after every point. Jobs found queued or running
 when the service starts are started again: what was stored is reused, nothing finished is
@@ -26,7 +28,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,15 +35,15 @@ import sqlalchemy as sa
 from fitaas.errors import FitaasError
 from fitaas.fit_jobs import FitProgress
 from fitaas.inference import InferenceOptions
-from fitaas.pallets import Pallet
 from fitaas.scanning import ScanProgress, ScanStopped, scan
 from fitaas.service import db
-from fitaas.service.documents import load_document
 from fitaas.service.fit_tasks import FIT_TASKS, run_fit_job
+from fitaas.service.job_inputs import JobInputs, NamedPallet, PalletCache, job_models
 from fitaas.service.storage import StorageWatch
 from fitaas.sql_store import SqlResultStore
+from fitaas.streaming import stream_scan
 
-__all__ = ["JobRunner", "PalletCache", "pallet_of"]
+__all__ = ["JobRunner"]
 
 # How long a job whose failure the database could not record waits to be marked again.
 STORAGE_RETRY_SECONDS = 2.0
@@ -56,42 +57,6 @@ SWEEP_SECONDS = 5.0
 LOCAL_WORKER_NICENESS = 5
 
 log = logging.getLogger("fitaas.service")
-
-
-def pallet_of(engine: sa.Engine, job: Any) -> Pallet:
-    """The pallet of a job row (documents were validated at upload)."""
-    workspace = load_document(engine, job.workspace_digest)
-    patchset = load_document(engine, job.patchset_digest) if job.patchset_digest else None
-    return Pallet.from_specs(workspace, patchset, verify=False)
-
-
-class PalletCache:
-    """The pallets of recent jobs, so that following a job does not rebuild its pallet.
-
-    Args:
-        engine: The service database.
-        size: How many pallets to keep.
-    """
-
-    def __init__(self, engine: sa.Engine, size: int = 8) -> None:
-        self.engine = engine
-        self.size = size
-        self._pallets: OrderedDict[tuple[str, str | None], Pallet] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, job: Any) -> Pallet:
-        """The pallet of a job row."""
-        key = (job.workspace_digest, job.patchset_digest)
-        with self._lock:
-            if key in self._pallets:
-                self._pallets.move_to_end(key)
-                return self._pallets[key]
-        pallet = pallet_of(self.engine, job)
-        with self._lock:
-            self._pallets[key] = pallet
-            while len(self._pallets) > self.size:
-                self._pallets.popitem(last=False)
-        return pallet
 
 
 def _server_name() -> str:
@@ -371,43 +336,71 @@ class JobRunner:
         if self._stopping.is_set():
             stop.set()
 
-        def progress(report: ScanProgress) -> None:
-            self._update(job_id, done=report.done, failed=report.failed, total=report.total)
-
         from fitaas.engines.endpoint import engine_from_settings
 
         try:
-            pallet = self.pallets.get(job)
-            options = InferenceOptions.from_dict(job.options)
-            settings = dict(settings)
-            if settings.get("engine") == "local":
-                if not settings.get("workers"):
-                    settings["workers"] = self.workers or 0
-                settings["nice"] = settings.get("nice") or LOCAL_WORKER_NICENESS
-            compute = engine_from_settings(settings)
-            if job.task in FIT_TASKS:
-
-                def fits(report: FitProgress) -> None:
-                    self._update(job_id, done=report.done, failed=report.failed, total=report.total)
-
-                with compute:
-                    run_fit_job(pallet, job, self.store, compute, fits, stop)
-                self._finish(job_id, "done")
-                return
+            pallets = self.pallets.get(job)
+            compute = engine_from_settings(self._settings(settings))
             with compute:
-                scan(
-                    pallet,
-                    patches=job.patches,
-                    options=options,
-                    kinds=(job.task,),
-                    engine=compute,
-                    store=self.store,
-                    progress=progress,
-                    stop=stop,
-                )
+                self._compute(job, pallets, compute, stop)
         except ScanStopped:
             return  # cancelled (state set by the request) or service stopping (resumes)
         except FitaasError as exc:
             self._finish(job_id, "failed", str(exc))
             return
         self._finish(job_id, "done")
+
+    def _settings(self, settings: Any) -> dict[str, Any]:
+        """An endpoint's settings, with the service's defaults for local workers."""
+        settings = dict(settings)
+        if settings.get("engine") == "local":
+            if not settings.get("workers"):
+                settings["workers"] = self.workers or 0
+            settings["nice"] = settings.get("nice") or LOCAL_WORKER_NICENESS
+        return settings
+
+    def _compute(
+        self, job: Any, pallets: list[NamedPallet], compute: Any, stop: threading.Event
+    ) -> None:
+        """Run a job's tasks on a started engine: a fit job's fits, a theory scan's models,
+        or the scan of each of its pallets in turn (a sweep's progress adds up)."""
+        job_id = job.id
+        if job.task in FIT_TASKS:
+
+            def fits(report: FitProgress) -> None:
+                self._update(job_id, done=report.done, failed=report.failed, total=report.total)
+
+            run_fit_job(pallets[0][1], job, self.store, compute, fits, stop)
+            return
+        before = [0, 0]  # points done and failed in the pallets already scanned
+
+        def progress(report: ScanProgress) -> None:
+            total = job.total if len(pallets) > 1 else report.total
+            done, failed = before[0] + report.done, before[1] + report.failed
+            self._update(job_id, done=done, failed=failed, total=total)
+
+        options = InferenceOptions.from_dict(job.options)
+        common = {"options": options, "kinds": (job.task,), "engine": compute}
+        if JobInputs.from_json(job.inputs).kind == "models":
+            stream_scan(
+                pallets[0][1],
+                job_models(self.engine, job),
+                labels=pallets[0][1].labels,
+                store=self.store,
+                total=job.total,
+                progress=progress,
+                stop=stop,
+                **common,
+            )
+            return
+        for _, pallet in pallets:
+            result = scan(
+                pallet,
+                patches=job.patches,
+                store=self.store,
+                progress=progress,
+                stop=stop,
+                **common,
+            )
+            before[0] += len(result)
+            before[1] += len(result.failed)
