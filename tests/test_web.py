@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import fitaas
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from fitaas.service import db
 from fitaas.service.accounts import add_user
 from service_process import running
+from test_sweeps import _variant
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -79,6 +81,26 @@ def test_log_in_submit_and_watch_a_job_in_a_browser(tmp_path: Path, demo: Path) 
             sync_api.expect(page.locator("#toy-plot")).to_be_visible(timeout=30_000)
             width = page.eval_on_selector("#toy-plot", "img => img.naturalWidth")
             assert width > 300
+
+            # a sweep (from the Python client): results, picture and downloads per pallet
+            variant = _variant(demo, tmp_path / "plus3", 3)
+            with fitaas.Client(service.url, alice) as api:
+                sweep = api.submit_pallets([demo, variant])
+            page.goto(f"{service.url}/#job={sweep.id}")
+            sync_api.expect(page.locator("#job-state")).to_have_text("done", timeout=180_000)
+            sync_api.expect(page.locator("#pallet-choice")).to_be_visible()
+            assert page.locator("#pallet option").all_text_contents() == [demo.name, "plus3"]
+            first_cls = page.locator("#results tbody tr td:nth-child(5)")
+            sync_api.expect(page.locator("#results tbody tr")).to_have_count(20)
+            before = first_cls.all_text_contents()
+            page.select_option("#pallet", "plus3")
+            for _ in range(100):  # the other pallet's table (3 more events observed per bin)
+                page.wait_for_timeout(300)
+                if first_cls.all_text_contents() not in (before, []):
+                    break
+            after = first_cls.all_text_contents()
+            assert len(after) == 20 and after != before
+            sync_api.expect(page.locator("#plot")).to_be_visible(timeout=30_000)
 
             # Names with markup, as a database edited by other means could hold (fitaas's admin
             # commands refuse them): the page used to put them into innerHTML unescaped.

@@ -91,11 +91,20 @@ async function showJob(id) {
   $("job-error").textContent = job.error || "";
   $("job-cancel").hidden = !(job.state === "queued" || job.state === "running");
   $("job-cancel").onclick = async () => { await call("/jobs/" + id, { method: "DELETE" }); refresh(); };
-  $("job-json").onclick = (e) => { e.preventDefault(); download(id, "json"); };
-  $("job-csv").onclick = (e) => { e.preventDefault(); download(id, "csv"); };
-  if (currentJob !== id) { currentJob = id; plotShownFor = -1; sortKey = null; tableShownFor = -1; }
+  const sweep = job.inputs && job.inputs.pallets && !job.inputs.combine
+    ? job.inputs.pallets.map((p) => p.name) : null;
+  if (currentJob !== id) {
+    currentJob = id; plotShownFor = -1; sortKey = null; tableShownFor = -1;
+    $("pallet").replaceChildren(...(sweep || []).map((name) => el("option", {}, name)));
+    $("pallet").onchange = () => { plotShownFor = -1; tableShownFor = -1; showJob(id); };
+  }
+  $("pallet-choice").hidden = !sweep;
+  // a sweep's results, pictures and downloads are per pallet
+  const which = sweep ? "pallet=" + encodeURIComponent($("pallet").value) : "";
+  $("job-json").onclick = (e) => { e.preventDefault(); download(id, "json", which); };
+  $("job-csv").onclick = (e) => { e.preventDefault(); download(id, "csv", which); };
   if (job.done !== tableShownFor) {  // something new since the last look
-    const results = await (await call(`/jobs/${id}/results`)).json();
+    const results = await (await call(`/jobs/${id}/results` + (which ? "?" + which : ""))).json();
     lastRows = results.results; lastLabels = results.labels; tableShownFor = job.done;
     renderResults(results.labels);
   }
@@ -109,7 +118,7 @@ async function showJob(id) {
   if (job.task === "hypotest" && lastLabels.length === 2 && job.done !== plotShownFor && job.done >= 3) {
     plotShownFor = job.done;
     try {
-      const response = await call(`/jobs/${id}/plot.png`);
+      const response = await call(`/jobs/${id}/plot.png` + (which ? "?" + which : ""));
       const points = +(response.headers.get("X-Fitaas-Points") || job.done);
       plotShownFor = points;
       const old = $("plot").src; $("plot").src = URL.createObjectURL(await response.blob()); $("plot").hidden = false;
@@ -121,16 +130,18 @@ async function showJob(id) {
 
 async function showToys(patch) {
   try {
-    const blob = await (await call(`/jobs/${currentJob}/toys.png?patch=${encodeURIComponent(patch)}`)).blob();
+    const which = $("pallet-choice").hidden ? "" : "&pallet=" + encodeURIComponent($("pallet").value);
+    const blob = await (await call(`/jobs/${currentJob}/toys.png?patch=${encodeURIComponent(patch)}${which}`)).blob();
     const old = $("toy-plot").src; $("toy-plot").src = URL.createObjectURL(blob); $("toy-plot").hidden = false;
     if (old) URL.revokeObjectURL(old);
     $("toy-note").textContent = `Toys of ${patch}`;
   } catch (e) { $("toy-note").textContent = e.message; }
 }
 
-async function download(id, format) {
-  const blob = await (await call(`/jobs/${id}/results?format=${format}`)).blob();
-  const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = `${id}.${format}`; a.click();
+async function download(id, format, which) {
+  const blob = await (await call(`/jobs/${id}/results?format=${format}` + (which ? "&" + which : ""))).blob();
+  const name = which ? `${id}-${decodeURIComponent(which.slice(7)).replaceAll("/", "__")}` : id;
+  const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = `${name}.${format}`; a.click();
 }
 
 function cell(row, key) {
