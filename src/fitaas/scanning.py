@@ -9,9 +9,10 @@ not computed again unless ``force`` is set.
 from __future__ import annotations
 
 import collections
+import itertools
 import pickle
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ __all__ = ["ScanProgress", "ScanStopped", "pallet_result", "scan", "stored_resul
 
 # Statuses that are final answers, reused from the store (failed points are tried again).
 FINAL = ("ok", "suspect")
+# Points looked up in the store together when results are read back.
+STORE_CHUNK = 1000
 # A scan's ``stop`` event was set: it stopped; finished results are in the store.
 ScanStopped = Stopped
 
@@ -447,6 +450,8 @@ def stored_results(
     patches: Sequence[str] | None = None,
     options: InferenceOptions | None = None,
     kinds: Sequence[str] = ("hypotest",),
+    points: Iterable[Point] | None = None,
+    limit: int | None = None,
 ) -> ScanResult:
     """What the store holds of a scan, computing nothing: the points finished so far.
 
@@ -456,21 +461,28 @@ def stored_results(
         patches: Patch names (default: all).
         options: The scan's inference options.
         kinds: The scan's task kinds.
+        points: The points to look up instead of the pallet's (a theory scan's models, read
+            as a stream: a chunk at a time).
+        limit: Stop after this many finished points (the first in order).
 
     Returns:
-        The points whose every kind is stored (failed ones included), in patchset order.
+        The points whose every kind is stored (failed ones included), in order.
     """
     options = options or InferenceOptions()
     kinds = tuple(dict.fromkeys(kinds))
-    points = pallet.select(patches)
-    keys = _keys(pallet, points, {kind: options.for_kind(kind) for kind in kinds})
-    stored = store.get(keys.values())
-    results = []
-    for point in points:
-        found = {k: stored.get(keys[point.digest, k]) for k in kinds}
-        if all(v is not None for v in found.values()):
-            outcomes = {k: v.outcome for k, v in found.items() if v is not None}
-            results.append(_point_result(point, pallet.labels, kinds, outcomes))
+    per_kind = {kind: options.for_kind(kind) for kind in kinds}
+    source = iter(pallet.select(patches) if points is None else points)
+    results: list[PointResult] = []
+    while chunk := list(itertools.islice(source, STORE_CHUNK)):
+        keys = _keys(pallet, chunk, per_kind)
+        stored = store.get(keys.values())
+        for point in chunk:
+            found = {k: stored.get(keys[point.digest, k]) for k in kinds}
+            if all(v is not None for v in found.values()):
+                outcomes = {k: v.outcome for k, v in found.items() if v is not None}
+                results.append(_point_result(point, pallet.labels, kinds, outcomes))
+                if limit is not None and len(results) >= limit:
+                    return pallet_result(pallet, options, results, kinds)
     return pallet_result(pallet, options, results, kinds)
 
 

@@ -24,7 +24,7 @@ from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
 from fitaas.service.documents import load_document, model_lines, owns_document, store_document
 from fitaas.service.fit_tasks import FIT_TASKS, fit_job_outcome
-from fitaas.service.job_inputs import JobInputs, models_pallet
+from fitaas.service.job_inputs import JobInputs, job_models
 from fitaas.service.pictures import PictureCache
 
 __all__ = ["CombineSpec", "JobCreate", "JobPublic", "PalletRef", "router"]
@@ -407,21 +407,25 @@ def _fit_job_result(row: Any, runner: Any, store: Any) -> Any:
     return FIT_TASKS[row.task].from_dict(found)
 
 
-def _results(row: Any, runner: Any, store: Any, name: str | None = None) -> ScanResult:
-    """What the store holds of a scan job: of its pallet, a sweep's pallet ``name`` (default
-    its first), its combination, or its theory models."""
+def _results(
+    row: Any, runner: Any, store: Any, name: str | None = None, limit: int | None = None
+) -> ScanResult:
+    """What the store holds of a scan job (the first ``limit`` finished points): of its
+    pallet, a sweep's pallet ``name`` (default its first), its combination, or its theory
+    models (read from their document as a stream)."""
     try:
         pallet = runner.pallets.one(row, name)
     except InputError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    if JobInputs.from_json(row.inputs).kind == "models":
-        pallet = models_pallet(runner.engine, row, pallet)
+    models = JobInputs.from_json(row.inputs).kind == "models"
     return stored_results(
         pallet,
         store,
         patches=row.patches,
         options=InferenceOptions.from_dict(row.options),
         kinds=(row.task,),
+        points=job_models(runner.engine, row) if models else None,
+        limit=limit,
     )
 
 
@@ -441,6 +445,7 @@ def job_results(
     runner: Runner,
     format: Literal["json", "csv"] = Query("json"),
     pallet: str | None = Query(None, description="a sweep's pallet (default: all, JSON)"),
+    limit: int | None = Query(None, ge=1, description="only the first LIMIT finished points"),
 ) -> Any:
     """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV).
 
@@ -461,7 +466,7 @@ def job_results(
                 _UNPROCESSABLE, f"a sweep's CSV is per pallet: add pallet=NAME ({names})"
             )
         return _sweep_results(row, runner, store)
-    result = _results(row, runner, store, pallet)
+    result = _results(row, runner, store, pallet, limit)
     if format == "csv":
         return Response(result.to_csv(), media_type="text/csv")
     return strict_json(result.to_dict())

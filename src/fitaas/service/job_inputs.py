@@ -24,7 +24,7 @@ from fitaas.pallets import Pallet, Point
 from fitaas.service.documents import load_document, model_lines
 from fitaas.theory_models import models_from_lines
 
-__all__ = ["JobInputs", "NamedPallet", "PalletCache", "job_models", "models_pallet"]
+__all__ = ["JobInputs", "NamedPallet", "PalletCache", "job_models"]
 
 NamedPallet = tuple[str, Pallet]
 
@@ -115,11 +115,6 @@ def job_models(engine: sa.Engine, job: Any) -> Iterator[Point]:
     if key is None:
         raise InputError("this job scans no theory models")
     return models_from_lines(model_lines(engine, key), "models")
-
-
-def models_pallet(engine: sa.Engine, job: Any, base: Pallet) -> Pallet:
-    """A theory scan job's workspace with every model as a point (for its results)."""
-    return dataclasses.replace(base, points=tuple(job_models(engine, job)))
 
 
 class PalletCache:

@@ -1,6 +1,7 @@
 "use strict";
 // The fitaas web page: plain JavaScript over the HTTP API, polling for live progress.
 const api = "/api/v1";
+const TABLE_ROWS = 1000;  // rows of results the page shows (the downloads hold all)
 let token = localStorage.getItem("fitaas-token") || "";
 let currentJob = null;
 let sortKey = null, sortUp = true, lastRows = [], lastLabels = [], plotShownFor = -1, tableShownFor = -1;
@@ -104,8 +105,12 @@ async function showJob(id) {
   $("job-json").onclick = (e) => { e.preventDefault(); download(id, "json", which); };
   $("job-csv").onclick = (e) => { e.preventDefault(); download(id, "csv", which); };
   if (job.done !== tableShownFor) {  // something new since the last look
-    const results = await (await call(`/jobs/${id}/results` + (which ? "?" + which : ""))).json();
+    // the table shows the first TABLE_ROWS finished points (a theory scan may have 10^5)
+    const query = `?limit=${TABLE_ROWS}` + (which ? "&" + which : "");
+    const results = await (await call(`/jobs/${id}/results${query}`)).json();
     lastRows = results.results; lastLabels = results.labels; tableShownFor = job.done;
+    $("table-note").textContent = lastRows.length < TABLE_ROWS ? ""
+      : `The first ${TABLE_ROWS} finished points; the results JSON and CSV hold them all.`;
     renderResults(results.labels);
   }
   // The picture comes after every change; the service may send the previous one while it
