@@ -147,6 +147,18 @@ def running(database: str, folder: Path, **kwargs: Any) -> Iterator[Service]:
         service.stop()
 
 
+@contextmanager
+def sqlite_site(folder: Path) -> Iterator[tuple[Service, Users]]:
+    """A running service on a fresh SQLite database in ``folder``, with its users."""
+    database = f"sqlite:///{folder / 'service.sqlite'}"
+    users = Users(database)
+    try:
+        with running(database, folder) as service:
+            yield service, users
+    finally:
+        users.engine.dispose()
+
+
 def postgres_available() -> bool:
     return PG_BIN is not None and shutil.which("runuser") is not None and os.geteuid() == 0
 

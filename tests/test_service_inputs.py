@@ -19,7 +19,7 @@ from conftest import FITAAS
 from fitaas.client import ServiceError
 from fitaas.combined_scans import combine_pallets
 from fitaas.sweeps import expand_pallets
-from service_process import Service, Users, client, running, upload
+from service_process import Service, Users, client, sqlite_site, upload
 from test_combine import _analysis_b
 from test_sweeps import _variant
 from test_theory import _jsonl, _models
@@ -27,12 +27,8 @@ from test_theory import _jsonl, _models
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Users]]:
-    folder = tmp_path_factory.mktemp("site")
-    database = f"sqlite:///{folder / 'service.sqlite'}"
-    users = Users(database)
-    with running(database, folder) as service:
-        yield service, users
-    users.engine.dispose()
+    with sqlite_site(tmp_path_factory.mktemp("site")) as started:
+        yield started
 
 
 def _same_cls(got: fitaas.ScanResult, want: fitaas.ScanResult) -> None:

@@ -6,20 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from fitaas.outcomes import Outcome
 from fitaas.sql_store import SqlResultStore
-from fitaas.store import ResultStore, SqliteResultStore, open_store, result_key, store_label
+from fitaas.store import (
+    Record,
+    ResultStore,
+    SqliteResultStore,
+    open_store,
+    result_key,
+    store_label,
+)
 
 
 def _put(store: ResultStore, key: str, status: str = "ok") -> None:
+    outcome = Outcome(status, {"cls_obs": 0.1} if status == "ok" else None, None, 1.0)
     store.put(
-        key,
-        workspace_digest="w",
-        patch="p",
-        patch_digest="pd",
-        kind="hypotest",
-        options={"poi_value": 1.0},
-        pyhf_version="0.7.6",
-        outcome={"status": status, "result": {"cls_obs": 0.1}, "error": None, "seconds": 1.0},
+        Record(key, "w", "p", "pd", "hypotest", {"poi_value": 1.0}, "0.7.6", outcome.to_dict())
     )
 
 
@@ -35,6 +37,7 @@ def test_both_stores_keep_outcomes_by_key(where: str, tmp_path: Path) -> None:
     assert set(found) == {"k1", "k2"}
     assert found["k1"].status == "ok" and found["k1"].outcome["result"] == {"cls_obs": 0.1}
     assert found["k2"].status == "failed"
+    assert Outcome.from_dict(found["k1"].outcome) == Outcome("ok", {"cls_obs": 0.1}, None, 1.0)
     with open_store(path) as again:  # kept on disk
         assert set(again.get(["k1"])) == {"k1"}
 

@@ -38,7 +38,6 @@ from fitaas.inference import (
 )
 from fitaas.inference.core import check_options, complete_fit_inputs, fit_inputs
 from fitaas.inference.held_fits import HeldFit, HeldFitResult
-from fitaas.inference.kinds import outcome
 from fitaas.inference.likelihood_scan import LikelihoodScan, assemble_scan, plan_scan, scan_values
 from fitaas.inference.parallel_limits import (
     CLsCache,
@@ -53,6 +52,7 @@ from fitaas.inference.ranking import (
     plan_ranking,
     poi_index,
 )
+from fitaas.outcomes import Outcome
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.tasks import run_held_fits, run_hypotests
 
@@ -394,18 +394,18 @@ def _evaluation(
     counts = _Counts(where.progress)
 
     def lost(task: _MuTask, error: str) -> list[dict[str, Any]]:
-        return [outcome("failed", None, error, 0.0)]
+        return [Outcome.failed(error).to_dict()]
 
     def evaluate(mu: float) -> tuple[float, tuple[float, ...]]:
         if where.stop is not None and where.stop.is_set():
             raise Stopped("the upper limit was stopped")
         counts.asked()
-        (found,) = dispatcher.call(_MuTask(mu), lost)
-        failed = found["status"] == "failed" or found["result"] is None
-        counts.done(failed)
-        if failed:
-            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {found['error']}")
-        result = HypotestResult.from_dict(found["result"])
+        (returned,) = dispatcher.call(_MuTask(mu), lost)
+        found = Outcome.from_dict(returned)
+        counts.done(found.result is None)
+        if found.result is None:
+            raise InputError(f"the hypothesis test at {name} = {mu:g} failed: {found.error}")
+        result = HypotestResult.from_dict(found.result)
         return result.cls_obs, tuple(result.cls_exp)
 
     return evaluate

@@ -34,9 +34,10 @@ from fitaas.inference import (
 )
 from fitaas.inference.core import check_options
 from fitaas.inference.kinds import RESULT_TYPES
+from fitaas.outcomes import Outcome
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
-from fitaas.store import ResultStore, open_store, result_key
+from fitaas.store import Record, ResultStore, open_store, result_key
 from fitaas.tasks import (
     WorkspaceRef,
     failed_block,
@@ -88,23 +89,23 @@ def _opened_store(store: str | Path | ResultStore | None) -> Iterator[ResultStor
 
 
 def _point_result(
-    point: Point, labels: tuple[str, ...], kinds: Sequence[str], outcomes: dict[str, Any]
+    point: Point, labels: tuple[str, ...], kinds: Sequence[str], outcomes: Mapping[str, Outcome]
 ) -> PointResult:
     results: dict[str, Any] = dict.fromkeys(KINDS)
     errors, reasons, seconds = [], [], 0.0
     statuses = set()
     for kind in kinds:
         outcome = outcomes[kind]
-        seconds += float(outcome.get("seconds") or 0.0)
-        statuses.add(outcome["status"])
-        if outcome.get("result") is not None:
-            results[kind] = RESULT_TYPES[kind].from_dict(outcome["result"])
-        if outcome["status"] == "failed":
-            errors.append(outcome.get("error") or "failed")
-        if outcome.get("reason"):
-            reasons.append(outcome["reason"])
+        seconds += outcome.seconds
+        statuses.add(outcome.status)
+        if outcome.result is not None:
+            results[kind] = RESULT_TYPES[kind].from_dict(outcome.result)
+        if outcome.status == "failed":
+            errors.append(outcome.error or "failed")
+        if outcome.reason:
+            reasons.append(outcome.reason)
     status = "failed" if "failed" in statuses else "suspect" if "suspect" in statuses else "ok"
-    diagnostics = outcomes.get("hypotest", {}).get("diagnostics") if "hypotest" in kinds else None
+    diagnostics = outcomes["hypotest"].diagnostics if "hypotest" in kinds else None
     return PointResult(
         patch=point.name,
         values=point.values,
@@ -247,7 +248,7 @@ class _Plan:
     per_kind: dict[str, dict[str, Any]]
     keys: dict[tuple[str, str], str]
     version: str
-    outcomes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
 
     def todo(self) -> list[tuple[Point, tuple[str, ...]]]:
         """The points (each once) with the kinds they still lack."""
@@ -423,7 +424,7 @@ def _scan(
         for (patch_digest, kind), key in plan.keys.items():
             found = stored.get(key)
             if found is not None and found.status in FINAL:
-                plan.outcomes[patch_digest, kind] = found.outcome
+                plan.outcomes[patch_digest, kind] = Outcome.from_dict(found.outcome)
         engine_args = (engine, executor, workers, retries, batch_size)
         gather = _run(plan, results_store, engine_args, progress, stop)
     return _assemble(plan, gather)
@@ -479,7 +480,7 @@ def stored_results(
         for point in chunk:
             found = {k: stored.get(keys[point.digest, k]) for k in kinds}
             if all(v is not None for v in found.values()):
-                outcomes = {k: v.outcome for k, v in found.items() if v is not None}
+                outcomes = {k: Outcome.from_dict(v.outcome) for k, v in found.items() if v}
                 results.append(_point_result(point, pallet.labels, kinds, outcomes))
                 if limit is not None and len(results) >= limit:
                     return pallet_result(pallet, options, results, kinds)
@@ -504,7 +505,7 @@ class _Gather:
         version: str,
         per_kind: dict[str, dict[str, Any]],
         results_store: ResultStore,
-        outcomes: dict[tuple[str, str], dict[str, Any]],
+        outcomes: dict[tuple[str, str], Outcome],
         keys: dict[tuple[str, str], str],
         finish: Callable[[Point], None],
     ) -> None:
@@ -525,6 +526,23 @@ class _Gather:
     def computed(self) -> int:
         """(point, kind) results computed by this run."""
         return sum(self.computed_kinds.values())
+
+    def _put(
+        self, key: str, point: Point, kind: str, options: Mapping[str, Any], outcome: Any
+    ) -> None:
+        """Store one outcome of a point (an :class:`Outcome`, or a block of toys' mapping)."""
+        data = outcome.to_dict() if isinstance(outcome, Outcome) else outcome
+        record = Record(
+            key,
+            self.pallet.workspace_digest,
+            point.name,
+            point.digest,
+            kind,
+            options,
+            self.version,
+            data,
+        )
+        self.store.put(record)
 
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
@@ -617,25 +635,16 @@ class _Gather:
         )
 
     def _lost(self, task: _Task, error: str) -> list[dict[str, Any]]:
-        outcome = {"status": "failed", "result": None, "error": error, "seconds": 0.0}
+        outcome = Outcome.failed(error).to_dict()
         return [
             {"name": p.name, "outcomes": dict.fromkeys(task.kinds, outcome)} for p in task.points
         ]
 
     def _record(self, task: _Task, returned: list[dict[str, Any]]) -> None:
         for point, item in zip(task.points, returned, strict=True):
-            for kind, outcome in item["outcomes"].items():
-                outcome = {k: v for k, v in outcome.items() if k != "traceback"}
-                self.store.put(
-                    self.keys[point.digest, kind],
-                    workspace_digest=self.pallet.workspace_digest,
-                    patch=point.name,
-                    patch_digest=point.digest,
-                    kind=kind,
-                    options=self.per_kind[kind],
-                    pyhf_version=self.version,
-                    outcome=outcome,
-                )
+            for kind, returned_outcome in item["outcomes"].items():
+                outcome = Outcome.from_dict(returned_outcome)
+                self._put(self.keys[point.digest, kind], point, kind, self.per_kind[kind], outcome)
                 self.outcomes[point.digest, kind] = outcome
                 self.computed_kinds[kind] += 1
             self.finish(point)
@@ -718,16 +727,8 @@ class _ToyGather(_Gather):
         for outcome in returned:
             block = (str(outcome["ensemble"]), int(outcome["index"]))
             if outcome["status"] == "ok":
-                self.store.put(
-                    self._block_key(point, block),
-                    workspace_digest=self.pallet.workspace_digest,
-                    patch=point.name,
-                    patch_digest=point.digest,
-                    kind="toys",
-                    options=self.options.for_toy_block(*block),
-                    pyhf_version=self.version,
-                    outcome=outcome,
-                )
+                key = self._block_key(point, block)
+                self._put(key, point, "toys", self.options.for_toy_block(*block), outcome)
             self.blocks[point.digest][block] = outcome
             self.toys_done += self.options.toy_block_size
         self._report()
@@ -748,16 +749,8 @@ class _ToyGather(_Gather):
                 return
             self._complete(point)
             return
-        self.store.put(
-            self.keys[point.digest, "hypotest"],
-            workspace_digest=self.pallet.workspace_digest,
-            patch=point.name,
-            patch_digest=point.digest,
-            kind="hypotest",
-            options=self.per_kind["hypotest"],
-            pyhf_version=self.version,
-            outcome=outcome,
-        )
+        key = self.keys[point.digest, "hypotest"]
+        self._put(key, point, "hypotest", self.per_kind["hypotest"], outcome)
         self.outcomes[point.digest, "hypotest"] = outcome
         self.computed_kinds["hypotest"] += 1
         self.finish(point)

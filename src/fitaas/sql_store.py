@@ -8,11 +8,11 @@ whose jobs and results live in one database, and by ``--store postgresql://...``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Self
 
 from fitaas.errors import FitaasError
-from fitaas.store import COLUMNS, INDEX, StoredOutcome, chunks, row
+from fitaas.store import COLUMNS, INDEX, Record, StoredOutcome, chunks
 
 __all__ = ["SqlResultStore", "results_table", "sqlalchemy_url"]
 
@@ -94,34 +94,14 @@ class SqlResultStore:
                     found[key] = StoredOutcome(key, status, json.loads(outcome), created)
         return found
 
-    def put(
-        self,
-        key: str,
-        *,
-        workspace_digest: str,
-        patch: str | None,
-        patch_digest: str,
-        kind: str,
-        options: Mapping[str, Any],
-        pyhf_version: str,
-        outcome: Mapping[str, Any],
-    ) -> None:
+    def put(self, record: Record) -> None:
         """Store (or replace) one outcome, committed at once."""
         import sqlalchemy as sa
 
-        values = row(
-            key,
-            workspace_digest=workspace_digest,
-            patch=patch,
-            patch_digest=patch_digest,
-            kind=kind,
-            options=options,
-            pyhf_version=pyhf_version,
-            outcome=outcome,
-        )
+        values = record.row()
         t = self._table
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(t).where(t.c.key == key))
+            conn.execute(sa.delete(t).where(t.c.key == record.key))
             conn.execute(sa.insert(t).values(**values))
 
     def count(self, status: str | None = None) -> int:

@@ -23,12 +23,12 @@ from fitaas.pallets import digest
 __all__ = [
     "COLUMNS",
     "Column",
+    "Record",
     "ResultStore",
     "SqliteResultStore",
     "StoredOutcome",
     "open_store",
     "result_key",
-    "row",
     "store_label",
 ]
 
@@ -113,6 +113,46 @@ class StoredOutcome:
     created: float
 
 
+@dataclass(frozen=True)
+class Record:
+    """One outcome to store, with what its key is made of (the table's columns).
+
+    Attributes:
+        key: Its content key (:func:`result_key`).
+        workspace_digest: Digest of the background-only workspace.
+        patch: The patch's name (for people reading the table).
+        patch_digest: Digest of the patch operations.
+        kind: The task kind (``"hypotest"``, ...; ``"toys"`` for a block of toys).
+        options: The options the kind depends on.
+        pyhf_version: The pyhf version that computed it.
+        outcome: The outcome as JSON (``Outcome.to_dict``, or a block of toys).
+    """
+
+    key: str
+    workspace_digest: str
+    patch: str | None
+    patch_digest: str
+    kind: str
+    options: Mapping[str, Any]
+    pyhf_version: str
+    outcome: Mapping[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        """As a row of the results table (``COLUMNS``), stamped now."""
+        return {
+            "key": self.key,
+            "workspace_digest": self.workspace_digest,
+            "patch": self.patch,
+            "patch_digest": self.patch_digest,
+            "kind": self.kind,
+            "options": json.dumps(dict(self.options), sort_keys=True),
+            "pyhf_version": self.pyhf_version,
+            "status": self.outcome["status"],
+            "outcome": json.dumps(dict(self.outcome)),
+            "created": time.time(),
+        }
+
+
 @runtime_checkable
 class ResultStore(Protocol):
     """What a results store does: outcomes by content key (:func:`open_store` opens one)."""
@@ -123,18 +163,7 @@ class ResultStore(Protocol):
         """The stored outcomes among ``keys``, by key."""
         ...
 
-    def put(
-        self,
-        key: str,
-        *,
-        workspace_digest: str,
-        patch: str | None,
-        patch_digest: str,
-        kind: str,
-        options: Mapping[str, Any],
-        pyhf_version: str,
-        outcome: Mapping[str, Any],
-    ) -> None:
+    def put(self, record: Record) -> None:
         """Store (or replace) one outcome, committed at once."""
         ...
 
@@ -149,32 +178,6 @@ class ResultStore(Protocol):
     def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
-
-
-def row(
-    key: str,
-    *,
-    workspace_digest: str,
-    patch: str | None,
-    patch_digest: str,
-    kind: str,
-    options: Mapping[str, Any],
-    pyhf_version: str,
-    outcome: Mapping[str, Any],
-) -> dict[str, Any]:
-    """One outcome as a row of the results table (``COLUMNS``), stamped now."""
-    return {
-        "key": key,
-        "workspace_digest": workspace_digest,
-        "patch": patch,
-        "patch_digest": patch_digest,
-        "kind": kind,
-        "options": json.dumps(dict(options), sort_keys=True),
-        "pyhf_version": pyhf_version,
-        "status": outcome["status"],
-        "outcome": json.dumps(dict(outcome)),
-        "created": time.time(),
-    }
 
 
 class SqliteResultStore:
@@ -226,29 +229,9 @@ class SqliteResultStore:
                 found[key] = StoredOutcome(key, status, json.loads(outcome), created)
         return found
 
-    def put(
-        self,
-        key: str,
-        *,
-        workspace_digest: str,
-        patch: str | None,
-        patch_digest: str,
-        kind: str,
-        options: Mapping[str, Any],
-        pyhf_version: str,
-        outcome: Mapping[str, Any],
-    ) -> None:
+    def put(self, record: Record) -> None:
         """Store (or replace) one outcome, committed at once."""
-        values = row(
-            key,
-            workspace_digest=workspace_digest,
-            patch=patch,
-            patch_digest=patch_digest,
-            kind=kind,
-            options=options,
-            pyhf_version=pyhf_version,
-            outcome=outcome,
-        )
+        values = record.row()
         names = ", ".join(values)
         marks = ", ".join("?" * len(values))
         self._db.execute(

@@ -31,6 +31,7 @@ from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.inference import KINDS, InferenceOptions, pyhf_backend
 from fitaas.inference.results import strict_json
+from fitaas.outcomes import Outcome
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
 from fitaas.scanning import (
@@ -155,7 +156,7 @@ class _StreamGather(_Gather):
                 found = {k: stored.get(keys[point.digest, k]) for k in self.kinds}
                 missing = tuple(k for k, v in found.items() if v is None or v.status not in FINAL)
                 if not missing:
-                    outcomes = {k: v.outcome for k, v in found.items() if v is not None}
+                    outcomes = {k: Outcome.from_dict(v.outcome) for k, v in found.items() if v}
                     result = _point_result(point, self.pallet.labels, self.kinds, outcomes)
                     self.emit(result, True)
                     continue
@@ -163,7 +164,9 @@ class _StreamGather(_Gather):
                 for kind in self.kinds:
                     self.keys[point.digest, kind] = keys[point.digest, kind]
                     if kind not in missing:
-                        self.outcomes[point.digest, kind] = found[kind].outcome  # type: ignore[union-attr]
+                        kept = found[kind]
+                        assert kept is not None  # (a kind not missing is stored)
+                        self.outcomes[point.digest, kind] = Outcome.from_dict(kept.outcome)
                 todo.append((point, missing))
             yield from self._tasks(engine, todo, ref)
 

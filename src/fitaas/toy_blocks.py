@@ -17,6 +17,7 @@ import numpy as np
 
 from fitaas.inference import HypotestResult, InferenceOptions, ToySummary
 from fitaas.inference.toys import ENSEMBLES, decode_array, encode_array, merge_toys
+from fitaas.outcomes import Outcome
 
 __all__ = ["Block", "blocks_for", "merge_blocks", "more_toys"]
 
@@ -31,13 +32,9 @@ def blocks_for(options: InferenceOptions, total: int) -> list[Block]:
     return [(ensemble, index) for index in range(count) for ensemble in ENSEMBLES]
 
 
-def _failed(error: str, seconds: float) -> dict[str, Any]:
-    return {"status": "failed", "result": None, "error": error, "seconds": seconds}
-
-
 def merge_blocks(
     options: InferenceOptions, blocks: Mapping[Block, dict[str, Any]], total: int
-) -> dict[str, Any]:
+) -> Outcome:
     """A point's hypothesis-test outcome from its stored blocks.
 
     Args:
@@ -55,7 +52,7 @@ def merge_blocks(
     seconds = round(sum(float(blocks[b].get("seconds") or 0.0) for b in needed), 6)
     errors = [blocks[b].get("error") or "failed" for b in needed if blocks[b]["status"] != "ok"]
     if errors:
-        return _failed(f"toys failed: {errors[0]}", seconds)
+        return Outcome.failed(f"toys failed: {errors[0]}", seconds)
     values = {
         ensemble: np.concatenate(
             [decode_array(blocks[b]["teststats"]) for b in needed if b[0] == ensemble]
@@ -96,28 +93,22 @@ def merge_blocks(
         reason = f"{failed} of {2 * total} toys' fits failed (left out of the distributions)"
         if failed > FAILED_SHARE_SUSPECT * 2 * total:
             status = "suspect"
-    return {
-        "status": status,
-        "result": result.to_dict(),
-        "error": None,
-        "reason": reason,
-        "seconds": seconds,
-    }
+    return Outcome(status, result.to_dict(), None, seconds, reason)
 
 
-def more_toys(options: InferenceOptions, outcome: dict[str, Any], total: int) -> int | None:
+def more_toys(options: InferenceOptions, outcome: Outcome, total: int) -> int | None:
     """How many toys per ensemble ``cls_accuracy`` asks for next (``None``: enough).
 
     The Monte-Carlo uncertainty falls as 1/sqrt(N): the next total is the one the current
     uncertainty predicts, with 10% to spare, at least one block more, at most
     ``max_toys``.
     """
-    if options.cls_accuracy is None or outcome["status"] == "failed":
+    if options.cls_accuracy is None or outcome.status == "failed" or outcome.result is None:
         return None
     limit = max(options.max_toys, options.ntoys)
     if total >= limit:
         return None
-    error = float(outcome["result"]["toys"]["errors"]["cls_obs"] or math.nan)
+    error = float(outcome.result["toys"]["errors"]["cls_obs"] or math.nan)
     if math.isfinite(error) and error <= options.cls_accuracy:
         return None
     if math.isfinite(error) and error > 0:

@@ -14,8 +14,9 @@ from fitaas.fit_jobs import FitProgress, likelihood_scan, ranking
 from fitaas.inference import InferenceOptions
 from fitaas.inference.likelihood_scan import LikelihoodScan
 from fitaas.inference.ranking import RankingResult
+from fitaas.outcomes import Outcome
 from fitaas.pallets import Pallet, Point
-from fitaas.store import ResultStore, result_key
+from fitaas.store import Record, ResultStore, result_key
 
 __all__ = ["FIT_TASKS", "fit_job_outcome", "run_fit_job"]
 
@@ -83,13 +84,17 @@ def run_fit_job(
             grid=(float(grid[0]), float(grid[1]), int(grid[2])) if grid else None,
             **common,
         )
+    outcome = Outcome("ok", result.to_dict())
+    version = str(pyhf.__version__)
     store.put(
-        key,
-        workspace_digest=pallet.workspace_digest,
-        patch=point.name,
-        patch_digest=point.digest,
-        kind=job.task,
-        options=options,
-        pyhf_version=str(pyhf.__version__),
-        outcome={"status": "ok", "result": result.to_dict(), "error": None, "seconds": 0.0},
+        Record(
+            key,
+            pallet.workspace_digest,
+            point.name,
+            point.digest,
+            job.task,
+            options,
+            version,
+            outcome.to_dict(),
+        )
     )
