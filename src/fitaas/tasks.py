@@ -51,6 +51,9 @@ __all__ = [
 
 # Points whose model (and toy reference) a worker keeps for their next tasks.
 POINTS_KEPT = 4
+# Workspaces a worker keeps, the most recently used (a long-lived worker of a service meets
+# many; one dropped comes back from its file or with the next task that needs it).
+WORKSPACES_KEPT = 8
 
 
 class WorkerCache:
@@ -123,6 +126,8 @@ class WorkerCache:
         """Keep a (client-validated) workspace under its digest."""
         workspace = pyhf.Workspace(spec, validate=False)
         self._workspaces[digest] = workspace
+        while len(self._workspaces) > WORKSPACES_KEPT:
+            self._workspaces.pop(next(iter(self._workspaces)))
         return workspace
 
     def workspace(self, ref: WorkspaceRef, payload: bytes | None = None) -> pyhf.Workspace:
@@ -135,8 +140,9 @@ class WorkerCache:
         Raises:
             WorkspaceNotOnWorker: The worker lacks the workspace and has no way to get it.
         """
-        found = self._workspaces.get(ref.digest)
+        found = self._workspaces.pop(ref.digest, None)
         if found is not None:
+            self._workspaces[ref.digest] = found  # the most recently used
             return found
         if payload is not None:
             raw = payload

@@ -64,6 +64,14 @@ def _service_imports() -> Any:
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Processes of the local endpoint.")
 @click.option(
+    "--keep-workers",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long an endpoint's workers wait for the next job (0: stopped after each job).",
+)
+@click.option(
     "--auth-failures-per-minute",
     default=20,
     show_default=True,
@@ -76,6 +84,7 @@ def serve(
     port: int,
     max_upload_mb: float,
     workers: int | None,
+    keep_workers: float,
     auth_failures_per_minute: int,
 ) -> None:
     """Run the fitaas service (HTTP API under /api/v1, web page at /).
@@ -99,6 +108,7 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1e6),
         workers=workers,
         auth_failures_per_minute=auth_failures_per_minute,
+        keep_workers=keep_workers,
     )
     app = create_app(settings)
     click.echo(f"fitaas service on http://{host}:{port}/ (database {database})", err=True)

@@ -22,7 +22,10 @@ from fitaas.engines.settings import Schema
 from fitaas.errors import FitaasError
 from fitaas.payloads import WorkspaceRef, compress_workspace
 
-__all__ = ["Engine", "EngineError", "ExecutorEngine", "missing_extra"]
+__all__ = ["PAYLOADS_KEPT", "Engine", "EngineError", "ExecutorEngine", "missing_extra"]
+
+# Compressed workspaces an engine keeps ready for workers that lack them.
+PAYLOADS_KEPT = 8
 
 
 class EngineError(FitaasError):
@@ -153,10 +156,15 @@ class Engine(ABC):
         return WorkspaceRef(digest, str(path), str(folder / "jax"))
 
     def payload(self, digest: str, spec: dict[str, Any]) -> Any:
-        """What a task carries for a worker that lacks the workspace (compressed JSON)."""
-        if digest not in self._payloads:
-            self._payloads[digest] = compress_workspace(spec)
-        return self._payloads[digest]
+        """What a task carries for a worker that lacks the workspace (compressed JSON); the
+        last :data:`PAYLOADS_KEPT` are kept (an engine may serve many jobs)."""
+        found = self._payloads.pop(digest, None)
+        if found is None:
+            found = compress_workspace(spec)
+        self._payloads[digest] = found
+        while len(self._payloads) > PAYLOADS_KEPT:
+            self._payloads.pop(next(iter(self._payloads)))
+        return found
 
     def recover(self, exc: BaseException) -> None:  # noqa: B027 - optional hook
         """Called before a lost task is sent again: restart what broke, if anything."""

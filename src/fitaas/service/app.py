@@ -71,7 +71,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     database = connect(settings.database)
     store = SqlResultStore(database)
-    runner = JobRunner(database, store, settings.workers)
+    runner = JobRunner(database, store, settings.workers, settings.keep_workers)
     uploads = UploadChecker()
     pictures = PictureCache()
 

@@ -7,7 +7,9 @@ points already computed (by any job or any ``fitaas scan`` on the same store) ar
 at once. Progress goes to the job's row after every point. Jobs found queued or running
 when the service starts are started again: what was stored is reused, nothing finished is
 lost or recomputed. Cancelling stops the job within a second (its local workers are
-terminated); what finished stays.
+terminated); what finished stays. A finished job's engine waits for the next job on its
+endpoint (:class:`~fitaas.service.warm_engines.WarmEngines`): its workers keep their imports,
+workspaces and compiled structures.
 
 Several servers may share one database. A server runs a job only while it holds the job's
 lease (its name and a time, renewed every :data:`HEARTBEAT_SECONDS`): claiming is one
@@ -40,6 +42,7 @@ from fitaas.service import db
 from fitaas.service.fit_tasks import FIT_TASKS, run_fit_job
 from fitaas.service.job_inputs import JobInputs, NamedPallet, PalletCache, job_models
 from fitaas.service.storage import StorageWatch
+from fitaas.service.warm_engines import DEFAULT_KEEP_SECONDS, WarmEngines
 from fitaas.sql_store import SqlResultStore
 from fitaas.streaming import stream_scan
 
@@ -87,10 +90,17 @@ class JobRunner:
         workers: Worker processes for endpoints that do not set their own.
     """
 
-    def __init__(self, engine: sa.Engine, store: SqlResultStore, workers: int | None = None):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        store: SqlResultStore,
+        workers: int | None = None,
+        keep_workers: float = DEFAULT_KEEP_SECONDS,
+    ):
         self.engine = engine
         self.store = store
         self.workers = workers
+        self.engines = WarmEngines(keep_workers)
         self._queues: dict[str, queue.Queue[str | None]] = {}
         self._threads: list[threading.Thread] = []
         self._stops: dict[str, threading.Event] = {}
@@ -139,6 +149,7 @@ class JobRunner:
         last_sweep = time.monotonic()
         while not self._stopping.wait(HEARTBEAT_SECONDS):
             self.storage.check()
+            self.engines.reap()
             try:
                 self._renew()
                 if time.monotonic() - last_sweep > SWEEP_SECONDS:
@@ -222,6 +233,7 @@ class JobRunner:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.engines.close()
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -336,13 +348,16 @@ class JobRunner:
         if self._stopping.is_set():
             stop.set()
 
-        from fitaas.engines.endpoint import engine_from_settings
-
+        settings = self._settings(settings)
         try:
             pallets = self.pallets.get(job)
-            compute = engine_from_settings(self._settings(settings))
-            with compute:
+            compute = self.engines.take(job.endpoint_id, settings)
+            try:
                 self._compute(job, pallets, compute, stop)
+            except BaseException:
+                self.engines.discard(compute)  # its running tasks stop with it
+                raise
+            self.engines.give_back(job.endpoint_id, settings, compute)
         except ScanStopped:
             return  # cancelled (state set by the request) or service stopping (resumes)
         except FitaasError as exc:

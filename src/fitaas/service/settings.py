@@ -21,9 +21,12 @@ class ServiceSettings:
         workers: Worker processes of the ``local`` endpoint (default: one per core).
         auth_failures_per_minute: Failed authentications a client may make in a minute
             before it is answered 429 for the rest of that minute.
+        keep_workers: Seconds an endpoint's engine stays started after a job, for the next
+            (0: stopped after every job).
     """
 
     database: str = DEFAULT_DATABASE
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000
     workers: int | None = None
     auth_failures_per_minute: int = 20
+    keep_workers: float = 300.0
