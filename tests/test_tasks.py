@@ -43,3 +43,29 @@ def test_tasks_ask_for_the_workspace_once_and_report_failures(demo: Path) -> Non
         assert "outside of its bounds" in outside[0]["error"]  # reported, not raised
         lost = pool.submit(run_held_fits, ref, bad, [(1, 0.25)], options).result()
         assert lost[0]["error"].startswith("cannot build the model of 'bad'")
+
+
+def test_a_long_lived_worker_keeps_the_most_recent_workspaces(demo: Path, tmp_path: Path) -> None:
+    from fitaas.tasks import WORKSPACES_KEPT, WorkerCache
+
+    base = load(demo / "BkgOnly.json")
+    cache = WorkerCache()
+    refs = []
+    for index in range(WORKSPACES_KEPT + 2):
+        spec = {**base, "version": f"1.0.{index}"}  # another digest each
+        path = tmp_path / f"ws{index}.json.gz"
+        path.write_bytes(compress_workspace(spec))
+        refs.append(WorkspaceRef(digest(spec), str(path)))
+        cache.workspace(refs[-1])
+        cache.workspace(refs[0])  # the first stays in use
+    assert refs[0].digest in cache and refs[-1].digest in cache
+    dropped = [r for r in refs if r.digest not in cache]
+    assert len(dropped) == 2 and refs[1] in dropped  # the least recently used
+    cache.workspace(dropped[0])  # read again from its file when asked
+    assert (
+        dropped[0].digest in cache
+        and len([r for r in refs if r.digest in cache]) == WORKSPACES_KEPT
+    )
+    gone = next(r for r in refs if r.digest not in cache)
+    with pytest.raises(WorkspaceNotOnWorker):  # no file, no payload: the task asks for it
+        cache.workspace(WorkspaceRef(gone.digest))
