@@ -65,7 +65,7 @@ _MODELS_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/jsonl": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
             "application/gzip": {"schema": {"type": "string", "format": "binary"}},
         },
     }
@@ -76,7 +76,7 @@ _MODELS_BODY = {
 async def upload_models(
     request: Request, user: CurrentUser, database: Database, settings: Settings
 ) -> dict[str, Any]:
-    """Upload theory models for a theory scan: JSON Lines (plain or gzip), one
+    """Upload theory models for a theory scan: JSON Lines (plain text or gzip), one
     ``{"name", "values", "patch"}`` per line; returns the digest of their canonical text."""
     return await _upload("models", request, user, database, settings)
 
