@@ -79,6 +79,7 @@ def _model(examples: tuple[dict, dict], options: InferenceOptions) -> tuple:
     return build_model(pyhf.Workspace(ws), ps["patches"][0]["patch"], options)
 
 
+@pytest.mark.slow  # (pyhf's limits are compared by default on the fast path and over workers)
 def test_upper_limit_equals_pyhf(examples: tuple[dict, dict]) -> None:
     options = PLAIN
     with pyhf_backend(options):

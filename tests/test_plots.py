@@ -131,6 +131,7 @@ def test_images_match_the_baseline(
     assert compare_images(str(expected), str(actual), tol=12) is None
 
 
+@pytest.mark.slow  # (by default: the report in test_report, the plot command in test_fit_jobs)
 def test_plot_and_report_commands(demo: Path, tmp_path: Path) -> None:
     scanned = run_cli(
         "scan",

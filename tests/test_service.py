@@ -531,7 +531,7 @@ def _in_process(spec: dict[str, Any], compute: Any) -> Any:
 def test_the_next_job_finds_the_endpoints_workers_started(
     users: Users, demo: Path, tmp_path: Path, database: str
 ) -> None:
-    kept = running(database, tmp_path, options=("--keep-workers", "4"))
+    kept = running(database, tmp_path, options=("--keep-workers", "2"))
     with kept as service, client(service, users.alice) as http:
         assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
         first = {p.pid for p in service.workers_now()}
@@ -540,8 +540,8 @@ def test_the_next_job_finds_the_endpoints_workers_started(
         assert again["state"] == "done" and again["done"] == len(PATCHES) - 1
         assert first <= {p.pid for p in service.workers_now()}  # the same processes
         idle = time.monotonic()
-        while service.workers_now():  # stopped after 4 s without a job
+        while service.workers_now():  # stopped after 2 s without a job
             assert time.monotonic() - idle < 20, "idle workers still running after 20 s"
             time.sleep(0.3)
-        assert time.monotonic() - idle > 2
+        assert time.monotonic() - idle > 1
         assert wait(http, submit(http, demo, patches=PATCHES[:2])["id"])["state"] == "done"

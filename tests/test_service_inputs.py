@@ -82,6 +82,7 @@ def test_a_sweep_is_one_job_with_each_pallets_results(
     assert [r["cls_obs"] for r in written] == [p.cls_obs for p in swept["b"]]
 
 
+@pytest.mark.slow  # (by default: combination rules in test_combine, service pallets in the sweep)
 def test_a_combination_job_equals_the_librarys_combined_scan(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:
@@ -148,6 +149,7 @@ def test_bad_sweeps_combinations_and_models_are_named(
             ({"pallets": [one], "combine": {"join": "outer"}}, "needs two pallets or more"),
             ({"pallets": [one], "patches": ["demo_300_0"]}, "a sweep scans every point"),
             ({"pallets": [one], "workspace": workspace}, "'pallets' replaces 'workspace'"),
+            ({"pallets": [one], "labels": ["m1"]}, "'pallets' replaces 'workspace'"),
             ({"pallets": [one], "task": "ranking"}, "fits one point of one pallet"),
             ({"combine": {"join": "outer"}, "workspace": workspace}, "'combine' combines"),
             ({"patchset": patchset}, "a job needs 'workspace'"),

@@ -334,8 +334,8 @@ def _scanned_models(request: JobCreate, user: User, database: sa.Engine) -> _Sca
 def _scanned_pallets(request: JobCreate, user: User, database: sa.Engine) -> _Scanned:
     """A sweep (each pallet scanned) or a combination (one combined pallet scanned)."""
     assert request.pallets is not None
-    if request.workspace or request.patchset or request.models:
-        raise InputError("'pallets' replaces 'workspace', 'patchset' and 'models'")
+    if request.workspace or request.patchset or request.models or request.labels:
+        raise InputError("'pallets' replaces 'workspace', 'patchset', 'models' and 'labels'")
     if request.task in FIT_TASKS:
         raise InputError(f"a {request.task} job fits one point of one pallet, not 'pallets'")
     names = [p.name for p in request.pallets]
