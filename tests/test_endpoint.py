@@ -205,7 +205,11 @@ def test_example_endpoint_files(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param("parsl-local.toml", marks=pytest.mark.slow), "dask-local.toml"]
+    "name",  # (slow: the engines' own tests run a scan on Parsl and Dask by default)
+    [
+        pytest.param("parsl-local.toml", marks=pytest.mark.slow),
+        pytest.param("dask-local.toml", marks=pytest.mark.slow),
+    ],
 )
 def test_example_local_endpoints_run_a_scan(demo: Path, tmp_path: Path, name: str) -> None:
     out = tmp_path / "out.json"

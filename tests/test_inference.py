@@ -189,6 +189,7 @@ def test_1lbb_reference_point(workspaces: Path) -> None:
     assert len(diagnostics["fits"]) == 5
 
 
+@pytest.mark.slow  # (the fast path's jax evaluation is compared by default)
 def test_jax_backend_agrees_with_numpy(demo: Path) -> None:
     pytest.importorskip("jax")
     names = ["demo_600_200", "demo_700_0", "demo_900_400"]

@@ -163,6 +163,7 @@ def test_users_see_only_their_own_and_their_groups_jobs(
                 assert response.status_code in (401, 429), (method, path, response.text)
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # (PostgreSQL: the two above)
 def test_groups_decide_who_may_use_an_endpoint(service: Service, users: Users, demo: Path) -> None:
     add_endpoint(users.engine, "cluster", {"engine": "local", "workers": 1}, groups=("atlas",))
     with client(service, users.alice) as alice, client(service, users.bob) as bob:
@@ -483,11 +484,10 @@ def test_a_toy_job_gives_the_toys_of_fitaas_scan(
         assert missing.status_code == 404
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # (stored like any other)
 def test_ranking_and_likelihood_scan_jobs_give_the_librarys_results(
     service: Service, users: Users, database: str
 ) -> None:
-    if database.startswith("postgresql"):
-        pytest.skip("their results are stored like any other: the SQLite run covers them")
     spec = excess_workspace()
     with client(service, users.alice) as http:
         digest = http.post("/workspaces", content=json.dumps(spec).encode()).json()["digest"]
