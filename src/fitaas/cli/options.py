@@ -117,7 +117,8 @@ def pallets_options(func: F) -> F:
             "--models",
             type=click.Path(exists=True, path_type=Path),
             help='Theory models instead of a patchset: a JSON Lines file (one {"name", '
-            '"values", "patch"} per line) or a folder of patch files, read as a stream.',
+            '"values", "patch"} per line) or a folder of patch files, read as a stream '
+            "('fitaas scan' streams the results to -o, default results.jsonl).",
         ),
         click.option(
             "--labels",
