@@ -172,3 +172,34 @@ def test_bad_sweeps_combinations_and_models_are_named(
             422,
             "no workspace",
         )
+
+
+def test_a_site_database_of_the_previous_schema_gains_job_inputs(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from fitaas.service import db
+    from fitaas.service.job_inputs import JobInputs
+
+    url = f"sqlite:///{tmp_path / 'site.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a database as the previous release left it (schema v3)
+        for number, step in enumerate(db.MIGRATIONS[:3], start=1):
+            step(conn)
+            db.schema_version.create(conn, checkfirst=True)
+            conn.execute(sa.insert(db.schema_version).values(version=number, applied=0.0))
+        conn.execute(sa.text("ALTER TABLE jobs DROP COLUMN inputs"))  # (v1 made today's table)
+        conn.execute(sa.text("INSERT INTO users (name, token_hash, created) VALUES ('a', 'h', 0)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (id, owner_id, endpoint_id, workspace_digest, task, options, "
+                "state, total, done, failed, created) VALUES ('j', 1, 1, 'w', 'hypotest', '{}', "
+                "'done', 1, 1, 0, 0)"
+            )
+        )
+    engine.dispose()
+    migrated = db.connect(url)
+    assert db.migrate(migrated) == db.SCHEMA_VERSION == 4
+    with migrated.connect() as conn:
+        row = conn.execute(sa.select(db.jobs).where(db.jobs.c.id == "j")).one()
+    assert row.inputs is None and JobInputs.from_json(row.inputs).kind == "scan"
+    migrated.dispose()
