@@ -150,3 +150,41 @@ def test_without_a_writable_cache_the_workspace_travels_with_the_tasks(
     monkeypatch.setenv("FITAAS_CACHE", "/dev/null/not-a-folder")
     (point,) = fitaas.scan(demo, patches=["demo_700_0"], workers=1)
     assert point.status == "ok"
+
+
+def test_a_scans_plan_leaves_jax_to_the_workers(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    # The main process plans (checks, keys) while the workers start: importing jax there
+    # took 0.6 s of the cores the workers start on.
+    script = (
+        "import sys\n"
+        "from fitaas import InferenceOptions\n"
+        "from fitaas.pallets import load_pallet\n"
+        "from fitaas.scanning import _plan\n"
+        f"plan = _plan(load_pallet({str(demo)!r}), None, InferenceOptions(), ('hypotest',), 0)\n"
+        "print(len(plan.keys), 'jax' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["20", "False"]
+    # without jax installed, asking for the fast path is still one clear error up front
+    import importlib.util
+
+    from fitaas.errors import InputError
+    from fitaas.inference.backend import checking_backend
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jax" else found(name, *a)
+    )
+    with (
+        pytest.raises(InputError, match=r"pip install 'fitaas\[jax\]'"),
+        checking_backend(InferenceOptions(fast=True)),
+    ):
+        pass
+    with checking_backend(InferenceOptions(fast=False)):  # the plain path needs no jax
+        assert pyhf.get_backend()[0].name == "numpy"

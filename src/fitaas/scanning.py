@@ -26,12 +26,8 @@ from fitaas.engines.base import Engine, EngineError
 from fitaas.engines.factory import engine_in_use, started_early
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
-from fitaas.inference import (
-    KINDS,
-    InferenceOptions,
-    build_model,
-    pyhf_backend,
-)
+from fitaas.inference import KINDS, InferenceOptions, build_model
+from fitaas.inference.backend import checking_backend
 from fitaas.inference.core import check_options
 from fitaas.inference.kinds import RESULT_TYPES
 from fitaas.outcomes import Outcome
@@ -290,7 +286,7 @@ def _plan(
             "use the asymptotic calculator"
         )
     points = pallet.select(patches)
-    with pyhf_backend(options):  # a missing backend or optimizer is one clear error, now
+    with checking_backend(options):  # a missing backend or optimizer: one clear error, now
         _check_options(pallet, points, options, kinds)
     per_kind = {kind: options.for_kind(kind) for kind in kinds}
     keys = _keys(pallet, points, per_kind)

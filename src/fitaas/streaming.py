@@ -29,7 +29,8 @@ from fitaas.engines.base import Engine
 from fitaas.engines.factory import engine_in_use
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
-from fitaas.inference import KINDS, InferenceOptions, pyhf_backend
+from fitaas.inference import KINDS, InferenceOptions
+from fitaas.inference.backend import checking_backend
 from fitaas.inference.results import strict_json
 from fitaas.outcomes import Outcome
 from fitaas.pallets import Pallet, Point, load_pallet
@@ -235,7 +236,7 @@ def stream_scan(
     first = next(points, None)
     if first is None:
         raise InputError("no models to scan")
-    with pyhf_backend(options):
+    with checking_backend(options):
         _check_options(pallet, [first], options, kinds)
     points = itertools.chain([first], points)
     writer = JsonlWriter(output, _header(pallet, options, kinds)) if output else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import pyhf
 from fitaas.errors import FitaasError, InputError
 from fitaas.inference.options import InferenceOptions
 
-__all__ = ["FitTimeout", "compiled_fits", "honest_message", "pyhf_backend"]
+__all__ = ["FitTimeout", "checking_backend", "compiled_fits", "honest_message", "pyhf_backend"]
 
 _EXTRA = {"jax": "jax", "minuit": "minuit"}
 
@@ -179,17 +181,36 @@ class _WatchedFits:
         return result
 
 
+def _no_jax(exc: object) -> InputError:
+    return InputError(
+        f"the fast path needs jax ({exc}); install it with: pip install 'fitaas[jax]'"
+    )
+
+
 def _compiled(base: type) -> type:
     """The compiled-objective subclass of ``base`` (the fast path), if jax is installed."""
     try:
         import jax  # noqa: F401 - fitaas.fast imports it only when it first compiles
     except ImportError as exc:
-        raise InputError(
-            f"the fast path needs jax ({exc}); install it with: pip install 'fitaas[jax]'"
-        ) from None
+        raise _no_jax(exc) from None
     from fitaas.fast import compiled_objective_optimizer
 
     return compiled_objective_optimizer(base)
+
+
+@contextmanager
+def checking_backend(options: InferenceOptions) -> Iterator[None]:
+    """pyhf's backend and optimizer of ``options`` set for checks that fit nothing (a
+    scan's plan in the main process): the fast path's jax is found, not imported (0.6 s
+    that the workers, starting beside it, are better off with).
+
+    Raises:
+        InputError: The backend, optimizer or the fast path's jax is not installed.
+    """
+    if compiled_fits(options) and importlib.util.find_spec("jax") is None:
+        raise _no_jax("jax is not installed")
+    with pyhf_backend(dataclasses.replace(options, fast=False)):
+        yield
 
 
 def _mirror_search(structures: Any, settings: dict[str, Any] | None) -> Any:
