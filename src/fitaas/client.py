@@ -24,6 +24,7 @@ from fitaas.errors import FitaasError
 if TYPE_CHECKING:  # pragma: no cover - the client imports pyhf only to read results
     from fitaas.inference.likelihood_scan import LikelihoodScan
     from fitaas.inference.ranking import RankingResult
+    from fitaas.pallets import PalletSpecs
     from fitaas.results import ScanResult
 
 __all__ = ["Client", "Job", "ServiceError"]
@@ -164,12 +165,9 @@ class Client:
         """Upload theory models: a ``.jsonl``/``.jsonl.gz`` file, a folder of patch files or
         an iterable of ``{"name", "values", "patch"}`` (checked here first, as ``fitaas
         scan --models`` reads them); returns their digest."""
-        from fitaas.theory_models import model_source
+        from fitaas.theory_models import model_line, model_source
 
-        lines = (
-            json.dumps({"name": p.name, "values": list(p.values), "patch": list(p.operations)})
-            for p in model_source(models)
-        )
+        lines = (model_line(p) for p in model_source(models))
         body = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
         headers = {"Content-Type": "application/gzip"}
         return str(self._request("POST", "/models", content=body, headers=headers).json()["digest"])
@@ -218,24 +216,16 @@ class Client:
         if models is not None and patchset is not None:
             raise ServiceError("a theory scan scans its models: give no patchset")
         specs = pallet_specs(workspace, patchset, region)
-        body: dict[str, Any] = {
-            "workspace": self.upload_workspace(specs.workspace),
-            "patchset": None
-            if models is not None or specs.patchset is None
-            else self.upload_patchset(specs.patchset),
-            "patches": patches,
-            "task": task,
-            "options": options,
-            "endpoint": endpoint,
-            "group": group,
-        }
+        if models is not None:  # (a folder's patchset is not the scan's)
+            specs = dataclasses.replace(specs, patchset=None)
+        body = self._uploaded(specs)
         if models is not None:
             body.update(models=self.upload_models(models), labels=list(labels))
         if parameter is not None:
             body["parameter"] = parameter
         if grid is not None:
             body["grid"] = list(grid)
-        return Job.from_dict(self._request("POST", "/jobs", json=body).json())
+        return self._post_job(body, patches, task, options, endpoint, group)
 
     def submit_pallets(
         self,
@@ -275,28 +265,36 @@ class Client:
         from fitaas.pallets import pallet_specs
         from fitaas.sweeps import sweep_sources
 
-        pallets = []
-        for entry in sweep_sources(sources, all_regions=all_regions, region=region):
-            specs = pallet_specs(entry.workspace, entry.patchset, entry.region)
-            pallets.append(
-                {
-                    "name": entry.name,
-                    "workspace": self.upload_workspace(specs.workspace),
-                    "patchset": None
-                    if specs.patchset is None
-                    else self.upload_patchset(specs.patchset),
-                }
-            )
-        body: dict[str, Any] = {
-            "pallets": pallets,
-            "combine": {"join": join, "match": match} if combine else None,
-            "patches": patches,
-            "task": task,
-            "options": options,
-            "endpoint": endpoint,
-            "group": group,
+        pallets = [
+            {
+                "name": entry.name,
+                **self._uploaded(pallet_specs(entry.workspace, entry.patchset, entry.region)),
+            }
+            for entry in sweep_sources(sources, all_regions=all_regions, region=region)
+        ]
+        body = {"pallets": pallets, "combine": {"join": join, "match": match} if combine else None}
+        return self._post_job(body, patches, task, options, endpoint, group)
+
+    def _uploaded(self, specs: PalletSpecs) -> dict[str, Any]:
+        """A pallet's documents uploaded: ``{"workspace", "patchset"}`` digests."""
+        return {
+            "workspace": self.upload_workspace(specs.workspace),
+            "patchset": None if specs.patchset is None else self.upload_patchset(specs.patchset),
         }
-        return Job.from_dict(self._request("POST", "/jobs", json=body).json())
+
+    def _post_job(
+        self,
+        body: dict[str, Any],
+        patches: list[str] | None,
+        task: str,
+        options: dict[str, Any],
+        endpoint: str | None,
+        group: str | None,
+    ) -> Job:
+        """Submit a job of ``body``'s inputs with what every job request carries."""
+        common = {"patches": patches, "task": task, "options": options}
+        request = {**body, **common, "endpoint": endpoint, "group": group}
+        return Job.from_dict(self._request("POST", "/jobs", json=request).json())
 
     def job(self, job: Job | str) -> Job:
         """The job's current state."""

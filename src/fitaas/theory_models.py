@@ -25,7 +25,14 @@ from typing import Any
 from fitaas.errors import InputError
 from fitaas.pallets import Point, digest
 
-__all__ = ["ModelSource", "count_models", "model_source", "models_from_lines", "read_models"]
+__all__ = [
+    "ModelSource",
+    "count_models",
+    "model_line",
+    "model_source",
+    "models_from_lines",
+    "read_models",
+]
 
 ModelSource = str | Path | Iterable[Mapping[str, Any] | Point]
 
@@ -148,6 +155,15 @@ def model_source(models: ModelSource) -> Iterator[Point]:
             )
         return models_from_lines(_lines(path), str(path))
     return _unique(_from_iterable(models))
+
+
+def model_line(point: Point) -> str:
+    """A model as its canonical JSON Lines line (sorted keys, no newline): what the service
+    keeps of an upload, and digests."""
+    return json.dumps(
+        {"name": point.name, "values": list(point.values), "patch": list(point.operations)},
+        sort_keys=True,
+    )
 
 
 def read_models(models: ModelSource) -> list[Point]:

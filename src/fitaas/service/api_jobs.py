@@ -431,7 +431,7 @@ def _results(
 
 def _sweep_results(row: Any, runner: Any, store: Any) -> dict[str, Any]:
     """Every pallet of a sweep job: ``{"pallets": {name: results}}`` in order."""
-    names = [name for name, _ in runner.pallets.get(row)]
+    names = JobInputs.from_json(row.inputs).names
     results = {name: _results(row, runner, store, name).to_dict() for name in names}
     return {"pallets": strict_json(results)}
 
@@ -459,9 +459,10 @@ def job_results(
         if format == "csv":
             raise HTTPException(_UNPROCESSABLE, f"a {row.task} job's results are JSON only")
         return strict_json(_fit_job_result(row, runner, store).to_dict())
-    if pallet is None and JobInputs.from_json(row.inputs).kind == "sweep":
+    inputs = JobInputs.from_json(row.inputs)
+    if pallet is None and inputs.kind == "sweep":
         if format == "csv":
-            names = ", ".join(name for name, _ in runner.pallets.get(row))
+            names = ", ".join(inputs.names)
             raise HTTPException(
                 _UNPROCESSABLE, f"a sweep's CSV is per pallet: add pallet=NAME ({names})"
             )

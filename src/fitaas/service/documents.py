@@ -20,10 +20,9 @@ import sqlalchemy as sa
 from fitaas.errors import InputError
 from fitaas.pallets import digest, gunzip, parse_json_bytes, validate_patchset, validate_workspace
 from fitaas.service import db
-from fitaas.theory_models import models_from_lines
+from fitaas.theory_models import model_line, models_from_lines
 
 __all__ = [
-    "KINDS",
     "UploadChecker",
     "checked_document",
     "load_document",
@@ -33,20 +32,10 @@ __all__ = [
 ]
 
 
-# What may be uploaded.
-KINDS = ("workspace", "patchset", "models")
-
-
 def _checked_models(text: bytes) -> tuple[str, bytes]:
     """Theory models as JSON Lines: every line checked (one-line errors naming it), kept as
     one canonical line per model; the digest is that text's SHA-256."""
-    lines = [
-        json.dumps(
-            {"name": p.name, "values": list(p.values), "patch": list(p.operations)},
-            sort_keys=True,
-        )
-        for p in models_from_lines(io.BytesIO(text), "models")
-    ]
+    lines = [model_line(p) for p in models_from_lines(io.BytesIO(text), "models")]
     if not lines:
         raise InputError("models: no models (one JSON object per line)")
     canonical = ("\n".join(lines) + "\n").encode()
@@ -157,7 +146,7 @@ def store_document(
     Args:
         engine: The service database.
         raw: The request body (JSON or JSON Lines, gzip-compressed or not).
-        kind: One of :data:`KINDS`.
+        kind: ``"workspace"``, ``"patchset"`` or ``"models"``.
         user_id: The uploader, who may use it from now on.
         limit: The largest decompressed size accepted, in bytes.
         checker: Where to parse and validate (default: in this thread).

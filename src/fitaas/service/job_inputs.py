@@ -55,6 +55,11 @@ class JobInputs:
             return "scan"
         return "combination" if self.combine is not None else "sweep"
 
+    @property
+    def names(self) -> list[str]:
+        """A sweep's or combination's pallet names, in order (none otherwise)."""
+        return [p["name"] for p in self.pallets]
+
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> JobInputs:
         """From a job row's ``inputs`` column."""
