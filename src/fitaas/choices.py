@@ -11,6 +11,7 @@ from typing import Literal
 __all__ = [
     "BACKENDS",
     "CALCTYPES",
+    "DEVICES",
     "KINDS",
     "OPTIMIZERS",
     "RETRY_STRATEGIES",
@@ -25,3 +26,4 @@ OPTIMIZERS = ("scipy", "minuit")
 TEST_STATS = ("qtilde", "q", "q0")
 CALCTYPES = ("asymptotics", "toybased")
 RETRY_STRATEGIES = ("default", "thorough", "strict", "none")
+DEVICES = ("cpu", "gpu")

@@ -26,6 +26,7 @@ from fitaas.engines.base import Engine, EngineError
 from fitaas.engines.factory import engine_in_use, started_early
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
+from fitaas.fast.device import requested_device, use_gpu
 from fitaas.inference import KINDS, InferenceOptions, build_model
 from fitaas.inference.backend import checking_backend
 from fitaas.inference.core import check_options
@@ -182,6 +183,9 @@ def scan(
         ScanStopped: ``stop`` was set.
     """
     refuse_unguarded_main()  # (in a worker re-running a script without the main guard)
+    if options is not None and options.device == "gpu" and not isinstance(engine, Engine):
+        use_gpu()  # (workers this scan starts compute on the GPU, one per GPU)
+        workers = workers or 1
     shared: dict[str, Any] = {
         "options": options,
         "kinds": kinds,
@@ -507,6 +511,8 @@ class _Gather:
     ) -> None:
         self.pallet = pallet
         self.option_dict = options.to_dict()
+        # (workers started for the GPU fit in lockstep whatever the options say)
+        self.lockstep = bool(options.fast) and (options.lockstep or requested_device() == "gpu")
         self.version = version
         self.per_kind = per_kind
         self.store = results_store
@@ -543,7 +549,7 @@ class _Gather:
     def _tasks(
         self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]], ref: WorkspaceRef
     ) -> list[_Task]:
-        size = engine.batch_size_for(len(todo))
+        size = engine.batch_size_for(len(todo), self.lockstep)
         by_kinds: dict[tuple[str, ...], list[Point]] = {}
         for point, kinds in todo:
             by_kinds.setdefault(kinds, []).append(point)

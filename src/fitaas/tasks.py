@@ -235,21 +235,31 @@ def warm_worker() -> None:
         configure_jax()
 
 
+def _built(
+    workspace: pyhf.Workspace, point: dict[str, Any], options: InferenceOptions
+) -> tuple[Any, Any, float] | str:
+    """A point's model, data and the seconds it took, or why it cannot be built."""
+    start = time.perf_counter()
+    try:
+        model, data = build_model(workspace, point["operations"], options)
+    except Exception as exc:  # a patch that does not apply, an invalid patched model
+        return f"cannot build the model of patch '{point['name']}': {error_text(exc)}"
+    return model, data, time.perf_counter() - start
+
+
 def _run_point(
     workspace: pyhf.Workspace,
     point: dict[str, Any],
     kinds: Sequence[str],
     options: InferenceOptions,
     structures: Any = None,
+    built: tuple[Any, Any, float] | str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    start = time.perf_counter()
-    try:
-        model, data = build_model(workspace, point["operations"], options)
-    except Exception as exc:  # a patch that does not apply, an invalid patched model
-        name = point["name"]
-        error = f"cannot build the model of patch '{name}': {error_text(exc)}"
-        return {k: outcome("failed", None, error, time.perf_counter() - start) for k in kinds}
-    build = time.perf_counter() - start
+    if built is None:
+        built = _built(workspace, point, options)
+    if isinstance(built, str):
+        return {k: outcome("failed", None, built, 0.0) for k in kinds}
+    model, data, build = built
     outcomes = {}
     for kind in kinds:
         begin = time.perf_counter()
@@ -270,7 +280,44 @@ def _task_setup(
         os.environ["FITAAS_JAX_CACHE"] = workspace.compile_cache  # read at the first compile
     ws = _CACHE.workspace(workspace, payload)
     opts = InferenceOptions.from_dict(options)
+    _check_device(opts)
     return ws, opts, _CACHE.structures() if opts.fast else None
+
+
+def _check_device(options: InferenceOptions) -> None:
+    """Refuse a task asking for the GPU on a worker started for the CPU (its jax, pinned
+    to the CPU, cannot move), and a GPU worker whose jax finds no GPU (it would compute
+    on the CPU, in lockstep, slower than one fit at a time)."""
+    from fitaas.fast.device import requested_device
+
+    on_gpu = requested_device() == "gpu"
+    if options.device == "gpu" and not on_gpu:
+        raise FitaasError(
+            "device gpu: this worker was started for the CPU; start the workers with "
+            "FITAAS_DEVICE=gpu in their environment (fitaas --device gpu does it for the "
+            'workers it starts; an endpoint file: device = "gpu")'
+        )
+    if on_gpu and options.fast:
+        from fitaas.fast.structures import configure_jax
+
+        configure_jax()
+        import jax
+
+        if jax.default_backend() == "cpu":
+            raise FitaasError(
+                "device gpu: jax finds no GPU on this worker (its platform is the CPU): "
+                "install jax with its CUDA plugin there (pip install 'jax[cuda12]'), or "
+                "run without --device gpu"
+            )
+
+
+def _in_lockstep(options: InferenceOptions, kinds: Sequence[str]) -> bool:
+    """Whether a task's hypothesis tests fit in lockstep: asked for, or on a GPU worker
+    (one fit at a time would leave the device idle)."""
+    from fitaas.fast.device import requested_device
+
+    asked = options.lockstep or requested_device() == "gpu"
+    return asked and bool(options.fast) and not options.toybased and "hypotest" in kinds
 
 
 def run_points(
@@ -298,11 +345,45 @@ def run_points(
     """
     ws, opts, structures = _task_setup(workspace, options, payload)
     with pyhf_backend(opts, structures=structures):
-        done = [
-            {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts, structures)}
-            for point in points
-        ]
+        if _in_lockstep(opts, kinds):
+            done = _lockstep_points(ws, points, kinds, opts, structures)
+        else:
+            done = [
+                {"name": point["name"], "outcomes": _run_point(ws, point, kinds, opts, structures)}
+                for point in points
+            ]
     _forget_dead_subscriptions()
+    return done
+
+
+def _lockstep_points(
+    workspace: pyhf.Workspace,
+    points: Sequence[dict[str, Any]],
+    kinds: Sequence[str],
+    options: InferenceOptions,
+    structures: Any,
+) -> list[dict[str, Any]]:
+    """The points' models built first, their hypothesis tests' fits made in lockstep
+    (:mod:`fitaas.fast.lockstep`), then each point computed as usual on them."""
+    from fitaas.fast.lockstep import lockstep_hypotests
+
+    built = [_built(workspace, point, options) for point in points]
+    models = [(b[0], b[1]) for b in built if not isinstance(b, str)]
+    begin = time.perf_counter()
+    lockstep_hypotests(models, options, structures)
+    share = (time.perf_counter() - begin) / max(len(models), 1)  # (each point's part)
+    done = []
+    for point, found in zip(points, built, strict=True):
+        if not isinstance(found, str):
+            found = (found[0], found[1], found[2] + share)
+        done.append(
+            {
+                "name": point["name"],
+                "outcomes": _run_point(workspace, point, kinds, options, structures, found),
+            }
+        )
+        if not isinstance(found, str):
+            structures.release(found[0])
     return done
 
 

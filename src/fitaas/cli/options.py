@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from fitaas.choices import BACKENDS, CALCTYPES, OPTIMIZERS, RETRY_STRATEGIES, TEST_STATS
+from fitaas.choices import (
+    BACKENDS,
+    CALCTYPES,
+    DEVICES,
+    OPTIMIZERS,
+    RETRY_STRATEGIES,
+    TEST_STATS,
+)
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
@@ -235,6 +242,10 @@ def engine_options(func: F) -> F:
     )(func)
 
 
+# Points per task when they are fitted in lockstep (the points of a task share the calls).
+LOCKSTEP_BATCH = 32
+
+
 def engine_from_cli(params: dict[str, Any]) -> Engine:
     """The engine of an endpoint file or --engine, with the command line's overrides."""
     from fitaas.engines.endpoint import engine_from_settings, load_endpoint
@@ -252,6 +263,12 @@ def engine_from_cli(params: dict[str, Any]) -> Engine:
     for key in ("workers", "retries", "batch_size"):
         if params[key] is not None:
             settings[key] = params[key]
+    if params.get("device") == "gpu":
+        settings["device"] = "gpu"
+    if (params.get("lockstep") or settings.get("device") == "gpu") and not settings.get(
+        "batch_size"
+    ):
+        settings["batch_size"] = LOCKSTEP_BATCH
     return engine_from_settings(settings)
 
 
@@ -340,6 +357,21 @@ def inference_options(func: F) -> F:
             help="--fast (the default wherever it applies: numpy backend, scipy optimizer): "
             "fit with -2lnL and its exact gradient compiled once per model structure (jax), "
             "pyhf doing the statistics; --plain: pyhf's own fits, number for number.",
+        ),
+        click.option(
+            "--lockstep",
+            is_flag=True,
+            help="Fit the hypothesis tests of a task's points of one model structure "
+            "together, one compiled call for all per step (fast path; tasks of 32 points "
+            "unless --batch-size).",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(DEVICES),
+            default="cpu",
+            show_default=True,
+            help="gpu: the workers compute on the GPU (jax with CUDA), in lockstep, one "
+            "worker per GPU (default 1), GPU memory allocated as needed.",
         ),
         click.option(
             "--ul-scan",
@@ -477,6 +509,8 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         ul_scan=ul_scan,
         retry_strategy=params.get("retry_strategy") or "default",
         fast=params.get("fast"),
+        lockstep=bool(params.get("lockstep")),
+        device=params.get("device") or "cpu",
         calctype=params.get("calctype") or "asymptotics",
         ntoys=params.get("ntoys") or 1000,
         seed=params.get("seed") or 0,

@@ -26,6 +26,8 @@ __all__ = ["PAYLOADS_KEPT", "Engine", "EngineError", "ExecutorEngine", "missing_
 
 # Compressed workspaces an engine keeps ready for workers that lack them.
 PAYLOADS_KEPT = 8
+# Points per task at most when they are fitted in lockstep (``--lockstep``, the GPU).
+LOCKSTEP_BATCH = 32
 
 
 class EngineError(FitaasError):
@@ -175,13 +177,17 @@ class Engine(ABC):
             with suppress(NotImplementedError):  # Parsl futures cannot be cancelled
                 future.cancel()
 
-    def batch_size_for(self, points: int) -> int:
-        """Points per task: the configured size, else one.
+    def batch_size_for(self, points: int, lockstep: bool = False) -> int:
+        """Points per task: the configured size, else one (in lockstep: the points shared
+        out evenly among the workers, at most ``LOCKSTEP_BATCH`` per task).
 
         A point takes 0.1 to 15 s and a task costs milliseconds on the local pool, Parsl
-        and Dask: one point per task balances best and reports progress soonest.
+        and Dask: one point per task balances best and reports progress soonest. Points
+        fitted in lockstep share their compiled calls within a task.
         """
-        return self.batch_size or 1
+        if self.batch_size or not lockstep:
+            return self.batch_size or 1
+        return max(1, min(LOCKSTEP_BATCH, -(-points // max(self.workers, 1))))
 
 
 class ExecutorEngine(Engine):

@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from fitaas.choices import DEVICES
 from fitaas.engines.base import Engine, EngineError
 from fitaas.engines.dask import DaskEngine
 from fitaas.engines.globus import GlobusEngine
@@ -68,6 +69,12 @@ _TOP: Schema = {
         "fitaas serve: its API and page stay quick while the workers fill every core)",
     ),
     "batch_size": ((int,), 0, "signal points per task (0: automatic)"),
+    "device": (
+        (str,),
+        "cpu",
+        "cpu | gpu: gpu starts the workers with FITAAS_DEVICE=gpu (jax on the GPU, memory "
+        "allocated as needed) and fits each task's points in lockstep; one worker per GPU",
+    ),
     "shared_path": (
         (str,),
         "",
@@ -101,6 +108,8 @@ def validate_settings(raw: dict[str, Any], source: str = "endpoint") -> dict[str
     for key in ("workers", "retries", "batch_size"):
         if settings.get(key, 0) < 0:
             raise InputError(f"{source}: '{key}' must be 0 or more")
+    if settings.get("device", "cpu") not in DEVICES:
+        raise InputError(f"{source}: 'device' must be one of {', '.join(DEVICES)}")
     if not 0 <= settings.get("nice", 0) <= 19:
         raise InputError(f"{source}: 'nice' must be from 0 to 19")
     chosen = ENGINE_CLASSES[engine]
@@ -136,6 +145,12 @@ def load_endpoint(path: str | Path) -> dict[str, Any]:
 def engine_from_settings(settings: dict[str, Any]) -> Engine:
     """The (not yet started) engine an endpoint's validated settings describe."""
     settings = validate_settings(settings)
+    if settings.get("device") == "gpu":
+        from fitaas.fast.device import use_gpu
+
+        use_gpu()
+        if settings["engine"] == "local" and not settings.get("workers"):
+            settings["workers"] = 1  # one process per GPU
     return ENGINE_CLASSES[settings["engine"]].from_settings(settings)
 
 

@@ -222,8 +222,11 @@ class GlobusEngine(Engine):
     def workers(self) -> int:
         return 8
 
-    def batch_size_for(self, points: int) -> int:
-        """Several points per task: each task is a round trip through the cloud service."""
+    def batch_size_for(self, points: int, lockstep: bool = False) -> int:
+        """Several points per task: each task is a round trip through the cloud service
+        (in lockstep, as many as on other engines)."""
+        if lockstep:
+            return super().batch_size_for(points, lockstep)
         return self.batch_size or max(1, min(8, math.ceil(points / (4 * self.workers))))
 
     def describe(self) -> str:

@@ -19,12 +19,13 @@ caller fits them one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchFit", "minimize_batch", "positive_definite"]
+__all__ = ["BatchFit", "in_padded_calls", "minimize_batch", "positive_definite"]
 
 Evaluate = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -46,12 +47,51 @@ class BatchFit:
         fun: -2lnL at the minimum.
         converged: Whether each dataset's fit met the tolerance.
         evaluations: Value-and-gradient evaluations per dataset.
+        grad: The gradient of -2lnL at the minimum.
+        hessian: The last estimate of the Hessian of each fit (BFGS-refined).
     """
 
     x: np.ndarray
     fun: np.ndarray
     converged: np.ndarray
     evaluations: np.ndarray
+    grad: np.ndarray
+    hessian: np.ndarray
+
+
+def in_padded_calls(
+    count: int,
+    widths: Sequence[int],
+    call: Callable[[np.ndarray], tuple[Any, Any]],
+    npars: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """-2lnL and its gradient of ``count`` rows, in compiled calls of a few widths.
+
+    Each call takes the narrowest width that holds the rows left (else the widest), the
+    last one padded with copies of its first row.
+
+    Args:
+        count: Rows to evaluate.
+        widths: The compiled widths, ascending.
+        call: ``call(index)`` evaluates the rows ``index`` (as long as a width).
+        npars: Parameters per row.
+
+    Returns:
+        Values and gradients of the rows.
+    """
+    values = np.empty(count)
+    grads = np.empty((count, npars))
+    start = 0
+    while start < count:
+        left = count - start
+        width = next((w for w in widths if w >= left), widths[-1])
+        take = min(width, left)
+        index = np.concatenate([np.arange(start, start + take), np.full(width - take, start)])
+        value, grad = call(index)
+        values[start : start + take] = np.asarray(value)[:take]
+        grads[start : start + take] = np.asarray(grad)[:take]
+        start += take
+    return values, grads
 
 
 def positive_definite(hessian: np.ndarray, floor: float = 1e-8) -> np.ndarray:
@@ -82,11 +122,14 @@ def minimize_batch(
         evaluate: ``evaluate(pars[r, n], rows[r])`` gives -2lnL and its gradient of the
             datasets ``rows`` (indices into the batch) at ``pars``.
         x0: Starting parameters, one row per dataset (held parameters at their values).
-        lower: Lower bounds of the parameters.
-        upper: Upper bounds of the parameters.
-        variable: Which parameters the fits move (the others are held at ``x0``).
-        hessian: First estimate of the Hessian of -2lnL (positive definite).
-        scale: Each parameter's typical width (constraint width; 1 when unconstrained): no
+        lower: Lower bounds of the parameters (shared, or one row per dataset).
+        upper: Upper bounds of the parameters (shared, or one row per dataset).
+        variable: Which parameters the fits move (the others are held at ``x0``; shared,
+            or one row per dataset).
+        hessian: First estimate of the Hessian of -2lnL (positive definite; shared, or
+            one per dataset).
+        scale: Each parameter's typical width (constraint width; 1 when unconstrained;
+            shared, or one row per dataset): no
             step moves a parameter by more than ``MAX_MOVE`` widths (a trust region: a
             poor early Hessian estimate must not throw a fit into a far, degenerate
             region, e.g. a staterror gamma at its lower bound).
@@ -98,11 +141,15 @@ def minimize_batch(
         The minima, -2lnL there, convergence flags and evaluation counts.
     """
     size, npars = x0.shape
+    lower, upper, variable, scale = (
+        np.broadcast_to(a, (size, npars)) for a in (lower, upper, variable, scale)
+    )
+    first = np.broadcast_to(hessian, (size, npars, npars))
     held = ~variable
     x = np.where(variable, np.clip(x0, lower, upper), x0)
     fun, grad = evaluate(x, np.arange(size))
     evaluations = np.ones(size, dtype=int)
-    estimate = np.broadcast_to(hessian, (size, npars, npars)).copy()
+    estimate = first.copy()
     converged = np.zeros(size, dtype=bool)
     finished = ~np.isfinite(fun) | ~np.all(np.isfinite(grad), axis=1)
     span = np.maximum(np.abs(lower), np.abs(upper))
@@ -113,7 +160,8 @@ def minimize_batch(
         if len(lanes) == 0:
             break
         xs, gs = x[lanes], grad[lanes]
-        at_bound = ((xs <= lower + edge) & (gs > 0)) | ((xs >= upper - edge) & (gs < 0))
+        low, high, wide = lower[lanes], upper[lanes], edge[lanes]
+        at_bound = ((xs <= low + wide) & (gs > 0)) | ((xs >= high - wide) & (gs < 0))
         # A fit whose parameters pile up at bounds they did not start at has left the
         # minimum next to its start for a region where -2lnL keeps falling (1Lbb: a
         # background normalisation towards 0, staterror gammas to their lower bound); it
@@ -125,17 +173,17 @@ def minimize_batch(
             lanes, xs, gs, at_bound = lanes[keep], xs[keep], gs[keep], at_bound[keep]
             if len(lanes) == 0:
                 break
-        free = ~held & ~at_bound
+        free = ~held[lanes] & ~at_bound
         projected = np.where(free, gs, 0.0)
         step = _step(estimate[lanes], free, projected)
         slope = np.sum(projected * step, axis=1)
         broken = ~np.isfinite(slope) | (slope >= 0) & (np.abs(projected).max(axis=1) > 0)
         if np.any(broken):  # a lost estimate: start again from the first one
-            estimate[lanes[broken]] = hessian
+            estimate[lanes[broken]] = first[lanes[broken]]
             step[broken] = _step(estimate[lanes[broken]], free[broken], projected[broken])
             slope[broken] = np.sum(projected[broken] * step[broken], axis=1)
         done = -0.5 * slope <= tolerance
-        reach = np.max(np.abs(step) / scale, axis=1)
+        reach = np.max(np.abs(step) / scale[lanes], axis=1)
         step *= np.minimum(1.0, max_move / np.maximum(reach, 1e-300))[:, None]
         converged[lanes[done]] = True
         finished[lanes[done]] = True
@@ -146,7 +194,9 @@ def minimize_batch(
         )
         finished[stuck] = True
         finished[lanes[~np.isfinite(fun[lanes])]] = True
-    return BatchFit(x=x, fun=fun, converged=converged, evaluations=evaluations)
+    return BatchFit(
+        x=x, fun=fun, converged=converged, evaluations=evaluations, grad=grad, hessian=estimate
+    )
 
 
 def _step(estimates: np.ndarray, free: np.ndarray, projected: np.ndarray) -> np.ndarray:
@@ -183,7 +233,7 @@ def _line_search(
     while np.any(searching):
         index = np.flatnonzero(searching)
         rows = lanes[index]
-        trial = np.clip(x[rows] + alpha[index, None] * step[index], lower, upper)
+        trial = np.clip(x[rows] + alpha[index, None] * step[index], lower[rows], upper[rows])
         trial = np.where(step[index] == 0.0, x[rows], trial)
         value, gradient = evaluate(trial, rows)
         evaluations[rows] += 1

@@ -14,13 +14,26 @@ import sys
 from collections.abc import MutableMapping
 from contextlib import suppress
 
-__all__ = ["configure_device", "device_report", "requested_device"]
+__all__ = ["configure_device", "device_report", "requested_device", "use_gpu"]
 
 
 def requested_device(environ: MutableMapping[str, str] | None = None) -> str:
     """``"gpu"`` when ``FITAAS_DEVICE`` asks for it, else ``"cpu"``."""
     environ = os.environ if environ is None else environ
     return "gpu" if environ.get("FITAAS_DEVICE", "").strip().lower() == "gpu" else "cpu"
+
+
+def use_gpu(environ: MutableMapping[str, str] | None = None) -> None:
+    """Workers started from now on by this process compute on the GPU (``FITAAS_DEVICE``
+    in the environment they inherit): ``--device gpu``, ``device = "gpu"``.
+
+    Args:
+        environ: The environment to set (default: this process's).
+    """
+    environ = os.environ if environ is None else environ
+    environ["FITAAS_DEVICE"] = "gpu"
+    if environ.get("JAX_PLATFORMS") == "cpu":  # (pinned by an earlier CPU configuration)
+        del environ["JAX_PLATFORMS"]
 
 
 def configure_device(environ: MutableMapping[str, str] | None = None) -> None:

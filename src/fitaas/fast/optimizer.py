@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.fast.structures import StructureCache, parameter_scales
+from fitaas.fast.structures import StructureCache, held_key, parameter_scales
 
 __all__ = ["compiled_objective_optimizer", "parameter_scales", "restart_options"]
 
@@ -33,6 +33,7 @@ _FIXED_BY_BOUNDS = "fitaas_fixed_by_bounds"
 _START = "fitaas_start"
 _SCALE = "fitaas_scale"
 _HESSIAN = "fitaas_hessian"
+_HELD = "fitaas_held"
 # Second-order fits (``second_order``): a trust-region Newton method with the exact Hessian,
 # until the decrease of -2lnL it predicts is below NEWTON_TOLERANCE, in at most
 # NEWTON_ITERATIONS; the first trust radius, in constraint widths.
@@ -93,6 +94,7 @@ def restart_options(
     if not options.get(_FIXED_BY_BOUNDS):
         return options
     tolerance = min(options.get("tolerance", tolerance) or SLSQP_TOLERANCE, WARM_TOLERANCE)
+    options = {k: v for k, v in options.items() if k != _HELD}  # (a fit made anew)
     return {**options, _START: np.asarray(start, dtype=float), "tolerance": tolerance}
 
 
@@ -311,7 +313,13 @@ class _CompiledObjective:
             fitted = (pdf, [], bound.scales)
             self._fitted = fitted
         options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
-        if getattr(self, "second_order", False):
+        held = None
+        if not getattr(self, "second_order", False):
+            held = self.structures.held(pdf, held_key(observed, fixed_vals, par_bounds))
+        if held is not None:  # found in lockstep with other points' fits
+            options[_HELD] = held
+            start = None
+        elif getattr(self, "second_order", False):
             # from pyhf's start: a fit independent of the earlier ones
             hessian = bound.structure.hessian()
             options[_HESSIAN] = lambda pars: np.asarray(
@@ -355,6 +363,7 @@ class _CompiledObjective:
         options = dict(options or {})
         warm = options.pop(_START, None)
         scale = options.pop(_SCALE, None)
+        found = options.pop(_HELD, None)
         hessian = options.pop(_HESSIAN, None)
         if not options.pop(_FIXED_BY_BOUNDS, False):
             return super()._minimize(  # type: ignore[misc]
@@ -372,12 +381,23 @@ class _CompiledObjective:
             )
         # (only minimize() above takes this path: compiled objective, exact gradient)
         start = np.array(x0 if warm is None else warm, dtype=float)
-        held = np.array(bounds, dtype=float)
+        limits = np.array(bounds, dtype=float)
         for index, value in fixed_vals or []:
             start[index] = value
-            held[index] = [value, value]
+            limits[index] = [value, value]
+        if found is not None:
+            from scipy.optimize import OptimizeResult
+
+            return OptimizeResult(
+                x=found.x.copy(),
+                fun=found.fun,
+                jac=found.jac.copy(),
+                nfev=found.nfev,
+                success=True,
+                message="found in lockstep with other points' fits",
+            )
         if hessian is not None:
-            return _newton(func, hessian, start, held, scale, fixed_vals, maxiter)
+            return _newton(func, hessian, start, limits, scale, fixed_vals, maxiter)
 
         def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = func(start + scale * y)
@@ -388,7 +408,7 @@ class _CompiledObjective:
             np.zeros_like(start),
             method=method,
             jac=True,
-            bounds=(held - start[:, None]) / scale[:, None],
+            bounds=(limits - start[:, None]) / scale[:, None],
             tol=tolerance,
             options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
         )

@@ -28,11 +28,13 @@ import pyhf
 
 __all__ = [
     "Bound",
+    "HeldFit",
     "Structure",
     "StructureCache",
     "configure_jax",
     "constrained_parameters",
     "constraint_widths",
+    "held_key",
     "parameter_scales",
 ]
 
@@ -309,7 +311,7 @@ class Structure:
             self.ndata = len(data)
             self._function = used
             self._example = (init, data, arrays)
-            self._variants: dict[tuple[str, int], Any] = {}
+            self._variants: dict[tuple[str, int, tuple[bool, ...]], Any] = {}
             self._value_and_grad = (
                 jax.jit(jax.value_and_grad(used)).lower(init, data, arrays).compile()
             )
@@ -331,8 +333,17 @@ class Structure:
         """The Hessian of -2lnL, ``h(pars, data, arrays)``, compiled on first use."""
         return self._variant("hessian", 0)
 
-    def _variant(self, name: str, size: int) -> Any:
-        found = self._variants.get((name, size))
+    def stacked_value_and_grad(self, size: int, varying: tuple[bool, ...]) -> Any:
+        """-2lnL and its gradient of ``size`` models of this structure at once (``vmap``).
+
+        ``f(pars[size, npars], data[size, ndata], arrays)`` where the arrays marked in
+        ``varying`` carry one row per model (``[size, ...]``) and the others are shared;
+        compiled once per size and pattern and kept.
+        """
+        return self._variant("stacked", size, varying)
+
+    def _variant(self, name: str, size: int, varying: tuple[bool, ...] = ()) -> Any:
+        found = self._variants.get((name, size, varying))
         if found is not None:
             return found
         import jax
@@ -340,7 +351,15 @@ class Structure:
         init, data, arrays = self._example
         with _traced_under_jax() as to_jax:
             to_jax()
-            if name == "hessian":
+            if name == "stacked":
+                axes = [0 if v else None for v in varying]
+                stacked = jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, axes))
+                per_model = [
+                    np.stack([a] * size) if v else a for a, v in zip(arrays, varying, strict=True)
+                ]
+                pars, data_rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
+                made = jax.jit(stacked).lower(pars, data_rows, per_model).compile()
+            elif name == "hessian":
                 made = jax.jit(jax.hessian(self._function)).lower(init, data, arrays).compile()
             elif name == "value":
                 points = jax.vmap(self._function, in_axes=(0, None, None))
@@ -349,7 +368,7 @@ class Structure:
                 batched = jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, None))
                 pars, rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
                 made = jax.jit(batched).lower(pars, rows, arrays).compile()
-        self._variants[name, size] = made
+        self._variants[name, size, varying] = made
         return made
 
     @staticmethod
@@ -425,6 +444,34 @@ class Bound:
     constrained: np.ndarray
 
 
+def held_key(data: Any, fixed_vals: Any, par_bounds: Any) -> tuple[bytes, tuple[Any, ...], bytes]:
+    """What identifies a fit of a model for :meth:`StructureCache.hold`: its data, its fixed
+    ``(index, value)`` pairs and its bounds."""
+    fixed = tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
+    return (
+        np.asarray(data, dtype=float).tobytes(),
+        fixed,
+        np.asarray(par_bounds, dtype=float).tobytes(),
+    )
+
+
+@dataclass(frozen=True)
+class HeldFit:
+    """A minimum found ahead of its request (:mod:`fitaas.fast.lockstep`).
+
+    Attributes:
+        x: The parameters at the minimum (fixed ones included).
+        fun: -2lnL there.
+        jac: Its gradient there.
+        nfev: Evaluations the fit took.
+    """
+
+    x: np.ndarray
+    fun: float
+    jac: np.ndarray
+    nfev: int
+
+
 class StructureCache:
     """The structures a worker has compiled, and the objective of the model in use."""
 
@@ -432,8 +479,33 @@ class StructureCache:
         self._structures: dict[str, list[Structure]] = {}
         self._last: tuple[Any, Bound | None] = (None, None)
         self._memo: tuple[Any, dict[Any, Any]] = (None, {})
+        self._held: dict[int, tuple[Any, Bound, dict[Any, HeldFit]]] = {}
         self.compiled = 0
         self.refused = 0
+
+    def hold(
+        self,
+        model: Any,
+        bound: Bound,
+        key: tuple[bytes, tuple[Any, ...], bytes],
+        x: np.ndarray,
+        fun: float,
+        jac: np.ndarray,
+        nfev: int,
+    ) -> None:
+        """Keep a minimum of ``model``'s fit ``key`` (see :func:`held_key`) for its request,
+        and the model's bound, until :meth:`release`."""
+        _, _, fits = self._held.setdefault(id(model), (model, bound, {}))
+        fits[key] = HeldFit(np.array(x, dtype=float), float(fun), np.array(jac, dtype=float), nfev)
+
+    def held(self, model: Any, key: tuple[bytes, tuple[Any, ...], bytes]) -> HeldFit | None:
+        """The minimum held for ``model``'s fit ``key``, if any."""
+        found = self._held.get(id(model))
+        return found[2].get(key) if found is not None and found[0] is model else None
+
+    def release(self, model: Any) -> None:
+        """Forget the minima held for ``model``."""
+        self._held.pop(id(model), None)
 
     def memo(self, model: Any) -> dict[Any, Any]:
         """The minima found for ``model`` by request (data, start, bounds, fixed values,
@@ -461,6 +533,10 @@ class StructureCache:
         """
         if self._last[0] is model:
             return self._last[1]
+        held = self._held.get(id(model))
+        if held is not None and held[0] is model:
+            self._last = (model, held[1])
+            return held[1]
         key = repr(sorted((modifier_settings or {}).items()))
         known = self._structures.setdefault(key, [])
         found = None

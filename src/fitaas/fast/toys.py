@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.fast.batched import BatchFit, minimize_batch, positive_definite
+from fitaas.fast.batched import BatchFit, in_padded_calls, minimize_batch, positive_definite
 from fitaas.fast.structures import Bound
 from fitaas.inference.core import complete_fit_inputs
 from fitaas.inference.options import InferenceOptions
@@ -60,24 +60,11 @@ def _evaluator(bound: Bound, toys: np.ndarray) -> Any:
     arrays = bound.arrays
 
     def evaluate(pars: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values = np.empty(len(rows))
-        grads = np.empty(pars.shape)
-        start = 0
-        while start < len(rows):
-            left = len(rows) - start
-            width = next((w for w in widths if w >= left), widest)
-            compiled = bound.structure.batched_value_and_grad(width)
-            chunk = slice(start, start + width)
-            start += width
-            p, d = pars[chunk], toys[rows[chunk]]
-            short = width - len(p)
-            if short:  # pad the last call with copies of its first row
-                p = np.concatenate([p, np.repeat(p[:1], short, axis=0)])
-                d = np.concatenate([d, np.repeat(d[:1], short, axis=0)])
-            value, grad = jax.device_get(compiled(p, d, arrays))
-            values[chunk] = np.asarray(value)[: width - short]
-            grads[chunk] = np.asarray(grad)[: width - short]
-        return values, grads
+        def call(index: np.ndarray) -> Any:
+            compiled = bound.structure.batched_value_and_grad(len(index))
+            return jax.device_get(compiled(pars[index], toys[rows[index]], arrays))
+
+        return in_padded_calls(len(rows), widths, call, pars.shape[1])
 
     return evaluate
 

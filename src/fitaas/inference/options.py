@@ -11,6 +11,7 @@ from typing import Any
 from fitaas.choices import (
     BACKENDS,
     CALCTYPES,
+    DEVICES,
     KINDS,
     OPTIMIZERS,
     RETRY_STRATEGIES,
@@ -132,6 +133,14 @@ class InferenceOptions:
         fit_timeout: Seconds one minimisation may take before it is stopped and the point
             (or block of toys) fails with that reason; ``None``: no limit. Not part of a
             result's key: it does not change a result that is computed.
+        lockstep: On the fast path (elsewhere ignored), the fits of the asymptotic
+            hypothesis tests of a task's points of one model structure run together, one
+            compiled call for all of them per step (:mod:`fitaas.fast.lockstep`); the
+            tests are otherwise unchanged. Minima equal the one-at-a-time fits' within
+            the fit tolerance.
+        device: ``"cpu"``, or ``"gpu"``: workers compute on a GPU (jax with its CUDA
+            plugin), one process per GPU, with ``lockstep`` fits; GPU memory is allocated
+            as needed, never the whole card. Not part of a result's key.
     """
 
     backend: str = "numpy"
@@ -156,6 +165,8 @@ class InferenceOptions:
     toy_block_size: int = 250
     fast: bool | None = None
     fit_timeout: float | None = 900.0
+    lockstep: bool = False
+    device: str = "cpu"
 
     def pyhf_modifier_settings(self) -> dict[str, dict[str, str]] | None:
         """``modifier_settings`` as pyhf takes them (plain dicts), ``None`` for its defaults."""
@@ -188,6 +199,10 @@ class InferenceOptions:
             raise InputError(f"option fast: must be true, false or null, got {self.fast!r}")
         if self.fast and self.backend != "numpy":
             raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
+        if self.device not in DEVICES:
+            raise InputError(f"option device: '{self.device}' is not one of {DEVICES}")
+        if self.device == "gpu":
+            object.__setattr__(self, "lockstep", True)
         if self.calctype not in CALCTYPES:
             raise InputError(f"option calctype: '{self.calctype}' is not one of {CALCTYPES}")
         if self.retry_strategy not in RETRY_STRATEGIES:
@@ -336,6 +351,8 @@ class InferenceOptions:
             del out["retry_strategy"]
         if self.fast:  # (absent when off: keys of results stored before it existed hold)
             out["fast"] = True
+        if self.lockstep and self.fast and kind == "hypotest" and not self.toybased:
+            out["lockstep"] = True
         return out
 
     def for_toy_block(self, ensemble: str, index: int) -> dict[str, Any]:
