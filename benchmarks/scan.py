@@ -5,6 +5,7 @@ Usage::
     python benchmarks/scan.py --pallet sbottom/RegionA            # all points
     python benchmarks/scan.py --pallet 1Lbb --points 10           # an even subsample
     python benchmarks/scan.py --pallet 1Lbb --engines local,local+plain  # fast and plain paths
+    python benchmarks/scan.py --pallet 1Lbb --engines local,local+lockstep,local+gpu
     python benchmarks/scan.py --pallet 1Lbb --cold-cache
 
 ``--pallet`` is a folder under ``../shared/workspaces`` (or any folder holding
@@ -43,6 +44,15 @@ from common import pallet_folder
 from fitaas.engines import default_workers
 from fitaas.engines.endpoint import engine_from_settings
 from fitaas.pallets import Pallet, load_pallet
+
+# The paths a configuration's +flag chooses (no flag: fitaas's default).
+PATHS: dict[str, dict[str, Any]] = {
+    "": {},
+    "fast": {"fast": True},
+    "plain": {"fast": False},
+    "lockstep": {"lockstep": True},
+    "gpu": {"device": "gpu"},
+}
 
 
 def plain_loop(pallet: Pallet, names: list[str]) -> dict[str, list[float]]:
@@ -121,8 +131,9 @@ def main() -> None:
         "--engines",
         default="local",
         help="comma-separated engines to run fitaas on: local, parsl, dask, each with "
-        "fitaas's default path (the fast one) or +plain for pyhf's own fits, +fast to insist "
-        "(default: local)",
+        "fitaas's default path (the fast one) or +plain for pyhf's own fits, +fast to insist, "
+        "+lockstep for the fast path's fits in lockstep, +gpu for them on the GPU (one "
+        "worker) (default: local)",
     )
     parser.add_argument(
         "--save", type=Path, help="write every configuration's CLs per point to this JSON file"
@@ -152,11 +163,13 @@ def main() -> None:
     workers = args.workers or default_workers()
     for config in args.engines.split(","):
         name, _, flag = config.partition("+")
-        settings = {"engine": name, "workers": workers}
-        if flag not in ("", "fast", "plain"):
-            parser.error(f"--engines: '+{flag}' is not +fast or +plain")
+        settings: dict[str, Any] = {"engine": name, "workers": workers}
+        if flag not in PATHS:
+            parser.error(f"--engines: '+{flag}' is not one of +{', +'.join(PATHS[1:])}")
         # no flag: fitaas's default (the fast path wherever it applies)
-        options = fitaas.InferenceOptions(fast={"": None, "fast": True, "plain": False}[flag])
+        options = fitaas.InferenceOptions(**PATHS[flag])
+        if flag == "gpu":
+            settings.update(device="gpu", workers=1)
         first: list[float] = []
         with tempfile.TemporaryDirectory() as tmp:
             if args.cold_cache:  # read by the workers, started below
@@ -186,9 +199,12 @@ def main() -> None:
             for p in result
         }
         path = "fast path" if options.fast else "plain path"
+        path += ", lockstep" if options.lockstep else ""
+        path += ", GPU" if options.device == "gpu" else ""
         cache = ", cold cache" if args.cold_cache and options.fast else ""
         label = (
-            f"fitaas scan, {name}, {path} ({workers} workers{cache}; first result {first[0]:.1f} s)"
+            f"fitaas scan, {name}, {path} ({settings['workers']} workers{cache}; "
+            f"first result {first[0] if first else math.nan:.1f} s)"
         )
         rows.append((label, wall, ours, memory.peak))
         if result.failed:
