@@ -152,12 +152,18 @@ def test_a_scan_in_lockstep_equals_the_default_scan(demo: Path, tmp_path: Path) 
     assert written == {p.patch: pytest.approx(p.hypotest.cls_obs, rel=1e-9) for p in lockstep}
 
 
-def test_points_in_lockstep_are_shared_out_evenly_among_workers() -> None:
-    engine = LocalEngine(4)
-    assert engine.batch_size_for(125) == 1  # one point per task, one at a time
-    assert engine.batch_size_for(125, lockstep=True) == 32  # at most 32 per task
-    assert engine.batch_size_for(40, lockstep=True) == 10  # every worker gets some
+def test_lockstep_results_are_identical_for_every_worker_count(demo: Path) -> None:
+    assert LocalEngine(4).batch_size_for(125) == 1  # one point per task, one at a time
+    assert LocalEngine(4).batch_size_for(125, lockstep=True) == 32  # whatever the workers
     assert LocalEngine(4, batch_size=5).batch_size_for(40, lockstep=True) == 5  # as asked
+    names = [*NAMES, "demo_900_200", "demo_400_0", "demo_1000_0"]
+    lockstep = InferenceOptions(lockstep=True)
+    runs = []
+    for workers in (1, 2):
+        with LocalEngine(workers) as engine:
+            runs.append(fitaas.scan(demo, patches=names, engine=engine, options=lockstep))
+    numbers = [[(p.patch, p.hypotest, p.status) for p in run] for run in runs]
+    assert numbers[0] == numbers[1]
 
 
 def test_a_gpu_task_on_a_cpu_worker_fails_naming_the_fix(

@@ -178,16 +178,15 @@ class Engine(ABC):
                 future.cancel()
 
     def batch_size_for(self, points: int, lockstep: bool = False) -> int:
-        """Points per task: the configured size, else one (in lockstep: the points shared
-        out evenly among the workers, at most ``LOCKSTEP_BATCH`` per task).
+        """Points per task: the configured size, else one (in lockstep: ``LOCKSTEP_BATCH``).
 
         A point takes 0.1 to 15 s and a task costs milliseconds on the local pool, Parsl
         and Dask: one point per task balances best and reports progress soonest. Points
-        fitted in lockstep share their compiled calls within a task.
+        fitted in lockstep share their compiled calls within a task; a task's points do not
+        depend on the number of workers, nor then do its numbers (the compiled code of a
+        call depends on which arrays its points share).
         """
-        if self.batch_size or not lockstep:
-            return self.batch_size or 1
-        return max(1, min(LOCKSTEP_BATCH, -(-points // max(self.workers, 1))))
+        return self.batch_size or (LOCKSTEP_BATCH if lockstep else 1)
 
 
 class ExecutorEngine(Engine):
