@@ -198,3 +198,25 @@ def test_device_gpu_reaches_the_workers_environment(monkeypatch: pytest.MonkeyPa
     assert engine.workers == 1  # one process per GPU
     with pytest.raises(fitaas.InputError, match="device"):
         engine_from_settings({"engine": "local", "device": "tpu"})
+
+
+def test_a_lockstep_that_breaks_leaves_every_fit_to_be_made_one_at_a_time(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fitaas.fast.lockstep as lockstep
+
+    real = lockstep._hold
+    held: list[int] = []
+
+    def hold_then_break(*args: Any) -> None:  # a failure after some minima were held
+        real(*args)
+        held.append(1)
+        raise MemoryError("out of device memory")
+
+    monkeypatch.setattr(lockstep, "_hold", hold_then_break)
+    spec, points = _demo_points(demo, NAMES)
+    outcomes = _run(spec, points, InferenceOptions(lockstep=True))
+    assert held  # (the lockstep ran, and broke)
+    assert all(_lockstep_fits(o) == 0 for o in outcomes)  # nothing half-held was used
+    one_at_a_time = _run(spec, points, InferenceOptions())
+    assert [_numbers(o) for o in outcomes] == [_numbers(o) for o in one_at_a_time]

@@ -370,7 +370,11 @@ def _lockstep_points(
     built = [_built(workspace, point, options) for point in points]
     models = [(b[0], b[1]) for b in built if not isinstance(b, str)]
     begin = time.perf_counter()
-    lockstep_hypotests(models, options, structures)
+    try:
+        lockstep_hypotests(models, options, structures)
+    except Exception:  # (e.g. a device out of memory) every fit is then made one at a time
+        for model, _ in models:
+            structures.release(model)
     share = (time.perf_counter() - begin) / max(len(models), 1)  # (each point's part)
     done = []
     for point, found in zip(points, built, strict=True):

@@ -2,12 +2,14 @@
 
 A scan's points of one model structure share their compiled -2lnL; only their arrays
 (the signal's rates, its modifiers) and data differ. Here the five fits of each point's
-asymptotic hypothesis test (pyhf's order: the fit with the POI held at the Asimov value
-on the observed data, whose expected data are the Asimov data; then on the observed and
-on the Asimov data each, the fit with the POI held at the tested value and the free fit)
-run for all points at once: every evaluation is one call of the structure's ``vmap``-ped
--2lnL and gradient over the points' own arrays, minimised by the batched quasi-Newton
-method of :mod:`fitaas.fast.batched`, started from each point's exact Hessian.
+asymptotic hypothesis test run for all points at once, in three stages: the fit with the
+POI held at the Asimov value on the observed data (from pyhf's start: its expected data
+are the Asimov data); on the observed and on the Asimov data, the fits with the POI held at
+the tested value; then the free fits, each started from the lower of the two minima on its
+data. Every evaluation is one call of the structure's ``vmap``-ped -2lnL and gradient over
+the points' own arrays, minimised by the batched quasi-Newton method of
+:mod:`fitaas.fast.batched`, started from each point's exact Hessian (later stages from the
+refined estimates of the earlier ones).
 
 The minima are then *held* for each model (:meth:`StructureCache.hold`): the point's
 hypothesis test runs as always (pyhf's statistics, fit checks, retries), and each of its
@@ -56,7 +58,7 @@ class _Entry:
 
 
 def lockstep_widths(fits: int) -> tuple[int, ...]:
-    """Fits per compiled call, widest first: ``CPU_LANES`` on the CPU; on an accelerator
+    """The compiled widths (fits per call): ``CPU_LANES`` on the CPU; on an accelerator
     all of a stage's fits, rounded up to a power of two (few compiled widths)."""
     import jax
 
@@ -123,17 +125,10 @@ class _Stage:
 def _fit_group(
     entries: list[_Entry], options: InferenceOptions, structures: StructureCache
 ) -> None:
+    """The three stages of fits of one structure's points, their minima held."""
     structure = entries[0].bound.structure
     poi = entries[0].model.config.poi_index
-    host = [[np.asarray(a) for a in structure.arrays(e.model) or []] for e in entries]
-    varying = tuple(
-        any(not np.array_equal(rows[j], host[0][j]) for rows in host[1:])
-        for j in range(len(structure.shapes))
-    )
-    stacked = [
-        np.stack([rows[j] for rows in host]) if varying[j] else host[0][j]
-        for j in range(len(varying))
-    ]
+    varying, stacked = _stacked_arrays(structure, entries)
     count = len(entries)
     asimov_mu = 1.0 if options.test_stat == "q0" else 0.0
     tested = tested_poi(options)
@@ -146,7 +141,7 @@ def _fit_group(
         np.full(count, asimov_mu),
         np.stack([e.init for e in entries]),
     )
-    found = _run(first, entries, structure, stacked, varying, hessians, poi)  # (per point)
+    found = _run(first, entries, structure, stacked, varying, hessians, poi)
     asimov = np.stack(
         [np.asarray(e.model.expected_data(found.x[i]), dtype=float) for i, e in enumerate(entries)]
     )
@@ -168,28 +163,52 @@ def _fit_group(
     hessians = np.where(better[:, None, None], at_tested.hessian, found.hessian[pairs])
     free = _run(free_stage, entries, structure, stacked, varying, hessians, poi)
     for stage, result in ((first, found), (tested_stage, at_tested), (free_stage, free)):
-        for row, index in enumerate(stage.entry):
-            if not result.converged[row]:
-                continue
-            entry = entries[index]
-            fixed = entry.fixed.copy()
-            values = entry.init.copy()
-            if np.isfinite(stage.poi[row]):
-                fixed[poi], values[poi] = True, stage.poi[row]
-            key = held_key(
-                stage.data[row],
-                [(i, values[i]) for i in np.flatnonzero(fixed)],
-                np.stack([entry.lower, entry.upper], axis=1),
-            )
-            structures.hold(
-                entry.model,
-                entry.bound,
-                key,
-                result.x[row],
-                result.fun[row],
-                result.grad[row],
-                int(result.evaluations[row]),
-            )
+        _hold(stage, result, entries, poi, structures)
+
+
+def _stacked_arrays(
+    structure: Structure, entries: list[_Entry]
+) -> tuple[tuple[bool, ...], list[np.ndarray]]:
+    """Which of the structure's arrays differ between the points, and the arrays as the
+    stacked call takes them (one row per point where they differ, else the one array)."""
+    host = [[np.asarray(a) for a in structure.arrays(e.model) or []] for e in entries]
+    varying = tuple(
+        any(not np.array_equal(rows[j], host[0][j]) for rows in host[1:])
+        for j in range(len(structure.shapes))
+    )
+    stacked = [
+        np.stack([rows[j] for rows in host]) if varying[j] else host[0][j]
+        for j in range(len(varying))
+    ]
+    return varying, stacked
+
+
+def _hold(
+    stage: _Stage, result: Any, entries: list[_Entry], poi: int, structures: StructureCache
+) -> None:
+    """Hold each converged minimum of a stage under the request pyhf's fit will make."""
+    for row, index in enumerate(stage.entry):
+        if not result.converged[row]:
+            continue
+        entry = entries[index]
+        fixed = entry.fixed.copy()
+        values = entry.init.copy()
+        if np.isfinite(stage.poi[row]):
+            fixed[poi], values[poi] = True, stage.poi[row]
+        key = held_key(
+            stage.data[row],
+            [(i, values[i]) for i in np.flatnonzero(fixed)],
+            np.stack([entry.lower, entry.upper], axis=1),
+        )
+        structures.hold(
+            entry.model,
+            entry.bound,
+            key,
+            result.x[row],
+            result.fun[row],
+            result.grad[row],
+            int(result.evaluations[row]),
+        )
 
 
 def _start_hessians(
