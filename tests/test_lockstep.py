@@ -220,3 +220,23 @@ def test_a_lockstep_that_breaks_leaves_every_fit_to_be_made_one_at_a_time(
     assert all(_lockstep_fits(o) == 0 for o in outcomes)  # nothing half-held was used
     one_at_a_time = _run(spec, points, InferenceOptions())
     assert [_numbers(o) for o in outcomes] == [_numbers(o) for o in one_at_a_time]
+
+
+def test_held_minima_answer_only_fits_they_are_as_precise_as(demo: Path) -> None:
+    spec, points = _demo_points(demo, NAMES[:3])
+    # asked at 1e-10: the lockstep fits at 1e-10 too, and its minima are used
+    tight = _run(spec, points, InferenceOptions(lockstep=True, tolerance=1e-10))
+    assert [_lockstep_fits(o) for o in tight] == [5, 5, 5]
+    plain = _run(spec, points, InferenceOptions(fast=False, tolerance=1e-10))
+    assert np.array([_numbers(o) for o in tight]) == pytest.approx(
+        np.array([_numbers(o) for o in plain]), rel=1e-6, abs=1e-8
+    )
+    # a minimum found at 1e-8 does not answer a fit asked at 1e-10 (the fit checks' retry)
+    from fitaas.fast.structures import StructureCache, held_key
+
+    cache, model = StructureCache(), object()
+    key = held_key([1.0], [(0, 1.0)], [[0.0, 2.0]])
+    cache.hold(model, None, key, np.zeros(1), 1.0, np.zeros(1), 3, 1e-8)  # type: ignore[arg-type]
+    assert cache.held(model, key, None) is not None
+    assert cache.held(model, key, 1e-6) is not None
+    assert cache.held(model, key, 1e-10) is None

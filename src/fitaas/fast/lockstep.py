@@ -41,7 +41,9 @@ __all__ = ["lockstep_hypotests", "lockstep_widths"]
 CPU_LANES = (16, 4)
 # Fewer points of a structure than this are fitted one at a time (nothing to share).
 MIN_POINTS = 2
-# The batched minimiser's tolerance: the predicted remaining decrease of -2lnL.
+# The batched minimiser's tolerance: the predicted remaining decrease of -2lnL (or the
+# options' tolerance, if tighter). A fit asked for at a tighter one (the fit checks' tight
+# retry) is made anew.
 TOLERANCE = 1e-8
 MAXITER = 200
 
@@ -122,26 +124,34 @@ class _Stage:
     start: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Group:
+    """One structure's points and what their fits share."""
+
+    entries: list[_Entry]
+    structure: Structure
+    poi: int
+    varying: tuple[bool, ...]
+    stacked: list[np.ndarray]
+    tolerance: float
+
+
 def _fit_group(
     entries: list[_Entry], options: InferenceOptions, structures: StructureCache
 ) -> None:
     """The three stages of fits of one structure's points, their minima held."""
     structure = entries[0].bound.structure
     poi = entries[0].model.config.poi_index
-    varying, stacked = _stacked_arrays(structure, entries)
+    tolerance = TOLERANCE if options.tolerance is None else min(TOLERANCE, options.tolerance)
+    group = _Group(entries, structure, poi, *_stacked_arrays(structure, entries), tolerance)
     count = len(entries)
     asimov_mu = 1.0 if options.test_stat == "q0" else 0.0
-    tested = tested_poi(options)
-    hessians = _start_hessians(entries, structure, asimov_mu, poi)
-
     indices = np.arange(count)
+    observed = np.stack([e.data for e in entries])
     first = _Stage(
-        indices,
-        np.stack([e.data for e in entries]),
-        np.full(count, asimov_mu),
-        np.stack([e.init for e in entries]),
+        indices, observed, np.full(count, asimov_mu), np.stack([e.init for e in entries])
     )
-    found = _run(first, entries, structure, stacked, varying, hessians, poi)
+    found = _run(group, first, _start_hessians(group, asimov_mu))
     asimov = np.stack(
         [np.asarray(e.model.expected_data(found.x[i]), dtype=float) for i, e in enumerate(entries)]
     )
@@ -150,20 +160,17 @@ def _fit_group(
     # from whichever minimum on their data is lower: an identical minimum of a free and a
     # held fit gives a test statistic of exactly 0, as pyhf's fits do
     pairs = np.repeat(indices, 2)
-    observed = np.stack([e.data for e in entries])
     both = np.where(np.tile([True, False], count)[:, None], observed[pairs], asimov[pairs])
-    tested_stage = _Stage(pairs, both, np.full(2 * count, tested), found.x[pairs])
-    at_tested = _run(tested_stage, entries, structure, stacked, varying, found.hessian[pairs], poi)
+    tested_stage = _Stage(pairs, both, np.full(2 * count, tested_poi(options)), found.x[pairs])
+    at_tested = _run(group, tested_stage, found.hessian[pairs])
     free_stage = _Stage(pairs, both, np.full(2 * count, np.nan), found.x[pairs])
-    first_values = _evaluator(free_stage, structure, stacked, varying)(
-        found.x[pairs], np.arange(2 * count)
-    )[0]
+    first_values = _evaluator(group, free_stage)(found.x[pairs], np.arange(2 * count))[0]
     better = at_tested.converged & (at_tested.fun < first_values)
     free_stage.start[better] = at_tested.x[better]
     hessians = np.where(better[:, None, None], at_tested.hessian, found.hessian[pairs])
-    free = _run(free_stage, entries, structure, stacked, varying, hessians, poi)
+    free = _run(group, free_stage, hessians)
     for stage, result in ((first, found), (tested_stage, at_tested), (free_stage, free)):
-        _hold(stage, result, entries, poi, structures)
+        _hold(group, stage, result, structures)
 
 
 def _stacked_arrays(
@@ -183,18 +190,16 @@ def _stacked_arrays(
     return varying, stacked
 
 
-def _hold(
-    stage: _Stage, result: Any, entries: list[_Entry], poi: int, structures: StructureCache
-) -> None:
+def _hold(group: _Group, stage: _Stage, result: Any, structures: StructureCache) -> None:
     """Hold each converged minimum of a stage under the request pyhf's fit will make."""
     for row, index in enumerate(stage.entry):
         if not result.converged[row]:
             continue
-        entry = entries[index]
+        entry = group.entries[index]
         fixed = entry.fixed.copy()
         values = entry.init.copy()
         if np.isfinite(stage.poi[row]):
-            fixed[poi], values[poi] = True, stage.poi[row]
+            fixed[group.poi], values[group.poi] = True, stage.poi[row]
         key = held_key(
             stage.data[row],
             [(i, values[i]) for i in np.flatnonzero(fixed)],
@@ -208,18 +213,17 @@ def _hold(
             result.fun[row],
             result.grad[row],
             int(result.evaluations[row]),
+            group.tolerance,
         )
 
 
-def _start_hessians(
-    entries: list[_Entry], structure: Structure, asimov_mu: float, poi: int
-) -> np.ndarray:
+def _start_hessians(group: _Group, asimov_mu: float) -> np.ndarray:
     """Each point's exact Hessian of -2lnL at its first fit's start (positive definite)."""
-    hessian = structure.hessian()
+    hessian = group.structure.hessian()
     out = []
-    for entry in entries:
+    for entry in group.entries:
         start = entry.init.copy()
-        start[poi] = asimov_mu
+        start[group.poi] = asimov_mu
         found = np.asarray(hessian(start, entry.data, entry.bound.arrays), dtype=float)
         out.append(
             positive_definite(found)
@@ -229,44 +233,30 @@ def _start_hessians(
     return np.stack(out)
 
 
-def _run(
-    stage: _Stage,
-    entries: list[_Entry],
-    structure: Structure,
-    stacked: list[np.ndarray],
-    varying: tuple[bool, ...],
-    hessians: np.ndarray,
-    poi: int,
-) -> Any:
-    size = len(stage.entry)
-    fixed = np.stack([entries[i].fixed for i in stage.entry])
+def _run(group: _Group, stage: _Stage, hessians: np.ndarray) -> Any:
+    """A stage's fits, in lockstep."""
+    entries = [group.entries[i] for i in stage.entry]
+    fixed = np.stack([e.fixed for e in entries])
     held = np.isfinite(stage.poi)
-    fixed[held, poi] = True
+    fixed[held, group.poi] = True
     start = stage.start.copy()
-    for row in range(size):
-        entry = entries[stage.entry[row]]
+    for row, entry in enumerate(entries):
         start[row, entry.fixed] = entry.init[entry.fixed]
-    start[held, poi] = stage.poi[held]
-    lower = np.stack([entries[i].lower for i in stage.entry])
-    upper = np.stack([entries[i].upper for i in stage.entry])
-    scale = np.stack([entries[i].bound.scales for i in stage.entry])
-
+    start[held, group.poi] = stage.poi[held]
     return minimize_batch(
-        _evaluator(stage, structure, stacked, varying),
+        _evaluator(group, stage),
         start,
-        lower,
-        upper,
+        np.stack([e.lower for e in entries]),
+        np.stack([e.upper for e in entries]),
         ~fixed,
         hessians,
-        scale,
-        tolerance=TOLERANCE,
+        np.stack([e.bound.scales for e in entries]),
+        tolerance=group.tolerance,
         maxiter=MAXITER,
     )
 
 
-def _evaluator(
-    stage: _Stage, structure: Structure, stacked: list[np.ndarray], varying: tuple[bool, ...]
-) -> Any:
+def _evaluator(group: _Group, stage: _Stage) -> Any:
     """``evaluate(pars, rows)``: -2lnL and its gradient of the stage's fits ``rows`` (each
     with its point's arrays and its data), in compiled calls of the device's widths."""
     import jax
@@ -276,8 +266,10 @@ def _evaluator(
     def evaluate(pars: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def call(index: np.ndarray) -> Any:
             points = stage.entry[rows[index]]
-            arrays = [a[points] if v else a for a, v in zip(stacked, varying, strict=True)]
-            compiled = structure.stacked_value_and_grad(len(index), varying)
+            arrays = [
+                a[points] if v else a for a, v in zip(group.stacked, group.varying, strict=True)
+            ]
+            compiled = group.structure.stacked_value_and_grad(len(index), group.varying)
             return jax.device_get(compiled(pars[index], stage.data[rows[index]], arrays))
 
         return in_padded_calls(len(rows), widths, call, pars.shape[1])

@@ -314,17 +314,21 @@ class _CompiledObjective:
             self._fitted = fitted
         options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
         held = None
-        if not getattr(self, "second_order", False):
-            held = self.structures.held(pdf, held_key(observed, fixed_vals, par_bounds))
+        second_order = getattr(self, "second_order", False)
+        if not second_order:  # (a tighter fit than the held one is made anew)
+            key = held_key(observed, fixed_vals, par_bounds)
+            held = self.structures.held(pdf, key, self.tolerance)
+        else:
+            hessian = bound.structure.hessian()
+
+            def exact(pars: Any) -> np.ndarray:
+                return np.asarray(hessian(pars, observed, bound.arrays), dtype=float)
+
+            options[_HESSIAN] = exact
         if held is not None:  # found in lockstep with other points' fits
             options[_HELD] = held
             start = None
-        elif getattr(self, "second_order", False):
-            # from pyhf's start: a fit independent of the earlier ones
-            hessian = bound.structure.hessian()
-            options[_HESSIAN] = lambda pars: np.asarray(
-                hessian(pars, observed, bound.arrays), dtype=float
-            )
+        elif second_order:  # from pyhf's start: a fit independent of the earlier ones
             start = None
         else:
             start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])

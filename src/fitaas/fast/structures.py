@@ -464,12 +464,14 @@ class HeldFit:
         fun: -2lnL there.
         jac: Its gradient there.
         nfev: Evaluations the fit took.
+        tolerance: The decrease of -2lnL still possible at the minimum, at most.
     """
 
     x: np.ndarray
     fun: float
     jac: np.ndarray
     nfev: int
+    tolerance: float
 
 
 class StructureCache:
@@ -492,16 +494,25 @@ class StructureCache:
         fun: float,
         jac: np.ndarray,
         nfev: int,
+        tolerance: float,
     ) -> None:
         """Keep a minimum of ``model``'s fit ``key`` (see :func:`held_key`) for its request,
         and the model's bound, until :meth:`release`."""
         _, _, fits = self._held.setdefault(id(model), (model, bound, {}))
-        fits[key] = HeldFit(np.array(x, dtype=float), float(fun), np.array(jac, dtype=float), nfev)
+        fits[key] = HeldFit(
+            np.array(x, dtype=float), float(fun), np.array(jac, dtype=float), nfev, tolerance
+        )
 
-    def held(self, model: Any, key: tuple[bytes, tuple[Any, ...], bytes]) -> HeldFit | None:
-        """The minimum held for ``model``'s fit ``key``, if any."""
+    def held(
+        self, model: Any, key: tuple[bytes, tuple[Any, ...], bytes], tolerance: float | None
+    ) -> HeldFit | None:
+        """The minimum held for ``model``'s fit ``key``, if any, and if as precise as a fit
+        at ``tolerance`` (``None``: pyhf's default) would be."""
         found = self._held.get(id(model))
-        return found[2].get(key) if found is not None and found[0] is model else None
+        fit = found[2].get(key) if found is not None and found[0] is model else None
+        return (
+            fit if fit is not None and (tolerance is None or fit.tolerance <= tolerance) else None
+        )
 
     def release(self, model: Any) -> None:
         """Forget the minima held for ``model``."""
