@@ -137,7 +137,7 @@ def main() -> None:
         help="comma-separated engines to run fitaas on: local, parsl, dask, each with "
         "fitaas's default path (the fast one) or +plain for pyhf's own fits, +fast to insist, "
         "+lockstep for the fast path's fits in lockstep, +gpu for them on the GPU (one "
-        "worker) (default: local)",
+        "worker, or --workers sharing it) (default: local)",
     )
     parser.add_argument(
         "--save", type=Path, help="write every configuration's CLs per point to this JSON file"
@@ -172,8 +172,8 @@ def main() -> None:
             parser.error(f"--engines: '+{flag}' is not one of +{', +'.join(PATHS[1:])}")
         # no flag: fitaas's default (the fast path wherever it applies)
         options = fitaas.InferenceOptions(**PATHS[flag])
-        if flag == "gpu":
-            settings.update(device="gpu", workers=1)
+        if flag == "gpu":  # one worker per GPU, unless --workers shares it among several
+            settings.update(device="gpu", workers=args.workers or 1)
         first: list[float] = []
         with tempfile.TemporaryDirectory() as tmp:
             if args.cold_cache:  # read by the workers, started below
