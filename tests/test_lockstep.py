@@ -57,14 +57,21 @@ def _lockstep_fits(outcome: dict[str, Any]) -> int:
 @pytest.mark.parametrize(
     "options",
     [
-        {},
-        {"test_stat": "q"},
-        {"test_stat": "q0"},
-        {"poi_value": 0.5, "par_bounds": {"mu_SIG": [0.0, 20.0]}},
-        {"fixed_params": {"lumi": 1.0}},
-        {"modifier_settings": {"normsys": {"interpcode": "code1"}}},
+        pytest.param({}, id="qtilde"),
+        pytest.param({"test_stat": "q0"}, id="q0"),
+        pytest.param({"test_stat": "q"}, id="q", marks=pytest.mark.slow),
+        pytest.param(
+            {"poi_value": 0.5, "par_bounds": {"mu_SIG": [0.0, 20.0]}},
+            id="bounds",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param({"fixed_params": {"lumi": 1.0}}, id="fixed", marks=pytest.mark.slow),
+        pytest.param(
+            {"modifier_settings": {"normsys": {"interpcode": "code1"}}},
+            id="code1",
+            marks=pytest.mark.slow,
+        ),
     ],
-    ids=["qtilde", "q", "q0", "bounds", "fixed", "code1"],
 )
 def test_lockstep_equals_one_fit_at_a_time_and_plain_pyhf(
     demo: Path, options: dict[str, Any]

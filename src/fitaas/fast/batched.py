@@ -129,16 +129,17 @@ def minimize_batch(
         hessian: First estimate of the Hessian of -2lnL (positive definite; shared, or
             one per dataset).
         scale: Each parameter's typical width (constraint width; 1 when unconstrained;
-            shared, or one row per dataset): no
-            step moves a parameter by more than ``MAX_MOVE`` widths (a trust region: a
-            poor early Hessian estimate must not throw a fit into a far, degenerate
-            region, e.g. a staterror gamma at its lower bound).
+            shared, or one row per dataset): no step moves a parameter by more than
+            ``MAX_MOVE`` widths (a trust region: a poor early Hessian estimate must not
+            throw a fit into a far, degenerate region, e.g. a staterror gamma at its lower
+            bound).
         tolerance: A fit is done when its predicted remaining decrease of -2lnL (from its
             quasi-Newton model) is below this.
         maxiter: Iterations before a fit is given up as not converged.
 
     Returns:
-        The minima, -2lnL there, convergence flags and evaluation counts.
+        The minima, -2lnL and its gradient there, convergence flags, evaluation counts
+        and the refined Hessian estimates.
     """
     size, npars = x0.shape
     lower, upper, variable, scale = (
