@@ -242,10 +242,6 @@ def engine_options(func: F) -> F:
     )(func)
 
 
-# Points per task when they are fitted in lockstep (the points of a task share the calls).
-LOCKSTEP_BATCH = 32
-
-
 def engine_from_cli(params: dict[str, Any]) -> Engine:
     """The engine of an endpoint file or --engine, with the command line's overrides."""
     from fitaas.engines.endpoint import engine_from_settings, load_endpoint
@@ -265,10 +261,6 @@ def engine_from_cli(params: dict[str, Any]) -> Engine:
             settings[key] = params[key]
     if params.get("device") == "gpu":
         settings["device"] = "gpu"
-    if (params.get("lockstep") or settings.get("device") == "gpu") and not settings.get(
-        "batch_size"
-    ):
-        settings["batch_size"] = LOCKSTEP_BATCH
     return engine_from_settings(settings)
 
 
