@@ -239,11 +239,12 @@ def test_held_minima_answer_only_fits_they_are_as_precise_as(demo: Path) -> None
         np.array([_numbers(o) for o in plain]), rel=1e-6, abs=1e-8
     )
     # a minimum found at 1e-8 does not answer a fit asked at 1e-10 (the fit checks' retry)
-    from fitaas.fast.structures import StructureCache, held_key
+    from fitaas.fast.structures import HeldFit, StructureCache, held_key
 
     cache, model = StructureCache(), object()
     key = held_key([1.0], [(0, 1.0)], [[0.0, 2.0]])
-    cache.hold(model, None, key, np.zeros(1), 1.0, np.zeros(1), 3, 1e-8)  # type: ignore[arg-type]
+    fit = HeldFit(np.zeros(1), 1.0, np.zeros(1), 3, 1e-8)
+    cache.hold(model, None, key, fit)  # type: ignore[arg-type]
     assert cache.held(model, key, None) is not None
     assert cache.held(model, key, 1e-6) is not None
     assert cache.held(model, key, 1e-10) is None

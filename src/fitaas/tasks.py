@@ -377,17 +377,17 @@ def _lockstep_points(
             structures.release(model)
     share = (time.perf_counter() - begin) / max(len(models), 1)  # (each point's part)
     done = []
-    for point, found in zip(points, built, strict=True):
-        if not isinstance(found, str):
-            found = (found[0], found[1], found[2] + share)
-        done.append(
-            {
-                "name": point["name"],
-                "outcomes": _run_point(workspace, point, kinds, options, structures, found),
-            }
-        )
-        if not isinstance(found, str):
-            structures.release(found[0])
+    try:
+        for point, found in zip(points, built, strict=True):
+            if not isinstance(found, str):
+                found = (found[0], found[1], found[2] + share)
+            outcomes = _run_point(workspace, point, kinds, options, structures, found)
+            done.append({"name": point["name"], "outcomes": outcomes})
+            if not isinstance(found, str):
+                structures.release(found[0])  # (its model and minima can go)
+    finally:
+        for model, _ in models:
+            structures.release(model)
     return done
 
 

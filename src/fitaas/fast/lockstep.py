@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fitaas.fast.batched import in_padded_calls, minimize_batch, positive_definite
-from fitaas.fast.structures import Bound, Structure, StructureCache, held_key
+from fitaas.fast.structures import Bound, HeldFit, Structure, StructureCache, held_key
 from fitaas.inference.core import complete_fit_inputs, fit_inputs
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.toys import tested_poi
@@ -205,16 +205,14 @@ def _hold(group: _Group, stage: _Stage, result: Any, structures: StructureCache)
             [(i, values[i]) for i in np.flatnonzero(fixed)],
             np.stack([entry.lower, entry.upper], axis=1),
         )
-        structures.hold(
-            entry.model,
-            entry.bound,
-            key,
-            result.x[row],
-            result.fun[row],
-            result.grad[row],
+        fit = HeldFit(
+            result.x[row].copy(),
+            float(result.fun[row]),
+            result.grad[row].copy(),
             int(result.evaluations[row]),
             group.tolerance,
         )
+        structures.hold(entry.model, entry.bound, key, fit)
 
 
 def _start_hessians(group: _Group, asimov_mu: float) -> np.ndarray:

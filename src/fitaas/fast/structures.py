@@ -486,22 +486,12 @@ class StructureCache:
         self.refused = 0
 
     def hold(
-        self,
-        model: Any,
-        bound: Bound,
-        key: tuple[bytes, tuple[Any, ...], bytes],
-        x: np.ndarray,
-        fun: float,
-        jac: np.ndarray,
-        nfev: int,
-        tolerance: float,
+        self, model: Any, bound: Bound, key: tuple[bytes, tuple[Any, ...], bytes], fit: HeldFit
     ) -> None:
         """Keep a minimum of ``model``'s fit ``key`` (see :func:`held_key`) for its request,
         and the model's bound, until :meth:`release`."""
         _, _, fits = self._held.setdefault(id(model), (model, bound, {}))
-        fits[key] = HeldFit(
-            np.array(x, dtype=float), float(fun), np.array(jac, dtype=float), nfev, tolerance
-        )
+        fits[key] = fit
 
     def held(
         self, model: Any, key: tuple[bytes, tuple[Any, ...], bytes], tolerance: float | None
