@@ -17,6 +17,7 @@ from conftest import load, run_cli, workspace_with_every_modifier
 from fitaas import InferenceOptions
 from fitaas.engines import LocalEngine
 from fitaas.engines.endpoint import engine_from_settings
+from fitaas.fast.device import device_report
 from fitaas.pallets import digest
 from fitaas.payloads import WorkspaceRef
 from fitaas.tasks import run_points, worker_cache
@@ -192,17 +193,24 @@ def test_a_gpu_task_on_a_cpu_worker_fails_naming_the_fix(
 
 
 def test_device_gpu_reaches_the_workers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # checked by the environment the workers inherit, not by a GPU
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("FITAAS_DEVICE", "cpu")  # (recorded: restored after the test)
-    engine = engine_from_settings({"engine": "local"})
+    # checked by the environment the workers get, not by a GPU
     import os
 
-    assert os.environ["FITAAS_DEVICE"] == "cpu" and os.environ["JAX_PLATFORMS"] == "cpu"
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("FITAAS_DEVICE", "cpu")  # (recorded: restored after the test)
+    assert engine_from_settings({"engine": "local"}).device == "cpu"
     engine = engine_from_settings({"engine": "local", "device": "gpu"})
-    assert os.environ["FITAAS_DEVICE"] == "gpu"
-    assert "JAX_PLATFORMS" not in os.environ  # jax picks the GPU
-    assert engine.workers == 1  # one process per GPU
+    assert engine.device == "gpu" and engine.workers == 1  # one process per GPU
+    with engine:
+        report = engine.executor.submit(device_report).result()
+    assert report["FITAAS_DEVICE"] == "gpu"
+    assert report["JAX_PLATFORMS"] == ""  # not pinned to the CPU: jax picks the GPU
+    assert report["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # never the whole card
+    assert os.environ["FITAAS_DEVICE"] == "cpu"  # this process's own are left alone
+    # Parsl's and Dask's workers inherit this process's environment
+    pytest.importorskip("dask.distributed")
+    assert engine_from_settings({"engine": "dask", "device": "gpu"}).device == "gpu"
+    assert os.environ["FITAAS_DEVICE"] == "gpu" and "JAX_PLATFORMS" not in os.environ
     with pytest.raises(fitaas.InputError, match="device"):
         engine_from_settings({"engine": "local", "device": "tpu"})
 

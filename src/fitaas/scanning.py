@@ -9,6 +9,7 @@ not computed again unless ``force`` is set.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import pickle
 import threading
@@ -183,9 +184,9 @@ def scan(
         ScanStopped: ``stop`` was set.
     """
     refuse_unguarded_main()  # (in a worker re-running a script without the main guard)
-    if options is not None and options.device == "gpu" and not isinstance(engine, Engine):
-        use_gpu()  # (workers this scan starts compute on the GPU, one per GPU)
-        workers = workers or 1
+    device = options.device if options is not None else "cpu"
+    if device == "gpu" and isinstance(engine, str) and engine != "local":
+        use_gpu()  # (Parsl's and Dask's workers inherit this process's environment)
     shared: dict[str, Any] = {
         "options": options,
         "kinds": kinds,
@@ -205,7 +206,7 @@ def scan(
 
         return collected_scan(workspace, models, labels=labels, engine=engine, **shared)
     # the workers start now, importing pyhf and jax while the inputs are read
-    with started_early(engine, executor, workers, retries, batch_size) as early:
+    with started_early(engine, executor, workers, retries, batch_size, device) as early:
         return _scan(
             workspace,
             patchset,
@@ -418,7 +419,11 @@ def _scan(
         if isinstance(workspace, Pallet)
         else load_pallet(workspace, patchset, region=region, verify=verify)
     )
-    plan = _plan(pallet, patches, options or InferenceOptions(), kinds, batch_size)
+    options = options or InferenceOptions()
+    on_gpu = requested_device() == "gpu" or getattr(engine, "device", "cpu") == "gpu"
+    if on_gpu and options.fast and not options.lockstep:  # (GPU workers fit in lockstep)
+        options = dataclasses.replace(options, lockstep=True)
+    plan = _plan(pallet, patches, options, kinds, batch_size)
     with _opened_store(store) as results_store:
         stored = {} if force else results_store.get(plan.keys.values())
         for (patch_digest, kind), key in plan.keys.items():
@@ -511,8 +516,7 @@ class _Gather:
     ) -> None:
         self.pallet = pallet
         self.option_dict = options.to_dict()
-        # (workers started for the GPU fit in lockstep whatever the options say)
-        self.lockstep = bool(options.fast) and (options.lockstep or requested_device() == "gpu")
+        self.lockstep = bool(options.fast) and options.lockstep
         self.version = version
         self.per_kind = per_kind
         self.store = results_store

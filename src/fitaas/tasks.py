@@ -186,7 +186,11 @@ def _configure_process(threads: int = 1) -> None:
 
 
 def init_worker(
-    digest: str | None = None, path: str | None = None, threads: int = 1, niceness: int = 0
+    digest: str | None = None,
+    path: str | None = None,
+    threads: int = 1,
+    niceness: int = 0,
+    device: str = "cpu",
 ) -> None:
     """Initialise a local pool's worker: one BLAS thread, no SIGINT, the workspace loaded.
 
@@ -196,10 +200,15 @@ def init_worker(
             a task names it (from the file again, or from the task's payload).
         threads: Threads for BLAS/OpenMP pools (1: workers don't fight over cores).
         niceness: Added to this process's niceness (a service's own threads come first).
+        device: ``"gpu"``: this worker computes on the GPU.
     """
     if niceness:
         with suppress(OSError):
             os.nice(niceness)
+    if device == "gpu":
+        from fitaas.fast.device import use_gpu
+
+        use_gpu()  # (this worker's environment, before jax starts)
     _configure_process(threads)
     # The parent handles Ctrl-C and stops the pool; workers must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -109,6 +109,8 @@ class Engine(ABC):
         self.retries = retries
         self.batch_size = batch_size
         self.shared_path = shared_path
+        # "gpu": the workers compute on the GPU, in lockstep (``device`` of an endpoint)
+        self.device = "cpu"
         self._payloads: dict[str, Any] = {}
 
     def __enter__(self) -> Engine:

@@ -145,13 +145,16 @@ def load_endpoint(path: str | Path) -> dict[str, Any]:
 def engine_from_settings(settings: dict[str, Any]) -> Engine:
     """The (not yet started) engine an endpoint's validated settings describe."""
     settings = validate_settings(settings)
-    if settings.get("device") == "gpu":
+    gpu = settings.get("device") == "gpu"
+    if gpu and settings["engine"] != "local":
+        # Parsl's and Dask's workers inherit this process's environment (remote ones: set
+        # FITAAS_DEVICE=gpu in their worker_init / job prologue)
         from fitaas.fast.device import use_gpu
 
         use_gpu()
-        if settings["engine"] == "local" and not settings.get("workers"):
-            settings["workers"] = 1  # one process per GPU
-    return ENGINE_CLASSES[settings["engine"]].from_settings(settings)
+    engine = ENGINE_CLASSES[settings["engine"]].from_settings(settings)
+    engine.device = "gpu" if gpu else "cpu"
+    return engine
 
 
 def check_endpoint(path: str | Path) -> str:

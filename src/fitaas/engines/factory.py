@@ -63,13 +63,15 @@ def started_early(
     workers: int | None = None,
     retries: int = 2,
     batch_size: int = 0,
+    device: str = "cpu",
 ) -> Iterator[Engine | str | None]:
     """The local pool's workers started now (they import pyhf and jax while the caller
-    reads its inputs), stopped when the block ends; other engines as given."""
+    reads its inputs; ``device``: on the GPU), stopped when the block ends; other engines
+    as given."""
     if executor is not None or engine not in (None, "local"):
         yield engine
         return
-    early = LocalEngine(workers, retries=retries, batch_size=batch_size)
+    early = LocalEngine(workers, retries=retries, batch_size=batch_size, device=device)
     early.prestart()
     try:
         yield early

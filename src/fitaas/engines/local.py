@@ -80,7 +80,10 @@ def default_workers() -> int:
 
 
 def local_pool(
-    workers: int | None = None, workspace: WorkspaceRef | None = None, niceness: int = 0
+    workers: int | None = None,
+    workspace: WorkspaceRef | None = None,
+    niceness: int = 0,
+    device: str = "cpu",
 ) -> ProcessPoolExecutor:
     """A process pool whose workers load the workspace from its file as they start.
 
@@ -95,6 +98,8 @@ def local_pool(
         workers: Number of worker processes (default: one per core).
         workspace: The workspace to load in each worker (its digest and file).
         niceness: Added to the workers' niceness (0: as the parent).
+        device: ``"gpu"``: the workers compute on the GPU (``FITAAS_DEVICE=gpu`` in their
+            environment only).
 
     Returns:
         The executor.
@@ -104,7 +109,7 @@ def local_pool(
         max_workers=workers or default_workers(),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(digest, path, 1, niceness),
+        initargs=(digest, path, 1, niceness, device),
     )
 
 
@@ -130,6 +135,8 @@ class LocalEngine(Engine):
         workers: Worker processes (default: one per core).
         retries: How many times a task whose worker died is sent again.
         batch_size: Points per task; 0 chooses automatically (1 on a local pool).
+        niceness: Added to the workers' niceness.
+        device: ``"gpu"``: the workers compute on the GPU, in lockstep (default: one).
     """
 
     name = "local"
@@ -142,6 +149,7 @@ class LocalEngine(Engine):
             retries=settings.get("retries", 2),
             batch_size=settings.get("batch_size", 0),
             niceness=settings.get("nice", 0),
+            device=settings.get("device", "cpu"),
         )
 
     def __init__(
@@ -150,9 +158,12 @@ class LocalEngine(Engine):
         retries: int = 2,
         batch_size: int = 0,
         niceness: int = 0,
+        device: str = "cpu",
     ) -> None:
         super().__init__(retries=retries, batch_size=batch_size)
-        self._workers = workers or default_workers()
+        self.device = device
+        # one worker per GPU unless told otherwise
+        self._workers = workers or (1 if device == "gpu" else default_workers())
         self._niceness = niceness
         self._pool: ProcessPoolExecutor | None = None
         self._first: WorkspaceRef | None = None
@@ -180,7 +191,7 @@ class LocalEngine(Engine):
     @property
     def executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = local_pool(self._workers, self._first, self._niceness)
+            self._pool = local_pool(self._workers, self._first, self._niceness, self.device)
         return self._pool
 
     @property
