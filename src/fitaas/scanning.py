@@ -27,7 +27,7 @@ from fitaas.engines.base import Engine, EngineError
 from fitaas.engines.factory import engine_in_use, started_early
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
-from fitaas.fast.device import requested_device, use_gpu
+from fitaas.fast.device import requested_device
 from fitaas.inference import KINDS, InferenceOptions, build_model
 from fitaas.inference.backend import checking_backend
 from fitaas.inference.core import check_options
@@ -185,8 +185,6 @@ def scan(
     """
     refuse_unguarded_main()  # (in a worker re-running a script without the main guard)
     device = options.device if options is not None else "cpu"
-    if device == "gpu" and isinstance(engine, str) and engine != "local":
-        use_gpu()  # (Parsl's and Dask's workers inherit this process's environment)
     shared: dict[str, Any] = {
         "options": options,
         "kinds": kinds,
@@ -333,7 +331,7 @@ class _Counts:
 def _run(
     plan: _Plan,
     results_store: ResultStore,
-    engine: tuple[Engine | str | None, Executor | None, int | None, int, int],
+    engine: tuple[Engine | str | None, Executor | None, int | None, int, int, str],
     progress: Callable[[ScanProgress], None] | None,
     stop: threading.Event | None,
 ) -> _Gather:
@@ -430,7 +428,7 @@ def _scan(
             found = stored.get(key)
             if found is not None and found.status in FINAL:
                 plan.outcomes[patch_digest, kind] = Outcome.from_dict(found.outcome)
-        engine_args = (engine, executor, workers, retries, batch_size)
+        engine_args = (engine, executor, workers, retries, batch_size, options.device)
         gather = _run(plan, results_store, engine_args, progress, stop)
     return _assemble(plan, gather)
 

@@ -246,7 +246,8 @@ def stream_scan(
         with _opened_store(store) as results_store:
             gather = _StreamGather(pallet, options, kinds, results_store, emitter.emit, force)
             gather.stop = stop
-            with engine_in_use(engine, executor, workers, retries, batch_size) as used:
+            engine_args = (engine, executor, workers, retries, batch_size, options.device)
+            with engine_in_use(*engine_args) as used:
                 ref = used.install(pallet.workspace_digest, pallet.workspace)
                 window = max(4, TASKS_PER_WORKER * used.workers)
                 gather.drive(used, ref, gather.tasks(used, points, ref), window=window)

@@ -19,9 +19,10 @@ def make_engine(
     workers: int | None = None,
     retries: int = 2,
     batch_size: int = 0,
+    device: str = "cpu",
 ) -> Engine:
     """An engine (not started): the caller's executor, the local pool, or a named engine
-    with its default settings.
+    with its default settings (``device``: its workers on the GPU).
 
     Raises:
         InputError: Both an engine name and an executor.
@@ -30,13 +31,10 @@ def make_engine(
         if name is not None:
             raise InputError("give an engine or an executor, not both")
         return ExecutorEngine(executor, workers or 1, retries=retries, batch_size=batch_size)
-    if name is None or name == "local":
-        return LocalEngine(workers, retries=retries, batch_size=batch_size)
     from fitaas.engines.endpoint import engine_from_settings
 
-    return engine_from_settings(
-        {"engine": name, "retries": retries, "batch_size": batch_size, "workers": workers or 0}
-    )
+    settings = {"engine": name or "local", "retries": retries, "batch_size": batch_size}
+    return engine_from_settings({**settings, "workers": workers or 0, "device": device})
 
 
 @contextmanager
@@ -46,13 +44,14 @@ def engine_in_use(
     workers: int | None = None,
     retries: int = 2,
     batch_size: int = 0,
+    device: str = "cpu",
 ) -> Iterator[Engine]:
     """A started engine: the caller's own (left running), or one made here and stopped
     when the block ends."""
     if isinstance(engine, Engine):
         yield engine
         return
-    with make_engine(engine, executor, workers, retries, batch_size) as owned:
+    with make_engine(engine, executor, workers, retries, batch_size, device) as owned:
         yield owned
 
 
