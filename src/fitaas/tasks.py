@@ -8,6 +8,7 @@ one bad point does not cost its batch.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import gzip
 import json
@@ -18,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,16 +246,25 @@ def warm_worker() -> None:
         configure_jax()
 
 
-def _built(
-    workspace: pyhf.Workspace, point: dict[str, Any], options: InferenceOptions
-) -> tuple[Any, Any, float] | str:
-    """A point's model, data and the seconds it took, or why it cannot be built."""
+@dataclass(frozen=True)
+class _Built:
+    """A point's model and data (``None`` with ``error`` when it cannot be built), and the
+    seconds it took."""
+
+    model: Any
+    data: Any
+    seconds: float
+    error: str | None = None
+
+
+def _built(workspace: pyhf.Workspace, point: dict[str, Any], options: InferenceOptions) -> _Built:
     start = time.perf_counter()
     try:
         model, data = build_model(workspace, point["operations"], options)
     except Exception as exc:  # a patch that does not apply, an invalid patched model
-        return f"cannot build the model of patch '{point['name']}': {error_text(exc)}"
-    return model, data, time.perf_counter() - start
+        error = f"cannot build the model of patch '{point['name']}': {error_text(exc)}"
+        return _Built(None, None, time.perf_counter() - start, error)
+    return _Built(model, data, time.perf_counter() - start)
 
 
 def _run_point(
@@ -262,13 +273,12 @@ def _run_point(
     kinds: Sequence[str],
     options: InferenceOptions,
     structures: Any = None,
-    built: tuple[Any, Any, float] | str | None = None,
+    built: _Built | None = None,
 ) -> dict[str, dict[str, Any]]:
-    if built is None:
-        built = _built(workspace, point, options)
-    if isinstance(built, str):
-        return {k: outcome("failed", None, built, 0.0) for k in kinds}
-    model, data, build = built
+    built = built or _built(workspace, point, options)
+    if built.error is not None:
+        return {k: outcome("failed", None, built.error, built.seconds) for k in kinds}
+    model, data, build = built.model, built.data, built.seconds
     outcomes = {}
     for kind in kinds:
         begin = time.perf_counter()
@@ -377,27 +387,25 @@ def _lockstep_points(
     from fitaas.fast.lockstep import lockstep_hypotests
 
     built = [_built(workspace, point, options) for point in points]
-    models = [(b[0], b[1]) for b in built if not isinstance(b, str)]
+    models = [(b.model, b.data) for b in built if b.error is None]
     begin = time.perf_counter()
     try:
-        lockstep_hypotests(models, options, structures)
-    except Exception:  # (e.g. a device out of memory) every fit is then made one at a time
-        for model, _ in models:
-            structures.release(model)
-    share = (time.perf_counter() - begin) / max(len(models), 1)  # (each point's part)
-    done = []
-    try:
+        try:
+            lockstep_hypotests(models, options, structures)
+        except Exception:  # (e.g. a device out of memory) every fit is made one at a time
+            for model, _ in models:
+                structures.release(model)
+        share = (time.perf_counter() - begin) / max(len(models), 1)  # (each point's part)
+        done = []
         for point, found in zip(points, built, strict=True):
-            if not isinstance(found, str):
-                found = (found[0], found[1], found[2] + share)
+            if found.error is None:
+                found = dataclasses.replace(found, seconds=found.seconds + share)
             outcomes = _run_point(workspace, point, kinds, options, structures, found)
             done.append({"name": point["name"], "outcomes": outcomes})
-            if not isinstance(found, str):
-                structures.release(found[0])  # (its model and minima can go)
+        return done
     finally:
         for model, _ in models:
             structures.release(model)
-    return done
 
 
 def run_held_fits(
