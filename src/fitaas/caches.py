@@ -5,15 +5,21 @@ or ``FITAAS_JAX_CACHE``), workspaces written once for local workers to read by d
 (``workspaces/``), the digests of workspaces pyhf's schema has accepted (``validated/``)
 and pallets parsed, validated and digested once, by the bytes of their files
 (``pallets/``). Everything in it can be deleted at any time: it is recomputed.
+:func:`most_recent` bounds what a long-lived process keeps in memory.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["cache_folder", "keep", "kept", "remember", "remembered", "write_once"]
+__all__ = ["cache_folder", "keep", "kept", "most_recent", "remember", "remembered", "write_once"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def cache_folder(name: str) -> Path:
@@ -77,3 +83,14 @@ def kept(kind: str, key: str) -> object | None:
         return pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         return None
+
+
+def most_recent(kept: dict[K, V], key: K, make: Callable[[], V], limit: int) -> V:
+    """``kept[key]`` (made by ``make`` when absent) as the most recently used of ``kept``,
+    which keeps the ``limit`` most recently used (a long-lived worker or engine meets many).
+    """
+    found = kept.pop(key) if key in kept else make()
+    kept[key] = found
+    while len(kept) > limit:
+        kept.pop(next(iter(kept)))
+    return found

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyhf
 
+from fitaas.caches import most_recent
 from fitaas.errors import FitaasError
 from fitaas.inference import (
     InferenceOptions,
@@ -80,13 +81,11 @@ class WorkerCache:
         from fitaas.pallets import digest
 
         key = digest([workspace_digest, point["digest"], options.to_dict()])
-        found = self._models.get(key)
-        if found is None:
-            found = build_model(workspace, point["operations"], options, without_poi=True)
-            if len(self._models) >= POINTS_KEPT:
-                self._models.pop(next(iter(self._models)))
-            self._models[key] = found
-        return found
+
+        def make() -> tuple[Any, Any]:
+            return build_model(workspace, point["operations"], options, without_poi=True)
+
+        return most_recent(self._models, key, make, POINTS_KEPT)
 
     def toy_point(
         self,
@@ -101,17 +100,14 @@ class WorkerCache:
         from fitaas.pallets import digest
 
         key = digest([workspace_digest, point["digest"], options.for_toy_block("", 0)])
-        found = self._toy_points.get(key)
-        if found is None:
+
+        def make() -> tuple[Any, Any]:
             model, data = build_model(workspace, point["operations"], options)
             if model.config.poi_index is None:
                 raise FitaasError("the model has no parameter of interest: no toys to test")
-            reference = toy_reference(model, data, options, fit_inputs(model, options))
-            found = (model, reference)
-            if len(self._toy_points) >= POINTS_KEPT:
-                self._toy_points.pop(next(iter(self._toy_points)))
-            self._toy_points[key] = found
-        return found
+            return model, toy_reference(model, data, options, fit_inputs(model, options))
+
+        return most_recent(self._toy_points, key, make, POINTS_KEPT)
 
     def structures(self) -> Any:
         """This worker's compiled model structures (the fast path), made on first use."""
@@ -126,11 +122,13 @@ class WorkerCache:
 
     def install(self, digest: str, spec: dict[str, Any]) -> pyhf.Workspace:
         """Keep a (client-validated) workspace under its digest."""
-        workspace = pyhf.Workspace(spec, validate=False)
-        self._workspaces[digest] = workspace
-        while len(self._workspaces) > WORKSPACES_KEPT:
-            self._workspaces.pop(next(iter(self._workspaces)))
-        return workspace
+        self._workspaces.pop(digest, None)
+        return most_recent(
+            self._workspaces,
+            digest,
+            lambda: pyhf.Workspace(spec, validate=False),
+            WORKSPACES_KEPT,
+        )
 
     def workspace(self, ref: WorkspaceRef, payload: bytes | None = None) -> pyhf.Workspace:
         """The workspace named by ``ref``, loaded once from the payload or the path.
@@ -142,19 +140,19 @@ class WorkerCache:
         Raises:
             WorkspaceNotOnWorker: The worker lacks the workspace and has no way to get it.
         """
-        found = self._workspaces.pop(ref.digest, None)
-        if found is not None:
-            self._workspaces[ref.digest] = found  # the most recently used
-            return found
-        if payload is not None:
-            raw = payload
-        elif ref.path is not None and Path(ref.path).is_file():
-            raw = Path(ref.path).read_bytes()
-        else:
-            raise WorkspaceNotOnWorker(f"workspace {ref.digest[:12]} is not on this worker")
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        return self.install(ref.digest, json.loads(raw))
+
+        def load() -> pyhf.Workspace:
+            if payload is not None:
+                raw = payload
+            elif ref.path is not None and Path(ref.path).is_file():
+                raw = Path(ref.path).read_bytes()
+            else:
+                raise WorkspaceNotOnWorker(f"workspace {ref.digest[:12]} is not on this worker")
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            return pyhf.Workspace(json.loads(raw), validate=False)
+
+        return most_recent(self._workspaces, ref.digest, load, WORKSPACES_KEPT)
 
 
 # The one piece of process-wide state: what this worker process has received.

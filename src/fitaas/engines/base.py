@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
-from fitaas.caches import write_once
+from fitaas.caches import most_recent, write_once
 from fitaas.engines.settings import Schema
 from fitaas.errors import FitaasError
 from fitaas.payloads import WorkspaceRef, compress_workspace
@@ -162,13 +162,7 @@ class Engine(ABC):
     def payload(self, digest: str, spec: dict[str, Any]) -> Any:
         """What a task carries for a worker that lacks the workspace (compressed JSON); the
         last :data:`PAYLOADS_KEPT` are kept (an engine may serve many jobs)."""
-        found = self._payloads.pop(digest, None)
-        if found is None:
-            found = compress_workspace(spec)
-        self._payloads[digest] = found
-        while len(self._payloads) > PAYLOADS_KEPT:
-            self._payloads.pop(next(iter(self._payloads)))
-        return found
+        return most_recent(self._payloads, digest, lambda: compress_workspace(spec), PAYLOADS_KEPT)
 
     def recover(self, exc: BaseException) -> None:  # noqa: B027 - optional hook
         """Called before a lost task is sent again: restart what broke, if anything."""
