@@ -61,28 +61,18 @@ def _copy_along(spec: dict[str, Any], path: str, copied: set[int]) -> None:
         parent = child
 
 
-def _json_copy(value: Any) -> Any:
-    """A copy of JSON data: every dict and list new, numbers and strings shared."""
-    if type(value) is list:
-        return [_json_copy(v) if type(v) in _CONTAINERS else v for v in value]
-    if isinstance(value, dict):
-        return {k: _json_copy(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
-    return value
-
-
-_CONTAINERS = (dict, list)
-
-
 class _Specification(dict[str, Any]):
-    """A model specification whose deep copy is :func:`_json_copy`'s.
+    """A model specification whose deep copy is a JSON copy (:func:`plain_json`).
 
     ``pyhf.Model`` deep-copies its specification; ``copy.deepcopy``'s general walk (a memo
-    entry per object) took 0.10 s of a 1Lbb model's 0.25 s, a JSON copy 0.03 s. The copy
-    is the same, but for containers that appeared twice now being two (pyhf reads them).
+    entry per object) took 0.10 s of a 1Lbb model's 0.25 s, a JSON copy 0.03-0.05 s. The
+    copy is the same, but for containers that appeared twice now being two (pyhf reads
+    them).
     """
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return dict(_json_copy(self))
+        copied: dict[str, Any] = plain_json(self)
+        return copied
 
 
 def patched_spec(
