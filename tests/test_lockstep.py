@@ -139,6 +139,7 @@ def pyhf_tolerance(tolerance: float) -> Iterator[None]:
         pyhf.set_backend(*previous)
 
 
+@pytest.mark.slow  # (lockstep scans on a pool run by default: the worker-count test)
 def test_a_scan_in_lockstep_equals_the_default_scan(demo: Path, tmp_path: Path) -> None:
     default = fitaas.scan(demo, patches=NAMES, workers=1)
     with LocalEngine(2) as engine:
