@@ -14,9 +14,20 @@ compared with it (their own CLs recomputed the same way from their own fits). Po
 fits are not the five of a q-tilde test are compared with the reference whose unconditional
 fit of the observed data is the lowest.
 
+Generated sets (``--ill-scaled N``, ``--kinks N``: N models each, from
+``tests/stress_models.py``) are tested one point at a time (``checked_hypotest``, the path a
+worker takes): the default strategies against references made of the strict strategy
+(MINUIT with the exact gradient, then Newton), pyhf's own fits at tolerance 1e-10, and for
+the three fits of the observed data the lowest minimum of pyhf at tolerance 1e-12 from
+pyhf's start and 24 random starts. Per set: points ok / suspect / failed, fits of the observed
+data above that best minimum by more than 1e-4, points that record several minima, the
+largest |ΔCLs| of an ``ok`` point from the CLs of the lowest fits, and the time share of
+the checks and retries.
+
 Usage::
 
     python benchmarks/diagnostics.py sbottom/RegionA sbottom/RegionB 1Lbb --reference
+    python benchmarks/diagnostics.py --ill-scaled 10 --kinks 30
 """
 
 from __future__ import annotations
@@ -95,12 +106,149 @@ def _scan(folder: Path, options: InferenceOptions, store: Path) -> tuple[Any, fl
     return result, time.perf_counter() - start
 
 
+def _generated_point(spec: dict[str, Any], options: InferenceOptions) -> dict[str, Any]:
+    """One generated model's test with the default strategies and the references."""
+    import dataclasses
+
+    import pyhf
+
+    from fitaas.fast import StructureCache
+    from fitaas.inference.core import build_model
+    from fitaas.inference.diagnostics import checked_hypotest
+    from stress_models import best_minimum
+
+    model, data = build_model(pyhf.Workspace(spec), None, options)
+    runs = {}
+    for label, chosen in (
+        ("default", options),
+        ("strict", dataclasses.replace(options, retry_strategy="strict")),
+        ("pyhf 1e-10", dataclasses.replace(options, fast=False, tolerance=1e-10, retry_strategy="none")),
+    ):
+        began = time.perf_counter()
+        result, diagnosis = checked_hypotest(model, data, chosen, StructureCache())
+        runs[label] = (result, diagnosis, time.perf_counter() - began)
+    poi = model.config.poi_index
+    pyhf.set_backend("numpy", "scipy")
+    observed_best = [
+        best_minimum(model, data, {poi: 1.0})[0],
+        best_minimum(model, data, None)[0],
+        best_minimum(model, data, {poi: 0.0})[0],
+    ]
+    return {"runs": runs, "observed_best": observed_best}
+
+
+def _generated_row(name: str, points: list[dict[str, Any]], tilde: bool) -> list[str]:
+    statuses = [p["runs"]["default"][1].status for p in points]
+    above, several, deltas, wall, checks, retries = 0, 0, [], 0.0, 0.0, 0.0
+    for point in points:
+        result, diagnosis, seconds = point["runs"]["default"]
+        wall += seconds
+        checks += diagnosis.check_seconds
+        if diagnosis.attempts > 1 or diagnosis.rounds:
+            retries += seconds
+        fits = [f.twice_nll for f in diagnosis.fits]
+        all_fits = [
+            [f.twice_nll for f in run[1].fits]
+            for run in point["runs"].values()
+            if run[0] is not None and len(run[1].fits) == 5
+        ]
+        if len(fits) != 5 or not all_fits:
+            continue
+        best = [min(f[i] for f in all_fits) for i in range(5)]
+        best[:3] = [min(a, b) for a, b in zip(best[:3], point["observed_best"], strict=True)]
+        background = best[2]
+        same = [f for f in all_fits if f[2] <= background + 1e-6] or all_fits
+        best[3], best[4] = min(f[3] for f in same), min(f[4] for f in same)
+        above += sum(fits[i] - best[i] > 1e-4 for i in range(3))
+        several += bool(diagnosis.several_minima)
+        if diagnosis.status == "ok" and result is not None:
+            clipped = result.clsb_obs >= 0.5
+            mine = _asymptotic_cls(
+                max(fits[0] - fits[1], 0.0) ** 0.5 * (not clipped), max(fits[3] - fits[4], 0.0) ** 0.5, tilde
+            )
+            theirs = _asymptotic_cls(
+                max(best[0] - best[1], 0.0) ** 0.5 * (not clipped), max(best[3] - best[4], 0.0) ** 0.5, tilde
+            )
+            deltas.append(max(abs(float(a) - float(b)) for a, b in zip(mine, theirs, strict=True)))
+    return [
+        name,
+        str(len(points)),
+        str(statuses.count("ok")),
+        str(statuses.count("suspect")),
+        str(statuses.count("failed")),
+        f"{above} of {3 * len(points)}",
+        str(several),
+        f"{max(deltas):.1e}" if deltas else "–",
+        f"{checks / wall:.1%}" if wall else "–",
+        f"{retries / wall:.1%}" if wall else "–",
+        f"{wall:.1f}",
+    ]
+
+
+def generated(ill_scaled: int, kinks: int, console: Console) -> None:
+    """The generated sets' table (see the module's text)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from stress_models import KINK_SETTINGS, ill_scaled_workspace, kink_workspace
+
+    table = Table(title="Fit checks on generated models (one point at a time, fast path)")
+    for column in (
+        "set",
+        "points",
+        "ok",
+        "suspect",
+        "failed",
+        "observed fits above the best minimum by > 1e-4",
+        "points with several minima",
+        "max |ΔCLs| ok vs lowest fits",
+        "checks share",
+        "retries share",
+        "wall s (default)",
+    ):
+        table.add_column(column, justify="right")
+    sets = (
+        ("ill-scaled", ill_scaled, ill_scaled_workspace, InferenceOptions(), True),
+        (
+            "kinks (code1/code0, q)",
+            kinks,
+            kink_workspace,
+            InferenceOptions(test_stat="q", modifier_settings=KINK_SETTINGS),
+            False,
+        ),
+    )
+    for name, count, make, options, tilde in sets:
+        if not count:
+            continue
+        points = []
+        for seed in range(count):
+            point = _generated_point(make(seed), options)
+            default = point["runs"]["default"]
+            console.print(
+                f"  {name} {seed}: {default[1].status} ({default[1].strategy}) fits "
+                + ", ".join(f"{f.twice_nll:.4f}" for f in default[1].fits)
+                + " | best observed "
+                + ", ".join(f"{v:.4f}" for v in point["observed_best"])
+                + "".join(f"\n      {r}" for r in default[1].reasons)
+                + "".join(f"\n      {n}" for n in default[1].notes)
+            )
+            points.append(point)
+        table.add_row(*_generated_row(name, points, tilde))
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("pallets", nargs="+")
+    parser.add_argument("pallets", nargs="*")
     parser.add_argument("--reference", action="store_true", help="also scan the references")
+    parser.add_argument("--ill-scaled", type=int, default=0, help="generated ill-scaled models")
+    parser.add_argument("--kinks", type=int, default=0, help="generated models with kinks")
     args = parser.parse_args()
     console = Console(width=200)
+    if args.ill_scaled or args.kinks:
+        generated(args.ill_scaled, args.kinks, console)
+    if not args.pallets:
+        return
     table = Table(title="Fit checks per pallet (numpy/scipy, fast path, qtilde, mu=1)")
     for column in (
         "pallet",

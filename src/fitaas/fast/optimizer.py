@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from fitaas.fast.kinks import kink_sides, kinked_parameters
 from fitaas.fast.structures import StructureCache, held_key, parameter_scales
 
 __all__ = ["compiled_objective_optimizer", "parameter_scales", "restart_options"]
@@ -34,12 +35,17 @@ _START = "fitaas_start"
 _SCALE = "fitaas_scale"
 _HESSIAN = "fitaas_hessian"
 _HELD = "fitaas_held"
+_STARTS = "fitaas_starts"
+_KINKED = "fitaas_kinked"
 # Second-order fits (``second_order``): a trust-region Newton method with the exact Hessian,
 # until the decrease of -2lnL it predicts is below NEWTON_TOLERANCE, in at most
 # NEWTON_ITERATIONS; the first trust radius, in constraint widths.
 NEWTON_TOLERANCE = 1e-10
 NEWTON_ITERATIONS = 500
 NEWTON_RADIUS = 1.0
+# The strict strategy's MINUIT: its EDM goal in -2lnL, and its call limit.
+MINUIT_EDM = 1e-8
+MINUIT_CALLS = 20000
 # Results of earlier fits remembered as starting points, per model.
 WARM_CANDIDATES = 4
 # SLSQP stops when -2lnL changes by less than its tolerance between iterations (scipy's
@@ -94,7 +100,8 @@ def restart_options(
     if not options.get(_FIXED_BY_BOUNDS):
         return options
     tolerance = min(options.get("tolerance", tolerance) or SLSQP_TOLERANCE, WARM_TOLERANCE)
-    options = {k: v for k, v in options.items() if k != _HELD}  # (a fit made anew)
+    # (a fit made anew, from this start only)
+    options = {k: v for k, v in options.items() if k not in (_HELD, _STARTS)}
     return {**options, _START: np.asarray(start, dtype=float), "tolerance": tolerance}
 
 
@@ -175,6 +182,106 @@ def _newton(
     )
 
 
+def _minuit(
+    func: Any,
+    start: np.ndarray,
+    held: np.ndarray,
+    scale: np.ndarray,
+    fixed_vals: Any,
+    maxiter: int,
+) -> Any:
+    """One fit by MINUIT's MIGRAD (iminuit) with the compiled exact gradient, over the free
+    parameters in their widths (``scale``), inside their bounds: strategy 1, then strategy
+    2 from where it ended when strategy 1 finds no valid minimum (an EDM above its goal,
+    HESSE failed). The EDM goal is ``MINUIT_EDM`` in -2lnL."""
+    from iminuit import Minuit
+    from scipy.optimize import OptimizeResult
+
+    free = np.ones(len(start), dtype=bool)
+    for index, _ in fixed_vals or []:
+        free[index] = False
+    widths = scale[free]
+    lower = (held[free, 0] - start[free]) / widths
+    upper = (held[free, 1] - start[free]) / widths
+    last: dict[str, Any] = {}
+
+    def full(y: Any) -> np.ndarray:
+        x = start.copy()
+        x[free] += widths * np.asarray(y, dtype=float)
+        return x
+
+    def evaluate(y: Any) -> tuple[float, np.ndarray]:
+        key = np.asarray(y, dtype=float).tobytes()
+        if last.get("key") != key:
+            value, grad = func(full(y))
+            last.update(key=key, value=float(value), grad=np.asarray(grad, dtype=float))
+        return last["value"], last["grad"][free] * widths
+
+    def value(y: Any) -> float:
+        found = evaluate(y)[0]
+        return found if np.isfinite(found) else 1e300
+
+    def gradient(y: Any) -> np.ndarray:
+        return evaluate(y)[1]
+
+    nfree = int(free.sum())
+    if nfree == 0:
+        found, grad = func(start)
+        return OptimizeResult(
+            x=start, fun=float(found), jac=np.asarray(grad), success=True, nfev=1,
+            message="MINUIT: nothing to fit",
+        )
+    minuit = Minuit(value, np.clip(np.zeros(nfree), lower, upper), grad=gradient)
+    minuit.errordef = Minuit.LEAST_SQUARES
+    minuit.print_level = 0
+    minuit.limits = list(zip(lower.tolist(), upper.tolist(), strict=True))
+    minuit.tol = MINUIT_EDM / (0.002 * minuit.errordef)
+    calls = min(maxiter, MINUIT_CALLS) if maxiter else MINUIT_CALLS
+    minuit.strategy = 1
+    minuit.migrad(ncall=calls)
+    if not minuit.valid:
+        minuit.strategy = 2
+        minuit.migrad(ncall=calls)
+    x = full(np.asarray(minuit.values, dtype=float))
+    found, grad = func(x)
+    fmin = minuit.fmin
+    return OptimizeResult(
+        x=x,
+        fun=float(found),
+        jac=np.asarray(grad, dtype=float),
+        success=bool(minuit.valid),
+        message=f"MINUIT (strategy {minuit.strategy}, exact gradient) "
+        + ("converged" if minuit.valid else "found no valid minimum")
+        + f", EDM {fmin.edm:.2g}",
+        nfev=int(minuit.nfcn),
+        minuit=minuit,
+    )
+
+
+def _strict(
+    func: Any,
+    hessian: Any,
+    start: np.ndarray,
+    held: np.ndarray,
+    scale: np.ndarray,
+    fixed_vals: Any,
+    maxiter: int,
+) -> Any:
+    """The strict strategy's fit: MINUIT with the exact gradient from ``start``, then
+    refined by Newton's method with the exact Hessian (which ends where the decrease it
+    predicts is below ``NEWTON_TOLERANCE``; kept if it is no higher). A fit MINUIT finds
+    valid stays converged when Newton's refinement stalls on rounding (ill-scaled models)."""
+    best = _minuit(func, start, held, scale, fixed_vals, maxiter)
+    nfev = int(best.nfev)
+    refined = _newton(func, hessian, np.asarray(best.x), held, scale, fixed_vals, maxiter)
+    nfev += refined.nfev
+    if refined.fun <= best.fun + 1e-9 and (refined.success or not best.success):
+        refined.message = f"{best.message}; then {refined.message}"
+        best = refined
+    best.nfev = nfev
+    return best
+
+
 def _trust_step(curvature: np.ndarray, grad: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
     """The step minimising ``g·p + p·H·p / 2`` with ``max |p| <= radius`` (approximately:
     ``H`` shifted by the smallest ``λ >= 0`` that makes it positive definite and the step
@@ -204,6 +311,46 @@ def _trust_step(curvature: np.ndarray, grad: np.ndarray, radius: float) -> tuple
         p = step(high)
     predicted = -float(grad @ p + 0.5 * p @ curvature @ p)
     return p, predicted
+
+
+class _Fitted:
+    """What the fits of one model so far leave for the next ones: their minima (warm starts),
+    the conditional minima per dataset (the free fit's extra starts), the parameters'
+    widths and which have a kink."""
+
+    def __init__(self, pdf: Any, scales: np.ndarray, kinked: np.ndarray) -> None:
+        self.pdf = pdf
+        self.scales = scales
+        self.kinked = kinked
+        self.minima: list[np.ndarray] = []
+        self.conditional: list[tuple[bytes, np.ndarray]] = []
+
+    def remember(self, x: np.ndarray, data_key: bytes, conditional: bool) -> None:
+        self.minima.insert(0, x.copy())
+        del self.minima[WARM_CANDIDATES:]
+        if conditional:
+            self.conditional.insert(0, (data_key, x.copy()))
+            del self.conditional[WARM_CANDIDATES:]
+
+    def extra_starts(
+        self,
+        optimizer: Any,
+        data_key: bytes,
+        fixed_vals: Any,
+        init: np.ndarray,
+        conditional: bool,
+    ) -> list[np.ndarray]:
+        """A fit's extra starts: for a free fit, pyhf's start and every conditional minimum
+        of the same data (where the model has kinks, or every point gets several starts);
+        for every fit, the starts the fit checks ask for (``start_hints``, by data and
+        fixed values: see ``fitaas.inference.diagnostics``)."""
+        starts: list[np.ndarray] = []
+        several = self.kinked.any() or getattr(optimizer, "several_starts", False)
+        if several and not conditional:
+            starts = [init, *(x for key, x in self.conditional if key == data_key)]
+        hints = getattr(optimizer, "start_hints", None) or {}
+        fixed = tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
+        return [*starts, *(np.asarray(h, dtype=float) for h in hints.get((data_key, fixed), []))]
 
 
 @cache
@@ -308,11 +455,13 @@ class _CompiledObjective:
         def func(pars: Any) -> tuple[float, np.ndarray]:
             return compiled(np.asarray(pars, dtype=float), observed)
 
-        fitted: tuple[Any, list[np.ndarray], np.ndarray] | None = getattr(self, "_fitted", None)
-        if fitted is None or fitted[0] is not pdf:
-            fitted = (pdf, [], bound.scales)
+        fitted: _Fitted | None = getattr(self, "_fitted", None)
+        if fitted is None or fitted.pdf is not pdf:
+            fitted = _Fitted(pdf, bound.scales, kinked_parameters(pdf))
             self._fitted = fitted
-        options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted[2]}
+        options = {**kwargs, _FIXED_BY_BOUNDS: True, _SCALE: fitted.scales}
+        if fitted.kinked.any():
+            options[_KINKED] = fitted.kinked
         held = None
         second_order = getattr(self, "second_order", False)
         if not second_order:  # (a tighter fit than the held one is made anew)
@@ -325,15 +474,24 @@ class _CompiledObjective:
                 return np.asarray(hessian(pars, observed, bound.arrays), dtype=float)
 
             options[_HESSIAN] = exact
+        conditional = pdf.config.poi_index in {int(i) for i, _ in fixed_vals or []}
+        data_key = observed.tobytes()
+        extra = fitted.extra_starts(self, data_key, fixed_vals, init, conditional)
         if held is not None:  # found in lockstep with other points' fits
             options[_HELD] = held
             start = None
-        elif second_order:  # from pyhf's start: a fit independent of the earlier ones
+        elif second_order:  # from pyhf's start and from the best earlier minimum
             start = None
+            warm = _warm_start(compiled, observed, init, fixed_vals, fitted.minima)
+            extra = [s for s in [warm, *extra] if s is not None and s is not init]
         else:
-            start = _warm_start(compiled, observed, init, fixed_vals, fitted[1])
+            start = _warm_start(compiled, observed, init, fixed_vals, fitted.minima)
+            if start is None:  # (pyhf's start is the main one)
+                extra = [s for s in extra if s is not init]
         if start is not None:
             options = restart_options(options, start, self.tolerance)
+        if extra:
+            options[_STARTS] = extra
         result = self._internal_minimize(
             func=func,
             x0=list(init),
@@ -344,8 +502,7 @@ class _CompiledObjective:
             par_names=list(pdf.config.par_names),
         )
         if result.success:
-            fitted[1].insert(0, np.asarray(result.x, dtype=float).copy())
-            del fitted[1][WARM_CANDIDATES:]
+            fitted.remember(np.asarray(result.x, dtype=float), data_key, conditional)
         return self._internal_postprocess(result, lambda pars, stitch_with=None: pars)
 
     def _minimize(
@@ -369,6 +526,8 @@ class _CompiledObjective:
         scale = options.pop(_SCALE, None)
         found = options.pop(_HELD, None)
         hessian = options.pop(_HESSIAN, None)
+        starts = options.pop(_STARTS, None)
+        kinked = options.pop(_KINKED, None)
         if not options.pop(_FIXED_BY_BOUNDS, False):
             return super()._minimize(  # type: ignore[misc]
                 minimizer, func, x0, do_grad, bounds, fixed_vals, options
@@ -389,10 +548,36 @@ class _CompiledObjective:
         for index, value in fixed_vals or []:
             start[index] = value
             limits[index] = [value, value]
+        free = limits[:, 0] < limits[:, 1]
+
+        def slsqp(point: np.ndarray, lims: np.ndarray) -> Any:
+            def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
+                value, grad = func(point + scale * y)
+                return value, grad * scale
+
+            result = minimizer(
+                scaled,
+                np.zeros_like(point),
+                method=method,
+                jac=True,
+                bounds=(lims - point[:, None]) / scale[:, None],
+                tol=tolerance,
+                options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
+            )
+            # back to pyhf's parameters
+            result.x = point + scale * np.asarray(result.x, dtype=float)
+            if getattr(result, "jac", None) is not None:
+                result.jac = np.asarray(result.jac, dtype=float) / scale
+            return result
+
+        def strict(point: np.ndarray, lims: np.ndarray) -> Any:
+            return _strict(func, hessian, point, lims, scale, fixed_vals, maxiter)
+
+        fit = strict if hessian is not None else slsqp
         if found is not None:
             from scipy.optimize import OptimizeResult
 
-            return OptimizeResult(
+            result = OptimizeResult(
                 x=found.x.copy(),
                 fun=found.fun,
                 jac=found.jac.copy(),
@@ -400,24 +585,48 @@ class _CompiledObjective:
                 success=True,
                 message="found in lockstep with other points' fits",
             )
-        if hessian is not None:
-            return _newton(func, hessian, start, limits, scale, fixed_vals, maxiter)
-
-        def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = func(start + scale * y)
-            return value, grad * scale
-
-        result = minimizer(
-            scaled,
-            np.zeros_like(start),
-            method=method,
-            jac=True,
-            bounds=(limits - start[:, None]) / scale[:, None],
-            tol=tolerance,
-            options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
-        )
-        # back to pyhf's parameters
-        result.x = start + scale * np.asarray(result.x, dtype=float)
-        if getattr(result, "jac", None) is not None:
-            result.jac = np.asarray(result.jac, dtype=float) / scale
+        else:
+            result = fit(start, limits)
+        from_pyhf_start = float(result.fun) if warm is None and found is None else None
+        others: list[float] = []
+        nfev = int(getattr(result, "nfev", 0) or 0)
+        for point in starts or []:
+            pyhf_start = np.array_equal(np.asarray(point, dtype=float), np.asarray(x0, dtype=float))
+            point = np.clip(np.array(point, dtype=float), limits[:, 0], limits[:, 1])
+            again = fit(point, limits)
+            nfev += int(getattr(again, "nfev", 0) or 0)
+            value = float(again.fun)
+            if pyhf_start:
+                from_pyhf_start = value
+            result, other = _lower(result, again)
+            if other is not None:
+                others.append(other)
+        result.nfev = nfev
+        if kinked is not None and (kinked & free).any():
+            result, more = kink_sides(fit, result, limits, kinked, free, scale)
+            others += more
+        result.other_minima = others
+        result.from_pyhf_start = from_pyhf_start
         return result
+
+
+# Two minima of one fit closer than this in -2lnL are the same.
+SAME_MINIMUM = 1e-6
+
+
+def _lower(first: Any, second: Any) -> tuple[Any, float | None]:
+    """The lower of two results of one fit (a converged one before one that is not, unless
+    it is lower by more than ``SAME_MINIMUM``), and the other's -2lnL where it is another
+    minimum (``None``: the same one, not converged, or not a number)."""
+    a, b = float(first.fun), float(second.fun)
+    if not np.isfinite(b):
+        return first, None
+    if not np.isfinite(a):
+        return second, None
+    better = b < a - SAME_MINIMUM or (
+        b <= a + SAME_MINIMUM and bool(second.success) and not bool(first.success)
+    )
+    kept, other = (second, first) if better else (first, second)
+    # (a fit that stopped early is no other minimum)
+    distinct = abs(a - b) > SAME_MINIMUM and bool(other.success)
+    return kept, (float(other.fun) if distinct else None)

@@ -17,6 +17,7 @@ The result records which strategy produced the final numbers.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,10 @@ __all__ = [
 NLL_TOLERANCE = 1e-3
 # A free fit whose parameters moved less than this never left its start.
 NOT_MOVED = 1e-10
-# Projected gradient norm of -2lnL beyond which a minimum is not one.
+# Projected gradient norm of -2lnL, each parameter in its width (the gradient times the
+# width: what moving by one width changes, to first order), beyond which a minimum is not
+# one. (A raw norm says little where a gamma's width is 1e-6: an offset of 1e-7 from its
+# minimum is a gradient of ~5e4 there.)
 GRADIENT_LIMIT = 1.0
 # Tried in order until one is ok: the options' own fits, the same at tolerance 1e-10, pyhf's
 # own scipy fits at 1e-10 (plain path, cold start: what rescued points on a published
@@ -59,6 +63,8 @@ PRECISION = {"default": 1e-5, "tight": 1e-9, "plain": 1e-9, "strict": 1e-9, "min
 # which a minimum is not certified: a saddle, or a direction along which -2lnL is flat, where
 # another minimum may lie.
 CURVATURE_FLOOR = 1e-9
+# Two minima of one fit closer than this in -2lnL are one.
+SAME_MINIMUM = 1e-6
 # A second start whose minimum is lower than the first by more than this (-2lnL) wins.
 SECOND_START_GAIN = 1e-4
 # The second start: every free parameter moved from pyhf's start by this many constraint
@@ -71,6 +77,17 @@ SECOND_START_MAXITER = 1000
 SECOND_START_SEED = 20211116
 # The largest error in any CLs value a fit's precision may cause for a point to be ``ok``.
 CLS_PRECISION = 1e-3
+# A test is computed again, at most this many times, while one of its fits' minima is a
+# better start for another fit of the same data (see _Attempt.better_starts).
+MINIMA_ROUNDS = 3
+# The five fits of a q or q-tilde test, in pyhf's order.
+FIT_NAMES = (
+    "the fit of the observed data at the tested mu",
+    "the free fit of the observed data",
+    "the background-only fit of the observed data",
+    "the fit of the Asimov data at the tested mu",
+    "the free fit of the Asimov data",
+)
 # A reason that stricter strategies cannot remove (they stop at the same bound).
 POI_AT_BOUND = "the POI ended at its upper bound"
 
@@ -92,10 +109,17 @@ class FitRecord:
     curvature: float | None = None  # certificate: see certificate()
     remaining: float | None = None  # certificate: see certificate()
     mirror_gain: float = 0.0  # how much lower the fit ended for its mirror starts
+    # -2lnL of the other minima its several starts found (higher than the one it ended at)
+    other_minima: tuple[float, ...] = ()
+    # -2lnL where the fit ends from pyhf's own start (None: not fitted from there)
+    from_pyhf_start: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
-        return dataclasses.asdict(self) | {"at_bounds": list(self.at_bounds)}
+        return dataclasses.asdict(self) | {
+            "at_bounds": list(self.at_bounds),
+            "other_minima": list(self.other_minima),
+        }
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,14 @@ class Diagnosis:
     second_start: float | None = None
     check_seconds: float = 0.0
     mirror_seconds: float = 0.0
+    several_minima: tuple[dict[str, Any], ...] = ()
+    rounds: int = 0
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What a user should know of an ``ok`` point: one line per fit with another minimum
+        that would change CLs (see :func:`several_minima`)."""
+        return tuple(_minimum_note(m) for m in self.several_minima)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values: ``strategy`` produced the numbers, ``tried`` lists every
@@ -119,7 +151,10 @@ class Diagnosis:
         numbers come from the second minimum when it exceeds ``SECOND_START_GAIN``);
         ``check_seconds`` is the time the certificates and the second start took,
         ``mirror_seconds`` the time of the fits' mirror starts (their searches and the fits
-        started again; see :mod:`fitaas.fast.mirrors`)."""
+        started again; see :mod:`fitaas.fast.mirrors`); ``several_minima`` lists the other
+        minima of the test's fits that would change CLs by more than ``CLS_PRECISION``
+        (``notes``: the same in words); ``rounds`` counts the times the test was computed
+        again because one fit's minimum was a better start for another."""
         return {
             "status": self.status,
             "reasons": list(self.reasons),
@@ -129,6 +164,9 @@ class Diagnosis:
             "second_start": self.second_start,
             "check_seconds": round(self.check_seconds, 6),
             "mirror_seconds": round(self.mirror_seconds, 6),
+            "several_minima": [dict(m) for m in self.several_minima],
+            "notes": list(self.notes),
+            "rounds": self.rounds,
             "fits": [f.to_dict() for f in self.fits],
         }
 
@@ -170,15 +208,16 @@ def certificate(
 
 
 def _free_interior(
-    model: Any, x: np.ndarray, bounds: Any, fixed_idx: set[int]
+    model: Any, x: np.ndarray, bounds: Any, fixed_idx: set[int], on_kink: Any = None
 ) -> tuple[list[int], list[str], float | None]:
-    """The parameters that moved freely and ended inside their bounds; the names of those
-    at a bound; the POI's value if it ended at its upper bound."""
+    """The parameters that moved freely and ended inside their bounds and off a kink of
+    their interpolation (``on_kink``: a mask); the names of those at a bound; the POI's
+    value if it ended at its upper bound."""
     names = model.config.par_names
     interior, at_bounds = [], []
     poi_at_upper_bound = None
     for i in range(len(x)):
-        if i in fixed_idx:
+        if i in fixed_idx or (on_kink is not None and on_kink[i]):
             continue
         low, high = bounds[i] if bounds is not None else (-np.inf, np.inf)
         span = max(high - low, 1e-12)
@@ -203,22 +242,30 @@ def _record(
 ) -> FitRecord:
     """One fit's record; ``bound`` (the compiled structure bound to ``model``, given for
     the unconditional fit of the observed ``data``) adds the certificate."""
+    from fitaas.fast.kinks import at_kink, kinked_parameters
+    from fitaas.fast.structures import parameter_scales
+
     fixed_idx = {i for i, _ in (fixed or [])}
     x = np.asarray(result.x, dtype=float).reshape(-1)
     free = [i for i in range(len(x)) if i not in fixed_idx]
     moved = float(np.linalg.norm((x - start)[free])) if len(start) == len(x) else float("nan")
-    interior, at_bounds, poi_at_upper_bound = _free_interior(model, x, bounds, fixed_idx)
+    scales = parameter_scales(model) if bound is None else bound.scales
+    on_kink = at_kink(x, kinked_parameters(model), scales) if len(x) == len(scales) else None
+    interior, at_bounds, poi_at_upper_bound = _free_interior(
+        model, x, bounds, fixed_idx, on_kink
+    )
     conditional = model.config.poi_index in fixed_idx
     jac = getattr(result, "jac", None)
     grad = None
-    if jac is not None and len(np.asarray(jac).reshape(-1)) == len(x):
-        grad = float(np.linalg.norm(np.asarray(jac, dtype=float).reshape(-1)[interior]))
+    if jac is not None and len(np.asarray(jac).reshape(-1)) == len(x):  # (in widths)
+        scaled = np.asarray(jac, dtype=float).reshape(-1) * scales
+        grad = float(np.linalg.norm(scaled[interior]))
     curvature = remaining = None
     if bound is not None:
         rows = np.asarray(data, dtype=float)
         hessian = np.asarray(bound.structure.hessian()(x, rows, bound.arrays), dtype=float)
         gradient = np.asarray(bound.value_and_grad(x, rows)[1], dtype=float)
-        grad = float(np.linalg.norm(gradient[interior]))
+        grad = float(np.linalg.norm((gradient * scales)[interior]))
         curvature, remaining = certificate(hessian, gradient, interior, bound.scales)
     return FitRecord(
         conditional=conditional,
@@ -234,7 +281,13 @@ def _record(
         curvature=curvature,
         remaining=remaining,
         mirror_gain=float(getattr(result, "mirror_gain", 0.0)),
+        other_minima=tuple(float(v) for v in getattr(result, "other_minima", ()) or ()),
+        from_pyhf_start=_float_or_none(getattr(result, "from_pyhf_start", None)),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _asymptotic_cls(sq: float, sqa: float, tilde: bool) -> np.ndarray:
@@ -343,6 +396,7 @@ def _fit_reasons(records: Sequence[FitRecord], i: int) -> list[str]:
     elif record.grad_norm is not None and record.grad_norm > GRADIENT_LIMIT:
         reasons.append(
             f"an unconditional fit stopped with a gradient of norm {record.grad_norm:.3g}"
+            " (in parameter widths)"
         )
     if i and records[i - 1].conditional:
         gap = record.twice_nll - records[i - 1].twice_nll
@@ -432,6 +486,11 @@ class _Attempt:
         self.records: list[FitRecord] = []
         self.check_seconds = 0.0
         self.mirror_seconds = 0.0
+        # where each fit ended: (its data, fixed values, bounds, end point), as records
+        self.ends: list[tuple[np.ndarray, tuple[tuple[int, float], ...], np.ndarray, np.ndarray]]
+        self.ends = []
+        # extra starts for the fits of the next run, by (data, fixed values)
+        self.hints: dict[tuple[bytes, tuple[tuple[int, float], ...]], list[np.ndarray]] = {}
 
     def _bound(self) -> Any:
         if self.structures is None:
@@ -448,6 +507,10 @@ class _Attempt:
         began = time.perf_counter()
         bound = self._bound() if observed and not conditional else None
         self.records.append(_record(self.model, fit, start, bounds, fixed, observed, bound, rows))
+        held = tuple(sorted((int(i), float(v)) for i, v in fixed or []))
+        x = np.asarray(fit.x, dtype=float).reshape(-1)
+        limits = np.asarray(bounds, dtype=float) if bounds is not None else None
+        self.ends.append((rows if rows is not None else np.zeros(0), held, limits, x))
         if bound is not None:
             self.check_seconds += time.perf_counter() - began
         self.mirror_seconds += float(getattr(fit, "mirror_seconds", 0.0))
@@ -456,15 +519,51 @@ class _Attempt:
         self, options: InferenceOptions, strict: bool
     ) -> tuple[HypotestResult | None, tuple[str, ...]]:
         self.records = []
+        self.ends = []
         result = None
         mirrors = options.retry_strategy != "none"
         with pyhf_backend(options, self.on_fit, self.structures, strict, mirrors):
+            optimizer = pyhf.get_backend()[1]
+            optimizer.start_hints = {key: list(v) for key, v in self.hints.items()}
+            optimizer.several_starts = options.retry_strategy == "thorough"
             try:
                 result = hypotest(self.model, self.data, options)
                 reasons = diagnose(self.records, result, _precision(options, strict))
             except pyhf.exceptions.FailedMinimization as exc:
                 reasons = (f"fit did not converge: {exc}",)
         return result, reasons
+
+    def better_starts(self) -> int:
+        """Where a fit's minimum, with another fit's fixed values, lies lower than that
+        fit's own on the same data, it becomes that fit's extra start in the next run
+        (``hints``): a free fit above a conditional one of the same data, or a fit that
+        stayed in another well. On the compiled path only (pyhf's own fits stay pyhf's).
+
+        Returns:
+            How many starts were added.
+        """
+        bound = self._bound()
+        if bound is None or len(self.ends) != len(self.records):
+            return 0
+        added = 0
+        for i, (rows, fixed, limits, _) in enumerate(self.ends):
+            key = (rows.tobytes(), fixed)
+            known = self.hints.setdefault(key, [])
+            for j, (other_rows, _, _, x) in enumerate(self.ends):
+                if i == j or not np.array_equal(rows, other_rows) or len(x) != len(bound.scales):
+                    continue
+                start = x.copy()
+                for index, value in fixed:
+                    start[index] = value
+                if limits is not None:
+                    start = np.clip(start, limits[:, 0], limits[:, 1])
+                if any(np.allclose(start, h, rtol=0.0, atol=1e-12) for h in known):
+                    continue
+                value = float(bound.value_and_grad(start, rows)[0])
+                if value < self.records[i].twice_nll - SECOND_START_GAIN:
+                    known.append(start)
+                    added += 1
+        return added
 
     def observed_fit(self) -> FitRecord | None:
         """The unconditional fit of the observed data (the last one, if several)."""
@@ -563,9 +662,10 @@ def checked_hypotest(
     names = tuple(name for name, _, _ in plan)
     attempt_ = _Attempt(model, data, structures, options.pyhf_modifier_settings())
     kept: tuple[HypotestResult | None, Diagnosis] | None = None
-    retries: list[str] = []
     gain: float | None = None  # of the second start (None: not run)
     start: dict[str, Any] | None = None  # its minimum, where lower
+    rounds = 0  # runs again from a better start (see _Attempt.better_starts)
+    seen: list[tuple[str, tuple[str, ...]]] = []  # each strategy's reasons
     for attempt, (name, strategy, strict) in enumerate(plan, start=1):
         if start is not None:
             strategy = dataclasses.replace(strategy, init_pars=start)
@@ -574,6 +674,16 @@ def checked_hypotest(
             gain, start, result, reasons = _from_second_start(
                 attempt_, strategy, strict, result, reasons
             )
+        if options.retry_strategy != "none":
+            while rounds < MINIMA_ROUNDS and result is not None:
+                began = time.perf_counter()
+                better = attempt_.better_starts()
+                attempt_.check_seconds += time.perf_counter() - began
+                if not better:
+                    break
+                rounds += 1
+                result, reasons = attempt_.run(strategy, strict)
+        seen.append((name, reasons))
         status = "ok" if result is not None and not reasons else "suspect"
         if result is None:
             status = "failed"
@@ -587,13 +697,13 @@ def checked_hypotest(
             gain,
             attempt_.check_seconds,
             attempt_.mirror_seconds,
+            several_minima(attempt_.records, result, _precision(options, strict)),
+            rounds,
         )
         if status == "ok":
             return result, diagnosis
         if kept is None or (kept[0] is None and result is not None):
             kept = (result, diagnosis)
-        if attempt > 1:
-            retries.append(f"retried with {name}: {'; '.join(reasons) or status}")
         if reasons and all(r.startswith(POI_AT_BOUND) for r in reasons):
             names = names[:attempt]  # every strategy stops at the same bound
             break
@@ -601,12 +711,102 @@ def checked_hypotest(
     result, diagnosis = kept
     return result, dataclasses.replace(
         diagnosis,
-        reasons=(*diagnosis.reasons, *retries),
+        reasons=verdict(seen, diagnosis.strategy),
         attempts=len(names),
         tried=names,
         second_start=gain,
         check_seconds=attempt_.check_seconds,
         mirror_seconds=attempt_.mirror_seconds,
+    )
+
+
+def verdict(seen: Sequence[tuple[str, Sequence[str]]], kept: str) -> tuple[str, ...]:
+    """A point's reasons as a short list: one line per reason (reasons that differ only in
+    their numbers are one, in the words of the strategy whose numbers were kept, else the
+    first), each with the strategies that saw it, those of the kept strategy first."""
+    order = sorted(seen, key=lambda entry: entry[0] != kept)
+    lines: dict[str, tuple[str, list[str]]] = {}
+    for name, reasons in order:
+        for reason in reasons:
+            key = _NUMBER.sub("#", reason)
+            text, names = lines.setdefault(key, (reason, []))
+            if name not in names:
+                names.append(name)
+    return tuple(f"{text} [{', '.join(names)}]" for text, names in lines.values())
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d.]*(?:e[-+]?\d+)?")
+
+
+def _cls_of_fits(values: Sequence[float], clipped: bool, tilde: bool) -> np.ndarray:
+    """Observed and expected CLs (asymptotic) from the -2lnL of a test's five fits."""
+    q = 0.0 if clipped else max(values[0] - values[1], 0.0)
+    q_a = max(values[3] - values[4], 0.0)
+    return _asymptotic_cls(q**0.5, q_a**0.5, tilde)
+
+
+def several_minima(
+    records: Sequence[FitRecord], result: HypotestResult | None, precision: float
+) -> tuple[dict[str, Any], ...]:
+    """The other minima of a test's fits that would change its CLs.
+
+    For a q or q-tilde test: each fit (but the background-only one, which makes the Asimov
+    data) with another minimum (from another start: pyhf's own, a conditional minimum, the
+    other side of a kink) higher by more than ``precision`` and ``SECOND_START_GAIN``, whose
+    -2lnL in place of the fit's own moves the observed or an expected CLs by more than
+    ``CLS_PRECISION`` (asymptotic formulas).
+
+    Returns:
+        One mapping per such minimum: ``fit`` (its name), ``twice_nll``, ``above`` (how much
+        higher), ``pyhf_start`` (whether pyhf's own start ends there), ``cls_obs`` and
+        ``cls_exp`` (the CLs values there).
+    """
+    kinds = [(r.conditional, r.observed) for r in records]
+    pattern = [(True, True), (False, True), (True, True), (True, False), (False, False)]
+    if result is None or result.test_stat not in ("q", "qtilde") or kinds != pattern:
+        return ()
+    values = [r.twice_nll for r in records]
+    clipped = result.clsb_obs >= 0.5  # q = 0: mu-hat above the tested mu
+    tilde = result.test_stat == "qtilde"
+    base = _cls_of_fits(values, clipped, tilde)
+    found = []
+    for index in (0, 1, 3, 4):
+        record = records[index]
+        # (per fit: the nearest other minimum that matters, and pyhf's own where it differs)
+        nearest = sorted(v for v in record.other_minima if v - values[index] > 0)
+        pyhf_start = record.from_pyhf_start
+        for other in dict.fromkeys([*nearest, *([pyhf_start] if pyhf_start is not None else [])]):
+            above = other - values[index]
+            if above <= max(precision, SECOND_START_GAIN):
+                continue
+            changed = list(values)
+            changed[index] = other
+            there = _cls_of_fits(changed, clipped, tilde)
+            if not np.all(np.isfinite(there)):
+                continue
+            if float(np.max(np.abs(there - base))) <= CLS_PRECISION:
+                continue
+            from_pyhf = pyhf_start is not None and abs(pyhf_start - other) <= SAME_MINIMUM
+            if found and found[-1]["fit"] == FIT_NAMES[index] and not from_pyhf:
+                continue  # (one other minimum per fit, besides pyhf's own)
+            found.append(
+                {
+                    "fit": FIT_NAMES[index],
+                    "twice_nll": other,
+                    "above": above,
+                    "pyhf_start": from_pyhf,
+                    "cls_obs": float(there[0]),
+                    "cls_exp": [float(v) for v in there[1:]],
+                }
+            )
+    return tuple(found)
+
+
+def _minimum_note(minimum: dict[str, Any]) -> str:
+    start = " (where pyhf's own start ends)" if minimum.get("pyhf_start") else ""
+    return (
+        f"several minima: {minimum['fit']} has another {minimum['above']:.3g} higher in"
+        f" -2lnL{start}, where CLs would be {minimum['cls_obs']:.4g}"
     )
 
 
