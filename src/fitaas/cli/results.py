@@ -71,6 +71,9 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
             cells += [_fmt(ul.obs if ul else None), _fmt(ul.exp[2] if ul else None)]
         colour = {"ok": "green", "suspect": "yellow"}.get(point.status, "red")
         why = "" if point.ok else f": {point.error or point.reason}"
+        notes = (point.diagnostics or {}).get("notes") or []
+        if point.ok and notes:  # (every fit at its lowest minimum; another one matters)
+            why = f" ({notes[0]})"
         status = f"[{colour}]{point.status}[/{colour}]{why}"
         table.add_row(*cells, status)
     console = Console()

@@ -25,8 +25,13 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.fast.kinks import kink_sides, kinked_parameters
-from fitaas.fast.structures import StructureCache, held_key, parameter_scales
+from fitaas.fast.kinks import at_kink, kink_sides, kinked_parameters
+from fitaas.fast.structures import (
+    StructureCache,
+    evaluation_noise,
+    held_key,
+    parameter_scales,
+)
 
 __all__ = ["compiled_objective_optimizer", "parameter_scales", "restart_options"]
 
@@ -37,6 +42,8 @@ _HESSIAN = "fitaas_hessian"
 _HELD = "fitaas_held"
 _STARTS = "fitaas_starts"
 _KINKED = "fitaas_kinked"
+_NOISE = "fitaas_noise"
+_POLISH = "fitaas_polish"
 # Second-order fits (``second_order``): a trust-region Newton method with the exact Hessian,
 # until the decrease of -2lnL it predicts is below NEWTON_TOLERANCE, in at most
 # NEWTON_ITERATIONS; the first trust radius, in constraint widths.
@@ -189,11 +196,14 @@ def _minuit(
     scale: np.ndarray,
     fixed_vals: Any,
     maxiter: int,
+    noise: float = 0.0,
 ) -> Any:
     """One fit by MINUIT's MIGRAD (iminuit) with the compiled exact gradient, over the free
     parameters in their widths (``scale``), inside their bounds: strategy 1, then strategy
     2 from where it ended when strategy 1 finds no valid minimum (an EDM above its goal,
-    HESSE failed). The EDM goal is ``MINUIT_EDM`` in -2lnL."""
+    HESSE failed). The EDM goal is ``MINUIT_EDM`` in -2lnL, or ten times the rounding of
+    an evaluation (``noise``, see ``evaluation_noise``) where that is larger; MINUIT is
+    told the function's precision, so that its line searches do not chase rounding."""
     from iminuit import Minuit
     from scipy.optimize import OptimizeResult
 
@@ -235,7 +245,10 @@ def _minuit(
     minuit.errordef = Minuit.LEAST_SQUARES
     minuit.print_level = 0
     minuit.limits = list(zip(lower.tolist(), upper.tolist(), strict=True))
-    minuit.tol = MINUIT_EDM / (0.002 * minuit.errordef)
+    minuit.tol = max(MINUIT_EDM, 10.0 * noise) / (0.002 * minuit.errordef)
+    first = abs(value(np.clip(np.zeros(nfree), lower, upper)))
+    if noise > 0.0 and first > 0.0:
+        minuit.precision = max(noise / first, float(np.finfo(float).eps))
     calls = min(maxiter, MINUIT_CALLS) if maxiter else MINUIT_CALLS
     minuit.strategy = 1
     minuit.migrad(ncall=calls)
@@ -250,7 +263,7 @@ def _minuit(
         fun=float(found),
         jac=np.asarray(grad, dtype=float),
         success=bool(minuit.valid),
-        message=f"MINUIT (strategy {minuit.strategy}, exact gradient) "
+        message=f"MINUIT (strategy {minuit.strategy.strategy}, exact gradient) "
         + ("converged" if minuit.valid else "found no valid minimum")
         + f", EDM {fmin.edm:.2g}",
         nfev=int(minuit.nfcn),
@@ -266,12 +279,13 @@ def _strict(
     scale: np.ndarray,
     fixed_vals: Any,
     maxiter: int,
+    noise: float = 0.0,
 ) -> Any:
     """The strict strategy's fit: MINUIT with the exact gradient from ``start``, then
     refined by Newton's method with the exact Hessian (which ends where the decrease it
     predicts is below ``NEWTON_TOLERANCE``; kept if it is no higher). A fit MINUIT finds
     valid stays converged when Newton's refinement stalls on rounding (ill-scaled models)."""
-    best = _minuit(func, start, held, scale, fixed_vals, maxiter)
+    best = _minuit(func, start, held, scale, fixed_vals, maxiter, noise)
     nfev = int(best.nfev)
     refined = _newton(func, hessian, np.asarray(best.x), held, scale, fixed_vals, maxiter)
     nfev += refined.nfev
@@ -467,6 +481,7 @@ class _CompiledObjective:
         if not second_order:  # (a tighter fit than the held one is made anew)
             key = held_key(observed, fixed_vals, par_bounds)
             held = self.structures.held(pdf, key, self.tolerance)
+            options[_POLISH] = _Polish(pdf, bound, observed, init)
         else:
             hessian = bound.structure.hessian()
 
@@ -474,6 +489,7 @@ class _CompiledObjective:
                 return np.asarray(hessian(pars, observed, bound.arrays), dtype=float)
 
             options[_HESSIAN] = exact
+            options[_NOISE] = evaluation_noise(pdf, init, observed)
         conditional = pdf.config.poi_index in {int(i) for i, _ in fixed_vals or []}
         data_key = observed.tobytes()
         extra = fitted.extra_starts(self, data_key, fixed_vals, init, conditional)
@@ -528,6 +544,8 @@ class _CompiledObjective:
         hessian = options.pop(_HESSIAN, None)
         starts = options.pop(_STARTS, None)
         kinked = options.pop(_KINKED, None)
+        noise = float(options.pop(_NOISE, 0.0))
+        polish = options.pop(_POLISH, None)
         if not options.pop(_FIXED_BY_BOUNDS, False):
             return super()._minimize(  # type: ignore[misc]
                 minimizer, func, x0, do_grad, bounds, fixed_vals, options
@@ -571,7 +589,7 @@ class _CompiledObjective:
             return result
 
         def strict(point: np.ndarray, lims: np.ndarray) -> Any:
-            return _strict(func, hessian, point, lims, scale, fixed_vals, maxiter)
+            return _strict(func, hessian, point, lims, scale, fixed_vals, maxiter, noise)
 
         fit = strict if hessian is not None else slsqp
         if found is not None:
@@ -587,6 +605,8 @@ class _CompiledObjective:
             )
         else:
             result = fit(start, limits)
+        if hessian is None and polish is not None:
+            result = _finished(result, func, polish, limits, scale, fixed_vals, maxiter, kinked)
         from_pyhf_start = float(result.fun) if warm is None and found is None else None
         others: list[float] = []
         nfev = int(getattr(result, "nfev", 0) or 0)
@@ -608,6 +628,82 @@ class _CompiledObjective:
         result.other_minima = others
         result.from_pyhf_start = from_pyhf_start
         return result
+
+
+# A fit whose end has a projected gradient of norm above POLISH_GRADIENT (each parameter in
+# its width) is looked at with the exact Hessian; where the decrease left that Newton's
+# method predicts from there (the EDM, g H^-1 g / 2) exceeds POLISH_EDM, or the Hessian is
+# not positive definite, it is finished by the strict fit (MINUIT with the exact gradient,
+# then Newton) from its end, the lower end kept. (SLSQP stops early where rounding makes
+# -2lnL noisy: an ill-scaled likelihood with constraint widths of 1e-6.)
+POLISH_GRADIENT = 1e-2
+POLISH_EDM = 1e-4
+
+
+class _Polish:
+    """What finishing a fit needs: the exact Hessian, the rounding of -2lnL (lazily)."""
+
+    def __init__(self, pdf: Any, bound: Any, observed: np.ndarray, init: np.ndarray) -> None:
+        self.pdf, self.bound, self.observed, self.init = pdf, bound, observed, init
+
+    def hessian(self, pars: np.ndarray) -> np.ndarray:
+        compiled = self.bound.structure.hessian()
+        return np.asarray(compiled(pars, self.observed, self.bound.arrays), dtype=float)
+
+    def noise(self) -> float:
+        return evaluation_noise(self.pdf, self.init, self.observed)
+
+
+def _edm(hessian: np.ndarray, grad: np.ndarray, index: np.ndarray, scale: np.ndarray) -> float:
+    """``g H^-1 g / 2`` on the parameters ``index``, in their widths (inf where the Hessian
+    there is not positive definite)."""
+    widths = scale[index]
+    reduced = hessian[np.ix_(index, index)] * np.outer(widths, widths)
+    reduced = 0.5 * (reduced + reduced.T)
+    gradient = grad[index] * widths
+    try:
+        factor = np.linalg.cholesky(reduced)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    solved = np.linalg.solve(factor, gradient)
+    return 0.5 * float(solved @ solved)
+
+
+def _finished(
+    result: Any,
+    func: Any,
+    polish: _Polish,
+    limits: np.ndarray,
+    scale: np.ndarray,
+    fixed_vals: Any,
+    maxiter: int,
+    kinked: np.ndarray | None,
+) -> Any:
+    """``result``, or the strict fit from its end where it did not end at a minimum (see
+    ``POLISH_GRADIENT``)."""
+    x = np.asarray(result.x, dtype=float)
+    value, grad = func(x)
+    grad = np.asarray(grad, dtype=float)
+    span = np.maximum(limits[:, 1] - limits[:, 0], 1e-12)
+    edge = 1e-6 * span
+    interior = (x - limits[:, 0] > edge) & (limits[:, 1] - x > edge)
+    if kinked is not None:
+        interior &= ~at_kink(x, kinked, scale)
+    index = np.flatnonzero(interior)
+    if not len(index) or not np.isfinite(value):
+        return result
+    if result.success and float(np.linalg.norm(grad[index] * scale[index])) <= POLISH_GRADIENT:
+        return result
+    if result.success and _edm(polish.hessian(x), grad, index, scale) <= POLISH_EDM:
+        return result
+    finished = _strict(
+        func, polish.hessian, x, limits, scale, fixed_vals, maxiter, polish.noise()
+    )
+    kept, _ = _lower(result, finished)
+    if kept is finished:
+        finished.message = f"{result.message}; finished by {finished.message}"
+    kept.nfev = int(getattr(result, "nfev", 0) or 0) + int(finished.nfev)
+    return kept
 
 
 # Two minima of one fit closer than this in -2lnL are the same.

@@ -742,7 +742,8 @@ def _cls_of_fits(values: Sequence[float], clipped: bool, tilde: bool) -> np.ndar
     """Observed and expected CLs (asymptotic) from the -2lnL of a test's five fits."""
     q = 0.0 if clipped else max(values[0] - values[1], 0.0)
     q_a = max(values[3] - values[4], 0.0)
-    return _asymptotic_cls(q**0.5, q_a**0.5, tilde)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _asymptotic_cls(np.float64(q) ** 0.5, np.float64(q_a) ** 0.5, tilde)
 
 
 def several_minima(

@@ -20,7 +20,7 @@ from fitaas.inference.diagnostics import checked_hypotest
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.results import FitResult, HypotestResult, UpperLimitResult
 
-__all__ = ["RESULT_TYPES", "compute", "error_text", "outcome"]
+__all__ = ["RESULT_TYPES", "compute", "error_text", "first_reason", "outcome"]
 
 # What each kind's outcome holds under "result" (``from_dict`` reads it back).
 RESULT_TYPES: dict[str, type[HypotestResult] | type[UpperLimitResult] | type[FitResult]] = {
@@ -28,6 +28,14 @@ RESULT_TYPES: dict[str, type[HypotestResult] | type[UpperLimitResult] | type[Fit
     "upper_limit": UpperLimitResult,
     "fit": FitResult,
 }
+
+
+def first_reason(reasons: Sequence[str]) -> str | None:
+    """A point's ``reason``: its first reason, and how many more its diagnostics list."""
+    if not reasons:
+        return None
+    more = len(reasons) - 1
+    return reasons[0] + (f" (and {more} more: see diagnostics.reasons)" if more else "")
 
 
 def error_text(exc: BaseException) -> str:
@@ -68,7 +76,7 @@ def compute(
     try:
         if kind == "hypotest":
             checked, diagnosis = checked_hypotest(model, data, options, structures)
-            reason = "; ".join(diagnosis.reasons) or None
+            reason = first_reason(diagnosis.reasons)
             failed = diagnosis.status == "failed"
             result = checked.to_dict() if checked else None
             found = outcome(diagnosis.status, result, reason if failed else None, 0.0)
