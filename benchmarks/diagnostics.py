@@ -122,7 +122,10 @@ def _generated_point(spec: dict[str, Any], options: InferenceOptions) -> dict[st
     for label, chosen in (
         ("default", options),
         ("strict", dataclasses.replace(options, retry_strategy="strict")),
-        ("pyhf 1e-10", dataclasses.replace(options, fast=False, tolerance=1e-10, retry_strategy="none")),
+        (
+            "pyhf 1e-10",
+            dataclasses.replace(options, fast=False, tolerance=1e-10, retry_strategy="none"),
+        ),
     ):
         began = time.perf_counter()
         result, diagnosis = checked_hypotest(model, data, chosen, StructureCache())
@@ -164,10 +167,14 @@ def _generated_row(name: str, points: list[dict[str, Any]], tilde: bool) -> list
         if diagnosis.status == "ok" and result is not None:
             clipped = result.clsb_obs >= 0.5
             mine = _asymptotic_cls(
-                max(fits[0] - fits[1], 0.0) ** 0.5 * (not clipped), max(fits[3] - fits[4], 0.0) ** 0.5, tilde
+                max(fits[0] - fits[1], 0.0) ** 0.5 * (not clipped),
+                max(fits[3] - fits[4], 0.0) ** 0.5,
+                tilde,
             )
             theirs = _asymptotic_cls(
-                max(best[0] - best[1], 0.0) ** 0.5 * (not clipped), max(best[3] - best[4], 0.0) ** 0.5, tilde
+                max(best[0] - best[1], 0.0) ** 0.5 * (not clipped),
+                max(best[3] - best[4], 0.0) ** 0.5,
+                tilde,
             )
             deltas.append(max(abs(float(a) - float(b)) for a, b in zip(mine, theirs, strict=True)))
     return [

@@ -116,7 +116,10 @@ def kink_workspace(seed: int) -> dict[str, Any]:
                 {
                     "name": f"norm_{name}",
                     "type": "normsys",
-                    "data": {"hi": float(rng.uniform(1.03, 1.2)), "lo": float(rng.uniform(0.8, 0.97))},
+                    "data": {
+                        "hi": float(rng.uniform(1.03, 1.2)),
+                        "lo": float(rng.uniform(0.8, 0.97)),
+                    },
                 },
             ]
             if name == "signal":
@@ -124,7 +127,9 @@ def kink_workspace(seed: int) -> dict[str, Any]:
             samples.append({"name": name, "data": nominal.tolist(), "modifiers": modifiers})
         expected = background * rng.uniform(0.7, 1.4, bins) + other + 0.5 * signal
         channels.append({"name": f"SR{c}", "samples": samples})
-        observations.append({"name": f"SR{c}", "data": rng.poisson(expected).astype(float).tolist()})
+        observations.append(
+            {"name": f"SR{c}", "data": rng.poisson(expected).astype(float).tolist()}
+        )
     parameters = [{"name": "mu", "bounds": [[-5.0, 10.0]], "inits": [1.0]}]
     return {
         "channels": channels,

@@ -238,7 +238,11 @@ def _minuit(
     if nfree == 0:
         found, grad = func(start)
         return OptimizeResult(
-            x=start, fun=float(found), jac=np.asarray(grad), success=True, nfev=1,
+            x=start,
+            fun=float(found),
+            jac=np.asarray(grad),
+            success=True,
+            nfev=1,
             message="MINUIT: nothing to fit",
         )
     minuit = Minuit(value, np.clip(np.zeros(nfree), lower, upper), grad=gradient)
@@ -696,9 +700,7 @@ def _finished(
         return result
     if result.success and _edm(polish.hessian(x), grad, index, scale) <= POLISH_EDM:
         return result
-    finished = _strict(
-        func, polish.hessian, x, limits, scale, fixed_vals, maxiter, polish.noise()
-    )
+    finished = _strict(func, polish.hessian, x, limits, scale, fixed_vals, maxiter, polish.noise())
     kept, _ = _lower(result, finished)
     if kept is finished:
         finished.message = f"{result.message}; finished by {finished.message}"

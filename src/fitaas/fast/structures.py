@@ -199,7 +199,6 @@ def _guard(
     def nll(pars: np.ndarray, data: np.ndarray) -> float:
         return float(pyhf.infer.mle.twice_nll(pars, data, model)[0])
 
-
     step = GUARD_STEP * scales * (0.5 + np.random.default_rng(0).random(len(init)))
     # (each point with the other's expected data: at its own, the gradient of the main
     # term vanishes whatever the rates' derivatives are)
@@ -220,11 +219,7 @@ def _guard(
         else:
             slope = 0.5 * (nll(pars + direction, data) - nll(pars - direction, data))
         projected = float(np.asarray(grad) @ direction)
-        tolerance = (
-            GUARD_ATOL
-            + GUARD_GRAD_RTOL * float(np.abs(grad) @ direction)
-            + 4 * noise
-        )
+        tolerance = GUARD_ATOL + GUARD_GRAD_RTOL * float(np.abs(grad) @ direction) + 4 * noise
         if not abs(slope - projected) <= tolerance:
             return False
     return True

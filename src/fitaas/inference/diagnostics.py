@@ -39,6 +39,9 @@ __all__ = [
     "checked_hypotest",
     "cls_sensitivity",
     "diagnose",
+    "parameter_units",
+    "several_minima",
+    "verdict",
 ]
 
 # -2lnL of a conditional fit may not lie below the unconditional one by more than this.
@@ -230,6 +233,15 @@ def _free_interior(
     return interior, at_bounds, poi_at_upper_bound
 
 
+def parameter_units(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each parameter's width (its constraint width, at most 1; 1 when unconstrained: the
+    units of every check) and which parameters have a kink in their interpolation."""
+    from fitaas.fast.kinks import kinked_parameters
+    from fitaas.fast.structures import parameter_scales
+
+    return parameter_scales(model), kinked_parameters(model)
+
+
 def _record(
     model: Any,
     result: Any,
@@ -239,21 +251,20 @@ def _record(
     observed: bool = False,
     bound: Any = None,
     data: Any = None,
+    units: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FitRecord:
     """One fit's record; ``bound`` (the compiled structure bound to ``model``, given for
-    the unconditional fit of the observed ``data``) adds the certificate."""
-    from fitaas.fast.kinks import at_kink, kinked_parameters
-    from fitaas.fast.structures import parameter_scales
+    the unconditional fit of the observed ``data``) adds the certificate; ``units``: the
+    parameters' widths and which have a kink (:func:`parameter_units`)."""
+    from fitaas.fast.kinks import at_kink
 
     fixed_idx = {i for i, _ in (fixed or [])}
     x = np.asarray(result.x, dtype=float).reshape(-1)
     free = [i for i in range(len(x)) if i not in fixed_idx]
     moved = float(np.linalg.norm((x - start)[free])) if len(start) == len(x) else float("nan")
-    scales = parameter_scales(model) if bound is None else bound.scales
-    on_kink = at_kink(x, kinked_parameters(model), scales) if len(x) == len(scales) else None
-    interior, at_bounds, poi_at_upper_bound = _free_interior(
-        model, x, bounds, fixed_idx, on_kink
-    )
+    scales, kinked = units if units is not None else parameter_units(model)
+    on_kink = at_kink(x, kinked, scales) if len(x) == len(scales) else None
+    interior, at_bounds, poi_at_upper_bound = _free_interior(model, x, bounds, fixed_idx, on_kink)
     conditional = model.config.poi_index in fixed_idx
     jac = getattr(result, "jac", None)
     grad = None
@@ -484,10 +495,13 @@ class _Attempt:
         self.structures = structures
         self.settings = settings
         self.records: list[FitRecord] = []
+        self.units: tuple[np.ndarray, np.ndarray] | None = None
         self.check_seconds = 0.0
         self.mirror_seconds = 0.0
         # where each fit ended: (its data, fixed values, bounds, end point), as records
-        self.ends: list[tuple[np.ndarray, tuple[tuple[int, float], ...], np.ndarray, np.ndarray]]
+        self.ends: list[
+            tuple[np.ndarray, tuple[tuple[int, float], ...], np.ndarray | None, np.ndarray]
+        ]
         self.ends = []
         # extra starts for the fits of the next run, by (data, fixed values)
         self.hints: dict[tuple[bytes, tuple[tuple[int, float], ...]], list[np.ndarray]] = {}
@@ -506,7 +520,11 @@ class _Attempt:
         conditional = self.model.config.poi_index in {i for i, _ in (fixed or [])}
         began = time.perf_counter()
         bound = self._bound() if observed and not conditional else None
-        self.records.append(_record(self.model, fit, start, bounds, fixed, observed, bound, rows))
+        if self.units is None:
+            self.units = parameter_units(self.model)
+        self.records.append(
+            _record(self.model, fit, start, bounds, fixed, observed, bound, rows, self.units)
+        )
         held = tuple(sorted((int(i), float(v)) for i, v in fixed or []))
         x = np.asarray(fit.x, dtype=float).reshape(-1)
         limits = np.asarray(bounds, dtype=float) if bounds is not None else None
@@ -533,11 +551,14 @@ class _Attempt:
                 reasons = (f"fit did not converge: {exc}",)
         return result, reasons
 
-    def better_starts(self) -> int:
+    def better_starts(self, every_pair: bool) -> int:
         """Where a fit's minimum, with another fit's fixed values, lies lower than that
         fit's own on the same data, it becomes that fit's extra start in the next run
-        (``hints``): a free fit above a conditional one of the same data, or a fit that
-        stayed in another well. On the compiled path only (pyhf's own fits stay pyhf's).
+        (``hints``): a free fit above a conditional one of the same data (read from the
+        records: a conditional minimum is a start of the free fit), or, with
+        ``every_pair`` (models with kinks, ``thorough``), any fit that stayed in another
+        well (one evaluation per pair of fits of the same data). On the compiled path only
+        (pyhf's own fits stay pyhf's).
 
         Returns:
             How many starts were added.
@@ -546,11 +567,16 @@ class _Attempt:
         if bound is None or len(self.ends) != len(self.records):
             return 0
         added = 0
+        poi = self.model.config.poi_index
         for i, (rows, fixed, limits, _) in enumerate(self.ends):
             key = (rows.tobytes(), fixed)
             known = self.hints.setdefault(key, [])
+            free = poi not in {index for index, _ in fixed}
             for j, (other_rows, _, _, x) in enumerate(self.ends):
                 if i == j or not np.array_equal(rows, other_rows) or len(x) != len(bound.scales):
+                    continue
+                below = self.records[j].twice_nll < self.records[i].twice_nll - SECOND_START_GAIN
+                if not every_pair and not (free and self.records[j].conditional and below):
                     continue
                 start = x.copy()
                 for index, value in fixed:
@@ -677,7 +703,8 @@ def checked_hypotest(
         if options.retry_strategy != "none":
             while rounds < MINIMA_ROUNDS and result is not None:
                 began = time.perf_counter()
-                better = attempt_.better_starts()
+                every_pair = options.retry_strategy == "thorough" or _has_kinks(attempt_)
+                better = attempt_.better_starts(every_pair)
                 attempt_.check_seconds += time.perf_counter() - began
                 if not better:
                     break
@@ -729,7 +756,7 @@ def verdict(seen: Sequence[tuple[str, Sequence[str]]], kept: str) -> tuple[str, 
     for name, reasons in order:
         for reason in reasons:
             key = _NUMBER.sub("#", reason)
-            text, names = lines.setdefault(key, (reason, []))
+            _, names = lines.setdefault(key, (reason, []))
             if name not in names:
                 names.append(name)
     return tuple(f"{text} [{', '.join(names)}]" for text, names in lines.values())
@@ -770,7 +797,7 @@ def several_minima(
     clipped = result.clsb_obs >= 0.5  # q = 0: mu-hat above the tested mu
     tilde = result.test_stat == "qtilde"
     base = _cls_of_fits(values, clipped, tilde)
-    found = []
+    found: list[dict[str, Any]] = []
     for index in (0, 1, 3, 4):
         record = records[index]
         # (per fit: the nearest other minimum that matters, and pyhf's own where it differs)
@@ -809,6 +836,12 @@ def _minimum_note(minimum: dict[str, Any]) -> str:
         f"several minima: {minimum['fit']} has another {minimum['above']:.3g} higher in"
         f" -2lnL{start}, where CLs would be {minimum['cls_obs']:.4g}"
     )
+
+
+def _has_kinks(attempt: _Attempt) -> bool:
+    if attempt.units is None:
+        attempt.units = parameter_units(attempt.model)
+    return bool(attempt.units[1].any())
 
 
 def _wants_second_start(attempt: _Attempt, options: InferenceOptions) -> bool:
