@@ -358,14 +358,16 @@ class _Fitted:
         init: np.ndarray,
         conditional: bool,
     ) -> list[np.ndarray]:
-        """A fit's extra starts: for a free fit, pyhf's start and every conditional minimum
+        """A fit's extra starts: pyhf's start, and for a free fit every conditional minimum
         of the same data (where the model has kinks, or every point gets several starts);
         for every fit, the starts the fit checks ask for (``start_hints``, by data and
         fixed values: see ``fitaas.inference.diagnostics``)."""
         starts: list[np.ndarray] = []
         several = self.kinked.any() or getattr(optimizer, "several_starts", False)
+        if several:  # (pyhf's start for every fit: where it ends is reported where it matters)
+            starts = [init]
         if several and not conditional:
-            starts = [init, *(x for key, x in self.conditional if key == data_key)]
+            starts += [x for key, x in self.conditional if key == data_key]
         hints = getattr(optimizer, "start_hints", None) or {}
         fixed = tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
         return [*starts, *(np.asarray(h, dtype=float) for h in hints.get((data_key, fixed), []))]
