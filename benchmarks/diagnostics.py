@@ -147,7 +147,7 @@ def _generated_row(name: str, points: list[dict[str, Any]], tilde: bool) -> list
         result, diagnosis, seconds = point["runs"]["default"]
         wall += seconds
         checks += diagnosis.check_seconds
-        if diagnosis.attempts > 1 or diagnosis.rounds:
+        if diagnosis.attempts > 1 or getattr(diagnosis, "rounds", 0):
             retries += seconds
         fits = [f.twice_nll for f in diagnosis.fits]
         all_fits = [
@@ -163,7 +163,7 @@ def _generated_row(name: str, points: list[dict[str, Any]], tilde: bool) -> list
         same = [f for f in all_fits if f[2] <= background + 1e-6] or all_fits
         best[3], best[4] = min(f[3] for f in same), min(f[4] for f in same)
         above += sum(fits[i] - best[i] > 1e-4 for i in range(3))
-        several += bool(diagnosis.several_minima)
+        several += bool(getattr(diagnosis, "several_minima", ()))
         if diagnosis.status == "ok" and result is not None:
             clipped = result.clsb_obs >= 0.5
             mine = _asymptotic_cls(
@@ -237,7 +237,7 @@ def generated(ill_scaled: int, kinks: int, console: Console) -> None:
                 + " | best observed "
                 + ", ".join(f"{v:.4f}" for v in point["observed_best"])
                 + "".join(f"\n      {r}" for r in default[1].reasons)
-                + "".join(f"\n      {n}" for n in default[1].notes)
+                + "".join(f"\n      {n}" for n in getattr(default[1], "notes", ()))
             )
             points.append(point)
         table.add_row(*_generated_row(name, points, tilde))

@@ -51,7 +51,7 @@ def _observed_best(model: Any, data: Any, starts: int) -> list[float]:
         ]
 
 
-@pytest.mark.parametrize("seed", [0, 2])
+@pytest.mark.parametrize("seed", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_an_ill_scaled_likelihood_converges_without_retries(seed: int) -> None:
     # shapesys gammas of widths 2e-6 .. 5, free normalisation factors far from their start:
     # every point was `suspect` after every retry ("a gradient of norm 1.3e5"), its CLs ~1

@@ -801,9 +801,12 @@ def several_minima(
     for index in (0, 1, 3, 4):
         record = records[index]
         # (per fit: the nearest other minimum that matters, and pyhf's own where it differs)
-        nearest = sorted(v for v in record.other_minima if v - values[index] > 0)
         pyhf_start = record.from_pyhf_start
-        for other in dict.fromkeys([*nearest, *([pyhf_start] if pyhf_start is not None else [])]):
+        candidates = sorted(v for v in record.other_minima if v - values[index] > 0)
+        if pyhf_start is not None:
+            candidates = [v for v in candidates if abs(v - pyhf_start) > SAME_MINIMUM]
+            candidates.append(pyhf_start)
+        for other in candidates:
             above = other - values[index]
             if above <= max(precision, SECOND_START_GAIN):
                 continue
@@ -831,7 +834,7 @@ def several_minima(
 
 
 def _minimum_note(minimum: dict[str, Any]) -> str:
-    start = " (where pyhf's own start ends)" if minimum.get("pyhf_start") else ""
+    start = " (where the fit from pyhf's suggested start ends)" if minimum.get("pyhf_start") else ""
     return (
         f"several minima: {minimum['fit']} has another {minimum['above']:.3g} higher in"
         f" -2lnL{start}, where CLs would be {minimum['cls_obs']:.4g}"
