@@ -120,9 +120,11 @@ def _newton(
     scale: np.ndarray,
     fixed_vals: Any,
     maxiter: int,
+    noise: float = 0.0,
 ) -> Any:
     """One fit by a trust-region Newton method with the exact Hessian, over parameters in
-    their widths; a parameter at a bound whose gradient points outwards is held there for
+    their widths (``noise``: the rounding of -2lnL; where the decrease a step predicts is
+    below it, the step is judged by the gradient, which stays exact); a parameter at a bound whose gradient points outwards is held there for
     the step (projection), fixed ones are left out.
 
     Each step minimises the quadratic model within the trust radius (the Hessian's
@@ -168,6 +170,9 @@ def _newton(
         expected = -(grad[moving] @ taken + 0.5 * taken @ curvature[np.ix_(moving, moving)] @ taken)
         finite = bool(np.isfinite(trial_value))  # (not so where a rate went negative)
         ratio = (value - trial_value) / expected if expected > 0 and finite else -1.0
+        if finite and 0 < expected < 10.0 * noise:  # (values drown in rounding there)
+            shrinks = np.linalg.norm(trial_grad[moving]) < np.linalg.norm(grad[moving])
+            ratio = 1.0 if shrinks and trial_value <= value + 10.0 * noise else -1.0
         if ratio < 0.25:
             radius *= 0.25
         elif ratio > 0.75 and np.max(np.abs(taken)) > 0.9 * radius:
@@ -291,9 +296,9 @@ def _strict(
     valid stays converged when Newton's refinement stalls on rounding (ill-scaled models)."""
     best = _minuit(func, start, held, scale, fixed_vals, maxiter, noise)
     nfev = int(best.nfev)
-    refined = _newton(func, hessian, np.asarray(best.x), held, scale, fixed_vals, maxiter)
+    refined = _newton(func, hessian, np.asarray(best.x), held, scale, fixed_vals, maxiter, noise)
     nfev += refined.nfev
-    if refined.fun <= best.fun + 1e-9 and (refined.success or not best.success):
+    if refined.fun <= best.fun + 1e-9 + 10.0 * noise and (refined.success or not best.success):
         refined.message = f"{best.message}; then {refined.message}"
         best = refined
     best.nfev = nfev
@@ -656,8 +661,8 @@ class _Polish:
         compiled = self.bound.structure.hessian()
         return np.asarray(compiled(pars, self.observed, self.bound.arrays), dtype=float)
 
-    def noise(self) -> float:
-        return evaluation_noise(self.pdf, self.init, self.observed)
+    def noise(self, pars: np.ndarray) -> float:
+        return evaluation_noise(self.pdf, pars, self.observed)
 
 
 def _edm(hessian: np.ndarray, grad: np.ndarray, index: np.ndarray, scale: np.ndarray) -> float:
@@ -702,8 +707,11 @@ def _finished(
         return result
     if result.success and _edm(polish.hessian(x), grad, index, scale) <= POLISH_EDM:
         return result
-    finished = _strict(func, polish.hessian, x, limits, scale, fixed_vals, maxiter, polish.noise())
-    kept, _ = _lower(result, finished)
+    noise = polish.noise(x)
+    finished = _strict(func, polish.hessian, x, limits, scale, fixed_vals, maxiter, noise)
+    # (within the rounding of -2lnL the converged end, whose gradient is the smaller, wins)
+    within = bool(finished.success) and float(finished.fun) <= float(result.fun) + 10.0 * noise
+    kept = finished if within else _lower(result, finished)[0]
     if kept is finished:
         finished.message = f"{result.message}; finished by {finished.message}"
     kept.nfev = int(getattr(result, "nfev", 0) or 0) + int(finished.nfev)
