@@ -124,8 +124,9 @@ def _newton(
 ) -> Any:
     """One fit by a trust-region Newton method with the exact Hessian, over parameters in
     their widths (``noise``: the rounding of -2lnL; where the decrease a step predicts is
-    below it, the step is judged by the gradient, which stays exact); a parameter at a bound whose gradient points outwards is held there for
-    the step (projection), fixed ones are left out.
+    below it, the step is judged by the gradient, which stays exact); a parameter at a
+    bound whose gradient points outwards is held there for the step (projection), fixed
+    ones are left out.
 
     Each step minimises the quadratic model within the trust radius (the Hessian's
     eigenvalues shifted by the smallest ``λ`` that keeps the step inside, so that a flat or
