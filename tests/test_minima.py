@@ -178,3 +178,26 @@ def test_toys_of_a_kink_model_end_in_their_lowest_minima() -> None:
         expected = 0.0 if pars[poi] > 1.0 else max(fixed - free, 0.0)
         assert statistic == pytest.approx(expected, abs=2e-4)
     assert np.all(np.isfinite(fits.teststats))
+
+
+def test_fitaas_results_shows_the_first_reason_and_a_several_minima_note(
+    demo: Any, tmp_path: Any
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    import fitaas
+    from fitaas.cli import cli
+
+    scan = fitaas.scan(demo, patches=["demo_600_400", "demo_700_0"], store=tmp_path / "s.db")
+    data = json.loads(scan.to_json())
+    ok, flagged = data["results"]
+    ok["diagnostics"]["notes"] = ["several minima: the free fit of the observed data has another"]
+    flagged["status"] = "suspect"
+    flagged["reason"] = "first line [default] (and 1 more: see diagnostics.reasons)"
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    shown = CliRunner().invoke(cli, ["results", str(tmp_path / "results.json")])
+    text = " ".join(shown.output.split())
+    assert "ok (several minima: the free fit" in text
+    assert "suspect: first line [default] (and 1 more" in text

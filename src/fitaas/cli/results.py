@@ -26,6 +26,7 @@ def _cls(value: float) -> str:
 def results(path: Path, only_failed: bool, cl: float) -> None:
     """Show the results of a scan (RESULTS.json) as a table."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from fitaas.results import read_results
@@ -74,7 +75,8 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
         notes = (point.diagnostics or {}).get("notes") or []
         if point.ok and notes:  # (every fit at its lowest minimum; another one matters)
             why = f" ({notes[0]})"
-        status = f"[{colour}]{point.status}[/{colour}]{why}"
+        # (reasons name their strategies in square brackets: not rich markup)
+        status = f"[{colour}]{point.status}[/{colour}]{escape(why)}"
         table.add_row(*cells, status)
     console = Console()
     if not console.is_terminal:  # a file or a pipe: don't cut the table at 80 columns
