@@ -14,6 +14,14 @@ not pyhf's start (see ``WARM_TOLERANCE``). The first fit of a model starts where
 starts it, with pyhf's tolerance, so the Asimov data are pyhf's; the fits that follow end
 at the same minima, nearer than pyhf's cold fits do, in a third fewer evaluations. Fit
 records still measure the distance moved from pyhf's start.
+
+Every fit ends at the lowest minimum it can find: a fit that stops short of a minimum (its
+projected gradient and exact EDM, in parameter widths) is finished by MINUIT with the exact
+gradient and Newton's method (``_finished``); extra starts (pyhf's start, conditional
+minima, starts the fit checks ask for) are fitted too, the lowest end kept and the others
+reported (``other_minima``, ``from_pyhf_start``); parameters with a kinked interpolation
+are tried on the other side of their kink (:mod:`fitaas.fast.kinks`). The strict strategy
+(``second_order``) is MINUIT with the exact gradient then Newton with the exact Hessian.
 """
 
 from __future__ import annotations
@@ -384,8 +392,11 @@ def compiled_objective_optimizer(base: type) -> type:
     """A subclass of pyhf's ``base`` optimizer using a :class:`StructureCache`.
 
     Instances need ``structures`` (the cache) and ``modifier_settings`` set; with
-    ``second_order`` set, fits are a trust-region Newton method with the exact Hessian and
-    bounds, from pyhf's start, instead of SLSQP: the strict strategy of the fit checks.
+    ``second_order`` set, fits are MINUIT with the exact gradient, refined by a trust-region
+    Newton method with the exact Hessian, from pyhf's start and the best earlier minimum,
+    instead of SLSQP: the strict strategy of the fit checks. ``start_hints`` (extra starts
+    by data and fixed values) and ``several_starts`` (free fits from pyhf's start and the
+    conditional minima too) are read where set.
     """
     return type(f"compiled_{base.__name__}", (_CompiledObjective, base), {})
 
@@ -475,7 +486,8 @@ class _CompiledObjective:
         kwargs: dict[str, Any],
     ) -> Any:
         """One minimisation on the compiled objective: warm-started from the best earlier
-        minimum of this model (or Newton's method from pyhf's start, ``second_order``)."""
+        minimum of this model, with its extra starts (or the strict fit from pyhf's start and
+        the best earlier minimum, ``second_order``)."""
         compiled = bound.value_and_grad
 
         def func(pars: Any) -> tuple[float, np.ndarray]:
