@@ -340,8 +340,9 @@ def inference_options(func: F) -> F:
             show_default=True,
             help="default: retry hypothesis tests whose fits look wrong with stricter "
             "strategies, and fit points with a sign of a second minimum from a second start; "
-            "thorough: a second start for every point; strict: Newton's method with the exact "
-            "Hessian only; none: check, never retry (no second or mirror starts).",
+            "thorough: a second start for every point and several starts for every free fit; "
+            "strict: MINUIT with the exact gradient, then Newton's method, only; "
+            "none: check, never retry (no second or mirror starts).",
         ),
         click.option(
             "--fast/--plain",

@@ -240,8 +240,8 @@ def _optimizer(
     strict: bool = False,
     mirrors: bool = False,
 ) -> Any:
-    # The strict strategy: Newton's method with the exact Hessian on the fast path; MINUIT
-    # with its own tolerance on the plain path.
+    # The strict strategy: MINUIT with the exact gradient, then Newton's method with the
+    # exact Hessian, on the fast path; MINUIT with its own tolerance on the plain path.
     fast = compiled_fits(options)
     mirrors = mirrors and fast
     minuit = options.optimizer == "minuit" or (strict and not fast)
@@ -296,8 +296,9 @@ def pyhf_backend(
             data)``.
         structures: On the fast path, the worker's :class:`~fitaas.fast.StructureCache`
             (default: a new one, for this block only).
-        strict: The strictest fits, for retries: Newton's method with the exact Hessian
-            of the compiled structure on the fast path; MINUIT on the plain path.
+        strict: The strictest fits, for retries: MINUIT with the exact gradient, then
+            Newton's method with the exact Hessian of the compiled structure, on the fast
+            path; MINUIT on the plain path.
         mirrors: On the fast path, every fit whose pulled nuisance parameters have a lower
             mirror sign pattern is started again there (:mod:`fitaas.fast.mirrors`); the
             plain path is pyhf's own.

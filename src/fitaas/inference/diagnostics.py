@@ -55,8 +55,9 @@ NOT_MOVED = 1e-10
 GRADIENT_LIMIT = 1.0
 # Tried in order until one is ok: the options' own fits, the same at tolerance 1e-10, pyhf's
 # own scipy fits at 1e-10 (plain path, cold start: what rescued points on a published
-# likelihood where the fast path's fits stalled), Newton's method with the exact Hessian
-# from pyhf's start (``strict``; MINUIT where nothing is compiled).
+# likelihood where the fast path's fits stalled), MINUIT with the exact gradient then
+# Newton's method with the exact Hessian, from pyhf's start and the best earlier minimum
+# (``strict``; MINUIT alone where nothing is compiled).
 STRATEGIES = ("default", "tight", "plain", "strict")
 # How far from its true minimum a fit's -2lnL may stop, per strategy (measured on the
 # sbottom pallets: pyhf's default SLSQP stops within ~1e-6..1e-5 of a tolerance-1e-10 fit;
@@ -667,8 +668,8 @@ def checked_hypotest(
 
     Strategies, in order: the options as given (``default``), the same at tolerance 1e-10
     (``tight``), pyhf's own scipy fits at 1e-10 (``plain``; skipped where it is ``tight``
-    already), Newton's method with the exact Hessian (``strict``; MINUIT where the model's
-    structure is not compiled). The first ``ok``
+    already), MINUIT with the exact gradient then Newton's method with the exact Hessian
+    (``strict``; MINUIT alone where the model's structure is not compiled). The first ``ok``
     result wins; otherwise the first result that exists is kept as ``suspect``, or the
     point is ``failed``.
 

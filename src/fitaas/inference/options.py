@@ -107,9 +107,10 @@ class InferenceOptions:
             again with stricter strategies, and one whose minimum shows a sign of another
             (no certified minimum, a parameter at a bound) is fitted again from a second
             start; ``"thorough"``: as the default, with a second start for every point;
-            ``"strict"``: a trust-region Newton method with the exact Hessian (MINUIT on
-            the plain path) for every fit, no other strategy; ``"none"``: the options' fits
-            only, checked, never retried (for comparisons).
+            ``"strict"``: MINUIT with the exact gradient then a trust-region Newton
+            method with the exact Hessian (MINUIT on the plain path) for every fit, no
+            other strategy; ``"none"``: the options' fits only, checked, never retried
+            (for comparisons).
         calctype: ``"asymptotics"`` (the default: asymptotic formulae) or ``"toybased"``
             (pseudo-experiments; hypothesis tests only).
         ntoys: Toys per ensemble (signal plus background, background only), as pyhf's
