@@ -44,7 +44,7 @@ from rich.table import Table
 import fitaas
 from common import pallet_folder
 from fitaas import InferenceOptions
-from fitaas.inference.diagnostics import _asymptotic_cls
+from fitaas.inference.diagnostics import _cls_of_fits
 
 REFERENCES = {
     "tight": InferenceOptions(tolerance=1e-10, retry_strategy="none"),
@@ -77,11 +77,9 @@ def _fits(point: Any) -> list[float] | None:
     return [float(f["twice_nll"]) for f in fits]
 
 
-def _cls_from_fits(fits: list[float], clipped: bool) -> list[float]:
-    """Observed and expected CLs (q-tilde, asymptotic) from the five fits' -2lnL."""
-    q = 0.0 if clipped else max(fits[0] - fits[1], 0.0)
-    q_a = max(fits[3] - fits[4], 0.0)
-    return [float(v) for v in _asymptotic_cls(q**0.5, q_a**0.5, True)]
+def _cls_from_fits(fits: list[float], clipped: bool, tilde: bool = True) -> list[float]:
+    """Observed and expected CLs (asymptotic) from the five fits' -2lnL."""
+    return [float(v) for v in _cls_of_fits(fits, clipped, tilde)]
 
 
 def _best_fits(points: list[Any]) -> list[float] | None:
@@ -166,17 +164,9 @@ def _generated_row(name: str, points: list[dict[str, Any]], tilde: bool) -> list
         several += bool(getattr(diagnosis, "several_minima", ()))
         if diagnosis.status == "ok" and result is not None:
             clipped = result.clsb_obs >= 0.5
-            mine = _asymptotic_cls(
-                max(fits[0] - fits[1], 0.0) ** 0.5 * (not clipped),
-                max(fits[3] - fits[4], 0.0) ** 0.5,
-                tilde,
-            )
-            theirs = _asymptotic_cls(
-                max(best[0] - best[1], 0.0) ** 0.5 * (not clipped),
-                max(best[3] - best[4], 0.0) ** 0.5,
-                tilde,
-            )
-            deltas.append(max(abs(float(a) - float(b)) for a, b in zip(mine, theirs, strict=True)))
+            mine = _cls_from_fits(fits, clipped, tilde)
+            theirs = _cls_from_fits(best, clipped, tilde)
+            deltas.append(max(abs(a - b) for a, b in zip(mine, theirs, strict=True)))
     return [
         name,
         str(len(points)),

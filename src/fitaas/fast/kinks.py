@@ -22,9 +22,9 @@ import numpy as np
 
 __all__ = ["KINK_CODES", "KINK_EPS", "at_kink", "kink_sides", "kinked_parameters"]
 
-# The interpolation codes with a kink at 0, per modifier type; pyhf's own default when a
-# modifier type is not named in the settings (code1 for normsys, code0 for histosys).
-KINK_CODES = {"normsys": ("code1", "code1"), "histosys": ("code0", "code0")}
+# The interpolation code with a kink at 0, per modifier type: also pyhf's own default when
+# the settings do not name the modifier type (code1 for normsys, code0 for histosys).
+KINK_CODES = {"normsys": "code1", "histosys": "code0"}
 # A sided fit's cut on the upper side sits this many widths above the kink (at 0 itself the
 # compiled gradient is the lower branch's).
 KINK_EPS = 1e-9
@@ -46,8 +46,8 @@ def kinked_parameters(pdf: Any) -> np.ndarray:
     settings = getattr(pdf.config, "modifier_settings", None) or {}
     kinked = {
         kind
-        for kind, (code, default) in KINK_CODES.items()
-        if (settings.get(kind) or {}).get("interpcode", default) == code
+        for kind, code in KINK_CODES.items()
+        if (settings.get(kind) or {}).get("interpcode", code) == code
     }
     mask = np.zeros(pdf.config.npars, dtype=bool)
     for name, kind in pdf.config.modifiers:

@@ -37,6 +37,7 @@ from fitaas.fast.kinks import at_kink, kink_sides, kinked_parameters
 from fitaas.fast.structures import (
     StructureCache,
     evaluation_noise,
+    fixed_key,
     held_key,
     parameter_scales,
 )
@@ -120,6 +121,27 @@ def restart_options(
     return {**options, _START: np.asarray(start, dtype=float), "tolerance": tolerance}
 
 
+def _in_widths(
+    start: np.ndarray, held: np.ndarray, scale: np.ndarray, fixed_vals: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """The free parameters' frame of a second-order fit: which parameters move (not
+    fixed), their widths, their bounds as offsets from ``start`` in those widths, and
+    ``full(y)``: the model's parameters at offsets ``y``."""
+    free = np.ones(len(start), dtype=bool)
+    for index, _ in fixed_vals or []:
+        free[index] = False
+    widths = scale[free]
+    lower = (held[free, 0] - start[free]) / widths
+    upper = (held[free, 1] - start[free]) / widths
+
+    def full(y: Any) -> np.ndarray:
+        x = start.copy()
+        x[free] += widths * np.asarray(y, dtype=float)
+        return x
+
+    return free, widths, lower, upper, full
+
+
 def _newton(
     func: Any,
     hessian: Any,
@@ -144,17 +166,7 @@ def _newton(
     """
     from scipy.optimize import OptimizeResult
 
-    free = np.ones(len(start), dtype=bool)
-    for index, _ in fixed_vals or []:
-        free[index] = False
-    widths = scale[free]
-    lower = (held[free, 0] - start[free]) / widths
-    upper = (held[free, 1] - start[free]) / widths
-
-    def full(y: np.ndarray) -> np.ndarray:
-        x = start.copy()
-        x[free] += widths * y
-        return x
+    free, widths, lower, upper, full = _in_widths(start, held, scale, fixed_vals)
 
     def evaluate(y: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = func(full(y))
@@ -221,18 +233,8 @@ def _minuit(
     from iminuit import Minuit
     from scipy.optimize import OptimizeResult
 
-    free = np.ones(len(start), dtype=bool)
-    for index, _ in fixed_vals or []:
-        free[index] = False
-    widths = scale[free]
-    lower = (held[free, 0] - start[free]) / widths
-    upper = (held[free, 1] - start[free]) / widths
+    free, widths, lower, upper, full = _in_widths(start, held, scale, fixed_vals)
     last: dict[str, Any] = {}
-
-    def full(y: Any) -> np.ndarray:
-        x = start.copy()
-        x[free] += widths * np.asarray(y, dtype=float)
-        return x
 
     def evaluate(y: Any) -> tuple[float, np.ndarray]:
         key = np.asarray(y, dtype=float).tobytes()
@@ -383,8 +385,8 @@ class _Fitted:
         if several and not conditional:
             starts += [x for key, x in self.conditional if key == data_key]
         hints = getattr(optimizer, "start_hints", None) or {}
-        fixed = tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
-        return [*starts, *(np.asarray(h, dtype=float) for h in hints.get((data_key, fixed), []))]
+        chosen = hints.get((data_key, fixed_key(fixed_vals)), [])
+        return [*starts, *(np.asarray(h, dtype=float) for h in chosen)]
 
 
 @cache
@@ -505,7 +507,7 @@ class _CompiledObjective:
         if not second_order:  # (a tighter fit than the held one is made anew)
             key = held_key(observed, fixed_vals, par_bounds)
             held = self.structures.held(pdf, key, self.tolerance)
-            options[_POLISH] = _Polish(pdf, bound, observed, init)
+            options[_POLISH] = _Polish(pdf, bound, observed)
         else:
             hessian = bound.structure.hessian()
 
@@ -667,8 +669,8 @@ POLISH_EDM = 1e-4
 class _Polish:
     """What finishing a fit needs: the exact Hessian, the rounding of -2lnL (lazily)."""
 
-    def __init__(self, pdf: Any, bound: Any, observed: np.ndarray, init: np.ndarray) -> None:
-        self.pdf, self.bound, self.observed, self.init = pdf, bound, observed, init
+    def __init__(self, pdf: Any, bound: Any, observed: np.ndarray) -> None:
+        self.pdf, self.bound, self.observed = pdf, bound, observed
 
     def hessian(self, pars: np.ndarray) -> np.ndarray:
         compiled = self.bound.structure.hessian()

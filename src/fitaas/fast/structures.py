@@ -36,6 +36,7 @@ __all__ = [
     "constrained_parameters",
     "constraint_widths",
     "evaluation_noise",
+    "fixed_key",
     "held_key",
     "parameter_scales",
 ]
@@ -468,13 +469,17 @@ class Bound:
     constrained: np.ndarray
 
 
+def fixed_key(fixed_vals: Any) -> tuple[tuple[int, float], ...]:
+    """A fit's fixed ``(index, value)`` pairs, sorted, as plain numbers (a key part)."""
+    return tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
+
+
 def held_key(data: Any, fixed_vals: Any, par_bounds: Any) -> tuple[bytes, tuple[Any, ...], bytes]:
     """What identifies a fit of a model for :meth:`StructureCache.hold`: its data, its fixed
     ``(index, value)`` pairs and its bounds."""
-    fixed = tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
     return (
         np.asarray(data, dtype=float).tobytes(),
-        fixed,
+        fixed_key(fixed_vals),
         np.asarray(par_bounds, dtype=float).tobytes(),
     )
 

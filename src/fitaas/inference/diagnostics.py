@@ -526,10 +526,11 @@ class _Attempt:
         self.records.append(
             _record(self.model, fit, start, bounds, fixed, observed, bound, rows, self.units)
         )
-        held = tuple(sorted((int(i), float(v)) for i, v in fixed or []))
+        from fitaas.fast.structures import fixed_key
+
         x = np.asarray(fit.x, dtype=float).reshape(-1)
         limits = np.asarray(bounds, dtype=float) if bounds is not None else None
-        self.ends.append((rows if rows is not None else np.zeros(0), held, limits, x))
+        self.ends.append((rows if rows is not None else np.zeros(0), fixed_key(fixed), limits, x))
         if bound is not None:
             self.check_seconds += time.perf_counter() - began
         self.mirror_seconds += float(getattr(fit, "mirror_seconds", 0.0))
