@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import sys
 import tarfile
 import zlib
 from collections.abc import Sequence
@@ -135,6 +136,11 @@ def parse_json_bytes(raw: bytes, source: str, limit: int | None = None) -> Any:
         ) from None
     except RecursionError:
         raise InputError(f"{source}: JSON nested too deeply to be a pyhf document") from None
+    except ValueError as exc:  # an integer beyond Python's limit of digits (4300)
+        if "digits" not in str(exc):
+            raise
+        limit = sys.get_int_max_str_digits()
+        raise InputError(f"{source}: a JSON number of more than {limit} digits") from None
 
 
 def load_json(path: str | Path) -> Any:

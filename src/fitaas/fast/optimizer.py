@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from fitaas.fast.differences import NOISY, Anchors
 from fitaas.fast.kinks import kink_sides, kinked_parameters
 from fitaas.fast.second_order import Polish, finished, lower, strict_fit
 from fitaas.fast.structures import (
@@ -54,6 +55,7 @@ _STARTS = "fitaas_starts"
 _KINKED = "fitaas_kinked"
 _NOISE = "fitaas_noise"
 _POLISH = "fitaas_polish"
+_ANCHORS = "fitaas_anchors"
 # Results of earlier fits remembered as starting points, per model.
 WARM_CANDIDATES = 4
 # SLSQP stops when -2lnL changes by less than its tolerance between iterations (scipy's
@@ -153,6 +155,14 @@ class _Fitted:
         hints = getattr(optimizer, "start_hints", None) or {}
         chosen = hints.get((data_key, fixed_key(fixed_vals)), [])
         return [*starts, *(np.asarray(h, dtype=float) for h in chosen)]
+
+
+def _anchors(pdf: Any, compiled: Any, init: np.ndarray, data: np.ndarray) -> Anchors | None:
+    """The anchors of a model's fits where its -2lnL is noisy, else ``None``."""
+    noise = evaluation_noise(pdf, init, data)
+    if not noise > NOISY:
+        return None
+    return Anchors(lambda pars, rows: compiled(np.asarray(pars, dtype=float), rows)[1], noise)
 
 
 @cache
@@ -282,6 +292,9 @@ class _CompiledObjective:
 
             options[_HESSIAN] = exact
             options[_NOISE] = evaluation_noise(pdf, init, observed)
+        anchors = self.structures.anchors(pdf, lambda: _anchors(pdf, compiled, init, observed))
+        if anchors is not None:  # (a noisy -2lnL: see fitaas.fast.differences)
+            options[_ANCHORS] = (anchors, observed)
         conditional = pdf.config.poi_index in {int(i) for i, _ in fixed_vals or []}
         data_key = observed.tobytes()
         extra = fitted.extra_starts(self, data_key, fixed_vals, init, conditional)
@@ -338,6 +351,7 @@ class _CompiledObjective:
         kinked = options.pop(_KINKED, None)
         noise = float(options.pop(_NOISE, 0.0))
         polish = options.pop(_POLISH, None)
+        anchors = options.pop(_ANCHORS, None)
         if not options.pop(_FIXED_BY_BOUNDS, False):
             return super()._minimize(  # type: ignore[misc]
                 minimizer, func, x0, do_grad, bounds, fixed_vals, options
@@ -419,4 +433,8 @@ class _CompiledObjective:
             others += more
         result.other_minima = others
         result.from_pyhf_start = from_pyhf_start
+        if anchors is not None and result.success:
+            found, rows = anchors
+            x = np.asarray(result.x, dtype=float)
+            result.fun = found.value(rows, x, float(np.asarray(result.fun).reshape(-1)[0]))
         return result
