@@ -44,3 +44,13 @@ def test_csv_of_a_scan_with_fits_has_every_parameter_column() -> None:
     assert rows[0]["twice_nll"] == "12.5" and rows[0]["fit_converged"] == "True"
     no_fits = ScanResult("d", InferenceOptions(), "0.7.6", (), (_point("a", None),))
     assert not any(name.startswith("fit_") for name in no_fits.rows()[0])
+
+
+def test_csv_cells_that_begin_as_formulas_come_back_as_text() -> None:
+    # jobs are shared with groups: a model named as a formula ran in a colleague's
+    # spreadsheet (OWASP "CSV injection"); numbers stay numbers
+    point = PointResult("=HYPERLINK(1)", (-1.5, 2), ("m1", "m2"), None, None, None, "ok", None, 0.1)
+    result = ScanResult("d", InferenceOptions(), "0.7.6", ("=cmd|' /C calc'!A0", "m2"), (point,))
+    rows = list(csv.reader(io.StringIO(result.to_csv())))
+    assert rows[0][:3] == ["patch", "'=cmd|' /C calc'!A0", "m2"]
+    assert rows[1][:3] == ["'=HYPERLINK(1)", "-1.5", "2"]

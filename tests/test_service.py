@@ -438,6 +438,9 @@ def test_a_full_disk_fails_the_job_and_the_service_goes_on(demo: Path, tmp_path:
             fill(small / "filler")
             time.sleep(2)
             assert http.get("/me").status_code == 200  # reads go on
+            # /health said "ok" while every write failed
+            health = http.get("/health").json()
+            assert health["status"] == "degraded" and "full" in health["storage"], health
             refused = http.post("/jobs", json=body)
             assert refused.status_code == 503 and "storage error" in refused.json()["detail"]
             (small / "filler").unlink()  # space returns

@@ -228,8 +228,11 @@ def _validated_workspace(spec: Any, source: str) -> tuple[pyhf.Workspace, str]:
 
 
 def _check_counts(spec: dict[str, Any], source: str) -> None:
-    """Observed counts finite and not negative, sample yields finite: pyhf's schema
-    accepts any number, and a fit on a negative count runs until its iteration limit."""
+    """Observed counts finite and not negative, sample yields finite, and each bin's
+    nominal expected count (its samples' yields summed) not negative: pyhf's schema accepts
+    any number, and a fit on a negative count runs until its iteration limit. One sample's
+    yield may be negative in a bin (negative-weight simulation, as in published
+    likelihoods) where the bin's total is not."""
     for observation in spec.get("observations", []):
         values = np.asarray(observation.get("data", []), dtype=float)
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
@@ -239,6 +242,7 @@ def _check_counts(spec: dict[str, Any], source: str) -> None:
                 f"'{observation.get('name')}' bin {bad[0]}: counts must be finite, >= 0"
             )
     for channel in spec.get("channels", []):
+        total: np.ndarray | None = None
         for sample in channel.get("samples", []):
             values = np.asarray(sample.get("data", []), dtype=float)
             bad = np.flatnonzero(~np.isfinite(values))
@@ -247,6 +251,17 @@ def _check_counts(spec: dict[str, Any], source: str) -> None:
                     f"{source}: yield {values[bad[0]]} of sample '{sample.get('name')}' in "
                     f"channel '{channel.get('name')}' bin {bad[0]}: yields must be finite"
                 )
+            if total is None:
+                total = values.copy()
+            elif total.shape == values.shape:  # (pyhf's own check names other shapes)
+                total += values
+        negative = np.flatnonzero(total < 0) if total is not None else np.zeros(0, dtype=int)
+        if len(negative) and total is not None:
+            raise InputError(
+                f"{source}: the samples' yields in channel '{channel.get('name')}' bin "
+                f"{negative[0]} sum to {total[negative[0]]:g} ({len(negative)} bin(s) in all):"
+                " a bin's expected count must not be negative"
+            )
 
 
 def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:

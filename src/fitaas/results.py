@@ -27,7 +27,7 @@ from fitaas.inference.results import strict_json
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
-__all__ = ["PointResult", "ScanResult", "read_results"]
+__all__ = ["PointResult", "ScanResult", "csv_cell", "read_results"]
 
 _SIGMAS = ("m2", "m1", "0", "p1", "p2")
 
@@ -123,6 +123,23 @@ class PointResult:
             reason=data.get("reason"),
             diagnostics=data.get("diagnostics"),
         )
+
+
+# What a spreadsheet reads as a formula at the start of a cell (OWASP, "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell no spreadsheet runs: text that begins as a formula would
+    (``= + - @``, tab, carriage return) gets a leading ``'``, as OWASP recommends; numbers,
+    and text that is a number (``-1.5``), stay as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
@@ -293,9 +310,9 @@ class ScanResult:
         rows = self.rows()
         buffer = io.StringIO()
         names = list(rows[0]) if rows else ["patch"]
-        writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([csv_cell(name) for name in names])
+        writer.writerows([csv_cell(row.get(name)) for name in names] for row in rows)
         if path is not None:
             _write_atomic(Path(path), buffer.getvalue())
         return buffer.getvalue()

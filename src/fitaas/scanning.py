@@ -44,7 +44,14 @@ from fitaas.tasks import (
 )
 from fitaas.toy_blocks import Block, blocks_for, merge_blocks, more_toys
 
-__all__ = ["ScanProgress", "ScanStopped", "pallet_result", "scan", "stored_results"]
+__all__ = [
+    "ScanProgress",
+    "ScanStopped",
+    "check_scan_options",
+    "pallet_result",
+    "scan",
+    "stored_results",
+]
 
 # Statuses that are final answers, reused from the store (failed points are tried again).
 FINAL = ("ok", "suspect")
@@ -216,7 +223,7 @@ def scan(
         )
 
 
-def _check_options(
+def check_scan_options(
     pallet: Pallet, points: Sequence[Point], options: InferenceOptions, kinds: Sequence[str]
 ) -> None:
     """Options that name parameters or move the POI, checked on the first point's model
@@ -290,7 +297,7 @@ def _plan(
         )
     points = pallet.select(patches)
     with checking_backend(options):  # a missing backend or optimizer: one clear error, now
-        _check_options(pallet, points, options, kinds)
+        check_scan_options(pallet, points, options, kinds)
     per_kind = {kind: options.for_kind(kind) for kind in kinds}
     keys = _keys(pallet, points, per_kind)
     return _Plan(pallet, points, options, kinds, per_kind, keys, str(pyhf.__version__))

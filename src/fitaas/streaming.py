@@ -38,11 +38,11 @@ from fitaas.results import PointResult, ScanResult
 from fitaas.scanning import (
     FINAL,
     ScanProgress,
-    _check_options,
     _Gather,
     _opened_store,
     _point_result,
     _Task,
+    check_scan_options,
     pallet_result,
 )
 from fitaas.store import ResultStore, result_key
@@ -237,7 +237,7 @@ def stream_scan(
     if first is None:
         raise InputError("no models to scan")
     with checking_backend(options):
-        _check_options(pallet, [first], options, kinds)
+        check_scan_options(pallet, [first], options, kinds)
     points = itertools.chain([first], points)
     writer = JsonlWriter(output, _header(pallet, options, kinds)) if output else None
     emitter = _Emitter(writer, on_result, progress, total or 0)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,8 @@ def _point(item: Any, where: str, fallback_name: str | None = None) -> Point:
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
     ):
         raise InputError(f"{where}: model '{name}' has 'values' that are not a list of numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{where}: model '{name}' has 'values' that are not finite: {values}")
     operations = tuple(dict(op) for op in patch)
     return Point(name=name, values=tuple(values), operations=operations, digest=digest(patch))
 
@@ -101,6 +105,11 @@ def _from_lines(lines: Iterable[str | bytes], where: str) -> Iterator[Point]:
             raise InputError(f"{where}, line {number}: not JSON ({exc.msg})") from None
         except UnicodeDecodeError:
             raise InputError(f"{where}, line {number}: not UTF-8 text") from None
+        except ValueError:  # an integer beyond Python's limit of digits
+            raise InputError(
+                f"{where}, line {number}: a number of more than "
+                f"{sys.get_int_max_str_digits()} digits"
+            ) from None
         yield _point(item, f"{where}, line {number}")
 
 

@@ -78,6 +78,33 @@ def _service_imports() -> Any:
     type=click.IntRange(min=1),
     help="Failed authentications a client may make in a minute before it gets 429.",
 )
+@click.option(
+    "--site",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Site file (TOML) whose [limits] table sets what one job may ask for.",
+)
+@click.option(
+    "--limit",
+    "limit_values",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="One limit of what a job may ask for (repeatable; over the site file): points, "
+    "pallets, labels, toys, total_toys, toy_blocks, grid, ul_scan, running_jobs.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="",
+    show_default=True,
+    help="Proxies whose X-Forwarded-For/-Proto headers are believed (comma-separated "
+    "addresses, * for any); by default none: a client is its peer address.",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections and requests in progress at once; more get 503.",
+)
 def serve(
     database: str,
     host: str,
@@ -86,6 +113,10 @@ def serve(
     workers: int | None,
     keep_workers: float,
     auth_failures_per_minute: int,
+    site: str | None,
+    limit_values: tuple[str, ...],
+    forwarded_allow_ips: str,
+    max_connections: int,
 ) -> None:
     """Run the fitaas service (HTTP API under /api/v1, web page at /).
 
@@ -93,6 +124,10 @@ def serve(
     runs on one of them at a time, and a job of a server that stops or dies is taken over.
     """
     _service_imports()
+    from fitaas.service.job_limits import JobLimits, load_site_limits
+
+    limits = load_site_limits(site) if site else JobLimits()
+    limits = limits.with_values(_limit_values(limit_values), "--limit")
     import faulthandler
 
     import uvicorn
@@ -109,10 +144,37 @@ def serve(
         workers=workers,
         auth_failures_per_minute=auth_failures_per_minute,
         keep_workers=keep_workers,
+        limits=limits,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     app = create_app(settings)
     click.echo(f"fitaas service on http://{host}:{port}/ (database {database})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        # (uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a client on the
+        # host could then be anyone, and escape the limit on wrong tokens)
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or None,
+        limit_concurrency=max_connections,
+    )
+
+
+def _limit_values(values: tuple[str, ...]) -> dict[str, int]:
+    """``NAME=VALUE`` pairs of ``--limit`` as integers by name."""
+    out: dict[str, int] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise click.BadParameter(
+                f"'{item}': expected NAME=VALUE with a positive integer value",
+                param_hint="--limit",
+            )
+        out[name.strip()] = int(value)
+    return out
 
 
 @click.group()

@@ -200,6 +200,8 @@ class InferenceOptions:
             raise InputError(f"option fast: must be true, false or null, got {self.fast!r}")
         if self.fast and self.backend != "numpy":
             raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
+        if not isinstance(self.lockstep, bool):
+            raise InputError(f"option lockstep: must be true or false, got {self.lockstep!r}")
         if self.device not in DEVICES:
             raise InputError(f"option device: '{self.device}' is not one of {DEVICES}")
         if self.device == "gpu":

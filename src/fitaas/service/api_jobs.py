@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
 from fitaas.service.documents import load_document, model_lines, owns_document, store_document
 from fitaas.service.fit_tasks import FIT_TASKS, fit_job_outcome
-from fitaas.service.job_inputs import JobInputs, job_models
+from fitaas.service.job_inputs import JobInputs, check_job_options, job_models
 from fitaas.service.pictures import PictureCache
 
 __all__ = ["CombineSpec", "JobCreate", "JobPublic", "PalletRef", "router"]
@@ -188,20 +189,21 @@ def _job_row(database: sa.Engine, user: User, job_id: str) -> Any:
     return row
 
 
-def _endpoint_for(database: sa.Engine, user: User, name: str) -> int:
+def _endpoint_for(database: sa.Engine, user: User, name: str) -> tuple[int, dict[str, Any]]:
+    """The endpoint's id and settings, if the user may use it (else 403)."""
     with database.connect() as conn:
-        endpoint_id = conn.execute(
-            sa.select(db.endpoints.c.id).where(db.endpoints.c.name == name)
-        ).scalar()
+        found = conn.execute(
+            sa.select(db.endpoints.c.id, db.endpoints.c.settings).where(db.endpoints.c.name == name)
+        ).first()
     usable = [e.name for e in usable_endpoints(database, user)]
-    if endpoint_id is None or name not in usable:
+    if found is None or name not in usable:
         # the same answer whether it does not exist or is not the user's: names of other
         # groups' endpoints cannot be probed
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"no endpoint '{name}' that you may use (yours: {', '.join(usable) or 'none'})",
         )
-    return int(endpoint_id)
+    return int(found.id), dict(found.settings or {})
 
 
 def _patchset(
@@ -228,21 +230,34 @@ def submit_job(
 ) -> JobPublic:
     """Submit a scan of a stored workspace (and patchset) on an endpoint."""
     endpoint = request.endpoint or "local"
-    endpoint_id = _endpoint_for(database, user, endpoint)
+    endpoint_id, endpoint_settings = _endpoint_for(database, user, endpoint)
     group_id = None
     if request.group is not None and request.group not in user.groups:
         raise HTTPException(
             _UNPROCESSABLE,
             f"you are not in the group '{request.group}' (yours: {', '.join(user.groups)})",
         )
+    limits = settings.limits
     try:
         options = InferenceOptions.from_dict(request.options)
         if options.toybased and request.task != "hypotest":
             raise InputError("toys (calctype toybased) compute hypothesis tests only")
+        # (sizes the request states are refused before any document is read)
+        limits.check_sizes(
+            len(request.patches or ()),
+            len(request.pallets or ()),
+            len(request.labels or ()),
+            _grid_size(request.grid),
+        )
+        limits.check_options(options, max(len(request.patches or ()), 1))
         scanned = _scanned(request, user, database, settings, uploads)
         if options.toybased and scanned.inputs.kind == "models":
             raise InputError("theory scans use the asymptotic calculator; toys need a patchset")
         params = _fit_params(request, scanned.pallet)
+        points = 1 if params is not None else scanned.total
+        limits.check_sizes(points)
+        limits.check_options(options, points)
+        check_job_options(options, scanned.pallet, request.patches, request.task, endpoint_settings)
     except InputError as exc:
         raise HTTPException(_UNPROCESSABLE, str(exc)) from None
     job_id = uuid.uuid4().hex
@@ -378,10 +393,23 @@ def _fit_params(request: JobCreate, pallet: Pallet) -> dict[str, Any] | None:
         return None
     if request.grid is not None and request.task != "nll_scan":
         raise InputError("'grid' belongs to nll_scan jobs")
+    if request.grid is not None:
+        low, high, count = request.grid
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise InputError(f"'grid': its bounds must be finite numbers, got [{low}, {high}]")
+        if not low < high or count < 2:
+            raise InputError(
+                f"'grid': needs [low, high, n] with low < high and n >= 2, got"
+                f" [{low}, {high}, {count}]"
+            )
     if request.patches is not None and len(request.patches) > 1:
         raise InputError(f"a {request.task} job fits one point: give one patch name")
     pallet.point(request.patches[0] if request.patches else None)  # exactly one
     return {"parameter": request.parameter, "grid": request.grid}
+
+
+def _grid_size(grid: tuple[float, float, int] | None) -> int | None:
+    return None if grid is None else int(grid[2])
 
 
 @router.get("/jobs")

@@ -139,6 +139,7 @@ def _handle_errors(app: FastAPI, runner: JobRunner) -> None:
     async def _storage(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
         reason = storage_reason(exc)
         log.error("%s %s: %s", request.method, request.url.path, reason)
+        runner.storage.noted(reason)
         return JSONResponse({"detail": reason}, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(Exception)

@@ -20,13 +20,46 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from fitaas.errors import InputError
+from fitaas.inference import InferenceOptions
 from fitaas.pallets import Pallet, Point
 from fitaas.service.documents import load_document, model_lines
 from fitaas.theory_models import models_from_lines
 
-__all__ = ["JobInputs", "NamedPallet", "PalletCache", "job_models"]
+__all__ = ["JobInputs", "NamedPallet", "PalletCache", "check_job_options", "job_models"]
 
 NamedPallet = tuple[str, Pallet]
+
+
+def check_job_options(
+    options: InferenceOptions,
+    pallet: Pallet,
+    patches: list[str] | None,
+    task: str,
+    endpoint_settings: dict[str, Any],
+) -> None:
+    """Options a job's inputs and endpoint cannot take, refused at submission (a job that
+    would fail later, or never start): a GPU asked of an endpoint without one, a measurement
+    the workspace lacks, parameter names (fixed, initial values, bounds) its first point's
+    model lacks, values outside their bounds.
+
+    Raises:
+        InputError: The first such option, named.
+    """
+    from fitaas.scanning import check_scan_options
+
+    if options.device == "gpu" and endpoint_settings.get("device", "cpu") != "gpu":
+        raise InputError(
+            "option device: 'gpu' asks for a GPU, and this endpoint computes on CPUs "
+            '(leave device out, or use an endpoint with device = "gpu")'
+        )
+    names = [m.get("name") for m in pallet.workspace.get("measurements", [])]
+    if options.measurement is not None and options.measurement not in names:
+        raise InputError(
+            f"option measurement: no measurement '{options.measurement}' in the workspace"
+            f" (its measurements: {', '.join(map(str, names)) or 'none'})"
+        )
+    points = pallet.select(patches)[:1] if patches else pallet.points[:1]
+    check_scan_options(pallet, points, options, (task,))
 
 
 @dataclass(frozen=True)

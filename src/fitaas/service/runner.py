@@ -274,6 +274,7 @@ class JobRunner:
                 self._run(job_id)
             except sa.exc.OperationalError as exc:  # disk full, read-only, database gone
                 log.error("job %s: %s", job_id, db.storage_reason(exc))
+                self.storage.noted(db.storage_reason(exc))
                 self._fail(job_id, db.storage_reason(exc))
             except Exception:  # a bug must not kill the endpoint's queue
                 log.exception("job %s", job_id)
@@ -284,8 +285,9 @@ class JobRunner:
                     self._pending.discard(job_id)
                     self._running.discard(job_id)
 
-    def _fail(self, job_id: str, reason: str) -> None:
-        """Mark a job failed; if the database refuses even that, try again later.
+    def _fail(self, job_id: str, reason: str, attempt: int = 0) -> None:
+        """Mark a job failed; if the database refuses even that, try again later (every
+        ``STORAGE_RETRY_SECONDS``, logged once).
 
         The endpoint's thread goes on with the next job either way: a full disk fails the
         jobs that write, and once space returns the job is marked (what it stored is kept).
@@ -293,13 +295,17 @@ class JobRunner:
         try:
             self._finish(job_id, "failed", reason)
         except sa.exc.OperationalError as exc:
-            log.error(
-                "job %s: cannot record its failure (%s); trying again in %g s",
-                job_id,
-                db.storage_reason(exc),
-                STORAGE_RETRY_SECONDS,
+            self.storage.noted(db.storage_reason(exc))
+            if attempt == 0:
+                log.error(
+                    "job %s: cannot record its failure (%s); trying again every %g s",
+                    job_id,
+                    db.storage_reason(exc),
+                    STORAGE_RETRY_SECONDS,
+                )
+            timer = threading.Timer(
+                STORAGE_RETRY_SECONDS, self._fail, (job_id, reason, attempt + 1)
             )
-            timer = threading.Timer(STORAGE_RETRY_SECONDS, self._fail, (job_id, reason))
             timer.daemon = True
             timer.start()
 

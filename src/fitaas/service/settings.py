@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fitaas.service.db import DEFAULT_DATABASE
+from fitaas.service.job_limits import JobLimits
 
 __all__ = ["DEFAULT_MAX_UPLOAD_MB", "ServiceSettings"]
 
@@ -23,6 +24,9 @@ class ServiceSettings:
             before it is answered 429 for the rest of that minute.
         keep_workers: Seconds an endpoint's engine stays started after a job, for the next
             (0: stopped after every job).
+        limits: What one job may ask for (:class:`~fitaas.service.job_limits.JobLimits`).
+        forwarded_allow_ips: Addresses of proxies whose ``X-Forwarded-For`` is believed
+            (comma-separated, ``*`` for any; empty: none, the peer's own address counts).
     """
 
     database: str = DEFAULT_DATABASE
@@ -30,3 +34,5 @@ class ServiceSettings:
     workers: int | None = None
     auth_failures_per_minute: int = 20
     keep_workers: float = 300.0
+    limits: JobLimits = field(default_factory=JobLimits)
+    forwarded_allow_ips: str = ""

@@ -1,0 +1,162 @@
+"""The service under a careless or hostile user (issue 30), against a real `fitaas serve`:
+bounded work per request (422 naming the limit), inputs refused at submission instead of
+failing later, numbers too long to read, negative expected counts, forged proxy headers,
+formulas in CSV cells, and the health of a full disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fitaas.results import csv_cell
+from service_process import PATCHES, Service, Users, client, running, upload
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Users]]:
+    """One server for the module, with a site file and a limit on the command line."""
+    folder = tmp_path_factory.mktemp("limits")
+    database = f"sqlite:///{folder / 'service.sqlite'}"
+    users = Users(database)
+    (folder / "site.toml").write_text("[limits]\ngrid = 50\ntoys = 5000\n")
+    options = (
+        "--site",
+        str(folder / "site.toml"),
+        "--limit",
+        "toys=2000",
+        "--limit",
+        "toy_blocks=1000",
+    )
+    try:
+        with running(database, folder, options=options) as service:
+            yield service, users
+    finally:
+        users.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def documents(site: tuple[Service, Users], demo: Path) -> dict[str, str]:
+    service, users = site
+    with client(service, users.alice) as http:
+        return {
+            "workspace": upload(http, "workspace", demo / "BkgOnly.json"),
+            "patchset": upload(http, "patchset", demo / "patchset.json"),
+        }
+
+
+def _refused(response: httpx.Response, *words: str) -> str:
+    assert response.status_code == 422, (response.status_code, response.text)
+    detail = response.json()["detail"]
+    assert isinstance(detail, str), detail
+    for word in words:
+        assert word in detail, (word, detail)
+    return detail
+
+
+def _job(documents: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {**documents, "patches": PATCHES[:1], **extra}
+
+
+def test_sizes_above_the_sites_limits_are_refused_by_name(
+    site: tuple[Service, Users], documents: dict[str, str]
+) -> None:
+    service, users = site
+    with client(service, users.alice) as http:
+        # a grid of a billion values grew the server by 140 MB/s; toys of 10^9 and 10^18
+        # planned millions of blocks in the endpoint's one thread
+        grid = _job(documents, task="nll_scan", grid=[0, 1, 1_000_000_000])
+        _refused(http.post("/jobs", json=grid), "grid", "1,000,000,000", "grid = 50")
+        for ntoys in (1_000_000_000, 10**18):
+            toys = _job(documents, options={"calctype": "toybased", "ntoys": ntoys})
+            _refused(http.post("/jobs", json=toys), "ntoys", f"{ntoys:,}", "toys = 2,000")
+        # (the command line's limit wins over the site file's; under it, the job runs)
+        accuracy = {"calctype": "toybased", "cls_accuracy": 0.01, "max_toys": 3000}
+        _refused(http.post("/jobs", json=_job(documents, options=accuracy)), "max_toys")
+        blocks = {"calctype": "toybased", "ntoys": 2000, "toy_block_size": 1}
+        _refused(http.post("/jobs", json=_job(documents, options=blocks)), "blocks of toys")
+        ul_scan = {"ul_scan": [0, 5, 100_000]}
+        body = _job(documents, task="upper_limit", options=ul_scan)
+        _refused(http.post("/jobs", json=body), "ul_scan", "100,000", "ul_scan = 1,000")
+        fine = _job(documents, options={"calctype": "toybased", "ntoys": 200})
+        assert http.post("/jobs", json=fine).status_code == 201
+
+
+def test_inputs_that_would_fail_later_are_refused_at_submission(
+    site: tuple[Service, Users], documents: dict[str, str]
+) -> None:
+    service, users = site
+    with client(service, users.alice) as http:
+        for grid, words in (
+            ("[NaN, 1, 5]", ("finite",)),
+            ("[0, Infinity, 5]", ("finite",)),
+            ("[0, 1e400, 5]", ("finite",)),
+            ("[2, 1, 5]", ("low < high",)),
+            ("[0, 1, -3]", ("n >= 2",)),
+        ):
+            body = json.dumps(_job(documents, task="nll_scan", grid=[0, 1, 2]))
+            body = body.replace("[0, 1, 2]", grid)
+            answer = http.post("/jobs", content=body, headers={"content-type": "application/json"})
+            _refused(answer, *words)
+        for options, words in (
+            ({"lockstep": "yes"}, ("lockstep", "true or false")),
+            ({"device": "gpu"}, ("device", "CPUs")),
+            ({"measurement": "nope"}, ("measurement", "nope", "its measurements")),
+            ({"fixed_params": {"nope_par": 1.0}}, ("unknown parameter 'nope_par'",)),
+        ):
+            _refused(http.post("/jobs", json=_job(documents, options=options)), *words)
+        models = b'{"name": "a", "values": [NaN], "patch": []}\n'
+        _refused(http.post("/models", content=models), "not finite")
+
+
+def test_numbers_too_long_and_negative_expected_counts_get_422(
+    site: tuple[Service, Users], demo: Path
+) -> None:
+    service, users = site
+    with client(service, users.alice) as http:
+        for route in ("/workspaces", "/patchsets", "/models"):
+            _refused(http.post(route, content=b"9" * 100_000), "more than 4300 digits")
+        # the keep-alive connection goes on
+        assert http.get("/me").status_code == 200
+        spec = json.loads((demo / "BkgOnly.json").read_text())
+        channel = spec["channels"][0]
+        last = len(channel["samples"][0]["data"]) - 1
+        for sample in channel["samples"]:
+            sample["data"][last] = -abs(sample["data"][last]) - 1.0
+        detail = _refused(
+            http.post("/workspaces", content=json.dumps(spec).encode()), f"bin {last}", "negative"
+        )
+        assert channel["name"] in detail
+        # one sample negative in a bin whose total is not: as published likelihoods have
+        spec = json.loads((demo / "BkgOnly.json").read_text())
+        samples = spec["channels"][0]["samples"]
+        if len(samples) > 1:
+            samples[0]["data"][0] = -0.01
+            assert http.post("/workspaces", content=json.dumps(spec).encode()).status_code == 201
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_wrong_token_limit(
+    site: tuple[Service, Users],
+) -> None:
+    service, _ = site
+    codes = []
+    with httpx.Client(base_url=service.url + "/api/v1", timeout=30) as http:
+        for n in range(30):
+            headers = {"Authorization": "Bearer wrong", "X-Forwarded-For": f"10.0.{n}.1"}
+            codes.append(http.get("/me", headers=headers).status_code)
+    assert codes[:20] == [401] * 20
+    assert 429 in codes[20:], codes
+    log = service.log.read_text()
+    assert "10.0.25.1" not in log  # the access log records the real peer
+
+
+def test_csv_cells_that_begin_as_formulas_are_neutralised() -> None:
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    for text in ("+1+1", "-cmd|x", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_cell(text) == "'" + text
+    for plain in ("-1.5", "+2", "demo_700_0", 3.5, -2, None):
+        assert csv_cell(plain) == plain
