@@ -6,6 +6,7 @@ formulas in CSV cells, and the health of a full disk."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,49 @@ def test_csv_cells_that_begin_as_formulas_are_neutralised() -> None:
         assert csv_cell(text) == "'" + text
     for plain in ("-1.5", "+2", "demo_700_0", 3.5, -2, None):
         assert csv_cell(plain) == plain
+
+
+def test_users_share_an_endpoint_fairly(demo: Path, tmp_path: Path) -> None:
+    # One user's long job held the endpoint's one runner: another user's one-point job
+    # stayed queued until it ended (835 s in the probe).
+    database = f"sqlite:///{tmp_path / 'service.sqlite'}"
+    users = Users(database)
+    try:
+        with (
+            running(database, tmp_path) as service,
+            client(service, users.alice) as alice,
+            client(service, users.bob) as bob,
+        ):
+            documents = {
+                "workspace": upload(alice, "workspace", demo / "BkgOnly.json"),
+                "patchset": upload(alice, "patchset", demo / "patchset.json"),
+            }
+            theirs = {
+                "workspace": upload(bob, "workspace", demo / "BkgOnly.json"),
+                "patchset": upload(bob, "patchset", demo / "patchset.json"),
+            }
+            # pyhf's own upper limits of every point: minutes
+            slow = {**documents, "task": "upper_limit", "options": {"fast": False}}
+            big = alice.post("/jobs", json=slow).json()
+            deadline = time.monotonic() + 120
+            while alice.get(f"/jobs/{big['id']}").json()["state"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            second = alice.post("/jobs", json=_job(documents)).json()
+            small = bob.post("/jobs", json=_job(theirs)).json()
+            began = time.monotonic()
+            while (state := bob.get(f"/jobs/{small['id']}").json())["state"] != "done":
+                assert state["state"] in ("queued", "running"), state
+                assert time.monotonic() - began < 60, "bob's one point waited behind alice"
+                time.sleep(0.2)
+            # bob's job ran beside alice's; alice's second job waits for her first
+            assert alice.get(f"/jobs/{big['id']}").json()["state"] == "running"
+            assert alice.get(f"/jobs/{second['id']}").json()["state"] == "queued"
+            # cancelling her first job leaves the shared engine to the next
+            assert alice.delete(f"/jobs/{big['id']}").json()["state"] == "cancelled"
+            began = time.monotonic()
+            while alice.get(f"/jobs/{second['id']}").json()["state"] != "done":
+                assert time.monotonic() - began < 120
+                time.sleep(0.2)
+    finally:
+        users.engine.dispose()

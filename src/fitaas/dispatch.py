@@ -93,12 +93,14 @@ class Dispatcher(Generic[T]):
                 a task lost after every retry).
             lost: The result standing for a task that could not be computed, from the
                 task and the last error.
-            window: The most tasks in flight (0: every task at once); a stream of models
-                is read only as far as this.
+            window: The most tasks in flight (0: the engine's ``window``, where 0 is every
+                task at once); a stream of models is read only as far as this.
 
         Raises:
             Stopped: The stop event was set.
         """
+
+        window = window or getattr(self.engine, "window", 0)
 
         def refill() -> None:
             for task in tasks:

@@ -111,6 +111,9 @@ class Engine(ABC):
         self.shared_path = shared_path
         # "gpu": the workers compute on the GPU, in lockstep (``device`` of an endpoint)
         self.device = "cpu"
+        # the most tasks one piece of work keeps in flight (0: all at once); the service
+        # sets it where several jobs share the engine, so that they take turns
+        self.window = 0
         self._payloads: dict[str, Any] = {}
 
     def __enter__(self) -> Engine:

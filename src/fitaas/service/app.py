@@ -71,7 +71,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     database = connect(settings.database)
     store = SqlResultStore(database)
-    runner = JobRunner(database, store, settings.workers, settings.keep_workers)
+    runner = JobRunner(
+        database, store, settings.workers, settings.keep_workers, settings.limits.running_jobs
+    )
     uploads = UploadChecker()
     pictures = PictureCache()
 

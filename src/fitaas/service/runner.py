@@ -1,4 +1,11 @@
-"""Runs the service's jobs: one queue per endpoint, one job at a time on each.
+"""Runs the service's jobs: one queue per endpoint, its jobs sharing the endpoint's engine.
+
+Fair shares: the jobs of an endpoint run side by side on one started engine, each keeping
+only as many tasks in flight as the engine has workers (``Engine.window``), so that the
+workers take turns between them; a user runs at most ``running_jobs`` jobs at once on an
+endpoint (the others wait), and of the waiting jobs, the next to start is that of the user
+with the fewest running, oldest first. A one-point job of one user so starts at once and
+finishes within seconds while another user's big scan runs.
 
 A job is a :func:`fitaas.scan` over stored documents into the shared results store (a
 sweep's pallets one after another on one engine, a combination's combined pallet, a theory
@@ -25,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -58,6 +64,8 @@ LEASE_SECONDS = 30.0
 SWEEP_SECONDS = 5.0
 # Local workers yield to the server's own threads (API, pictures) when cores are scarce.
 LOCAL_WORKER_NICENESS = 5
+# Jobs that run at once on one endpoint, of all users.
+PARALLEL_JOBS = 8
 
 log = logging.getLogger("fitaas.service")
 
@@ -96,15 +104,19 @@ class JobRunner:
         store: SqlResultStore,
         workers: int | None = None,
         keep_workers: float = DEFAULT_KEEP_SECONDS,
+        running_jobs: int = 1,
     ):
         self.engine = engine
         self.store = store
         self.workers = workers
+        self.running_jobs = running_jobs
         self.engines = WarmEngines(keep_workers)
-        self._queues: dict[str, queue.Queue[str | None]] = {}
+        self._waiting: dict[str, list[tuple[str, int | None]]] = {}  # (job, owner) by endpoint
+        self._active: dict[str, list[tuple[str, int | None]]] = {}
         self._threads: list[threading.Thread] = []
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._pending: set[str] = set()  # queued here or running here
         self._running: set[str] = set()
@@ -228,10 +240,10 @@ class JobRunner:
         with self._lock:
             for event in self._stops.values():
                 event.set()
-        for q in self._queues.values():
-            q.put(None)
+            self._changed.notify_all()
+            threads = list(self._threads)
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.engines.close()
         try:
@@ -246,44 +258,89 @@ class JobRunner:
 
     def submit(self, job_id: str, endpoint: str) -> None:
         """Queue a job on its endpoint."""
+        with self.engine.connect() as conn:
+            owner = conn.execute(
+                sa.select(db.jobs.c.owner_id).where(db.jobs.c.id == job_id)
+            ).scalar()
         with self._lock:
             if job_id in self._pending:
                 return
             self._pending.add(job_id)
-            q = self._queues.get(endpoint)
-            if q is None:
-                q = self._queues[endpoint] = queue.Queue()
+            if endpoint not in self._waiting:
+                self._waiting[endpoint], self._active[endpoint] = [], []
                 thread = threading.Thread(
-                    target=self._serve, args=(q,), name=f"fitaas-endpoint-{endpoint}", daemon=True
+                    target=self._schedule,
+                    args=(endpoint,),
+                    name=f"fitaas-endpoint-{endpoint}",
+                    daemon=True,
                 )
                 self._threads.append(thread)
                 thread.start()
-        q.put(job_id)
+            self._waiting[endpoint].append((job_id, owner))
+            self._changed.notify_all()
 
     def cancel(self, job_id: str) -> None:
         """Stop a job's running tasks within a second (its state is ``cancelled`` already)."""
         with self._lock:
             self._stops.setdefault(job_id, threading.Event()).set()
 
-    def _serve(self, q: queue.Queue[str | None]) -> None:
-        while not self._stopping.is_set():
-            job_id = q.get()
-            if job_id is None:
-                return
-            try:
+    def _next(self, endpoint: str) -> tuple[str, int | None] | None:
+        """The waiting job to start now on ``endpoint`` (lock held): none while
+        ``PARALLEL_JOBS`` run; else that of the user with the fewest running jobs (under
+        ``running_jobs``), the oldest first."""
+        active = self._active[endpoint]
+        if len(active) >= PARALLEL_JOBS:
+            return None
+        running: dict[int | None, int] = {}
+        for _, owner in active:
+            running[owner] = running.get(owner, 0) + 1
+        allowed = [j for j in self._waiting[endpoint] if running.get(j[1], 0) < self.running_jobs]
+        if not allowed:
+            return None
+        return min(allowed, key=lambda job: running.get(job[1], 0))  # (min keeps the oldest)
+
+    def _schedule(self, endpoint: str) -> None:
+        """Start the endpoint's jobs as the fair-share rules allow (see the module's text)."""
+        while True:
+            with self._changed:
+                found = None
+                while not self._stopping.is_set():
+                    found = self._next(endpoint)
+                    if found is not None:
+                        break
+                    self._changed.wait(1.0)
+                if found is None:
+                    return
+                self._waiting[endpoint].remove(found)
+                self._active[endpoint].append(found)
+                thread = threading.Thread(
+                    target=self._serve,
+                    args=(endpoint, found),
+                    name=f"fitaas-job-{found[0][:8]}",
+                    daemon=True,
+                )
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+
+    def _serve(self, endpoint: str, job: tuple[str, int | None]) -> None:
+        job_id = job[0]
+        try:
+            if not self._stopping.is_set():
                 self._run(job_id)
-            except sa.exc.OperationalError as exc:  # disk full, read-only, database gone
-                log.error("job %s: %s", job_id, db.storage_reason(exc))
-                self.storage.noted(db.storage_reason(exc))
-                self._fail(job_id, db.storage_reason(exc))
-            except Exception:  # a bug must not kill the endpoint's queue
-                log.exception("job %s", job_id)
-                self._fail(job_id, "internal error: see the service log")
-            finally:
-                with self._lock:
-                    self._stops.pop(job_id, None)
-                    self._pending.discard(job_id)
-                    self._running.discard(job_id)
+        except sa.exc.OperationalError as exc:  # disk full, read-only, database gone
+            log.error("job %s: %s", job_id, db.storage_reason(exc))
+            self.storage.noted(db.storage_reason(exc))
+            self._fail(job_id, db.storage_reason(exc))
+        except Exception:  # a bug must not kill the endpoint's queue
+            log.exception("job %s", job_id)
+            self._fail(job_id, "internal error: see the service log")
+        finally:
+            with self._changed:
+                self._stops.pop(job_id, None)
+                self._pending.discard(job_id)
+                self._running.discard(job_id)
+                self._active[endpoint].remove(job)
+                self._changed.notify_all()
 
     def _fail(self, job_id: str, reason: str, attempt: int = 0) -> None:
         """Mark a job failed; if the database refuses even that, try again later (every
@@ -358,6 +415,8 @@ class JobRunner:
         try:
             pallets = self.pallets.get(job)
             compute = self.engines.take(job.endpoint_id, settings)
+            # (jobs sharing the engine take turns: a few tasks each in flight)
+            compute.window = max(compute.workers, 1)
             try:
                 self._compute(job, pallets, compute, stop)
             except BaseException:

@@ -1,11 +1,12 @@
-"""Engines kept started between a service's jobs, one per endpoint.
+"""Engines kept started between a service's jobs, one per endpoint, shared by its jobs.
 
 Starting an engine is most of a small job's time: local workers import pyhf and jax and
 compile each model structure (seconds), a Parsl or Dask pool starts its blocks. A finished
 job hands its engine back here; the next job on the same endpoint (with the same settings)
 takes it at once, its workers still holding their workspaces and compiled structures. An
 engine idle for ``keep_seconds`` is stopped, as is one whose job failed or was cancelled
-(cancelling a job stops its running tasks).
+(cancelling a job stops its running tasks) while no other job uses it. Jobs that run at once
+on one endpoint share its engine (counted: it is given back, or stopped, by the last).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class WarmEngines:
     def __init__(self, keep_seconds: float = DEFAULT_KEEP_SECONDS) -> None:
         self.keep_seconds = keep_seconds
         self._idle: dict[int, tuple[str, Engine, float]] = {}
+        # the engine each endpoint's running jobs share, and how many use each engine
+        self._shared: dict[int, tuple[str, Engine]] = {}
+        self._users: dict[int, int] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -48,22 +52,47 @@ class WarmEngines:
         Raises:
             EngineError: A new engine cannot start.
         """
+        key = self._key(settings)
         with self._lock:
+            shared = self._shared.get(endpoint_id)
+            if shared is not None and shared[0] == key:  # another job of the endpoint runs
+                self._users[id(shared[1])] += 1
+                return shared[1]
             found = self._idle.pop(endpoint_id, None)
+        engine = None
         if found is not None:
-            key, engine, _ = found
-            if key == self._key(settings):
-                return engine
-            self._stop(engine)  # the endpoint's settings changed meanwhile
-        from fitaas.engines.endpoint import engine_from_settings
+            if found[0] == key:
+                engine = found[1]
+            else:
+                self._stop(found[1])  # the endpoint's settings changed meanwhile
+        if engine is None:
+            from fitaas.engines.endpoint import engine_from_settings
 
-        engine = engine_from_settings(settings)
-        engine.start()
+            engine = engine_from_settings(settings)
+            engine.start()
+        with self._lock:
+            self._shared[endpoint_id] = (key, engine)
+            self._users[id(engine)] = self._users.get(id(engine), 0) + 1
         return engine
+
+    def _release(self, engine: Engine) -> bool:
+        """One job less uses ``engine`` (lock held); whether it was the last."""
+        left = self._users.get(id(engine), 1) - 1
+        if left > 0:
+            self._users[id(engine)] = left
+            return False
+        self._users.pop(id(engine), None)
+        for endpoint_id, (_, shared) in list(self._shared.items()):
+            if shared is engine:
+                del self._shared[endpoint_id]
+        return True
 
     def give_back(self, endpoint_id: int, settings: dict[str, Any], engine: Engine) -> None:
         """A job finished: keep its engine for the next one (or stop it: ``keep_seconds``
-        0)."""
+        0), once no other job uses it."""
+        with self._lock:
+            if not self._release(engine):
+                return
         if self.keep_seconds <= 0:
             self._stop(engine)
             return
@@ -74,7 +103,11 @@ class WarmEngines:
             self._stop(replaced[1])
 
     def discard(self, engine: Engine) -> None:
-        """A job failed or was cancelled: stop its engine without waiting for its tasks."""
+        """A job failed or was cancelled: stop its engine without waiting for its tasks,
+        unless other jobs use it (the job's tasks in flight, a window's worth, finish)."""
+        with self._lock:
+            if not self._release(engine):
+                return
         self._stop(engine, cancel=True)
 
     def reap(self) -> None:
