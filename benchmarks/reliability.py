@@ -52,8 +52,10 @@ PLAIN = {"fast": False}  # jobs that take a while: pyhf's own fits
 
 
 @contextlib.contextmanager
-def serving(database: str, folder: Path, workers: int = 2) -> Iterator[Server]:
-    server = Server(database, folder, workers=workers).start()
+def serving(
+    database: str, folder: Path, workers: int = 2, options: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    server = Server(database, folder, workers=workers, options=options).start()
     try:
         yield server
     finally:
@@ -543,7 +545,12 @@ def part_faults(root: Path) -> None:
 
 def part_fuzz(root: Path, examples: int) -> None:
     setup = Setup(root, "fuzz")
-    with serving(setup.database, setup.folder) as server, client(server, setup.token) as http:
+    # (negative cases send wrong tokens: the limit on them would answer 429 to the rest)
+    options = ("--auth-failures-per-minute", "1000000")
+    with (
+        serving(setup.database, setup.folder, options=options) as server,
+        client(server, setup.token) as http,
+    ):
         setup.submit(http, patches=["demo_700_0"])
         start = time.perf_counter()
         sent, errors = fuzz(server.url, setup.token, examples)
@@ -551,13 +558,13 @@ def part_fuzz(root: Path, examples: int) -> None:
         tracebacks = server.tracebacks()
     _table(
         f"fuzz: schemathesis, {examples} examples per operation and mode, {took:.0f} s",
-        ["requests", "5xx", "tracebacks in the log", "target", "verdict"],
+        ["requests", "failures (every schemathesis check)", "tracebacks in the log", "target", "verdict"],
         [
             [
                 sent,
                 len(errors),
                 tracebacks,
-                "0 5xx, 0 tracebacks",
+                "0 failures, 0 tracebacks",
                 _verdict(not errors and not tracebacks),
             ]
         ],

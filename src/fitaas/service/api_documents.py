@@ -12,10 +12,11 @@ from fitaas.errors import DocumentTooLarge, InputError
 from fitaas.service import db
 from fitaas.service.deps import CurrentUser, Database, Settings
 from fitaas.service.documents import owns_document, store_document
+from fitaas.service.responses import errors
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses=errors(401, 413, 422, 429, 503))
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -101,19 +102,19 @@ def _describe(kind: str, key: str, user: Any, database: Any) -> dict[str, Any]:
     return {"digest": key, "kind": kind, "size": row.size, "created": row.created}
 
 
-@router.get("/workspaces/{digest}")
+@router.get("/workspaces/{digest}", responses=errors(404))
 def workspace_info(digest: str, user: CurrentUser, database: Database) -> dict[str, Any]:
     """Size and upload time of one of your workspaces."""
     return _describe("workspace", digest, user, database)
 
 
-@router.get("/patchsets/{digest}")
+@router.get("/patchsets/{digest}", responses=errors(404))
 def patchset_info(digest: str, user: CurrentUser, database: Database) -> dict[str, Any]:
     """Size and upload time of one of your patchsets."""
     return _describe("patchset", digest, user, database)
 
 
-@router.get("/models/{digest}")
+@router.get("/models/{digest}", responses=errors(404))
 def models_info(digest: str, user: CurrentUser, database: Database) -> dict[str, Any]:
     """Size and upload time of one of your models documents."""
     return _describe("models", digest, user, database)

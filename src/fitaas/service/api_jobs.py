@@ -27,10 +27,11 @@ from fitaas.service.documents import load_document, model_lines, owns_document, 
 from fitaas.service.fit_tasks import FIT_TASKS, fit_job_outcome
 from fitaas.service.job_inputs import JobInputs, check_job_options, job_models
 from fitaas.service.pictures import PictureCache
+from fitaas.service.responses import errors
 
 __all__ = ["CombineSpec", "JobCreate", "JobPublic", "PalletRef", "router"]
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=errors(401, 413, 422, 429, 503))
 
 _DIGEST = r"^[0-9a-f]{64}$"
 _UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
@@ -219,7 +220,7 @@ def _patchset(
     return key, request.patchset
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, responses=errors(400, 403))
 def submit_job(
     request: JobCreate,
     user: CurrentUser,
@@ -420,7 +421,7 @@ def list_jobs(user: CurrentUser, database: Database) -> list[JobPublic]:
         return [_public(row) for row in rows]
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=errors(404))
 def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
     """State, counts and timings of one job."""
     return _public(_job_row(database, user, job_id))
@@ -464,7 +465,21 @@ def _sweep_results(row: Any, runner: Any, store: Any) -> dict[str, Any]:
     return {"pallets": strict_json(results)}
 
 
-@router.get("/jobs/{job_id}/results", response_model=None)
+_RESULTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the results (JSON, or CSV with format=csv)",
+        "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {}},
+    },
+    **errors(404, 409),
+}
+_PICTURE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the picture", "content": {"image/png": {}}},
+    304: {"description": "the picture the client holds (its ETag) is the latest"},
+    **errors(404, 409),
+}
+
+
+@router.get("/jobs/{job_id}/results", response_model=None, responses=_RESULTS)
 def job_results(
     job_id: str,
     user: CurrentUser,
@@ -539,7 +554,7 @@ def _fit_picture(row: Any, runner: Any, store: Any) -> bytes:
     return _png(fit_plots.likelihood_scan_figure(result))
 
 
-@router.get("/jobs/{job_id}/plot.png", response_class=Response)
+@router.get("/jobs/{job_id}/plot.png", response_class=Response, responses=_PICTURE)
 def job_plot(
     job_id: str,
     request: Request,
@@ -584,7 +599,7 @@ def job_plot(
     return _picture(request, ("cls", row.id, cl, pallet), row, render)
 
 
-@router.get("/jobs/{job_id}/toys.png", response_class=Response)
+@router.get("/jobs/{job_id}/toys.png", response_class=Response, responses=_PICTURE)
 def job_toys_plot(
     job_id: str,
     request: Request,
@@ -617,7 +632,7 @@ def job_toys_plot(
     return _picture(request, ("toys", row.id, patch, pallet), row, render)
 
 
-@router.delete("/jobs/{job_id}")
+@router.delete("/jobs/{job_id}", responses=errors(403, 404))
 def cancel_job(job_id: str, user: CurrentUser, database: Database, runner: Runner) -> JobPublic:
     """Cancel a job: its running tasks stop being waited for; finished results stay."""
     row = _job_row(database, user, job_id)

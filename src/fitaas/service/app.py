@@ -27,6 +27,7 @@ from fitaas.service.deps import CurrentUser, Database
 from fitaas.service.documents import UploadChecker
 from fitaas.service.limits import BodySizeLimit, FailedAuthLimiter, SecurityHeaders
 from fitaas.service.pictures import PictureCache
+from fitaas.service.responses import errors
 from fitaas.service.runner import JobRunner
 from fitaas.service.settings import ServiceSettings
 from fitaas.sql_store import SqlResultStore
@@ -35,7 +36,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("fitaas.service")
 
-_account = APIRouter(tags=["account"])
+_account = APIRouter(tags=["account"], responses=errors(401, 413, 429, 503))
 
 
 @_account.get("/me")
@@ -50,7 +51,7 @@ def endpoints(user: CurrentUser, database: Database) -> list[dict[str, Any]]:
     return [e.to_dict() for e in usable_endpoints(database, user)]
 
 
-@_account.get("/health", tags=["service"])
+@_account.get("/health", tags=["service"], responses=errors(413))
 def health(request: Request) -> dict[str, Any]:
     """Whether the service can take new work (no token needed): ``ok``, or ``degraded``
     with the storage problem that makes it refuse new work."""
@@ -131,11 +132,12 @@ def _handle_errors(app: FastAPI, runner: JobRunner) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler echoes the input, which JSON cannot carry when it holds
         # NaN or Infinity: that was a 500. Locations and messages are what a client needs.
-        errors = [
-            {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg"))}
+        # (one line, as every other error: "body.task: Input should be ...; ...")
+        lines = [
+            ".".join(str(part) for part in error.get("loc", ())) + f": {error.get('msg')}"
             for error in exc.errors()
         ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": "; ".join(lines)}, status_code=422)
 
     @app.exception_handler(sa.exc.OperationalError)
     async def _storage(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
