@@ -558,7 +558,13 @@ def part_fuzz(root: Path, examples: int) -> None:
         tracebacks = server.tracebacks()
     _table(
         f"fuzz: schemathesis, {examples} examples per operation and mode, {took:.0f} s",
-        ["requests", "failures (every schemathesis check)", "tracebacks in the log", "target", "verdict"],
+        [
+            "requests",
+            "failures (every schemathesis check)",
+            "tracebacks in the log",
+            "target",
+            "verdict",
+        ],
         [
             [
                 sent,
