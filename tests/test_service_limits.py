@@ -6,6 +6,7 @@ formulas in CSV cells, and the health of a full disk."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,6 +205,46 @@ def test_users_share_an_endpoint_fairly(demo: Path, tmp_path: Path) -> None:
             began = time.monotonic()
             while alice.get(f"/jobs/{second['id']}").json()["state"] != "done":
                 assert time.monotonic() - began < 120
+                time.sleep(0.2)
+    finally:
+        users.engine.dispose()
+
+
+def test_slow_headers_and_too_many_connections_are_let_go(tmp_path: Path) -> None:
+    # 200 connections sending their headers slowly were held 60 s; 1,000 idle ones were
+    # accepted
+    database = f"sqlite:///{tmp_path / 'service.sqlite'}"
+    users = Users(database)
+    options = ("--header-timeout", "2", "--max-connections", "6")
+    try:
+        with running(database, tmp_path, options=options) as service:
+            port = int(service.url.rsplit(":", 1)[1])
+            slow = socket.create_connection(("127.0.0.1", port))
+            slow.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+            began = time.monotonic()
+            closed = False
+            while time.monotonic() - began < 10 and not closed:
+                try:
+                    slow.sendall(b"X")  # a header, a byte a second
+                    slow.settimeout(1.0)
+                    closed = slow.recv(1024) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+            assert closed, "a client sending its headers slowly was held 10 s"
+            assert time.monotonic() - began < 6
+            slow.close()
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+            try:
+                answer = httpx.get(service.url + "/api/v1/health", timeout=10)
+                assert answer.status_code == 503, answer.text
+            finally:
+                for connection in idle:
+                    connection.close()
+            deadline = time.monotonic() + 10
+            while httpx.get(service.url + "/api/v1/health", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline
                 time.sleep(0.2)
     finally:
         users.engine.dispose()

@@ -677,6 +677,8 @@ class _ToyGather(_Gather):
         self.block_tasks: list[_Task] = []
         self.toys_done = self.toys_total = 0
         for point, _ in todo:
+            if self.stop is not None and self.stop.is_set():  # (a cancel while planning)
+                raise ScanStopped("the work was stopped; finished results are in the store")
             self.blocks[point.digest] = {}
             self._plan(point, self.options.ntoys)
         super().run(engine, todo)

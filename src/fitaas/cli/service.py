@@ -105,6 +105,14 @@ def _service_imports() -> Any:
     type=click.IntRange(min=1),
     help="Connections and requests in progress at once; more get 503.",
 )
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="A client must send a request's headers whole within this time; else it is let go.",
+)
 def serve(
     database: str,
     host: str,
@@ -117,6 +125,7 @@ def serve(
     limit_values: tuple[str, ...],
     forwarded_allow_ips: str,
     max_connections: int,
+    header_timeout: float,
 ) -> None:
     """Run the fitaas service (HTTP API under /api/v1, web page at /).
 
@@ -137,6 +146,7 @@ def serve(
     faulthandler.enable()
 
     from fitaas.service import ServiceSettings, create_app
+    from fitaas.service.slow_clients import header_deadline_protocol
 
     settings = ServiceSettings(
         database=database,
@@ -160,6 +170,7 @@ def serve(
         proxy_headers=bool(forwarded_allow_ips),
         forwarded_allow_ips=forwarded_allow_ips or None,
         limit_concurrency=max_connections,
+        http=header_deadline_protocol(header_timeout),
     )
 
 

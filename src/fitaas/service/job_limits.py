@@ -51,7 +51,7 @@ class JobLimits:
     labels: int = 100
     toys: int = 100_000
     total_toys: int = 20_000_000
-    toy_blocks: int = 100_000
+    toy_blocks: int = 20_000
     grid: int = 2_000
     ul_scan: int = 1_000
     running_jobs: int = 1
