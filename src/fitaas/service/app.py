@@ -121,6 +121,8 @@ def _handle_errors(app: FastAPI, runner: JobRunner) -> None:
     async def _refuse_writes_without_storage(request: Request, call_next: Any) -> Any:
         problem = runner.storage.problem
         if problem and request.method not in ("GET", "HEAD", "OPTIONS"):
+            problem = runner.storage.check()  # (looked at again: space may have returned)
+        if problem and request.method not in ("GET", "HEAD", "OPTIONS"):
             return JSONResponse({"detail": problem}, status_code=503, headers={"Retry-After": "30"})
         return await call_next(request)
 

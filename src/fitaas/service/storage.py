@@ -45,9 +45,11 @@ class StorageWatch:
         self._full: tuple[str, float] | None = None  # a write refused for lack of space
 
     def noted(self, reason: str) -> None:
-        """A write failed with ``reason``; one for lack of space makes a problem now."""
+        """A write failed with ``reason``; one for lack of space makes a problem now, where
+        the disk cannot be looked at (a database server; a local file's disk is looked at
+        by :meth:`check`, and space that returns counts at once)."""
         lowered = reason.lower()
-        if "full" in lowered or "no space" in lowered:
+        if self.path is None and ("full" in lowered or "no space" in lowered):
             self._full = (reason, time.monotonic())
             self._settle(self._file_problem() or reason)
 
