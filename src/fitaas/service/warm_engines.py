@@ -40,6 +40,7 @@ class WarmEngines:
         # the engine each endpoint's running jobs share, and how many use each engine
         self._shared: dict[int, tuple[str, Engine]] = {}
         self._users: dict[int, int] = {}
+        self._starting: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -52,6 +53,12 @@ class WarmEngines:
         Raises:
             EngineError: A new engine cannot start.
         """
+        with self._lock:
+            starting = self._starting.setdefault(endpoint_id, threading.Lock())
+        with starting:  # (two jobs that start at once share one engine, started once)
+            return self._take(endpoint_id, settings)
+
+    def _take(self, endpoint_id: int, settings: dict[str, Any]) -> Engine:
         key = self._key(settings)
         with self._lock:
             shared = self._shared.get(endpoint_id)
