@@ -5,6 +5,8 @@ formulas in CSV cells, and the health of a full disk."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import socket
 import time
@@ -248,3 +250,26 @@ def test_slow_headers_and_too_many_connections_are_let_go(tmp_path: Path) -> Non
                 time.sleep(0.2)
     finally:
         users.engine.dispose()
+
+
+def test_results_csv_of_a_shared_job_holds_no_live_formula(
+    site: tuple[Service, Users], demo: Path
+) -> None:
+    # jobs are shared with groups: a model named as a formula ran in a colleague's sheet
+    service, users = site
+    patch = json.loads((demo / "patchset.json").read_text())["patches"][0]["patch"]
+    model = {"name": '=HYPERLINK("http://x","y")', "values": [1, 2], "patch": patch}
+    with client(service, users.carol) as http:
+        workspace = upload(http, "workspace", demo / "BkgOnly.json")
+        models = http.post("/models", content=(json.dumps(model) + "\n").encode()).json()
+        body = {"workspace": workspace, "models": models["digest"], "labels": ["=1+1", "m"]}
+        job = http.post("/jobs", json={**body, "group": "atlas"}).json()
+        deadline = time.monotonic() + 120
+        while http.get(f"/jobs/{job['id']}").json()["state"] != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    with client(service, users.alice) as colleague:  # (in the group)
+        text = colleague.get(f"/jobs/{job['id']}/results", params={"format": "csv"}).text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][1] == "'=1+1" and rows[1][0] == "'" + model["name"], rows[:2]
+    assert all(csv_cell(cell) == cell for row in rows for cell in row)
