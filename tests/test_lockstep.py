@@ -219,7 +219,7 @@ def test_device_gpu_reaches_the_workers_environment(monkeypatch: pytest.MonkeyPa
 def test_a_lockstep_that_breaks_leaves_every_fit_to_be_made_one_at_a_time(
     demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fitaas.fast.lockstep as lockstep
+    import fitaas.inference.lockstep as lockstep
 
     real = lockstep._hold
     held: list[int] = []

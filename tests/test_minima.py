@@ -160,8 +160,8 @@ def test_reasons_are_one_line_each_with_their_strategies() -> None:
 
 def test_toys_of_a_kink_model_end_in_their_lowest_minima() -> None:
     from fitaas.fast import StructureCache
-    from fitaas.fast.toys import fast_teststats
     from fitaas.inference.backend import pyhf_backend
+    from fitaas.inference.compiled_toys import fast_teststats
     from fitaas.inference.core import build_model, fit_inputs
     from fitaas.inference.toys import block_seed, sample_toys, toy_reference
 

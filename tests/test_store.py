@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from fitaas.outcomes import Outcome
-from fitaas.sql_store import SqlResultStore
 from fitaas.store import (
     Record,
     ResultStore,
@@ -16,6 +15,7 @@ from fitaas.store import (
     result_key,
     store_label,
 )
+from fitaas.store.sql import SqlResultStore
 
 
 def _put(store: ResultStore, key: str, status: str = "ok") -> None:

@@ -15,7 +15,7 @@ import pytest
 import fitaas
 from conftest import plain_hypotest, run_cli
 from fitaas.errors import InputError
-from fitaas.scanning import ScanStopped
+from fitaas.gathering import ScanStopped
 from fitaas.streaming import READ_CHUNK
 from fitaas.theory_models import count_models, read_models
 

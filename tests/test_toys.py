@@ -26,7 +26,7 @@ from fitaas.inference.toys import (
 
 pytest.importorskip("jax")
 from fitaas.fast import StructureCache
-from fitaas.fast.toys import fast_teststats
+from fitaas.inference.compiled_toys import fast_teststats
 
 
 @pytest.fixture

@@ -24,12 +24,13 @@ from fitaas.errors import FitaasError, InputError
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.client import Client, Job
     from fitaas.fit_jobs import likelihood_scan, ranking, upper_limit
+    from fitaas.gathering import ScanProgress
     from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
     from fitaas.inference.likelihood_scan import LikelihoodScan
     from fitaas.inference.ranking import RankingResult
     from fitaas.pallets import Pallet, Point, load_pallet
     from fitaas.results import PointResult, ScanResult, read_results
-    from fitaas.scanning import ScanProgress, scan
+    from fitaas.scanning import scan
     from fitaas.store import ResultStore, open_store
     from fitaas.streaming import StreamSummary, stream_scan
     from fitaas.sweeps import sweep

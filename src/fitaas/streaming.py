@@ -29,22 +29,22 @@ from fitaas.engines.base import Engine
 from fitaas.engines.factory import engine_in_use
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
+from fitaas.gathering import (
+    FINAL,
+    Gather,
+    ScanProgress,
+    Task,
+    check_scan_options,
+    opened_store,
+    pallet_result,
+    point_result,
+)
 from fitaas.inference import KINDS, InferenceOptions
 from fitaas.inference.backend import checking_backend
 from fitaas.inference.results import strict_json
 from fitaas.outcomes import Outcome
 from fitaas.pallets import Pallet, Point, load_pallet
 from fitaas.results import PointResult, ScanResult
-from fitaas.scanning import (
-    FINAL,
-    ScanProgress,
-    _Gather,
-    _opened_store,
-    _point_result,
-    _Task,
-    check_scan_options,
-    pallet_result,
-)
 from fitaas.store import ResultStore, result_key
 from fitaas.theory_models import ModelSource, model_source
 
@@ -110,8 +110,8 @@ def _header(pallet: Pallet, options: InferenceOptions, kinds: Sequence[str]) -> 
     return {**header, "kinds": list(kinds), "stream": True}
 
 
-class _StreamGather(_Gather):
-    """A :class:`_Gather` fed chunk by chunk: a model's keys and outcomes are kept only
+class _StreamGather(Gather):
+    """A :class:`Gather` fed chunk by chunk: a model's keys and outcomes are kept only
     while it is in flight; models with the same patch as one in flight wait for it."""
 
     def __init__(
@@ -141,9 +141,9 @@ class _StreamGather(_Gather):
         for k in self.kinds:
             self.keys.pop((point.digest, k), None)
         for each in self.followers.pop(point.digest, [point]):
-            self.emit(_point_result(each, self.pallet.labels, self.kinds, outcomes), False)
+            self.emit(point_result(each, self.pallet.labels, self.kinds, outcomes), False)
 
-    def tasks(self, engine: Engine, points: Iterator[Point], ref: Any) -> Iterator[_Task]:
+    def tasks(self, engine: Engine, points: Iterator[Point], ref: Any) -> Iterator[Task]:
         """Tasks for the models the store lacks, a chunk of models at a time; the others
         are emitted from the store as they are reached."""
         while chunk := list(itertools.islice(points, READ_CHUNK)):
@@ -158,7 +158,7 @@ class _StreamGather(_Gather):
                 missing = tuple(k for k, v in found.items() if v is None or v.status not in FINAL)
                 if not missing:
                     outcomes = {k: Outcome.from_dict(v.outcome) for k, v in found.items() if v}
-                    result = _point_result(point, self.pallet.labels, self.kinds, outcomes)
+                    result = point_result(point, self.pallet.labels, self.kinds, outcomes)
                     self.emit(result, True)
                     continue
                 self.followers[point.digest] = [point]
@@ -243,7 +243,7 @@ def stream_scan(
     emitter = _Emitter(writer, on_result, progress, total or 0)
     summary: dict[str, Any] | None = None
     try:
-        with _opened_store(store) as results_store:
+        with opened_store(store) as results_store:
             gather = _StreamGather(pallet, options, kinds, results_store, emitter.emit, force)
             gather.stop = stop
             engine_args = (engine, executor, workers, retries, batch_size, options.device)
@@ -291,7 +291,7 @@ class _Emitter:
             failed = self.counts["failed"]
             self.progress(ScanProgress(self.total, self.models, failed, self.reused, result))
 
-    def summary(self, gather: _Gather, kinds: Sequence[str]) -> dict[str, Any]:
+    def summary(self, gather: Gather, kinds: Sequence[str]) -> dict[str, Any]:
         """The JSON Lines file's summary line: models, statuses, computed and reused."""
         per_kind = {
             kind: {

@@ -381,8 +381,8 @@ def _lockstep_points(
     structures: Any,
 ) -> list[dict[str, Any]]:
     """The points' models built first, their hypothesis tests' fits made in lockstep
-    (:mod:`fitaas.fast.lockstep`), then each point computed as usual on them."""
-    from fitaas.fast.lockstep import lockstep_hypotests
+    (:mod:`fitaas.inference.lockstep`), then each point computed as usual on them."""
+    from fitaas.inference.lockstep import lockstep_hypotests
 
     built = [_built(workspace, point, options) for point in points]
     models = [(b.model, b.data) for b in built if b.error is None]
@@ -545,8 +545,9 @@ def _toy_block(
     """One block of toys: draw them, compute their test statistics."""
     import numpy as np
 
+    from fitaas.inference.arrays import encode_array
     from fitaas.inference.core import fit_inputs
-    from fitaas.inference.toys import block_seed, encode_array, plain_teststats, sample_toys
+    from fitaas.inference.toys import block_seed, plain_teststats, sample_toys
 
     ensemble, index = block
     begin = time.perf_counter()
@@ -556,7 +557,7 @@ def _toy_block(
     bound = structures.bound(model, options.modifier_settings) if structures else None
     refitted, evaluations = 0, 0.0
     if bound is not None:
-        from fitaas.fast.toys import fast_teststats
+        from fitaas.inference.compiled_toys import fast_teststats
 
         fits = fast_teststats(bound, model, toys, options, inputs, reference, ensemble)
         values, refitted, evaluations = fits.teststats, fits.refitted, fits.evaluations

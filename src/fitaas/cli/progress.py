@@ -18,7 +18,7 @@ from rich.progress import (
 
 if TYPE_CHECKING:  # pragma: no cover - keeps `fitaas --help` free of pyhf imports
     from fitaas.fit_jobs import FitProgress
-    from fitaas.scanning import ScanProgress
+    from fitaas.gathering import ScanProgress
 
 __all__ = ["STARTING", "FitBar", "ScanBar"]
 

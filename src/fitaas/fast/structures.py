@@ -517,7 +517,7 @@ def held_key(data: Any, fixed_vals: Any, par_bounds: Any) -> tuple[bytes, tuple[
 
 @dataclass(frozen=True)
 class HeldFit:
-    """A minimum found ahead of its request (:mod:`fitaas.fast.lockstep`).
+    """A minimum found ahead of its request (:mod:`fitaas.inference.lockstep`).
 
     Attributes:
         x: The parameters at the minimum (fixed ones included).

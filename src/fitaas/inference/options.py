@@ -136,7 +136,7 @@ class InferenceOptions:
             result's key: it does not change a result that is computed.
         lockstep: On the fast path (elsewhere ignored), the fits of the asymptotic
             hypothesis tests of a task's points of one model structure run together, one
-            compiled call for all of them per step (:mod:`fitaas.fast.lockstep`); the
+            compiled call for all of them per step (:mod:`fitaas.inference.lockstep`); the
             tests are otherwise unchanged. Minima equal the one-at-a-time fits' within
             the fit tolerance.
         device: ``"cpu"``, or ``"gpu"``: workers compute on a GPU (jax with its CUDA

@@ -8,6 +8,8 @@ from typing import Any
 
 from scipy.stats import norm
 
+from fitaas.inference.arrays import decode_array
+
 __all__ = [
     "FitResult",
     "HypotestResult",
@@ -66,7 +68,6 @@ class ToySummary:
 
     def distributions(self) -> tuple[Any, Any]:
         """The two test-statistic distributions as numpy arrays (float32 precision)."""
-        from fitaas.inference.toys import decode_array
 
         return decode_array(self.teststats_sb, "float32"), decode_array(self.teststats_b, "float32")
 

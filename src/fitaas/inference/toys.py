@@ -17,7 +17,6 @@ every number.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 from collections.abc import Sequence
@@ -35,8 +34,6 @@ __all__ = [
     "NORMAL_PERCENTILES",
     "ToyReference",
     "block_seed",
-    "decode_array",
-    "encode_array",
     "generating_poi",
     "merge_toys",
     "plain_teststats",
@@ -185,19 +182,6 @@ def plain_teststats(
             continue
         out[i] = float(np.asarray(value, dtype=float).reshape(-1)[0])
     return out
-
-
-def encode_array(values: np.ndarray, dtype: str = "float64") -> str:
-    """A numeric array as base64 text (little-endian ``dtype``)."""
-    raw = np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
-    return base64.b64encode(raw).decode()
-
-
-def decode_array(text: str, dtype: str = "float64") -> np.ndarray:
-    """Inverse of :func:`encode_array`."""
-    return np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<")).astype(
-        float
-    )
 
 
 def _pvalues(sorted_toys: np.ndarray, values: np.ndarray) -> np.ndarray:

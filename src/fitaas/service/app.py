@@ -30,7 +30,7 @@ from fitaas.service.pictures import PictureCache
 from fitaas.service.responses import errors
 from fitaas.service.runner import JobRunner
 from fitaas.service.settings import ServiceSettings
-from fitaas.sql_store import SqlResultStore
+from fitaas.store.sql import SqlResultStore
 
 __all__ = ["create_app"]
 

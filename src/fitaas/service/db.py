@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fitaas.errors import FitaasError
-from fitaas.sql_store import results_table, sqlalchemy_url
+from fitaas.store.sql import results_table, sqlalchemy_url
 
 __all__ = [
     "DEFAULT_DATABASE",

@@ -13,7 +13,7 @@ from fitaas.service.documents import UploadChecker
 from fitaas.service.limits import FailedAuthLimiter
 from fitaas.service.runner import JobRunner
 from fitaas.service.settings import ServiceSettings
-from fitaas.sql_store import SqlResultStore
+from fitaas.store.sql import SqlResultStore
 
 __all__ = ["CurrentUser", "Database", "Runner", "Settings", "Store", "Uploads"]
 

@@ -45,7 +45,7 @@ def check_job_options(
     Raises:
         InputError: The first such option, named.
     """
-    from fitaas.scanning import check_scan_options
+    from fitaas.gathering import check_scan_options
 
     if options.device == "gpu" and endpoint_settings.get("device", "cpu") != "gpu":
         raise InputError(

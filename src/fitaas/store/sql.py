@@ -1,7 +1,7 @@
 """The results store in any SQL database SQLAlchemy reaches (PostgreSQL, SQLite).
 
-Same table (:data:`fitaas.store.COLUMNS`), keys and behaviour as the SQLite store, a
-sibling implementing :class:`fitaas.store.ResultStore`; used by the service,
+Same table (:data:`fitaas.store.records.COLUMNS`), keys and behaviour as the SQLite store, a
+sibling implementing :class:`fitaas.store.records.ResultStore`; used by the service,
 whose jobs and results live in one database, and by ``--store postgresql://...``.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Self
 
 from fitaas.errors import FitaasError
-from fitaas.store import COLUMNS, INDEX, Record, StoredOutcome, chunks
+from fitaas.store.records import COLUMNS, INDEX, Record, StoredOutcome, chunks
 
 __all__ = ["SqlResultStore", "results_table", "sqlalchemy_url"]
 
@@ -28,7 +28,7 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def results_table(metadata: Any) -> Any:
-    """The ``results`` table (:data:`fitaas.store.COLUMNS`) on a SQLAlchemy MetaData."""
+    """The ``results`` table (:data:`fitaas.store.records.COLUMNS`) on a SQLAlchemy MetaData."""
     import sqlalchemy as sa
 
     def column(c: Any) -> Any:
