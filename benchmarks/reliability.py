@@ -46,8 +46,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from fitaas.example import write_example
-from fitaas.results import csv_cell
+from fitaas.inputs.example import write_example
+from fitaas.output.results import csv_cell
 from fitaas.service import db
 from fitaas.service.accounts import add_user
 

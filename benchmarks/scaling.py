@@ -44,7 +44,7 @@ def child_scan(pallet_path: str, workers: int) -> dict[str, Any]:
     """In a fresh process: what a ``fitaas scan`` run spends, by phase."""
     start = time.time()
     import fitaas
-    from fitaas.pallets import load_pallet
+    from fitaas.inputs.pallets import load_pallet
 
     imported = time.time()
     pallet = load_pallet(pallet_path)
@@ -80,7 +80,7 @@ def child_parts(pallet_path: str, pools: list[int]) -> dict[str, Any]:
     from fitaas.engines import LocalEngine
     from fitaas.fast import StructureCache
     from fitaas.inference.core import build_model
-    from fitaas.pallets import load_pallet
+    from fitaas.inputs.pallets import load_pallet
 
     out: dict[str, Any] = {}
     begin = time.perf_counter()

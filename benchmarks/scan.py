@@ -43,7 +43,7 @@ import fitaas
 from common import pallet_folder
 from fitaas.engines import default_workers
 from fitaas.engines.endpoint import engine_from_settings
-from fitaas.pallets import Pallet, load_pallet
+from fitaas.inputs.pallets import Pallet, load_pallet
 
 # The paths a configuration's +flag chooses (no flag: fitaas's default).
 PATHS: dict[str, dict[str, Any]] = {

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import fitaas
 from common import pallet_folder
-from fitaas.pallets import load_json
+from fitaas.inputs.pallets import load_json
 
 SCALED = ("data", "hi_data", "lo_data")
 
@@ -119,7 +119,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="fitaas-theory-"))
     if args.pallet == "demo":
-        from fitaas.example import write_example
+        from fitaas.inputs.example import write_example
 
         write_example(work / "demo")
         folder = work / "demo"

@@ -47,7 +47,7 @@ def workspaces() -> Path:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated demo pallet, written once per test session."""
-    from fitaas.example import write_example
+    from fitaas.inputs.example import write_example
 
     folder = tmp_path_factory.mktemp("demo")
     write_example(folder)

@@ -135,7 +135,7 @@ def test_a_cls_of_zero_over_zero_is_null_in_strict_json_without_warnings(tmp_pat
 
 
 def test_the_demo_signal_is_excluded_exactly_on_its_line() -> None:
-    from fitaas.example import EXCLUDED_EVENTS, _background_workspace, _excluded_events
+    from fitaas.inputs.example import EXCLUDED_EVENTS, _background_workspace, _excluded_events
 
     assert _excluded_events(_background_workspace()) == pytest.approx(EXCLUDED_EVENTS, rel=1e-7)
 
@@ -236,7 +236,7 @@ def test_the_bar_says_what_happens_before_the_first_point() -> None:
     from rich.console import Console
 
     from fitaas.cli.progress import STARTING, ScanBar
-    from fitaas.gathering import ScanProgress
+    from fitaas.jobs.gathering import ScanProgress
 
     console = Console(file=io.StringIO(), width=200, force_terminal=True)
     with ScanBar(console=console) as bar:

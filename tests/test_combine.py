@@ -11,9 +11,9 @@ import pytest
 
 from conftest import plain_hypotest, run_cli
 from fitaas import InputError, load_pallet
-from fitaas.combine import Renames, combine_workspaces
-from fitaas.combined_scans import combine_pallets
-from fitaas.pallets import digest
+from fitaas.inputs.combine import Renames, combine_workspaces
+from fitaas.inputs.pallets import digest
+from fitaas.jobs.combined_scans import combine_pallets
 
 
 def _prefixed(spec: dict[str, object], prefix: str) -> pyhf.Workspace:

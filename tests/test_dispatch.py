@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from fitaas.dispatch import Dispatcher, Sending, Stopped
 from fitaas.engines.base import ExecutorEngine
-from fitaas.payloads import WorkspaceNotOnWorker
+from fitaas.jobs.dispatch import Dispatcher, Sending, Stopped
+from fitaas.worker.payloads import WorkspaceNotOnWorker
 
 
 @dataclass

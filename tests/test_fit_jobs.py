@@ -230,7 +230,7 @@ def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None
 
 
 def test_fit_plots_draw_pulls_and_the_most_correlated_parameters() -> None:
-    from fitaas.fit_plots import correlation_figure, pulls_figure
+    from fitaas.output.fit_plots import correlation_figure, pulls_figure
 
     names = tuple(f"p{i}" for i in range(40))
     matrix = np.eye(40)

@@ -18,9 +18,9 @@ from fitaas import InferenceOptions
 from fitaas.engines import LocalEngine
 from fitaas.engines.endpoint import engine_from_settings
 from fitaas.fast.device import device_report
-from fitaas.pallets import digest
-from fitaas.payloads import WorkspaceRef
-from fitaas.tasks import run_points, worker_cache
+from fitaas.inputs.pallets import digest
+from fitaas.worker.payloads import WorkspaceRef
+from fitaas.worker.tasks import run_points, worker_cache
 
 pytest.importorskip("jax")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fitaas import InputError, load_pallet
-from fitaas.pallets import digest
+from fitaas.inputs.pallets import digest
 
 
 def _write(path: Path, obj: object) -> Path:
@@ -136,7 +136,7 @@ def test_a_pallet_is_parsed_once_per_content(
 ) -> None:
     import shutil
 
-    from fitaas import pallets
+    from fitaas.inputs import pallets
 
     monkeypatch.setenv("FITAAS_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "pallet"

@@ -16,7 +16,7 @@ from matplotlib.testing.compare import compare_images
 import fitaas
 from conftest import CHROMIUM, CHROMIUM_ARGS, run_cli
 from fitaas import InputError, plots
-from fitaas.example import true_boundary
+from fitaas.inputs.example import true_boundary
 
 matplotlib.use("Agg")
 BASELINE = Path(__file__).parent / "baseline"
@@ -179,7 +179,7 @@ def test_plot_and_report_commands(demo: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_report_opens_in_a_real_browser(demo_limits: fitaas.ScanResult, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from fitaas.report import html_report
+    from fitaas.output.report import html_report
 
     page_file = tmp_path / "report.html"
     figures = {

@@ -13,8 +13,8 @@ import pytest
 import fitaas
 from conftest import load
 from fitaas import InferenceOptions
-from fitaas.gathering import ScanStopped
 from fitaas.inference import build_model
+from fitaas.jobs.gathering import ScanStopped
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import matplotlib
 import pytest
 
 import fitaas
-from fitaas.report import html_report
+from fitaas.output.report import html_report
 
 matplotlib.use("Agg")
 

@@ -6,7 +6,7 @@ import csv
 import io
 
 from fitaas.inference import FitResult, InferenceOptions
-from fitaas.results import PointResult, ScanResult
+from fitaas.output.results import PointResult, ScanResult
 
 
 def _fit(names: tuple[str, ...], values: tuple[float, ...]) -> FitResult:

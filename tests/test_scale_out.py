@@ -15,8 +15,8 @@ from conftest import load
 from fitaas import InferenceOptions
 from fitaas.engines import LocalEngine
 from fitaas.fast.device import configure_device, device_report
-from fitaas.pallets import digest, load_pallet
-from fitaas.tasks import run_points
+from fitaas.inputs.pallets import digest, load_pallet
+from fitaas.worker.tasks import run_points
 
 
 def _wide_workspace(bins: int) -> dict[str, Any]:
@@ -163,8 +163,8 @@ def test_a_scans_plan_leaves_jax_to_the_workers(
     script = (
         "import sys\n"
         "from fitaas import InferenceOptions\n"
-        "from fitaas.pallets import load_pallet\n"
-        "from fitaas.scanning import _plan\n"
+        "from fitaas.inputs.pallets import load_pallet\n"
+        "from fitaas.jobs.scanning import _plan\n"
         f"plan = _plan(load_pallet({str(demo)!r}), None, InferenceOptions(), ('hypotest',), 0)\n"
         "print(len(plan.keys), 'jax' in sys.modules)\n"
     )

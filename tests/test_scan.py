@@ -15,7 +15,7 @@ import pytest
 import fitaas
 from conftest import FITAAS
 from fitaas import InferenceOptions
-from fitaas.example import true_boundary
+from fitaas.inputs.example import true_boundary
 from fitaas.store import open_store
 
 

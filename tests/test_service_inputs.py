@@ -17,8 +17,8 @@ import pytest
 import fitaas
 from conftest import FITAAS
 from fitaas.client import ServiceError
-from fitaas.combined_scans import combine_pallets
-from fitaas.sweeps import expand_pallets
+from fitaas.jobs.combined_scans import combine_pallets
+from fitaas.jobs.sweeps import expand_pallets
 from service_process import Service, Users, client, sqlite_site, upload
 from test_combine import _analysis_b
 from test_sweeps import _variant

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fitaas.results import csv_cell
+from fitaas.output.results import csv_cell
 from service_process import PATCHES, Service, Users, client, running, upload
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fitaas.outcomes import Outcome
+from fitaas.jobs.outcomes import Outcome
 from fitaas.store import (
     Record,
     ResultStore,

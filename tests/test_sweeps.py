@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fitaas
 from conftest import run_cli
-from fitaas.pallets import digest
+from fitaas.inputs.pallets import digest
 
 PATCHES = ["demo_700_0", "demo_800_200"]
 

@@ -11,9 +11,9 @@ import pytest
 
 from conftest import load
 from fitaas.inference import InferenceOptions
-from fitaas.pallets import digest
-from fitaas.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
-from fitaas.tasks import run_held_fits, run_hypotests, run_points
+from fitaas.inputs.pallets import digest
+from fitaas.worker.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
+from fitaas.worker.tasks import run_held_fits, run_hypotests, run_points
 
 
 def test_tasks_ask_for_the_workspace_once_and_report_failures(demo: Path) -> None:
@@ -46,7 +46,7 @@ def test_tasks_ask_for_the_workspace_once_and_report_failures(demo: Path) -> Non
 
 
 def test_a_long_lived_worker_keeps_the_most_recent_workspaces(demo: Path, tmp_path: Path) -> None:
-    from fitaas.tasks import WORKSPACES_KEPT, WorkerCache
+    from fitaas.worker.tasks import WORKSPACES_KEPT, WorkerCache
 
     base = load(demo / "BkgOnly.json")
     cache = WorkerCache()

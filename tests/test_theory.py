@@ -15,9 +15,9 @@ import pytest
 import fitaas
 from conftest import plain_hypotest, run_cli
 from fitaas.errors import InputError
-from fitaas.gathering import ScanStopped
-from fitaas.streaming import READ_CHUNK
-from fitaas.theory_models import count_models, read_models
+from fitaas.inputs.theory_models import count_models, read_models
+from fitaas.jobs.gathering import ScanStopped
+from fitaas.jobs.streaming import READ_CHUNK
 
 
 def _models(demo: Path) -> list[dict[str, Any]]:
@@ -195,8 +195,8 @@ def test_a_worker_keeps_nothing_per_model(demo: Path, monkeypatch: pytest.Monkey
     import pyhf
 
     from fitaas.inference import InferenceOptions
-    from fitaas.pallets import load_pallet
-    from fitaas.tasks import WorkspaceRef, run_points, worker_cache
+    from fitaas.inputs.pallets import load_pallet
+    from fitaas.worker.tasks import WorkspaceRef, run_points, worker_cache
 
     pallet = load_pallet(demo)
     worker_cache().install(pallet.workspace_digest, pallet.workspace)

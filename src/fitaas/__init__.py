@@ -23,39 +23,39 @@ from fitaas.errors import FitaasError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.client import Client, Job
-    from fitaas.fit_jobs import likelihood_scan, ranking, upper_limit
-    from fitaas.gathering import ScanProgress
     from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
     from fitaas.inference.likelihood_scan import LikelihoodScan
     from fitaas.inference.ranking import RankingResult
-    from fitaas.pallets import Pallet, Point, load_pallet
-    from fitaas.results import PointResult, ScanResult, read_results
-    from fitaas.scanning import scan
+    from fitaas.inputs.pallets import Pallet, Point, load_pallet
+    from fitaas.jobs.fit_jobs import likelihood_scan, ranking, upper_limit
+    from fitaas.jobs.gathering import ScanProgress
+    from fitaas.jobs.scanning import scan
+    from fitaas.jobs.streaming import StreamSummary, stream_scan
+    from fitaas.jobs.sweeps import sweep
+    from fitaas.output.results import PointResult, ScanResult, read_results
     from fitaas.store import ResultStore, open_store
-    from fitaas.streaming import StreamSummary, stream_scan
-    from fitaas.sweeps import sweep
 
 _LAZY = {
     "FitResult": "fitaas.inference",
     "HypotestResult": "fitaas.inference",
     "InferenceOptions": "fitaas.inference",
     "UpperLimitResult": "fitaas.inference",
-    "Pallet": "fitaas.pallets",
-    "Point": "fitaas.pallets",
-    "load_pallet": "fitaas.pallets",
-    "PointResult": "fitaas.results",
-    "ScanResult": "fitaas.results",
-    "read_results": "fitaas.results",
-    "ScanProgress": "fitaas.scanning",
-    "scan": "fitaas.scanning",
+    "Pallet": "fitaas.inputs.pallets",
+    "Point": "fitaas.inputs.pallets",
+    "load_pallet": "fitaas.inputs.pallets",
+    "PointResult": "fitaas.output.results",
+    "ScanResult": "fitaas.output.results",
+    "read_results": "fitaas.output.results",
+    "ScanProgress": "fitaas.jobs.scanning",
+    "scan": "fitaas.jobs.scanning",
     "ResultStore": "fitaas.store",
     "open_store": "fitaas.store",
-    "sweep": "fitaas.sweeps",
-    "StreamSummary": "fitaas.streaming",
-    "stream_scan": "fitaas.streaming",
-    "ranking": "fitaas.fit_jobs",
-    "likelihood_scan": "fitaas.fit_jobs",
-    "upper_limit": "fitaas.fit_jobs",
+    "sweep": "fitaas.jobs.sweeps",
+    "StreamSummary": "fitaas.jobs.streaming",
+    "stream_scan": "fitaas.jobs.streaming",
+    "ranking": "fitaas.jobs.fit_jobs",
+    "likelihood_scan": "fitaas.jobs.fit_jobs",
+    "upper_limit": "fitaas.jobs.fit_jobs",
     "RankingResult": "fitaas.inference.ranking",
     "LikelihoodScan": "fitaas.inference.likelihood_scan",
     "Client": "fitaas.client",

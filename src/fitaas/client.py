@@ -24,8 +24,8 @@ from fitaas.errors import FitaasError
 if TYPE_CHECKING:  # pragma: no cover - the client imports pyhf only to read results
     from fitaas.inference.likelihood_scan import LikelihoodScan
     from fitaas.inference.ranking import RankingResult
-    from fitaas.pallets import PalletSpecs
-    from fitaas.results import ScanResult
+    from fitaas.inputs.pallets import PalletSpecs
+    from fitaas.output.results import ScanResult
 
 __all__ = ["Client", "Job", "ServiceError"]
 
@@ -165,7 +165,7 @@ class Client:
         """Upload theory models: a ``.jsonl``/``.jsonl.gz`` file, a folder of patch files or
         an iterable of ``{"name", "values", "patch"}`` (checked here first, as ``fitaas
         scan --models`` reads them); returns their digest."""
-        from fitaas.theory_models import model_line, model_source
+        from fitaas.inputs.theory_models import model_line, model_source
 
         lines = (model_line(p) for p in model_source(models))
         body = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
@@ -211,7 +211,7 @@ class Client:
         Returns:
             The queued job.
         """
-        from fitaas.pallets import pallet_specs
+        from fitaas.inputs.pallets import pallet_specs
 
         if models is not None and patchset is not None:
             raise ServiceError("a theory scan scans its models: give no patchset")
@@ -262,8 +262,8 @@ class Client:
         Returns:
             The queued job; :meth:`sweep_results` gives a sweep's results by pallet.
         """
-        from fitaas.pallets import pallet_specs
-        from fitaas.sweeps import sweep_sources
+        from fitaas.inputs.pallets import pallet_specs
+        from fitaas.jobs.sweeps import sweep_sources
 
         pallets = [
             {
@@ -361,12 +361,12 @@ class Client:
     def results(
         self, job: Job | str, pallet: str | None = None
     ) -> ScanResult | RankingResult | LikelihoodScan:
-        """The job's results so far: a :class:`~fitaas.results.ScanResult` (as
+        """The job's results so far: a :class:`~fitaas.output.results.ScanResult` (as
         :func:`fitaas.scan` returns it) for scans (of a sweep, its pallet ``pallet``,
         default the first); the ranking or likelihood scan of those jobs."""
         from fitaas.inference.likelihood_scan import LikelihoodScan
         from fitaas.inference.ranking import RankingResult
-        from fitaas.results import ScanResult
+        from fitaas.output.results import ScanResult
 
         data = self.results_json(job, pallet) if pallet else self.results_json(job)
         if "pallets" in data:  # a sweep: its first pallet
@@ -379,7 +379,7 @@ class Client:
 
     def sweep_results(self, job: Job | str) -> dict[str, ScanResult]:
         """A sweep job's results so far, each pallet's by its name, in order."""
-        from fitaas.results import ScanResult
+        from fitaas.output.results import ScanResult
 
         data = self.results_json(job)
         if "pallets" not in data:

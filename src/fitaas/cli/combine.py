@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from fitaas.combine import JOINS
+from fitaas.inputs.combine import JOINS
 
 __all__ = ["combine"]
 
@@ -73,9 +73,9 @@ def _renames(values: tuple[str, ...], count: int, option: str) -> list[dict[str,
 def combine(workspaces: tuple[str, ...], output: Path, **params: Any) -> None:
     """Combine WORKSPACES (files, folders or archives: their background-only workspaces)
     into one, on pyhf's Workspace.combine."""
-    from fitaas.combine import Renames, combine_workspaces
     from fitaas.errors import InputError
-    from fitaas.pallets import load_pallet
+    from fitaas.inputs.combine import Renames, combine_workspaces
+    from fitaas.inputs.pallets import load_pallet
 
     count = len(workspaces)
     prefixes = list(params["prefixes"])

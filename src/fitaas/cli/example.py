@@ -18,7 +18,7 @@ def example(directory: Path, force: bool) -> None:
     20 signal points on an (m1, m2) grid; observed CLs = 0.05 exactly on the line
     m1 = 750 - 0.6 m2, so you can check what fitaas finds.
     """
-    from fitaas.example import write_example
+    from fitaas.inputs.example import write_example
 
     workspace, patchset = write_example(directory, overwrite=force)
     click.echo(f"Wrote {workspace} and {patchset}. Try:\n  fitaas scan {workspace} {patchset}")

@@ -78,7 +78,7 @@ def ranking(**params: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fitaas.fit_jobs import ranking as run_ranking
+    from fitaas.jobs.fit_jobs import ranking as run_ranking
 
     pallet = pallet_from_cli(params)
     engine = engine_from_cli(params)
@@ -133,7 +133,7 @@ def nll_scan(**params: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fitaas.fit_jobs import likelihood_scan
+    from fitaas.jobs.fit_jobs import likelihood_scan
 
     pallet = pallet_from_cli(params)
     grid = grid_from_cli(params["grid"], "--range", "LOW,HIGH,N")

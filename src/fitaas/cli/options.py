@@ -23,7 +23,7 @@ from fitaas.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
     from fitaas.engines import Engine
     from fitaas.inference import InferenceOptions
-    from fitaas.pallets import Pallet
+    from fitaas.inputs.pallets import Pallet
 
 __all__ = [
     "IDLE_FOR_FITS",
@@ -85,7 +85,7 @@ def pallets_options(func: F) -> F:
     """PALLETS... arguments with the options of sweeps, combinations and theory scans
     (``--region``, ``--all-regions``, ``--combine``, ``--join``, ``--match``, ``--models``,
     ``--labels``); see :func:`pallets_mode`."""
-    from fitaas.combine import JOINS
+    from fitaas.inputs.combine import JOINS
 
     return _stack(
         click.argument("pallets", nargs=-1, required=True),
@@ -200,7 +200,7 @@ def _stdin_workspace() -> dict[str, Any]:
 def pallet_from_cli(params: dict[str, Any]) -> Pallet:
     """Load the pallet named by the :func:`pallet_arguments` of a command (WORKSPACE ``-``:
     the workspace's JSON from standard input)."""
-    from fitaas.pallets import load_pallet
+    from fitaas.inputs.pallets import load_pallet
 
     workspace = params["workspace"]
     return load_pallet(

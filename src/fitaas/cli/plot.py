@@ -32,9 +32,9 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
     Raises:
         InputError: The file cannot be read, or nothing at all could be drawn.
     """
-    from fitaas import plots
     from fitaas.errors import InputError
-    from fitaas.results import read_results
+    from fitaas.output import plots
+    from fitaas.output.results import read_results
 
     plots.use_style(params.get("style"))
     fits = _fit_figures(path, params)
@@ -99,8 +99,8 @@ def _fit_figures(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     file is not one of those)."""
     import json
 
-    from fitaas import fit_plots
     from fitaas.errors import InputError
+    from fitaas.output import fit_plots
 
     if path.suffix.lower() != ".json" or not path.is_file():
         return None
@@ -220,8 +220,8 @@ def plot(results: Path, output: Path, formats: str, **params: Any) -> None:
 @_with_options
 def report(results: Path, output: Path, **params: Any) -> None:
     """Write one self-contained HTML page with the table and the plots of RESULTS.json."""
-    from fitaas.report import html_report
-    from fitaas.results import read_results
+    from fitaas.output.report import html_report
+    from fitaas.output.results import read_results
 
     try:
         made, notes = figures(results, params)

@@ -17,8 +17,8 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - keeps `fitaas --help` free of pyhf imports
-    from fitaas.fit_jobs import FitProgress
-    from fitaas.gathering import ScanProgress
+    from fitaas.jobs.fit_jobs import FitProgress
+    from fitaas.jobs.gathering import ScanProgress
 
 __all__ = ["STARTING", "FitBar", "ScanBar"]
 

@@ -29,7 +29,7 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from fitaas.results import read_results
+    from fitaas.output.results import read_results
 
     scan = read_results(path)
     level = 1.0 - cl

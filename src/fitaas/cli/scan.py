@@ -23,7 +23,7 @@ from fitaas.cli.progress import ScanBar
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fitaas.pallets import Pallet
+    from fitaas.inputs.pallets import Pallet
 
 __all__ = ["scan"]
 
@@ -110,8 +110,8 @@ def scan(**params: Any) -> None:
 
 def _combination(sources: tuple[str, ...], params: dict[str, Any]) -> Pallet:
     """``--combine``: the pallets combined into one (points in only some analyses said)."""
-    from fitaas.combined_scans import combine_pallets
-    from fitaas.sweeps import expand_pallets
+    from fitaas.jobs.combined_scans import combine_pallets
+    from fitaas.jobs.sweeps import expand_pallets
 
     entries = expand_pallets(
         sources,
@@ -132,7 +132,7 @@ def _combination(sources: tuple[str, ...], params: dict[str, Any]) -> Pallet:
 
 
 def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
-    from fitaas.scanning import scan as run_scan
+    from fitaas.jobs.scanning import scan as run_scan
     from fitaas.store import store_label
 
     output: Path = params["output"]
@@ -186,8 +186,8 @@ def _say_flagged(flagged: list[Any], output: Path, more: int | None = None) -> N
 def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
     """``--models``: a theory scan streamed (:func:`fitaas.stream_scan`), results to a JSON
     Lines file as they finish (or collected into JSON/CSV at the end)."""
-    from fitaas.streaming import collected_scan, stream_scan
-    from fitaas.theory_models import count_models
+    from fitaas.inputs.theory_models import count_models
+    from fitaas.jobs.streaming import collected_scan, stream_scan
 
     if params["patches"]:
         raise InputError("--models scans its models: no --patch")
@@ -293,8 +293,8 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fitaas.scanning import scan as run_scan
-    from fitaas.sweeps import expand_pallets
+    from fitaas.jobs.scanning import scan as run_scan
+    from fitaas.jobs.sweeps import expand_pallets
 
     folder = params["output"].with_suffix("") if params["output"].suffix else params["output"]
     fmt = params["fmt"] or "json"

@@ -34,7 +34,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
     start = time.perf_counter()
     result: dict[str, Any]
     if kind == "hypotest" and options.toybased:  # blocks of toys spread over the workers
-        from fitaas.scanning import scan
+        from fitaas.jobs.scanning import scan
 
         found = scan(pallet, patches=[point.name] if point.name else None, options=options)
         computed = found.points[0]
@@ -44,7 +44,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         checks = {"status": computed.status, "reason": computed.reason}
     elif kind == "upper_limit":  # the CLs evaluations spread over the workers
         from fitaas.cli.progress import FitBar
-        from fitaas.fit_jobs import upper_limit as spread_limit
+        from fitaas.jobs.fit_jobs import upper_limit as spread_limit
 
         engine = engine_from_cli(params)
         with engine, FitBar(quiet=params["quiet"], label="CLs evaluations") as bar:

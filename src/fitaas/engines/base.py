@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from fitaas.caches import most_recent, write_once
 from fitaas.engines.settings import Schema
 from fitaas.errors import FitaasError
-from fitaas.payloads import WorkspaceRef, compress_workspace
+from fitaas.worker.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["PAYLOADS_KEPT", "Engine", "EngineError", "ExecutorEngine", "missing_extra"]
 

@@ -18,7 +18,7 @@ from fitaas.engines.base import Engine, EngineError, missing_extra
 from fitaas.engines.local import default_workers
 from fitaas.engines.settings import Schema, check_signature, schema_lines, toml_value
 from fitaas.errors import InputError
-from fitaas.payloads import WorkspaceRef, compress_workspace
+from fitaas.worker.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["JOBQUEUE", "DaskEngine", "jobqueue_cluster", "jobqueue_parameters"]
 

@@ -38,14 +38,14 @@ MAX_RESULT_BYTES = 10 * 1000 * 1000
 
 
 def remote_task(name: str, *args: Any) -> Any:
-    """The task the endpoint runs: the worker entry point ``name`` of :mod:`fitaas.tasks`
+    """The task the endpoint runs: the worker entry point ``name`` of :mod:`fitaas.worker.tasks`
     (``run_points``, ``run_toy_blocks``, ``run_held_fits``, ``run_hypotests``), imported
     there.
 
     The SDK may ship a function as its source text; importing inside keeps the task
     independent of how it travelled (fitaas must be installed on the endpoint).
     """
-    from fitaas import tasks
+    from fitaas.worker import tasks
 
     if name not in tasks.__all__ or not name.startswith("run_"):
         raise ValueError(f"not a fitaas task: {name}")
@@ -54,7 +54,7 @@ def remote_task(name: str, *args: Any) -> Any:
 
 def remote_environment() -> dict[str, str]:
     """The probe task: versions on the endpoint's workers."""
-    from fitaas.tasks import worker_environment
+    from fitaas.worker.tasks import worker_environment
 
     return worker_environment()
 
@@ -65,7 +65,7 @@ def check_environment(remote: dict[str, str]) -> None:
     Raises:
         EngineError: Python (major.minor), dill or fitaas/pyhf differ, named.
     """
-    from fitaas.tasks import worker_environment
+    from fitaas.worker.tasks import worker_environment
 
     local = worker_environment()
     problems = []
@@ -239,7 +239,7 @@ class GlobusEngine(Engine):
 
 
 class _RemoteTasks(Executor):
-    """Submits :func:`remote_task` with the name of a :mod:`fitaas.tasks` entry point in
+    """Submits :func:`remote_task` with the name of a :mod:`fitaas.worker.tasks` entry point in
     place of the local task function.
 
     The SDK sends up to ``batch_size`` tasks in one request, and the whole request must stay
@@ -256,7 +256,7 @@ class _RemoteTasks(Executor):
             self._largest = size
             fits = max(1, MAX_SUBMISSION_BYTES // size)
             self._executor.batch_size = min(self._executor.batch_size, fits)
-        if getattr(fn, "__module__", None) == "fitaas.tasks":
+        if getattr(fn, "__module__", None) == "fitaas.worker.tasks":
             return self._executor.submit(remote_task, fn.__name__, *args, **kwargs)
         return self._executor.submit(fn, *args, **kwargs)
 

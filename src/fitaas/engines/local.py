@@ -15,22 +15,22 @@ from typing import Any
 
 from fitaas.caches import cache_folder, write_once
 from fitaas.engines.base import Engine, EngineError
-from fitaas.payloads import WorkspaceRef, compress_workspace
+from fitaas.worker.payloads import WorkspaceRef, compress_workspace
 
 __all__ = ["LocalEngine", "default_workers", "local_pool", "refuse_unguarded_main", "stop_now"]
 
 
 def _init_worker(*args: Any) -> None:
-    """A worker's initializer: :func:`fitaas.tasks.init_worker`, imported in the worker
+    """A worker's initializer: :func:`fitaas.worker.tasks.init_worker`, imported in the worker
     (the engine itself knows nothing of statistics)."""
-    from fitaas.tasks import init_worker
+    from fitaas.worker.tasks import init_worker
 
     init_worker(*args)
 
 
 def _warm_worker() -> None:
-    """:func:`fitaas.tasks.warm_worker`, imported in the worker."""
-    from fitaas.tasks import warm_worker
+    """:func:`fitaas.worker.tasks.warm_worker`, imported in the worker."""
+    from fitaas.worker.tasks import warm_worker
 
     warm_worker()
 

@@ -1,6 +1,6 @@
 """The per-point task kinds: what each computes, and the result type it gives.
 
-One home for what a kind *is*: workers (:mod:`fitaas.tasks`), the scan (reading outcomes
+One home for what a kind *is*: workers (:mod:`fitaas.worker.tasks`), the scan (reading outcomes
 back into results) and the single-point commands all go through :func:`compute` and
 :data:`RESULT_TYPES`. The options a kind's result depends on (its content key) are defined
 with the options (:meth:`InferenceOptions.for_kind`).

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
 from fitaas.inference.results import strict_json
-from fitaas.pallets import Pallet
-from fitaas.results import ScanResult
-from fitaas.scanning import stored_results
+from fitaas.inputs.pallets import Pallet
+from fitaas.jobs.scanning import stored_results
+from fitaas.output.results import ScanResult
 from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
 from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
@@ -375,7 +375,7 @@ def _scanned_pallets(request: JobCreate, user: User, database: sa.Engine) -> _Sc
         return _Scanned(first.workspace, first.patchset, inputs, named[0][1], total)
     if len(named) < 2:
         raise InputError("a combination needs two pallets or more")
-    from fitaas.combined_scans import combine_pallets
+    from fitaas.jobs.combined_scans import combine_pallets
 
     pallet = combine_pallets(named, join=combine["join"], match=combine["match"]).pallet
     total = len(pallet.select(request.patches))
@@ -547,7 +547,7 @@ def _fit_picture(row: Any, runner: Any, store: Any) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
-    from fitaas import fit_plots
+    from fitaas.output import fit_plots
 
     if row.task == "ranking":
         return _png(fit_plots.ranking_figure(result))
@@ -588,7 +588,7 @@ def job_plot(
         import matplotlib
 
         matplotlib.use("Agg")
-        from fitaas.plots import exclusion
+        from fitaas.output.plots import exclusion
 
         try:
             figure = exclusion(result, cl=cl, cls_map=True)
@@ -625,7 +625,7 @@ def job_toys_plot(
         import matplotlib
 
         matplotlib.use("Agg")
-        from fitaas.plots import toy_distributions
+        from fitaas.output.plots import toy_distributions
 
         return _png(toy_distributions(found[0]))
 

@@ -18,9 +18,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from fitaas.errors import InputError
-from fitaas.pallets import digest, gunzip, parse_json_bytes, validate_patchset, validate_workspace
+from fitaas.inputs.pallets import (
+    digest,
+    gunzip,
+    parse_json_bytes,
+    validate_patchset,
+    validate_workspace,
+)
+from fitaas.inputs.theory_models import model_line, models_from_lines
 from fitaas.service import db
-from fitaas.theory_models import model_line, models_from_lines
 
 __all__ = [
     "UploadChecker",

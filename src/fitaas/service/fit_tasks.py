@@ -10,12 +10,12 @@ from typing import Any
 import pyhf
 
 from fitaas.engines.base import Engine
-from fitaas.fit_jobs import FitProgress, likelihood_scan, ranking
 from fitaas.inference import InferenceOptions
 from fitaas.inference.likelihood_scan import LikelihoodScan
 from fitaas.inference.ranking import RankingResult
-from fitaas.outcomes import Outcome
-from fitaas.pallets import Pallet, Point
+from fitaas.inputs.pallets import Pallet, Point
+from fitaas.jobs.fit_jobs import FitProgress, likelihood_scan, ranking
+from fitaas.jobs.outcomes import Outcome
 from fitaas.store import Record, ResultStore, result_key
 
 __all__ = ["FIT_TASKS", "fit_job_outcome", "run_fit_job"]

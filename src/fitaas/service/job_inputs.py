@@ -21,9 +21,9 @@ import sqlalchemy as sa
 
 from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
-from fitaas.pallets import Pallet, Point
+from fitaas.inputs.pallets import Pallet, Point
+from fitaas.inputs.theory_models import models_from_lines
 from fitaas.service.documents import load_document, model_lines
-from fitaas.theory_models import models_from_lines
 
 __all__ = ["JobInputs", "NamedPallet", "PalletCache", "check_job_options", "job_models"]
 
@@ -45,7 +45,7 @@ def check_job_options(
     Raises:
         InputError: The first such option, named.
     """
-    from fitaas.gathering import check_scan_options
+    from fitaas.jobs.gathering import check_scan_options
 
     if options.device == "gpu" and endpoint_settings.get("device", "cpu") != "gpu":
         raise InputError(
@@ -140,7 +140,7 @@ def job_pallets(engine: sa.Engine, job: Any) -> list[NamedPallet]:
     ]
     if inputs.kind == "sweep":
         return named
-    from fitaas.combined_scans import combine_pallets
+    from fitaas.jobs.combined_scans import combine_pallets
 
     combine = inputs.combine or {}
     combined = combine_pallets(named, join=combine["join"], match=combine["match"])

@@ -104,7 +104,7 @@ class PictureCache:
                 matplotlib.use("Agg")
                 import matplotlib.pyplot as plt
 
-                import fitaas.plots  # noqa: F401
+                import fitaas.output.plots  # noqa: F401
 
                 figure, axes = plt.subplots()
                 axes.contourf([[0.0, 1.0], [1.0, 0.0]])

@@ -41,17 +41,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from fitaas.errors import FitaasError
-from fitaas.fit_jobs import FitProgress
-from fitaas.gathering import ScanProgress, ScanStopped
 from fitaas.inference import InferenceOptions
-from fitaas.scanning import scan
+from fitaas.jobs.fit_jobs import FitProgress
+from fitaas.jobs.gathering import ScanProgress, ScanStopped
+from fitaas.jobs.scanning import scan
+from fitaas.jobs.streaming import stream_scan
 from fitaas.service import db
 from fitaas.service.fit_tasks import FIT_TASKS, run_fit_job
 from fitaas.service.job_inputs import JobInputs, NamedPallet, PalletCache, job_models
 from fitaas.service.storage import StorageWatch
 from fitaas.service.warm_engines import DEFAULT_KEEP_SECONDS, WarmEngines
 from fitaas.store.sql import SqlResultStore
-from fitaas.streaming import stream_scan
 
 __all__ = ["JobRunner"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
-from fitaas.pallets import digest
+from fitaas.inputs.pallets import digest
 
 __all__ = [
     "COLUMNS",

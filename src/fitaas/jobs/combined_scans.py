@@ -1,6 +1,6 @@
 """Scans over a combination: several analyses' pallets as one pallet of combined points.
 
-The background-only workspaces are combined (:func:`fitaas.combine.combine_workspaces`);
+The background-only workspaces are combined (:func:`fitaas.inputs.combine.combine_workspaces`);
 each signal model present in every analysis becomes one point whose patch is the union of
 the analyses' patches, each rewritten into the combined workspace: a patch addresses
 channels by their index in its own workspace (``/channels/3/samples/-``), so the index is
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fitaas.combine import combine_workspaces
 from fitaas.errors import InputError
-from fitaas.pallets import Pallet, Point, digest
+from fitaas.inputs.combine import combine_workspaces
+from fitaas.inputs.pallets import Pallet, Point, digest
 
 __all__ = ["MATCHES", "Combination", "combine_pallets"]
 
@@ -108,8 +108,8 @@ def combine_pallets(
     """One pallet of combined points from several analyses' pallets.
 
     Args:
-        entries: ``(name, pallet)`` per analysis (see :func:`fitaas.sweeps.expand_pallets`).
-        join: How the background-only workspaces are combined (:data:`fitaas.combine.JOINS`).
+        entries: ``(name, pallet)`` per analysis (see :func:`fitaas.jobs.sweeps.expand_pallets`).
+        join: How the background-only workspaces are combined (:data:`fitaas.inputs.combine.JOINS`).
         match: ``"names"``: points with the same patch name are one model; ``"values"``:
             points with the same label values (named after the first analysis's patch).
 

@@ -1,7 +1,7 @@
 """Gathering a scan's work: tasks submitted to an engine, every outcome stored as it arrives,
 lost tasks sent again; toy blocks planned, merged and topped up; a point's outcomes as a
-result. Shared by the scan of a pallet (:mod:`fitaas.scanning`) and the stream of theory
-models (:mod:`fitaas.streaming`).
+result. Shared by the scan of a pallet (:mod:`fitaas.jobs.scanning`) and the stream of theory
+models (:mod:`fitaas.jobs.streaming`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import Any
 
 import pyhf
 
-from fitaas.dispatch import Dispatcher, Sending, Stopped
 from fitaas.engines.base import Engine, EngineError
 from fitaas.inference import KINDS, InferenceOptions, build_model
 from fitaas.inference.core import check_options
 from fitaas.inference.kinds import RESULT_TYPES
-from fitaas.outcomes import Outcome
-from fitaas.pallets import Pallet, Point
-from fitaas.results import PointResult, ScanResult
+from fitaas.inputs.pallets import Pallet, Point
+from fitaas.jobs.dispatch import Dispatcher, Sending, Stopped
+from fitaas.jobs.outcomes import Outcome
+from fitaas.jobs.toy_blocks import Block, blocks_for, merge_blocks, more_toys
+from fitaas.output.results import PointResult, ScanResult
 from fitaas.store import Record, ResultStore, open_store, result_key
-from fitaas.tasks import WorkspaceRef, failed_block, run_points, run_toy_blocks
-from fitaas.toy_blocks import Block, blocks_for, merge_blocks, more_toys
+from fitaas.worker.tasks import WorkspaceRef, failed_block, run_points, run_toy_blocks
 
 __all__ = [
     "FINAL",

@@ -8,9 +8,9 @@ workspace. They come as
   "patch": [JSON-patch operations]}`` per line;
 - a folder of patch files (``*.json``, in name order): each such an object, or a bare list
   of operations named after its file;
-- any iterable of such mappings (or of :class:`~fitaas.pallets.Point`) in Python.
+- any iterable of such mappings (or of :class:`~fitaas.inputs.pallets.Point`) in Python.
 
-Each model becomes a :class:`~fitaas.pallets.Point` when the scan reaches it: nothing is
+Each model becomes a :class:`~fitaas.inputs.pallets.Point` when the scan reaches it: nothing is
 read ahead of what the scan asks for.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fitaas.errors import InputError
-from fitaas.pallets import Point, digest
+from fitaas.inputs.pallets import Point, digest
 
 __all__ = [
     "ModelSource",

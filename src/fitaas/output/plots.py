@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fitaas.errors import InputError
-from fitaas.results import PointResult, ScanResult
+from fitaas.output.results import PointResult, ScanResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

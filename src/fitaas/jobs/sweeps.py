@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fitaas.downloads import is_address
 from fitaas.engines.base import Engine
 from fitaas.engines.local import LocalEngine
 from fitaas.errors import InputError
-from fitaas.pallets import ARCHIVE_SUFFIXES, Pallet, load_pallet, regions
-from fitaas.results import ScanResult
-from fitaas.scanning import scan
+from fitaas.inputs.downloads import is_address
+from fitaas.inputs.pallets import ARCHIVE_SUFFIXES, Pallet, load_pallet, regions
+from fitaas.jobs.scanning import scan
+from fitaas.output.results import ScanResult
 
 __all__ = ["SweepSource", "expand_pallets", "sweep", "sweep_sources"]
 

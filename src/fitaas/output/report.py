@@ -7,7 +7,7 @@ import html
 import io
 from typing import Any
 
-from fitaas.results import ScanResult
+from fitaas.output.results import ScanResult
 
 __all__ = ["html_report"]
 

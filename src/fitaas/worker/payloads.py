@@ -1,7 +1,7 @@
 """How a task names its workspace, and the workspace's payload: nothing of statistics.
 
 Engines and the dispatch loop need these (to install a workspace, to send it on demand)
-without importing pyhf; workers (:mod:`fitaas.tasks`) use them too.
+without importing pyhf; workers (:mod:`fitaas.worker.tasks`) use them too.
 """
 
 from __future__ import annotations

@@ -24,7 +24,10 @@ from fitaas.engines.factory import engine_in_use, started_early
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.fast.device import requested_device
-from fitaas.gathering import (
+from fitaas.inference import KINDS, InferenceOptions
+from fitaas.inference.backend import checking_backend
+from fitaas.inputs.pallets import Pallet, Point, load_pallet
+from fitaas.jobs.gathering import (
     FINAL,
     STORE_CHUNK,
     Gather,
@@ -35,11 +38,8 @@ from fitaas.gathering import (
     pallet_result,
     point_result,
 )
-from fitaas.inference import KINDS, InferenceOptions
-from fitaas.inference.backend import checking_backend
-from fitaas.outcomes import Outcome
-from fitaas.pallets import Pallet, Point, load_pallet
-from fitaas.results import PointResult, ScanResult
+from fitaas.jobs.outcomes import Outcome
+from fitaas.output.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
 
 __all__ = ["scan", "stored_results"]
@@ -70,7 +70,7 @@ def scan(
 
     Args:
         workspace: A workspace file, a directory or HEPData archive, a decoded spec, or a
-            :class:`~fitaas.pallets.Pallet`.
+            :class:`~fitaas.inputs.pallets.Pallet`.
         patchset: The patchset (file or decoded spec); found automatically in a
             directory or archive.
         patches: Patch names to compute (default: all).
@@ -95,7 +95,7 @@ def scan(
             :class:`ScanStopped` is raised; finished results are in the store.
         models: Instead of a patchset, theory models as a stream: a JSON Lines file, a
             folder of patch files or an iterable of ``{"name", "values", "patch"}`` (see
-            :mod:`fitaas.theory_models`), read only as far as the workers need. For more
+            :mod:`fitaas.inputs.theory_models`), read only as far as the workers need. For more
             results than memory holds, use :func:`fitaas.stream_scan` with ``output``.
         labels: Names of the models' values.
 
@@ -126,7 +126,7 @@ def scan(
     if models is not None:
         if patchset is not None or patches:
             raise InputError("give theory models or a patchset (and patches), not both")
-        from fitaas.streaming import collected_scan
+        from fitaas.jobs.streaming import collected_scan
 
         return collected_scan(workspace, models, labels=labels, engine=engine, **shared)
     # the workers start now, importing pyhf and jax while the inputs are read

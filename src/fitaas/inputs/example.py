@@ -22,7 +22,7 @@ import pyhf
 import scipy.optimize
 
 from fitaas.errors import InputError
-from fitaas.pallets import digest
+from fitaas.inputs.pallets import digest
 
 __all__ = ["GRID", "demo_pallet", "true_boundary", "write_example"]
 

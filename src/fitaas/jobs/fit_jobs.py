@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from fitaas.dispatch import Dispatcher, Sending, Stopped
 from fitaas.engines.base import Engine
 from fitaas.engines.factory import engine_in_use, started_early
 from fitaas.engines.local import refuse_unguarded_main
@@ -52,9 +51,10 @@ from fitaas.inference.ranking import (
     plan_ranking,
     poi_index,
 )
-from fitaas.outcomes import Outcome
-from fitaas.pallets import Pallet, Point, load_pallet
-from fitaas.tasks import run_held_fits, run_hypotests
+from fitaas.inputs.pallets import Pallet, Point, load_pallet
+from fitaas.jobs.dispatch import Dispatcher, Sending, Stopped
+from fitaas.jobs.outcomes import Outcome
+from fitaas.worker.tasks import run_held_fits, run_hypotests
 
 __all__ = ["FitProgress", "likelihood_scan", "ranking", "upper_limit"]
 
@@ -228,7 +228,7 @@ def ranking(
         workers: Worker processes of an engine started here.
         retries: How many times a task whose worker died is sent again.
         progress: Called with a :class:`FitProgress` as fits finish.
-        stop: Set it to stop within a second (:class:`fitaas.dispatch.Stopped` is raised).
+        stop: Set it to stop within a second (:class:`fitaas.jobs.dispatch.Stopped` is raised).
 
     Returns:
         The ranking: :func:`fitaas.inference.ranking.ranking`'s fits, each a task.

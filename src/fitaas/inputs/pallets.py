@@ -555,7 +555,7 @@ def load_pallet(
 
     Args:
         workspace: A workspace file, a directory, a HEPData archive, an http(s) address of
-            a file or archive (downloaded once, see :mod:`fitaas.downloads`), or a decoded
+            a file or archive (downloaded once, see :mod:`fitaas.inputs.downloads`), or a decoded
             spec.
         patchset: A patchset file, address or decoded spec; found automatically in a
             directory or archive when not given.
@@ -568,7 +568,7 @@ def load_pallet(
     Raises:
         InputError: Anything that makes the inputs unusable, named in one line.
     """
-    from fitaas.downloads import fetch, is_address
+    from fitaas.inputs.downloads import fetch, is_address
 
     if is_address(workspace):
         workspace = fetch(str(workspace))
@@ -649,7 +649,7 @@ def pallet_specs(
     Raises:
         InputError: A file that cannot be read or parsed, or no likelihood found.
     """
-    from fitaas.downloads import fetch, is_address
+    from fitaas.inputs.downloads import fetch, is_address
 
     if is_address(workspace):
         workspace = fetch(str(workspace))

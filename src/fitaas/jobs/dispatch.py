@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from fitaas.engines.base import Engine
 from fitaas.errors import FitaasError
-from fitaas.payloads import WorkspaceNotOnWorker
+from fitaas.worker.payloads import WorkspaceNotOnWorker
 
 __all__ = ["Dispatcher", "Sending", "Stopped"]
 

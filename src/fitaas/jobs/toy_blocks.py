@@ -18,7 +18,7 @@ import numpy as np
 from fitaas.inference import HypotestResult, InferenceOptions, ToySummary
 from fitaas.inference.arrays import decode_array, encode_array
 from fitaas.inference.toys import ENSEMBLES, merge_toys
-from fitaas.outcomes import Outcome
+from fitaas.jobs.outcomes import Outcome
 
 __all__ = ["Block", "blocks_for", "merge_blocks", "more_toys"]
 

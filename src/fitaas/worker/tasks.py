@@ -34,7 +34,7 @@ from fitaas.inference import (
     pyhf_backend,
 )
 from fitaas.inference.kinds import compute, error_text, outcome
-from fitaas.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
+from fitaas.worker.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
 
 __all__ = [
     "WorkerCache",
@@ -78,7 +78,7 @@ class WorkerCache:
     ) -> tuple[Any, Any]:
         """The model and data of a point (no patch: the workspace's, POI or not), kept for
         its next tasks (the fits of a ranking or a likelihood scan)."""
-        from fitaas.pallets import digest
+        from fitaas.inputs.pallets import digest
 
         key = digest([workspace_digest, point["digest"], options.to_dict()])
 
@@ -97,7 +97,7 @@ class WorkerCache:
         """The model and toy reference of a point, kept for its next blocks."""
         from fitaas.inference.core import fit_inputs
         from fitaas.inference.toys import toy_reference
-        from fitaas.pallets import digest
+        from fitaas.inputs.pallets import digest
 
         key = digest([workspace_digest, point["digest"], options.for_toy_block("", 0)])
 

@@ -14,7 +14,7 @@ import numpy as np
 from fitaas.inference.likelihood_scan import LikelihoodScan
 from fitaas.inference.ranking import VARIATIONS, RankingResult
 from fitaas.inference.results import FitResult
-from fitaas.plots import pyplot
+from fitaas.output.plots import pyplot
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

@@ -1,7 +1,7 @@
 """Theory scans: models as a stream, results as they finish, memory flat in the models.
 
 A scan of a patchset holds its points, and their results, in memory. A theory scan of
-10^5 models does not: models are read (:mod:`fitaas.theory_models`) only as far as the
+10^5 models does not: models are read (:mod:`fitaas.inputs.theory_models`) only as far as the
 workers need, a chunk at a time is looked up in the store (a model computed before is not
 computed again: resume and reuse as for patchsets), and every result goes to the store and
 to the sink (a JSON Lines file, a callback) the moment it arrives, then is forgotten.
@@ -29,7 +29,12 @@ from fitaas.engines.base import Engine
 from fitaas.engines.factory import engine_in_use
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
-from fitaas.gathering import (
+from fitaas.inference import KINDS, InferenceOptions
+from fitaas.inference.backend import checking_backend
+from fitaas.inference.results import strict_json
+from fitaas.inputs.pallets import Pallet, Point, load_pallet
+from fitaas.inputs.theory_models import ModelSource, model_source
+from fitaas.jobs.gathering import (
     FINAL,
     Gather,
     ScanProgress,
@@ -39,14 +44,9 @@ from fitaas.gathering import (
     pallet_result,
     point_result,
 )
-from fitaas.inference import KINDS, InferenceOptions
-from fitaas.inference.backend import checking_backend
-from fitaas.inference.results import strict_json
-from fitaas.outcomes import Outcome
-from fitaas.pallets import Pallet, Point, load_pallet
-from fitaas.results import PointResult, ScanResult
+from fitaas.jobs.outcomes import Outcome
+from fitaas.output.results import PointResult, ScanResult
 from fitaas.store import ResultStore, result_key
-from fitaas.theory_models import ModelSource, model_source
 
 __all__ = ["JsonlWriter", "StreamSummary", "collected_scan", "stream_scan"]
 
@@ -197,7 +197,7 @@ def stream_scan(
     Args:
         workspace: The background-only workspace (file, folder, decoded spec or pallet).
         models: The models: a JSON Lines file, a folder of patch files, or an iterable of
-            ``{"name", "values", "patch"}`` mappings (see :mod:`fitaas.theory_models`).
+            ``{"name", "values", "patch"}`` mappings (see :mod:`fitaas.inputs.theory_models`).
         labels: Names of the models' values (e.g. ``("m1", "m2")``).
         options: Inference options (asymptotic tests; toys are for patchset scans).
         kinds: What to compute per model, among ``"hypotest"``, ``"upper_limit"``, ``"fit"``.
