@@ -15,8 +15,9 @@ from matplotlib.testing.compare import compare_images
 
 import fitaas
 from conftest import CHROMIUM, CHROMIUM_ARGS, run_cli
-from fitaas import InputError, plots
+from fitaas import InputError
 from fitaas.inputs.example import true_boundary
+from fitaas.output import plots
 
 matplotlib.use("Agg")
 BASELINE = Path(__file__).parent / "baseline"
