@@ -23,7 +23,28 @@ from fitaas.inference.options import InferenceOptions
 from fitaas.inference.ranking import nominal_fit, poi_index
 from fitaas.inference.results import FitResult
 
-__all__ = ["LikelihoodScan", "assemble_scan", "likelihood_scan", "plan_scan", "scan_values"]
+__all__ = [
+    "LikelihoodScan",
+    "assemble_scan",
+    "check_grid",
+    "likelihood_scan",
+    "plan_scan",
+    "scan_values",
+]
+
+
+def check_grid(low: float, high: float, count: int) -> None:
+    """A scan range's own rule (before any model): finite bounds, LOW < HIGH, 2 values or more.
+
+    Raises:
+        InputError: The range, named.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"the scan range needs finite bounds, got {low:g},{high:g},{count}")
+    if count < 2 or not low < high:
+        raise InputError(
+            f"the scan range needs LOW < HIGH and at least 2 values, got {low:g},{high:g},{count}"
+        )
 
 
 def scan_values(
@@ -41,10 +62,7 @@ def scan_values(
     low_bound, high_bound = bounds[index]
     low, high, count = grid if grid is not None else (low_bound, high_bound, 21)
     name = model.config.par_names[index]
-    if count < 2 or not low < high:
-        raise InputError(
-            f"the scan range needs LOW < HIGH and at least 2 values, got {low:g},{high:g},{count}"
-        )
+    check_grid(low, high, count)
     if low < low_bound or high > high_bound:
         raise InputError(
             f"the scan range [{low:g}, {high:g}] leaves the bounds [{low_bound:g}, "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
+from fitaas.inference.likelihood_scan import check_grid
 from fitaas.inference.results import strict_json
 from fitaas.inputs.pallets import Pallet
 from fitaas.jobs.scanning import stored_results
@@ -287,7 +287,7 @@ def submit_job(
                 created=time.time(),
             )
         )
-    runner.submit(job_id, endpoint)
+    runner.submit(job_id, endpoint, user.id)
     return _public(_job_row(database, user, job_id))
 
 
@@ -394,15 +394,8 @@ def _fit_params(request: JobCreate, pallet: Pallet) -> dict[str, Any] | None:
         return None
     if request.grid is not None and request.task != "nll_scan":
         raise InputError("'grid' belongs to nll_scan jobs")
-    if request.grid is not None:
-        low, high, count = request.grid
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise InputError(f"'grid': its bounds must be finite numbers, got [{low}, {high}]")
-        if not low < high or count < 2:
-            raise InputError(
-                f"'grid': needs [low, high, n] with low < high and n >= 2, got"
-                f" [{low}, {high}, {count}]"
-            )
+    if request.grid is not None:  # (its bounds are held to the parameter's on the worker)
+        check_grid(*request.grid)
     if request.patches is not None and len(request.patches) > 1:
         raise InputError(f"a {request.task} job fits one point: give one patch name")
     pallet.point(request.patches[0] if request.patches else None)  # exactly one

@@ -112,8 +112,8 @@ class JobRunner:
         self.workers = workers
         self.running_jobs = running_jobs
         self.engines = WarmEngines(keep_workers)
-        self._waiting: dict[str, list[tuple[str, int | None]]] = {}  # (job, owner) by endpoint
-        self._active: dict[str, list[tuple[str, int | None]]] = {}
+        self._waiting: dict[str, list[tuple[str, int]]] = {}  # (job, owner) by endpoint
+        self._active: dict[str, list[tuple[str, int]]] = {}
         self._threads: list[threading.Thread] = []
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -139,13 +139,17 @@ class JobRunner:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(
-                    db.jobs.c.id, db.endpoints.c.name, db.jobs.c.lease_owner, db.jobs.c.lease_until
+                    db.jobs.c.id,
+                    db.endpoints.c.name,
+                    db.jobs.c.owner_id,
+                    db.jobs.c.lease_owner,
+                    db.jobs.c.lease_until,
                 )
                 .join(db.endpoints, db.endpoints.c.id == db.jobs.c.endpoint_id)
                 .where(db.jobs.c.state.in_(("queued", "running")))
                 .order_by(db.jobs.c.created)
             ).all()
-        for job_id, endpoint, owner, until in rows:
+        for job_id, endpoint, user, owner, until in rows:
             held_elsewhere = (
                 owner not in (None, self.name)
                 and until is not None
@@ -155,7 +159,7 @@ class JobRunner:
             if job_id in self._pending or held_elsewhere:
                 continue
             log.info("resuming job %s on %s", job_id, endpoint)
-            self.submit(job_id, endpoint)
+            self.submit(job_id, endpoint, user)
 
     def _keep(self) -> None:
         """Renew this server's leases; stop jobs that were cancelled or taken elsewhere."""
@@ -257,12 +261,8 @@ class JobRunner:
         except sa.exc.OperationalError as exc:
             log.error("giving up job leases: %s", db.storage_reason(exc))
 
-    def submit(self, job_id: str, endpoint: str) -> None:
-        """Queue a job on its endpoint."""
-        with self.engine.connect() as conn:
-            owner = conn.execute(
-                sa.select(db.jobs.c.owner_id).where(db.jobs.c.id == job_id)
-            ).scalar()
+    def submit(self, job_id: str, endpoint: str, owner: int) -> None:
+        """Queue a job on its endpoint (``owner``: its user's id, for the fair shares)."""
         with self._lock:
             if job_id in self._pending:
                 return
@@ -285,14 +285,14 @@ class JobRunner:
         with self._lock:
             self._stops.setdefault(job_id, threading.Event()).set()
 
-    def _next(self, endpoint: str) -> tuple[str, int | None] | None:
+    def _next(self, endpoint: str) -> tuple[str, int] | None:
         """The waiting job to start now on ``endpoint`` (lock held): none while
         ``PARALLEL_JOBS`` run; else that of the user with the fewest running jobs (under
         ``running_jobs``), the oldest first."""
         active = self._active[endpoint]
         if len(active) >= PARALLEL_JOBS:
             return None
-        running: dict[int | None, int] = {}
+        running: dict[int, int] = {}
         for _, owner in active:
             running[owner] = running.get(owner, 0) + 1
         allowed = [j for j in self._waiting[endpoint] if running.get(j[1], 0) < self.running_jobs]
@@ -323,7 +323,7 @@ class JobRunner:
                 self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
-    def _serve(self, endpoint: str, job: tuple[str, int | None]) -> None:
+    def _serve(self, endpoint: str, job: tuple[str, int]) -> None:
         job_id = job[0]
         try:
             if not self._stopping.is_set():
