@@ -334,3 +334,46 @@ def test_an_interpolation_setting_changes_only_the_modifier_it_names() -> None:
         "histosys": {"interpcode": "code4p"},
     }
     assert InferenceOptions().modifier_settings is None
+
+
+def test_the_hessian_kept_on_disk_equals_jaxs_and_a_damaged_one_is_made_again(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the certificate's Hessian is loaded from a serialized program (no tracing or
+    # lowering per worker); it must be the Hessian of the structure it is loaded for
+    import jax
+    import numpy as np
+
+    from fitaas.fast import structures
+
+    monkeypatch.setattr(structures, "_exports_folder", lambda: tmp_path)
+    workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
+    patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
+    model, data = build_model(workspace, patches["demo_300_0"], FAST)
+    other, other_data = build_model(workspace, patches["demo_1000_200"], FAST)
+
+    exact: list[np.ndarray] = []
+
+    def hessians(structure: Any) -> list[np.ndarray]:
+        found = []
+        for index, (m, d) in enumerate(((model, data), (other, other_data))):
+            arrays = structure.arrays(m)
+            pars = np.asarray(m.config.suggested_init(), dtype=float) * 1.1
+            if len(exact) <= index:
+                with structures._traced_under_jax() as to_jax:
+                    to_jax()
+                    reference = jax.jit(jax.hessian(structure._function))
+                    exact.append(np.asarray(reference(pars, np.asarray(d), arrays)))
+            made = structure.hessian()(pars, np.asarray(d), arrays)
+            np.testing.assert_allclose(made, exact[index], rtol=1e-10, atol=1e-12)
+            found.append(made)
+        return found
+
+    first = hessians(structures.Structure(model))
+    (kept,) = tmp_path.iterdir()
+    assert kept.stat().st_size > 0
+    again = hessians(structures.Structure(model))  # from the file
+    np.testing.assert_array_equal(first[1], again[1])
+    kept.write_bytes(b"not a program")
+    hessians(structures.Structure(model))
+    assert kept.read_bytes() != b"not a program"

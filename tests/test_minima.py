@@ -93,6 +93,20 @@ def test_an_ill_scaled_likelihood_converges_without_retries(seed: int) -> None:
     assert result.cls_obs == pytest.approx(float(mine[0]), abs=1e-6)
 
 
+def test_the_strict_strategy_never_ends_above_the_default_one() -> None:
+    # seed 2: MINUIT from pyhf's start ends in a well 0.6 above the one SLSQP finds from
+    # there, and the strict strategy called that `ok`; it now goes on from SLSQP's end too
+    _, _, (_, default), _ = _checked(ill_scaled_workspace(2), InferenceOptions())
+    _, _, (_, strict), _ = _checked(
+        ill_scaled_workspace(2), InferenceOptions(retry_strategy="strict")
+    )
+    assert strict.status == "ok" and strict.strategy == "strict"
+    for own, theirs in zip(strict.fits[:3], default.fits[:3], strict=True):
+        assert own.twice_nll <= theirs.twice_nll + 5e-3  # (their rounding: ~2e-3)
+    # and the higher well it saw is said
+    assert any(m["above"] > 0.3 for m in strict.several_minima), strict.several_minima
+
+
 @pytest.mark.parametrize("seed", [3, 7])
 def test_a_kink_model_ends_every_fit_at_its_lowest_minimum(seed: int) -> None:
     # one histosys shared by three samples, ROOT's codes: seed 3 has its free minimum on the

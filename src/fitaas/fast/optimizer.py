@@ -411,6 +411,11 @@ class _CompiledObjective:
             )
         else:
             result = fit(start, limits)
+            if hessian is not None:
+                # MINUIT and SLSQP can end in different wells from one start (a likelihood
+                # with several minima): the strict fit goes on from SLSQP's end too, so
+                # that it never ends above the default strategy's minimum from there
+                starts = [*(starts or []), slsqp(start, limits).x]
         if hessian is None and polish is not None:
             result = finished(result, func, polish, limits, scale, fixed_vals, maxiter, kinked)
         from_pyhf_start = float(result.fun) if warm is None and found is None else None

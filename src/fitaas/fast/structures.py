@@ -16,16 +16,20 @@ faster.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyhf
 from scipy.special import gammaln
+
+from fitaas.caches import write_once
 
 __all__ = [
     "Bound",
@@ -124,6 +128,46 @@ def configure_jax() -> None:
         return
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _exports_folder() -> Path | None:
+    """Where :func:`_exported` keeps programs: beside jax's compilation cache (``None``: off)."""
+    import jax
+
+    folder = getattr(jax.config, "jax_compilation_cache_dir", None)
+    return Path(folder) / "exported" if folder else None
+
+
+def _exported(name: str, jitted: Any, example: tuple[Any, ...]) -> Any:
+    """``jitted`` compiled for ``example``'s shapes, its program kept on disk as ``name``.
+
+    jax's compilation cache keeps compiled code, but every process still traces and
+    lowers the function to find it, and for a Hessian over pyhf's template that is most of
+    the cost (1Lbb: 0.3-0.5 s per structure and worker, against ~0.1 s to load it). The
+    program is kept as a serialized ``jax.export`` module beside the compilation cache,
+    by the structure's digest, jax's version and the platform; a module that cannot be
+    read is made again. Off where the compilation cache is.
+    """
+    import jax
+    from jax import export
+
+    folder = _exports_folder()
+    if folder is None:
+        return jitted.lower(*example).compile()
+    path = folder / f"{name}-{jax.__version__}-{jax.default_backend()}"
+    found = None
+    try:
+        found = export.deserialize(bytearray(path.read_bytes()))
+    except FileNotFoundError:
+        pass
+    except Exception:  # (damaged, or from a version that reads it no more: made again)
+        with suppress(OSError):
+            path.unlink()
+    if found is None:
+        found = export.export(jitted)(*example)
+        with suppress(OSError, ImportError):  # (ImportError: jax without flatbuffers)
+            write_once(path, bytes(found.serialize()))
+    return jax.jit(found.call).lower(*example).compile()
 
 
 def constraint_widths(pdf: Any) -> np.ndarray:
@@ -340,9 +384,10 @@ class Structure:
             self._function = used
             self._example = (init, data, arrays)
             self._variants: dict[tuple[str, int, tuple[bool, ...]], Any] = {}
-            self._value_and_grad = (
-                jax.jit(jax.value_and_grad(used)).lower(init, data, arrays).compile()
-            )
+            lowered = jax.jit(jax.value_and_grad(used)).lower(init, data, arrays)
+            # what this structure computes, for the programs kept on disk (_exported)
+            self.digest = hashlib.sha256(lowered.as_text().encode()).hexdigest()[:32]
+            self._value_and_grad = lowered.compile()
 
     def batched_value_and_grad(self, size: int) -> Any:
         """-2lnL and its gradient for ``size`` (parameters, data) pairs at once (``vmap``).
@@ -416,7 +461,9 @@ class Structure:
 
         size = min(self.npars, HESSIAN_BLOCK)
         seeds = np.zeros((size, self.npars))
-        compiled = jax.jit(columns).lower(init, data, arrays, seeds).compile()
+        compiled = _exported(
+            f"hessian{size}-{self.digest}", jax.jit(columns), (init, data, arrays, seeds)
+        )
         identity = np.eye(self.npars)
         blocks = [identity[i : i + size] for i in range(0, self.npars, size)]
         blocks = [np.vstack([b, np.zeros((size - len(b), self.npars))]) for b in blocks]
