@@ -7,6 +7,8 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,43 @@ def load(path: Path) -> Any:
         return json.load(handle)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that read the published likelihoods (``-m needs_workspaces``)."""
+    for item in items:
+        if "workspaces" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_workspaces)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Count the tests skipped for want of ``../shared/workspaces``: never silently."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "needs_workspaces" in getattr(report, "keywords", {})
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests that need the published likelihoods were skipped: "
+            f"not found at {WORKSPACES}",
+            yellow=True,
+        )
+
+
 @pytest.fixture(scope="session")
 def workspaces() -> Path:
     """The folder of published likelihoods; tests skip cleanly without it."""
     if not WORKSPACES.is_dir():
         pytest.skip(f"published workspaces not found at {WORKSPACES}")
     return WORKSPACES
+
+
+@pytest.fixture(scope="session")
+def inline() -> Iterator[ThreadPoolExecutor]:
+    """One thread of this process as a scan's executor, for tests of what a scan gives
+    rather than where it runs: no worker processes to start, code compiled once."""
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pyhf
 import pytest
@@ -12,7 +13,15 @@ import pytest
 from conftest import run_cli
 
 
-def test_example_scan_results(tmp_path: Path) -> None:
+def test_example_scan_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the README's first command by the console script; what follows in process
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    def in_process(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), prog_name="fitaas")
+
     made = run_cli("example", "demo", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     scanned = run_cli("scan", "demo/BkgOnly.json", "demo/patchset.json", cwd=tmp_path)
@@ -39,32 +48,44 @@ def test_example_scan_results(tmp_path: Path) -> None:
     }
     assert len(first["cls_exp"]) == 5 and first["labels"] == ["m1", "m2"]
     assert (tmp_path / "fitaas-store.sqlite").exists()
-    table = run_cli("results", "results.json", cwd=tmp_path)
-    assert table.returncode == 0, table.stderr
+    monkeypatch.chdir(tmp_path)
+    table = in_process("results", "results.json")
+    assert table.exit_code == 0, table.stderr
     assert (
         "20 points: 20 ok, 0 suspect, 0 failed; excluded at 95% CL: 8 observed"
         in table.stdout.replace("\n", " ")
     )
     # rerun: nothing computed; CSV output from the same store
-    again = run_cli("scan", "demo", "-o", "out.csv", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    again = in_process("scan", "demo", "-o", "out.csv")
+    assert again.exit_code == 0, again.stderr
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert len(rows) == 20 and float(rows[0]["cls_obs"]) == first["cls_obs"]
     assert "(hypothesis tests: 20 reused;" in again.stderr
     # the CSV is for spreadsheets: reading it back says so in one line
-    refused = run_cli("results", "out.csv", cwd=tmp_path)
-    assert refused.returncode == 2 and "CSV" in refused.stderr
+    refused = in_process("results", "out.csv")
+    assert refused.exit_code == 2 and "CSV" in refused.stderr
     assert "-o results.json" in refused.stderr
 
 
-def test_single_commands(tmp_path: Path) -> None:
-    run_cli("example", "demo", cwd=tmp_path)
-    ht = run_cli("hypotest", "demo", "--patch", "demo_700_0", cwd=tmp_path)
-    assert ht.returncode == 0, ht.stderr
+def test_single_commands(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in process (click's CliRunner): the console script itself runs in the tests above
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").symlink_to(demo)
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None) -> Any:
+        return runner.invoke(cli, list(args), input=stdin, prog_name="fitaas")
+
+    ht = run("hypotest", "demo", "--patch", "demo_700_0")
+    assert ht.exit_code == 0, ht.stderr
     result = json.loads(ht.stdout)
     assert result["patch"] == "demo_700_0" and result["cls_obs"] < 0.05
-    fit = run_cli("fit", "demo", "--patch", "demo_700_0", "-o", "fit.json", cwd=tmp_path)
-    assert fit.returncode == 0, fit.stderr
+    fit = run("fit", "demo", "--patch", "demo_700_0", "-o", "fit.json")
+    assert fit.exit_code == 0, fit.stderr
     fitted = json.loads((tmp_path / "fit.json").read_text())
     assert "mu_SIG" in fitted["parameters"] and len(fitted["uncertainties"]) == len(
         fitted["bestfit"]
@@ -76,8 +97,8 @@ def test_single_commands(tmp_path: Path) -> None:
     assert fitted["pulls"][mu] is None
     assert any(p is not None for p in fitted["pulls"])
     # the first fit an analyst runs: the background-only workspace, without POI
-    bkg = run_cli("fit", "demo/BkgOnly.json", "-o", "bkg.json", cwd=tmp_path)
-    assert bkg.returncode == 0, bkg.stderr
+    bkg = run("fit", "demo/BkgOnly.json", "-o", "bkg.json")
+    assert bkg.exit_code == 0, bkg.stderr
     fitted = json.loads((tmp_path / "bkg.json").read_text())
     workspace = pyhf.Workspace(json.loads((tmp_path / "demo" / "BkgOnly.json").read_text()))
     model = workspace.model(poi_name=None)
@@ -85,20 +106,21 @@ def test_single_commands(tmp_path: Path) -> None:
     assert "mu_SIG" not in fitted["parameters"]
     assert fitted["parameters"] == list(model.config.par_names)
     assert fitted["bestfit"] == pytest.approx(list(map(float, pars)), abs=1e-3)
-    many = run_cli("hypotest", "demo", cwd=tmp_path)
-    assert many.returncode == 2 and "choose one (e.g." in many.stderr and "(--patch)" in many.stderr
+    many = run("hypotest", "demo")
+    assert many.exit_code == 2 and "choose one (e.g." in many.stderr
+    assert "(--patch)" in many.stderr
     # pyhf's spellings: the workspace on stdin, --test-poi
-    piped = run_cli(
+    piped = run(
         "hypotest", "-", "demo/patchset.json", "-p", "demo_700_0", "--test-poi", "1",
-        cwd=tmp_path, stdin=(tmp_path / "demo" / "BkgOnly.json").read_text(),
+        stdin=(tmp_path / "demo" / "BkgOnly.json").read_text(),
     )  # fmt: skip
-    assert piped.returncode == 0, piped.stderr
+    assert piped.exit_code == 0, piped.stderr
     assert json.loads(piped.stdout)["cls_obs"] == result["cls_obs"]
     # --help lists what each command uses
-    fit_help = run_cli("fit", "--help").stdout
+    fit_help = run("fit", "--help").stdout
     assert "--interpcode" in fit_help and "--poi-value" not in fit_help
     assert "--ul-scan" not in fit_help and "--ntoys" not in fit_help
-    hypotest_help = run_cli("hypotest", "--help").stdout
+    hypotest_help = run("hypotest", "--help").stdout
     assert "--test-poi" in hypotest_help and "--ul-scan" not in hypotest_help
 
 
@@ -106,6 +128,7 @@ def _refuse_nan(name: str) -> None:
     raise ValueError(f"not strict JSON: {name}")
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_cls_of_zero_over_zero_is_null_in_strict_json_without_warnings(tmp_path: Path) -> None:
     # 10,000 background events expected, none observed: both CLs tails underflow to 0
     spec = {
@@ -134,6 +157,7 @@ def test_a_cls_of_zero_over_zero_is_null_in_strict_json_without_warnings(tmp_pat
     assert result["cls_obs"] is None and result["status"] == "suspect"
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_the_demo_signal_is_excluded_exactly_on_its_line() -> None:
     from fitaas.inputs.example import EXCLUDED_EVENTS, _background_workspace, _excluded_events
 
@@ -149,9 +173,17 @@ BAD_INPUT = [
     (("scan", "missing.json"), "missing.json: no such file"),
     (("scan", "demo", "--interpcode", "normsys"), "--interpcode: expected NAME=VALUE"),
     (("scan", "demo", "--ul-scan", "0,5"), "--ul-scan: expected START,STOP,POINTS"),
+    # a measurement the workspace lacks: named with those it has, before any work
+    (
+        ("scan", "demo", "--measurement", "Nope"),
+        "no measurement 'Nope' in the workspace; its measurements: demo",
+    ),
+    (("hypotest", "demo", "-p", "demo_700_0", "--measurement", "Nope"), "its measurements: demo"),
+    (("fit", "demo/BkgOnly.json", "--measurement", "NormalMeasurement"), "its measurements: demo"),
 ]
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _bad_input(tmp_path, BAD_INPUT[:2])
     debug = run_cli("--debug", "scan", "bad.json", cwd=tmp_path)
@@ -161,6 +193,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_more_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _bad_input(tmp_path, BAD_INPUT[2:])
+
+
+def test_bad_input_in_process_is_one_line_and_exit_2(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every case of BAD_INPUT through click's CliRunner (the console script: above)
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").symlink_to(demo)
+    (tmp_path / "bad.json").write_text('{"channels": [}')
+    runner = CliRunner()
+    for args, message in BAD_INPUT:
+        shown = runner.invoke(cli, list(args), prog_name="fitaas")
+        assert shown.exit_code == 2, (args, shown.stderr, shown.exception)
+        assert message in shown.stderr, (args, shown.stderr)
+        assert "Traceback" not in shown.stderr
+        assert len(shown.stderr.strip().splitlines()) == 1, shown.stderr
+    assert not list(tmp_path.glob("*.sqlite"))  # nothing planned, nothing stored
 
 
 def _bad_input(tmp_path: Path, cases: list[tuple[tuple[str, ...], str]]) -> None:
@@ -174,15 +227,22 @@ def _bad_input(tmp_path: Path, cases: list[tuple[tuple[str, ...], str]]) -> None
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_failed_points_give_nonzero_exit(tmp_path: Path) -> None:
-    run_cli("example", "demo", cwd=tmp_path)
-    proc = run_cli(
-        "scan", "demo", "--patch", "demo_700_0", "--maxiter", "2", "--retry-strategy", "none",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    assert "1 failed" in proc.stderr and "Iteration limit reached" in proc.stderr
-    data = json.loads((tmp_path / "results.json").read_text())
+def test_failed_points_give_nonzero_exit_and_are_said_even_when_quiet(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    args = ["scan", str(demo), "--patch", "demo_700_0", "--maxiter", "2", "--workers", "1"]
+    args += ["--retry-strategy", "none", "--store", "store.sqlite"]
+    # -q hides the progress and the summary, not the failure (it printed nothing)
+    quiet = CliRunner().invoke(cli, [*args, "-q", "-o", "quiet.json"], prog_name="fitaas")
+    assert quiet.exit_code == 1
+    assert "1 of 1 point failed -> quiet.json" in quiet.stderr
+    assert "failed demo_700_0: " in quiet.stderr and "Iteration limit" in quiet.stderr
+    data = json.loads((tmp_path / "quiet.json").read_text())
     assert data["results"][0]["status"] == "failed"
 
 
@@ -243,3 +303,31 @@ def test_the_bar_says_what_happens_before_the_first_point() -> None:
         bar(ScanProgress(total=3, done=0, failed=0, reused=0))
         bar._progress.refresh()
         assert STARTING[:20] in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_every_command_spells_its_shared_options_alike() -> None:
+    # `fitaas submit ... -p NAME` was "No such option '-p'" while `scan` took it
+    import click
+
+    from fitaas.cli import cli
+
+    def commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += commands(command, f"{prefix}{name} ")
+            else:
+                found.append((prefix + name, command))
+        return found
+
+    spellings: dict[str, set[str]] = {}
+    for name, command in commands(cli, ""):
+        for param in command.params:
+            if isinstance(param, click.Option):
+                for long in (o for o in param.opts if o.startswith("--")):
+                    short = tuple(o for o in param.opts if not o.startswith("--"))
+                    spellings.setdefault(long, set()).add(short)
+                    if long == "--patch":
+                        assert short == ("-p",), name
+    assert spellings["--patch"] == {("-p",)}
+    assert len(spellings["--output"]) == 1, spellings["--output"]

@@ -81,6 +81,7 @@ def test_models_are_checked_here_before_anything_is_sent(
         assert len(digest) == 64
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_wait_gives_up_after_its_timeout_and_results_come_typed(
     site: tuple[Service, Users], demo: Path
 ) -> None:

@@ -33,6 +33,7 @@ def _tight_reference(demo: Path, name: str) -> float:
         pyhf.set_backend("numpy", "scipy")
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_an_optimizer_that_stops_early_is_caught_and_rescued(demo: Path) -> None:
     # A loose tolerance makes scipy report success before the minimum: CLs near 1,
     # "not excluded", for points that are excluded (pyhf issue #635's symptom). On the
@@ -90,6 +91,7 @@ def test_well_behaved_pallets_stay_ok_without_retries(demo: Path, workspaces: Pa
             assert point.hypotest == reference.hypotest  # the checks change no number
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_every_strategy_failing_is_failed_with_the_reason(demo: Path) -> None:
     result = fitaas.scan(demo, patches=["demo_700_0"], options=InferenceOptions(maxiter=2))
     point = result.points[0]
@@ -212,6 +214,7 @@ def _excess(observed: float) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_poi_at_its_upper_bound_is_flagged_where_it_changes_the_test() -> None:
     # 150 observed over 50 expected: mu-hat = 20, beyond the POI's bound of 10. The discovery
     # statistic q0 uses the likelihood at mu-hat, so the bound changes it; q-tilde at mu = 1

@@ -43,6 +43,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
         httpd.server_close()
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_pallet_by_address_is_downloaded_once(
     demo: Path, tmp_path: Path, server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

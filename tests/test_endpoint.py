@@ -93,8 +93,13 @@ def test_bad_endpoint_files_name_the_problem(tmp_path: Path, text: str, message:
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         load_endpoint(path)
-    proc = run_cli("endpoint", "check", str(path))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    checked = CliRunner().invoke(cli, ["endpoint", "check", str(path)], prog_name="fitaas")
+    assert checked.exit_code == 2 and "Traceback" not in checked.output
+    assert checked.stderr.strip().count("\n") == 0, checked.stderr  # one line
 
 
 def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,4 +229,4 @@ def test_example_local_endpoints_run_a_scan(demo: Path, tmp_path: Path, name: st
         str(out),
     )
     assert proc.returncode == 0, proc.stderr
-    assert "1 points: 1 ok" in proc.stderr
+    assert "1 point: 1 ok" in proc.stderr

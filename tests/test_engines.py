@@ -126,6 +126,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
         return 0.0
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize(
     "engine_name",
     [
@@ -301,6 +302,7 @@ def test_globus_environment_and_credentials(
         GlobusEngine({"endpoint_id": ENDPOINT_ID}).start()
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_lost_globus_tasks_are_resent(demo: Path) -> None:
     engine, made = _globus()
     with engine:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +99,15 @@ def test_1lbb_reference_point_on_the_fast_path(workspaces: Path) -> None:
 
 
 @pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
-def test_fast_is_the_default_and_plain_a_choice(demo: Path, tmp_path: Path) -> None:
+def test_fast_is_the_default_and_plain_a_choice(
+    demo: Path, tmp_path: Path, inline: Executor
+) -> None:
     names = ["demo_600_200", "demo_900_0"]
     assert InferenceOptions().fast is True
     assert InferenceOptions(optimizer="minuit").fast is False  # it would not apply
     assert InferenceOptions(backend="jax").fast is False
-    fast = fitaas.scan(demo, patches=names)
-    plain = fitaas.scan(demo, patches=names, options=InferenceOptions(fast=False))
+    fast = fitaas.scan(demo, patches=names, executor=inline)
+    plain = fitaas.scan(demo, patches=names, options=InferenceOptions(fast=False), executor=inline)
     for a, b in zip(fast, plain, strict=True):
         assert a.status == "ok" and a.hypotest is not None and b.hypotest is not None
         assert [a.cls_obs, *a.hypotest.cls_exp] == pytest.approx(
@@ -123,11 +127,16 @@ def test_fast_is_the_default_and_plain_a_choice(demo: Path, tmp_path: Path) -> N
     assert result["results"][0]["cls_obs"] == plain[names[0]].cls_obs
 
 
-def test_upper_limits_and_fits_on_the_fast_path(demo: Path) -> None:
+def test_upper_limits_and_fits_on_the_fast_path(demo: Path, inline: Executor) -> None:
     names = ["demo_700_0"]
     kinds = ("hypotest", "upper_limit", "fit")
-    fast = fitaas.scan(demo, patches=names, options=FAST, kinds=kinds)[names[0]]
-    plain = fitaas.scan(demo, patches=names, kinds=kinds)[names[0]]
+    grid = {"ul_scan": (0.1, 3.0, 8)}  # (pyhf's own upper limit scans each value)
+    fast, plain = (
+        fitaas.scan(demo, patches=names, options=o, kinds=kinds, executor=inline)
+        for o in (dataclasses.replace(FAST, **grid), dataclasses.replace(PLAIN, **grid))
+    )
+    assert fast.options.fast is not plain.options.fast  # (two computations, not one reused)
+    fast, plain = fast[names[0]], plain[names[0]]
     assert fast.upper_limit is not None and plain.upper_limit is not None
     assert fast.upper_limit.obs == pytest.approx(plain.upper_limit.obs, rel=1e-4)
     assert list(fast.upper_limit.exp) == pytest.approx(list(plain.upper_limit.exp), rel=1e-4)
@@ -167,6 +176,7 @@ def _checked(workspace: dict, patch: list, options: InferenceOptions, cache: Any
     return checked_hypotest(model, data, options, cache)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_warm_started_scaled_fits_are_nearer_the_minimum_in_fewer_evaluations(
     demo: Path,
 ) -> None:
@@ -234,9 +244,9 @@ def _codes(normsys: str, histosys: str) -> dict[str, dict[str, str]]:
     return {"normsys": {"interpcode": normsys}, "histosys": {"interpcode": histosys}}
 
 
-# (the default run: each code at least once, both test statistics; the rest `slow`)
+# (the default run: code1/code0 and code4/code2, both test statistics; the rest `slow`)
 INTERPOLATIONS = [
-    pytest.param(None, "qtilde"),
+    pytest.param(None, "qtilde", marks=pytest.mark.slow),
     pytest.param(_codes("code1", "code0"), "q"),
     pytest.param(_codes("code1", "code0"), "qtilde", marks=pytest.mark.slow),
     pytest.param(_codes("code1", "code4p"), "q", marks=pytest.mark.slow),

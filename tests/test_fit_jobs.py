@@ -32,6 +32,7 @@ def _model(spec: dict[str, Any]) -> tuple[Any, Any]:
     return model, workspace.data(model)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_ranking_over_workers_equals_cabinetry_and_one_process() -> None:
     cabinetry = pytest.importorskip("cabinetry")
     spec = excess_workspace()
@@ -114,7 +115,11 @@ def test_background_only_ranking_asks_for_a_poi(demo: Path) -> None:
     ("parameter", "options"),
     [
         (None, InferenceOptions()),
-        ("shape", InferenceOptions(fixed_params={"lumi": 1.01}, par_bounds={"mu": [0, 8]})),
+        pytest.param(
+            "shape",
+            InferenceOptions(fixed_params={"lumi": 1.01}, par_bounds={"mu": [0, 8]}),
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_likelihood_scan_equals_plain_pyhf_fits(
@@ -151,6 +156,7 @@ def test_likelihood_scan_equals_plain_pyhf_fits(
     assert low is None if parameter is None else low is not None and low < scan.bestfit
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_cli_ranking_and_its_plot(demo: Path, tmp_path: Path) -> None:
     (tmp_path / "ws.json").write_text(json.dumps(excess_workspace()))
     made = run_cli("ranking", "ws.json", "-o", "ranking.json", "--workers", "2", "-q",
@@ -193,6 +199,7 @@ def test_cli_nll_scan_and_upper_limit(tmp_path: Path) -> None:
     _drawn(tmp_path, ("nll.json", ["nll_scan.png"]), ("fit.json", pictures))
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize(
     "options",
     [

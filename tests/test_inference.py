@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor
 from pathlib import Path
 
 import jsonpatch
@@ -37,6 +38,7 @@ def examples(workspaces: Path) -> tuple[dict, dict]:
     return load(folder / "example_bkgonly.json"), load(folder / "example_patchset.json")
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize(
     ("test_stat", "mu", "interp"),
     [
@@ -60,8 +62,8 @@ def test_scan_equals_plain_pyhf_on_pyhf_examples(
     assert result.points[0].patch == "patch_channel1_signal_syst1"
 
 
-def test_to_pandas_and_csv_rows(examples: tuple[dict, dict]) -> None:
-    result = fitaas.scan(*examples, options=PLAIN, workers=1)
+def test_to_pandas_and_csv_rows(examples: tuple[dict, dict], inline: Executor) -> None:
+    result = fitaas.scan(*examples, options=PLAIN, executor=inline)
     frame = result.to_pandas()
     assert list(frame["patch"]) == ["patch_channel1_signal_syst1"]
     assert frame["cls_obs"].iloc[0] == result.points[0].cls_obs

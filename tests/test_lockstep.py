@@ -59,7 +59,7 @@ def _lockstep_fits(outcome: dict[str, Any]) -> int:
     "options",
     [
         pytest.param({}, id="qtilde"),
-        pytest.param({"test_stat": "q0"}, id="q0"),
+        pytest.param({"test_stat": "q0"}, id="q0", marks=pytest.mark.slow),
         pytest.param({"test_stat": "q"}, id="q", marks=pytest.mark.slow),
         pytest.param(
             {"poi_value": 0.5, "par_bounds": {"mu_SIG": [0.0, 20.0]}},
@@ -99,6 +99,7 @@ def test_lockstep_equals_one_fit_at_a_time_and_plain_pyhf(
     assert np.max(np.abs(found - plain)) <= max(np.max(np.abs(one_at_a_time - plain)), 1e-7)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_every_modifier_type_in_lockstep_equals_plain_pyhf() -> None:
     # two points of one structure: the signal's rates differ, everything else is shared
     specs = [
@@ -161,6 +162,7 @@ def test_a_scan_in_lockstep_equals_the_default_scan(demo: Path, tmp_path: Path) 
     assert written == {p.patch: pytest.approx(p.hypotest.cls_obs, rel=1e-9) for p in lockstep}
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_lockstep_results_are_identical_for_every_worker_count(demo: Path) -> None:
     assert LocalEngine(4).batch_size_for(125) == 1  # one point per task, one at a time
     assert LocalEngine(4).batch_size_for(125, lockstep=True) == 32  # whatever the workers
@@ -175,6 +177,7 @@ def test_lockstep_results_are_identical_for_every_worker_count(demo: Path) -> No
     assert numbers[0] == numbers[1]
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_gpu_task_on_a_cpu_worker_fails_naming_the_fix(
     demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,6 +196,7 @@ def test_a_gpu_task_on_a_cpu_worker_fails_naming_the_fix(
     assert point.status == "failed" and "jax finds no GPU" in (point.error or "")
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_device_gpu_reaches_the_workers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # checked by the environment the workers get, not by a GPU
     import os

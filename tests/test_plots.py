@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from concurrent.futures import Executor
 from pathlib import Path
 
 import matplotlib
@@ -25,14 +26,14 @@ GRID_STEP_M1 = 100.0  # the demo grid's spacing in m1
 
 
 @pytest.fixture(scope="module")
-def demo_scan(demo: Path) -> fitaas.ScanResult:
-    return fitaas.scan(demo, workers=2)
+def demo_scan(demo: Path, inline: Executor) -> fitaas.ScanResult:
+    return fitaas.scan(demo, executor=inline)
 
 
 @pytest.fixture(scope="module")
-def demo_limits(demo: Path) -> fitaas.ScanResult:
+def demo_limits(demo: Path, inline: Executor) -> fitaas.ScanResult:
     names = ["demo_500_0", "demo_700_0", "demo_900_0"]
-    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), workers=2)
+    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), executor=inline)
 
 
 def _artist(fig: matplotlib.figure.Figure, gid: str) -> object:
@@ -41,6 +42,7 @@ def _artist(fig: matplotlib.figure.Figure, gid: str) -> object:
     return found[0]
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("smooth", [False, True], ids=["linear", "smooth"])
 def test_observed_contour_follows_the_true_boundary(
     demo_scan: fitaas.ScanResult, smooth: bool
@@ -98,6 +100,7 @@ def test_three_labels_need_a_slice(demo_scan: fitaas.ScanResult) -> None:
         plots.exclusion(result, slices={"m3": 1})
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_brazil_band_crosses_mu_one_at_the_boundary(demo_limits: fitaas.ScanResult) -> None:
     fig = plots.brazil(demo_limits)
     line = _artist(fig, "observed")

@@ -67,6 +67,7 @@ def test_a_stopped_scan_stops_within_a_second(demo: Path) -> None:
     assert time.monotonic() - begin < 3.0 + 5.0  # (the blocks alone take minutes)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_local_workers_exit_when_their_parent_is_killed(demo: Path, tmp_path: Path) -> None:
     # A SIGKILLed scan (or service) cannot stop its pool: its workers, reparented to init,
     # used to go on computing.

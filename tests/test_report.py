@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+from concurrent.futures import Executor
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -49,11 +50,12 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def scanned(demo: Path) -> fitaas.ScanResult:
+def scanned(demo: Path, inline: Executor) -> fitaas.ScanResult:
     names = ["demo_500_0", "demo_700_0", "demo_900_0"]
-    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), workers=1)
+    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), executor=inline)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_every_point_is_a_row_with_its_numbers(scanned: fitaas.ScanResult) -> None:
     page = _Page()
     page.feed(html_report(scanned, {}, cl=0.95))

@@ -54,3 +54,9 @@ def test_csv_cells_that_begin_as_formulas_come_back_as_text() -> None:
     rows = list(csv.reader(io.StringIO(result.to_csv())))
     assert rows[0][:3] == ["patch", "'=cmd|' /C calc'!A0", "m2"]
     assert rows[1][:3] == ["'=HYPERLINK(1)", "-1.5", "2"]
+
+
+def test_counts_are_said_in_the_right_number() -> None:
+    from fitaas.output.results import counted
+
+    assert [counted(n, "point") for n in (0, 1, 2)] == ["0 points", "1 point", "2 points"]

@@ -57,6 +57,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("bins", [2, 20_000])
 def test_what_a_worker_receives_at_start_does_not_grow_with_the_workspace(
     cache: Path, bins: int
@@ -110,6 +111,7 @@ def test_a_workspace_is_validated_once_per_digest(
     assert validated.count("workspace.json") == 4
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_jax_stays_on_the_cpu_unless_a_gpu_is_asked_for(
     demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +134,7 @@ def test_jax_stays_on_the_cpu_unless_a_gpu_is_asked_for(
     assert report["platform"] == "cpu"
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_results_are_identical_for_every_worker_count(demo: Path) -> None:
     names = ["demo_300_0", "demo_700_200", "demo_1000_400", "demo_800_0", "demo_500_200"]
     runs = [fitaas.scan(demo, patches=names, workers=n) for n in (1, 2)]
@@ -141,6 +144,7 @@ def test_results_are_identical_for_every_worker_count(demo: Path) -> None:
     assert numbers[0] == numbers[1] == numbers[2]
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_without_a_writable_cache_the_workspace_travels_with_the_tasks(
     demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

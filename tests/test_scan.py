@@ -49,6 +49,7 @@ def test_rerun_computes_nothing_and_force_recomputes(demo: Path, tmp_path: Path)
         assert opened.count("ok") == 9
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_demo_exclusion_is_where_it_was_built(demo: Path) -> None:
     result = fitaas.scan(demo, workers=2)
     assert len(result) == 20 and not result.failed
@@ -57,6 +58,7 @@ def test_demo_exclusion_is_where_it_was_built(demo: Path) -> None:
         assert (point.cls_obs < 0.05) == (m1 < true_boundary(m2)), point.patch
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_failed_points_are_recorded_and_the_scan_goes_on(demo: Path, tmp_path: Path) -> None:
     patchset = json.loads((demo / "patchset.json").read_text())
     broken = json.loads(json.dumps(patchset["patches"][1]))
@@ -142,6 +144,7 @@ def test_external_executor_gets_the_workspace_by_payload(demo: Path) -> None:
     assert [p.cls_obs for p in threaded] == pytest.approx([p.cls_obs for p in pooled], rel=1e-6)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_thread_executor_keeps_each_points_fits_apart(demo: Path) -> None:
     # pyhf's optimizer is process-global: with 4 threads and one point per task, 59 of 60
     # points came back with another point's fit records (issue 14), and the checks that

@@ -68,6 +68,9 @@ def service(database: str, users: Users, tmp_path: Path) -> Iterator[Service]:
         yield started
 
 
+@pytest.mark.parametrize(  # (SQLite's jobs run by default in the web page's test)
+    "database", [pytest.param("sqlite", marks=pytest.mark.slow), "postgresql"], indirect=True
+)
 def test_a_job_gives_the_results_of_fitaas_scan(
     service: Service, users: Users, demo: Path, database: str
 ) -> None:
@@ -114,6 +117,7 @@ def test_a_job_gives_the_results_of_fitaas_scan(
         assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_users_see_only_their_own_and_their_groups_jobs(
     service: Service, users: Users, demo: Path
 ) -> None:
@@ -188,6 +192,7 @@ def _bad(response: httpx.Response, status: int, words: str) -> None:
     assert "Traceback" not in response.text
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_bad_input_gets_a_clear_error(
     users: Users, demo: Path, tmp_path: Path, database: str
@@ -312,6 +317,7 @@ def test_a_cancelled_job_keeps_what_finished(service: Service, users: Users, dem
         assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_cancel_stops_running_workers_within_seconds(
     service: Service, users: Users, demo: Path
@@ -336,6 +342,7 @@ def test_cancel_stops_running_workers_within_seconds(
         assert wait(http, submit(http, demo, patches=PATCHES[:1])["id"])["state"] == "done"
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_other_requests_are_served_while_a_large_upload_is_checked(
     service: Service, users: Users, workspaces: Path
@@ -372,6 +379,7 @@ def test_other_requests_are_served_while_a_large_upload_is_checked(
     )
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_parallel_jobs_with_one_new_inline_patchset(
     service: Service, users: Users, demo: Path
@@ -487,6 +495,7 @@ def test_a_toy_job_gives_the_toys_of_fitaas_scan(
         assert missing.status_code == 404
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # (stored like any other)
 def test_ranking_and_likelihood_scan_jobs_give_the_librarys_results(
     service: Service, users: Users, database: str
@@ -530,6 +539,7 @@ def _in_process(spec: dict[str, Any], compute: Any) -> Any:
         return compute(model, data, options)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_the_next_job_finds_the_endpoints_workers_started(
     users: Users, demo: Path, tmp_path: Path, database: str

@@ -30,6 +30,7 @@ def _detail(response: httpx.Response, status: int) -> str:
     return detail if isinstance(detail, str) else json.dumps(detail)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_bodies_and_gzip_framing_get_the_right_answer(
     users: Users, demo: Path, tmp_path: Path
 ) -> None:

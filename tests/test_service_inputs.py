@@ -46,6 +46,7 @@ def _same_cls(got: fitaas.ScanResult, want: fitaas.ScanResult) -> None:
         assert list(a.hypotest.cls_exp) == pytest.approx(list(b.hypotest.cls_exp), rel=1e-9)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_sweep_is_one_job_with_each_pallets_results(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:
@@ -103,6 +104,7 @@ def test_a_combination_job_equals_the_librarys_combined_scan(
     assert all(p.cls_obs < alone[p.patch] for p in got)  # b's signal counts too
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_theory_scan_job_streams_uploaded_models(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:

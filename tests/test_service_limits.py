@@ -143,6 +143,7 @@ def test_numbers_too_long_and_negative_expected_counts_get_422(
             assert http.post("/workspaces", content=json.dumps(spec).encode()).status_code == 201
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_forged_forwarded_for_does_not_escape_the_wrong_token_limit(tmp_path: Path) -> None:
     # (a server of its own: the limit then holds for this client for a minute)
     database = f"sqlite:///{tmp_path / 'service.sqlite'}"
@@ -172,6 +173,7 @@ def test_csv_cells_that_begin_as_formulas_are_neutralised() -> None:
         assert csv_cell(plain) == plain
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_users_share_an_endpoint_fairly(demo: Path, tmp_path: Path) -> None:
     # One user's long job held the endpoint's one runner: another user's one-point job
     # stayed queued until it ended (835 s in the probe).
@@ -218,6 +220,7 @@ def test_users_share_an_endpoint_fairly(demo: Path, tmp_path: Path) -> None:
         users.engine.dispose()
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_slow_headers_and_too_many_connections_are_let_go(tmp_path: Path) -> None:
     # 200 connections sending their headers slowly were held 60 s; 1,000 idle ones were
     # accepted
@@ -258,6 +261,7 @@ def test_slow_headers_and_too_many_connections_are_let_go(tmp_path: Path) -> Non
         users.engine.dispose()
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_results_csv_of_a_shared_job_holds_no_live_formula(
     site: tuple[Service, Users], demo: Path
 ) -> None:

@@ -6,6 +6,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 import fitaas
 from conftest import run_cli
 from fitaas.inputs.pallets import digest
@@ -40,6 +42,7 @@ def test_a_sweep_of_three_pallets_equals_their_scans(demo: Path, tmp_path: Path)
     assert [p.cls_obs for p in swept["a"]] != [p.cls_obs for p in swept["b"]]
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_all_regions_of_a_folder_from_the_cli(demo: Path, tmp_path: Path) -> None:
     _variant(demo, tmp_path / "analysis" / "SR1", 0)
     _variant(demo, tmp_path / "analysis" / "SR2", 3)

@@ -6,6 +6,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,9 @@ def test_malformed_models_are_named_by_line_or_file(demo: Path, tmp_path: Path) 
     assert count_models(folder) == 2 and count_models(twice) == 2
 
 
-def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(demo: Path, tmp_path: Path) -> None:
+def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(
+    demo: Path, tmp_path: Path, inline: Executor
+) -> None:
     models = _models(demo)[:8]
     source = _jsonl(tmp_path / "models.jsonl", models)
     store, output = tmp_path / "store.sqlite", tmp_path / "results.jsonl"
@@ -83,13 +86,14 @@ def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(demo: Path, tmp_pa
     with pytest.raises(ScanStopped):
         fitaas.stream_scan(
             demo / "BkgOnly.json", source, labels=["m1", "m2"], store=store, output=output,
-            workers=2, on_result=stop_after_three, stop=stop,
+            executor=inline, on_result=stop_after_three, stop=stop,
         )  # fmt: skip
     partial = fitaas.read_results(output)  # what finished is readable (no summary line)
     assert 3 <= len(partial) < len(models) and partial.labels == ("m1", "m2")
     summary = fitaas.stream_scan(
-        demo / "BkgOnly.json", source, labels=["m1", "m2"], store=store, output=output, workers=2
-    )
+        demo / "BkgOnly.json", source, labels=["m1", "m2"], store=store, output=output,
+        executor=inline,
+    )  # fmt: skip
     assert summary.models == len(models) and summary.counts == {"ok": len(models)}
     assert summary.reused >= 3 and summary.computed == len(models) - summary.reused
     result = fitaas.read_results(output)
@@ -109,6 +113,7 @@ def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(demo: Path, tmp_pa
     assert {p.patch: p.cls_obs for p in again} == {p.patch: p.cls_obs for p in result}
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_stream_is_read_only_as_far_as_the_workers_need(demo: Path, tmp_path: Path) -> None:
     template = _models(demo)[10]
     pulled = itertools.count()
@@ -130,6 +135,7 @@ def test_a_stream_is_read_only_as_far_as_the_workers_need(demo: Path, tmp_path: 
     assert seen and seen[0] <= 2 * READ_CHUNK + 2  # not the endless stream
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_theory_scan_from_the_cli(demo: Path, tmp_path: Path) -> None:
     _jsonl(tmp_path / "models.jsonl", [*_models(demo)[:3], {"name": "broken", "patch": [
         {"op": "add", "path": "/channels/7/samples/-", "value": {}}]}])  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def _blocks(store: Path) -> int:
         return int(db.execute("SELECT count(*) FROM results WHERE kind = 'toys'").fetchone()[0])
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_same_seed_same_numbers_on_one_or_two_workers(demo: Path) -> None:
     options = _toys(ntoys=200, seed=5)
     one = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=1))
@@ -84,6 +86,7 @@ def test_more_toys_extend_a_run_and_equal_a_fresh_one(demo: Path, tmp_path: Path
     assert again.computed == 0 and _numbers(again) == _numbers(fresh)  # resumed: nothing new
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_cls_accuracy_adds_toys_until_the_observed_cls_is_known(demo: Path) -> None:
     options = _toys(ntoys=100, seed=1, cls_accuracy=0.02, max_toys=2000)
     (point,) = fitaas.scan(demo, patches=["demo_700_200"], options=options).points
@@ -93,9 +96,9 @@ def test_cls_accuracy_adds_toys_until_the_observed_cls_is_known(demo: Path) -> N
     assert toys.cls_obs_error <= 0.02 or toys.ntoys_sb == 2000
 
 
-def test_discovery_toys_report_p0_and_significance(demo: Path) -> None:
+def test_discovery_toys_report_p0_and_significance(demo: Path, inline: Executor) -> None:
     options = _toys(ntoys=200, seed=3, test_stat="q0")
-    (point,) = fitaas.scan(demo, patches=["demo_1000_400"], options=options).points
+    (point,) = fitaas.scan(demo, patches=["demo_1000_400"], options=options, executor=inline)
     ht = point.hypotest
     assert ht is not None and ht.toys is not None and ht.poi_value == 0.0
     entry = point.to_dict()
@@ -139,6 +142,7 @@ def test_toy_scan_from_the_command_line_and_its_plot(demo: Path, tmp_path: Path)
     assert (plots / "toys_demo_700_200.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_plain_toys_are_the_same_toys_with_pyhf_fits(demo: Path) -> None:
     # --plain: every toy's test statistic from pyhf's own fits, on the same toys
     common = {"ntoys": 20, "seed": 12, "toy_block_size": 20}

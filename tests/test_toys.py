@@ -103,11 +103,16 @@ def test_toys_follow_the_model_distributions() -> None:
 
 
 SLOW = pytest.mark.slow
-CASES = [
+CASES = [  # (qtilde with pyhf's codes runs by default; the rest with -m slow)
     ("qtilde", None, {}),
     pytest.param("q", None, {}, marks=SLOW),
-    ("q0", None, {}),
-    ("qtilde", {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}}, {}),
+    pytest.param("q0", None, {}, marks=SLOW),
+    pytest.param(
+        "qtilde",
+        {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}},
+        {},
+        marks=SLOW,
+    ),
     # (histosys code2 is left out: pyhf's code2 -2lnL jumps by ~0.9 at alpha = 1 on this
     # model, and pyhf's fits can end on that edge instead of in a minimum)
     pytest.param(
@@ -210,6 +215,7 @@ def test_toy_based_cls_agree_with_pyhf_toy_calculator(pyhf_toys: None, mu: float
         assert abs(ours.cls_exp[i] - float(band[i])) < tolerance, (i, ours.cls_exp, band)
 
 
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_many_events_toys_approach_the_asymptotic_cls() -> None:
     import fitaas
 

@@ -162,6 +162,7 @@ _OPTIONS = [
     click.option("--xlabel", help="x axis title (default: the label and its unit)."),
     click.option("--ylabel", help="y axis title (default: the label and its unit)."),
     click.option(
+        "-p",
         "--patch",
         metavar="NAME",
         help="Draw this point's CLs versus mu (with upper limits) or toy distributions.",

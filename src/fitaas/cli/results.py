@@ -29,7 +29,7 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from fitaas.output.results import read_results
+    from fitaas.output.results import counted, read_results
 
     scan = read_results(path)
     level = 1.0 - cl
@@ -84,8 +84,8 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     console.print(table)
     counts = scan.counts()
     console.print(
-        f"{len(scan)} points: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
-        f"{counts.get('failed', 0)} failed; "
+        f"{counted(len(scan), 'point')}: {counts.get('ok', 0)} ok, "
+        f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed; "
         f"excluded at {cl:.0%} CL: {excluded_obs} observed, {excluded_exp} expected "
         f"(pyhf {scan.pyhf_version}, {scan.options.backend}/{scan.options.optimizer}, "
         f"{scan.options.test_stat}, mu={scan.options.poi_value:g})"

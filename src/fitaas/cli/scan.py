@@ -158,17 +158,30 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
     _write(result, output, fmt)
     counts = result.counts()
     if not params["quiet"]:
+        from fitaas.output.results import counted
+
         rescued = [p for p in result if p.ok and (p.diagnostics or {}).get("attempts", 1) > 1]
+        # (a point the store gave may have needed its retry in an earlier run)
+        retried = f"; {counted(len(rescued), 'point')} ok after a retry" if rescued else ""
         click.echo(
-            f"{len(result)} points: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
-            f"{counts.get('failed', 0)} failed ({result.work()}; store "
-            f"{store_label(store)}; {len(rescued)} rescued by a retry) in "
-            f"{wall:.1f} s -> {output}",
+            f"{counted(len(result), 'point')}: {counts.get('ok', 0)} ok, "
+            f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed "
+            f"({result.work()}; store {store_label(store)}{retried}) in {wall:.1f} s -> {output}",
             err=True,
         )
         _say_flagged([*result.failed, *result.suspect], output)
+    elif result.failed:  # (quiet hides progress and the summary, never a failure)
+        _say_failed(len(result.failed), len(result), list(result.failed), output)
     if result.failed:
         sys.exit(1)
+
+
+def _say_failed(count: int, total: int, failed: list[Any], output: Path) -> None:
+    """What ``--quiet`` still says: how many points failed, and the first 20 with why."""
+    from fitaas.output.results import counted
+
+    click.secho(f"{count} of {counted(total, 'point')} failed -> {output}", fg="red", err=True)
+    _say_flagged(failed, output, max(0, count - 20))
 
 
 def _say_flagged(flagged: list[Any], output: Path, more: int | None = None) -> None:
@@ -239,6 +252,9 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         click.echo(f"{line}; store {store_label(store)}) in {elapsed:.1f} s -> {output}", err=True)
         flagged_count = counts.get("failed", 0) + counts.get("suspect", 0)
         _say_flagged(flagged, output, max(0, flagged_count - 20))
+    elif counts.get("failed"):
+        failed = [p for p in flagged if p.status == "failed"]
+        _say_failed(counts["failed"], models, failed, output)
     if counts.get("failed"):
         sys.exit(1)
 
@@ -255,12 +271,14 @@ def _streamed_output(params: dict[str, Any]) -> tuple[Path, str]:
 def _work_line(models: int, counts: dict[str, int], work: dict[str, dict[str, int]]) -> str:
     """How many models ended how, and what was computed and reused per kind (the summary
     line, up to the store)."""
+    from fitaas.output.results import counted
+
     done = "; ".join(
         f"{k}: {v['computed']} computed, {v['reused']} reused" for k, v in work.items()
     )
     return (
-        f"{models} models: {counts.get('ok', 0)} ok, {counts.get('suspect', 0)} suspect, "
-        f"{counts.get('failed', 0)} failed ({done}"
+        f"{counted(models, 'model')}: {counts.get('ok', 0)} ok, "
+        f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed ({done}"
     )
 
 
@@ -337,6 +355,8 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
                 f"{time.perf_counter() - start:.1f}",
             )
             failed = failed or bool(result.failed)
+            if result.failed and params["quiet"]:
+                _say_failed(len(result.failed), len(result), list(result.failed), target)
     if not params["quiet"]:
         Console(stderr=True).print(table)
     if failed:

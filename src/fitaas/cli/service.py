@@ -361,7 +361,7 @@ def _job_line(j: Any) -> str:
 @click.command()
 @_service_options
 @pallets_options
-@click.option("--patch", "patches", multiple=True, help="Only this patch (repeatable).")
+@click.option("-p", "--patch", "patches", multiple=True, help="Only this patch (repeatable).")
 @inference_options
 @click.option(
     "--upper-limit", is_flag=True, help="Upper limits on the POI instead of hypothesis tests."

@@ -8,7 +8,7 @@ called with the same options.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
@@ -27,6 +27,7 @@ from fitaas.inference.results import (
 __all__ = [
     "FitInputs",
     "build_model",
+    "check_measurement",
     "check_options",
     "complete_fit_inputs",
     "fit",
@@ -97,6 +98,23 @@ def patched_spec(
     return _Specification(jsonpatch.JsonPatch(operations).apply(spec, in_place=True))
 
 
+def check_measurement(workspace: Mapping[str, Any], name: str | None) -> None:
+    """Refuse a measurement the workspace lacks, naming those it has (before any work).
+
+    Raises:
+        InputError: No measurement by that name, or none at all.
+    """
+    names = [str(m.get("name")) for m in workspace.get("measurements", [])]
+    if not names:
+        raise InputError("the workspace defines no measurement (pyhf needs one)")
+    if name is not None and name not in names:
+        raise InputError(
+            f"no measurement '{name}' in the workspace; its measurements: {', '.join(names)}",
+            option="measurement",
+            value=names[0],
+        )
+
+
 def _measurement(workspace: pyhf.Workspace, name: str | None) -> dict[str, Any]:
     """``workspace.get_measurement(measurement_name=name)`` without its schema check.
 
@@ -104,16 +122,10 @@ def _measurement(workspace: pyhf.Workspace, name: str | None) -> dict[str, Any]:
     (measured: a worker grew 6 MB per 1,000 points, 0.6 GB over a 100,000-model scan); the
     workspace was validated whole when it was loaded.
     """
-    names = workspace.measurement_names
-    if not names:
-        raise pyhf.exceptions.InvalidMeasurement("No measurements have been defined.")
+    check_measurement(workspace, name)
     if name is None:
         return dict(workspace["measurements"][0])
-    if name not in names:
-        raise pyhf.exceptions.InvalidMeasurement(
-            f"no measurement by name '{name}' was found in the workspace, pick from one of {names}"
-        )
-    return dict(workspace["measurements"][names.index(name)])
+    return dict(workspace["measurements"][workspace.measurement_names.index(name)])
 
 
 def build_model(
@@ -139,6 +151,7 @@ def build_model(
     Returns:
         The model and the observed data (main + auxiliary).
     """
+    check_measurement(workspace, options.measurement)
     kwargs: dict[str, Any] = {"validate": False}
     if options.modifier_settings is not None:
         kwargs["modifier_settings"] = options.pyhf_modifier_settings()

@@ -115,6 +115,7 @@ class Dispatcher(Generic[T]):
                 timeout = STOP_CHECK_SECONDS if self.stop is not None else None
                 done, _ = wait(list(self._pending), timeout=timeout, return_when=FIRST_COMPLETED)
                 if self.stop is not None and self.stop.is_set():
+                    self._keep_finished(record)
                     raise Stopped("the work was stopped; finished results are in the store")
                 for future in done:
                     task = self._pending.pop(future)
@@ -127,6 +128,14 @@ class Dispatcher(Generic[T]):
             self.engine.abandon(list(self._pending))
             self._pending.clear()
             raise
+
+    def _keep_finished(self, record: Callable[[T, Any], None]) -> None:
+        """Record every task that has finished with a result (on a stop: nothing computed
+        is lost; nothing is sent again)."""
+        for future in [f for f in self._pending if f.done() and not f.cancelled()]:
+            task = self._pending.pop(future)
+            if future.exception() is None:
+                record(task, future.result())
 
     def call(self, task: T, lost: Callable[[T, str], Any]) -> Any:
         """Compute one task and wait for it, sent again as :meth:`run` sends tasks; several

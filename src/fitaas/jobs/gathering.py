@@ -20,7 +20,7 @@ import pyhf
 
 from fitaas.engines.base import Engine, EngineError
 from fitaas.inference import KINDS, InferenceOptions, build_model
-from fitaas.inference.core import check_options
+from fitaas.inference.core import check_measurement, check_options
 from fitaas.inference.kinds import RESULT_TYPES
 from fitaas.inputs.pallets import Pallet, Point
 from fitaas.jobs.dispatch import Dispatcher, Sending, Stopped
@@ -120,7 +120,9 @@ def check_scan_options(
     pallet: Pallet, points: Sequence[Point], options: InferenceOptions, kinds: Sequence[str]
 ) -> None:
     """Options that name parameters or move the POI, checked on the first point's model
-    once (one line, before anything runs) rather than failing every point."""
+    once (one line, before anything runs) rather than failing every point; and the
+    measurement, by name."""
+    check_measurement(pallet.workspace, options.measurement)
     default = InferenceOptions()
     if not points or (
         not (options.init_pars or options.fixed_params or options.par_bounds)

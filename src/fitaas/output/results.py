@@ -27,9 +27,14 @@ from fitaas.inference.results import strict_json
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
-__all__ = ["PointResult", "ScanResult", "csv_cell", "read_results"]
+__all__ = ["PointResult", "ScanResult", "counted", "csv_cell", "read_results"]
 
 _SIGMAS = ("m2", "m1", "0", "p1", "p2")
+
+
+def counted(count: int, noun: str) -> str:
+    """``"1 point"``, ``"2 points"``: a count and its noun, in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 # A point's statuses, in the order tables show them.

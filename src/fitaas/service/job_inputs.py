@@ -52,14 +52,13 @@ def check_job_options(
             "option device: 'gpu' asks for a GPU, and this endpoint computes on CPUs "
             '(leave device out, or use an endpoint with device = "gpu")'
         )
-    names = [m.get("name") for m in pallet.workspace.get("measurements", [])]
-    if options.measurement is not None and options.measurement not in names:
-        raise InputError(
-            f"option measurement: no measurement '{options.measurement}' in the workspace"
-            f" (its measurements: {', '.join(map(str, names)) or 'none'})"
-        )
     points = pallet.select(patches)[:1] if patches else pallet.points[:1]
-    check_scan_options(pallet, points, options, (task,))
+    try:  # (the measurement, the parameters' names and values)
+        check_scan_options(pallet, points, options, (task,))
+    except InputError as exc:
+        if exc.option != "measurement":
+            raise
+        raise InputError(f"option measurement: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,246 @@
+"""The scan's orchestration on a fake engine: canned outcomes, no pyhf fits, milliseconds.
+
+The fake workers answer the task every engine runs (``run_points``) with outcomes made from
+the point's name, and can lose a task (a dead worker), fail a point, or set the scan's stop
+event after some tasks: what is stored, reused, resent, resumed and reported is the scan's
+own doing. Real fits on real engines are tested elsewhere (``test_scan``, ``test_engines``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import zlib
+from collections import Counter
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fitaas
+from fitaas import InferenceOptions
+from fitaas.inference.arrays import encode_array
+from fitaas.jobs.dispatch import Stopped
+from fitaas.jobs.toy_blocks import merge_blocks
+from fitaas.worker.payloads import WorkspaceNotOnWorker
+
+
+def _cls(name: str) -> float:
+    """A CLs of the point's own (its name's checksum), to see each lands on its point."""
+    return (zlib.crc32(name.encode()) % 1000) / 1000.0
+
+
+def _outcome(name: str) -> dict[str, Any]:
+    cls = _cls(name)
+    return {
+        "status": "ok",
+        "result": {
+            "poi_value": 1.0,
+            "test_stat": "qtilde",
+            "cls_obs": cls,
+            "cls_exp": [cls * f for f in (0.2, 0.5, 1.0, 1.5, 2.0)],
+            "clsb_obs": cls / 2,
+            "clb_obs": 0.5,
+        },
+        "error": None,
+        "seconds": 0.01,
+    }
+
+
+def _block(name: str, ensemble: str, index: int, size: int) -> dict[str, Any]:
+    """A block of canned toys: test statistics drawn from the block's own seed."""
+    seed = zlib.crc32(f"{name}/{ensemble}/{index}".encode())
+    shift = 0.0 if ensemble == "b" else 1.0
+    values = np.random.default_rng(seed).exponential(1.0, size) + shift
+    return {
+        "ensemble": ensemble,
+        "index": index,
+        "status": "ok",
+        "teststats": encode_array(values),
+        "failed": 0,
+        "teststat_obs": 1.0 + _cls(name),
+        "error": None,
+        "seconds": 0.01,
+    }
+
+
+class FakeWorkers(Executor):
+    """Runs ``run_points`` and ``run_toy_blocks`` tasks with canned outcomes, synchronously.
+
+    Args:
+        lose: Point name -> how many times a task holding it dies first.
+        fail: Point names whose outcome is a failed fit.
+        stop_after: Set ``stop`` once this many tasks have been answered.
+    """
+
+    def __init__(
+        self,
+        lose: dict[str, int] | None = None,
+        fail: frozenset[str] = frozenset(),
+        stop: threading.Event | None = None,
+        stop_after: int | None = None,
+        has_workspace: bool = True,
+    ) -> None:
+        self.lose = dict(lose or {})
+        self.fail = fail
+        self.stop, self.stop_after = stop, stop_after
+        self.calls: Counter[str] = Counter()
+        self.answered = 0
+        self.answered_names: set[str] = set()
+        self.has_workspace = has_workspace
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        assert fn.__name__ in ("run_points", "run_toy_blocks"), fn
+        future: Future[Any] = Future()
+        if fn.__name__ == "run_toy_blocks":
+            _, point, blocks, options, _ = args
+            name = point["name"]
+            for block in blocks:
+                self.calls[f"{name}/{block[0]}/{block[1]}"] += 1
+            if self.lose.get(name, 0) > 0:
+                self.lose[name] -= 1
+                future.set_exception(RuntimeError(f"worker died running {name}"))
+                return future
+            size = int(options["toy_block_size"])
+            future.set_result([_block(name, e, int(i), size) for e, i in blocks])
+            return future
+        _, points, kinds, _, payload = args
+        if payload is not None:
+            self.has_workspace = True
+        names = [point["name"] for point in points]
+        for name in names:
+            self.calls[name] += 1
+        if not self.has_workspace:
+            future.set_exception(WorkspaceNotOnWorker("no workspace here"))
+            return future
+        for name in names:
+            if self.lose.get(name, 0) > 0:
+                self.lose[name] -= 1
+                future.set_exception(RuntimeError(f"worker died running {name}"))
+                return future
+        done = []
+        for name in names:
+            outcome = _outcome(name)
+            if name in self.fail:
+                outcome = {"status": "failed", "result": None, "error": "fit failed: canned"}
+            done.append({"name": name, "outcomes": dict.fromkeys(kinds, outcome)})
+        self.answered += 1
+        self.answered_names.update(names)
+        stopping = self.stop_after is not None and self.answered >= self.stop_after
+        if self.stop is not None and stopping:
+            self.stop.set()
+        future.set_result(done)
+        return future
+
+
+def _scan(demo: Path, store: Path, workers: FakeWorkers, **kwargs: Any) -> Any:
+    return fitaas.scan(demo, executor=workers, workers=2, batch_size=1, store=store, **kwargs)
+
+
+def test_every_point_gets_its_own_outcome_and_a_rerun_computes_nothing(
+    demo: Path, tmp_path: Path
+) -> None:
+    workers = FakeWorkers()
+    first = _scan(demo, tmp_path / "store.sqlite", workers)
+    names = [point.patch for point in first.points]
+    assert len(names) == 20 and len(set(names)) == 20
+    for point in first.points:
+        assert point.status == "ok"
+        assert point.hypotest is not None
+        assert point.hypotest.cls_obs == _cls(point.patch)
+    assert set(workers.calls) == set(names)
+    again = FakeWorkers()
+    second = _scan(demo, tmp_path / "store.sqlite", again)
+    assert not again.calls  # every outcome from the store
+    assert [p.hypotest.cls_obs for p in second.points] == [p.hypotest.cls_obs for p in first.points]
+    forced = FakeWorkers()
+    _scan(demo, tmp_path / "store.sqlite", forced, force=True)
+    assert set(forced.calls) == set(names)
+
+
+def test_the_workspace_is_sent_only_to_a_worker_that_asks(demo: Path, tmp_path: Path) -> None:
+    workers = FakeWorkers(has_workspace=False)
+    result = _scan(demo, tmp_path / "store.sqlite", workers)
+    assert all(point.status == "ok" for point in result.points)
+    # a task that came back asking for the workspace was sent again with it, once
+    assert workers.has_workspace
+    assert max(workers.calls.values()) == 2
+    assert [p.hypotest.cls_obs for p in result.points] == [_cls(p.patch) for p in result.points]
+
+
+def test_a_lost_task_is_resent_and_one_lost_too_often_fails_alone(
+    demo: Path, tmp_path: Path
+) -> None:
+    names = [p.patch for p in _scan(demo, tmp_path / "names.sqlite", FakeWorkers()).points]
+    unlucky, doomed = names[3], names[7]
+    workers = FakeWorkers(lose={unlucky: 1, doomed: 10})
+    result = _scan(demo, tmp_path / "store.sqlite", workers, retries=2)
+    by_name = {p.patch: p for p in result.points}
+    assert by_name[unlucky].status == "ok"
+    assert by_name[unlucky].hypotest.cls_obs == _cls(unlucky)
+    assert by_name[doomed].status == "failed"
+    assert f"worker died running {doomed}" in (by_name[doomed].error or "")
+    assert workers.calls[doomed] == 3  # the first try and two retries
+    assert sum(p.status == "ok" for p in result.points) == 19
+    # a failed point is computed again next time; the others are not
+    rerun = FakeWorkers()
+    again = _scan(demo, tmp_path / "store.sqlite", rerun)
+    assert set(rerun.calls) == {doomed}
+    assert all(p.status == "ok" for p in again.points)
+
+
+def test_a_failed_fit_is_recorded_and_the_scan_goes_on(demo: Path, tmp_path: Path) -> None:
+    names = [p.patch for p in _scan(demo, tmp_path / "names.sqlite", FakeWorkers()).points]
+    workers = FakeWorkers(fail=frozenset(names[:2]))
+    result = _scan(demo, tmp_path / "store.sqlite", workers)
+    statuses = Counter(p.status for p in result.points)
+    assert statuses == {"ok": 18, "failed": 2}
+    assert {p.patch for p in result.points if p.status == "failed"} == set(names[:2])
+    assert all("canned" in (p.error or "") for p in result.points if p.status == "failed")
+
+
+def test_a_stopped_scan_keeps_what_finished_and_resumes_with_the_rest(
+    demo: Path, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    workers = FakeWorkers(stop=stop, stop_after=5)
+    seen: list[Any] = []
+    with pytest.raises(Stopped):
+        _scan(demo, tmp_path / "store.sqlite", workers, stop=stop, progress=seen.append)
+    assert seen, "no progress was reported"
+    answered = workers.answered_names
+    assert len(answered) >= 5
+    rest = FakeWorkers()
+    result = _scan(demo, tmp_path / "store.sqlite", rest)
+    assert all(p.status == "ok" for p in result.points)
+    # every task answered before the stop was kept (it was thrown away when the stop came
+    # while finished tasks waited to be recorded); only the others are computed now
+    assert set(rest.calls) == {p.patch for p in result.points} - answered
+
+
+def test_toys_are_blocks_computed_once_merged_and_extended(demo: Path, tmp_path: Path) -> None:
+    options = InferenceOptions(calctype="toybased", ntoys=250, toy_block_size=100)
+    store = tmp_path / "store.sqlite"
+    names = [p.patch for p in _scan(demo, tmp_path / "names.sqlite", FakeWorkers()).points]
+    workers = FakeWorkers(lose={names[2]: 1})  # (its first task dies: sent again)
+    result = _scan(demo, store, workers, options=options, patches=names[:3])
+    assert [p.patch for p in result.points] == names[:3]
+    for point in result.points:
+        assert point.status == "ok"
+        blocks = {(e, i): _block(point.patch, e, i, 100) for e in ("sb", "b") for i in range(3)}
+        merged = merge_blocks(options, blocks, 250)
+        assert merged.result is not None and point.hypotest is not None
+        assert point.hypotest.cls_obs == pytest.approx(merged.result["cls_obs"], abs=0)
+        assert point.hypotest.toys is not None
+        for ensemble in ("sb", "b"):
+            assert all(workers.calls[f"{point.patch}/{ensemble}/{i}"] >= 1 for i in range(3))
+            assert workers.calls[f"{point.patch}/{ensemble}/3"] == 0
+    # the same toys again: nothing computed; 350 toys: only the fourth block of each
+    again = FakeWorkers()
+    _scan(demo, store, again, options=options, patches=names[:3])
+    assert not again.calls
+    more = FakeWorkers()
+    _scan(demo, store, more, options=dataclasses.replace(options, ntoys=350), patches=names[:3])
+    assert set(more.calls) == {f"{n}/{e}/3" for n in names[:3] for e in ("sb", "b")}
