@@ -118,11 +118,23 @@ def test_a_scan_of_a_combination_equals_the_hand_built_combined_model(
     demo: Path, tmp_path: Path
 ) -> None:
     b = _analysis_b(demo, tmp_path / "b")
-    ran = run_cli(
-        "scan", str(demo), str(b), "--combine", "--join", "outer", "-o", "c.json", cwd=tmp_path
-    )
-    assert ran.returncode == 0, ran.stderr
-    assert "17 points of " in ran.stderr and "1 points of b are not in every" in ran.stderr
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    args = [
+        "scan",
+        str(demo),
+        str(b),
+        "--combine",
+        "--join",
+        "outer",
+        "-o",
+        str(tmp_path / "c.json"),
+    ]
+    ran = CliRunner().invoke(cli, args, prog_name="fitaas")
+    assert ran.exit_code == 0, ran.stderr
+    assert "17 points of " in ran.stderr and "1 point of b is not in every" in ran.stderr
     results = json.loads((tmp_path / "c.json").read_text())["results"]
     names = json.loads((demo / "patchset.json").read_text())["patches"]
     assert [r["patch"] for r in results] == [names[i]["metadata"]["name"] for i in (6, 9, 12)]

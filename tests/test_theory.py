@@ -16,7 +16,7 @@ import pytest
 import fitaas
 from conftest import plain_hypotest, run_cli
 from fitaas.errors import InputError
-from fitaas.inputs.theory_models import count_models, read_models
+from fitaas.inputs.theory_models import check_models, read_models
 from fitaas.jobs.gathering import ScanStopped
 from fitaas.jobs.streaming import READ_CHUNK
 
@@ -66,7 +66,56 @@ def test_malformed_models_are_named_by_line_or_file(demo: Path, tmp_path: Path) 
     points = read_models(folder)
     assert [p.name for p in points] == ["a_point", "demo_300_0"]
     assert points[0].digest == points[1].digest and points[1].values == (300, 0)
-    assert count_models(folder) == 2 and count_models(twice) == 2
+    assert check_models(folder) == 2
+    with pytest.raises(InputError, match="two models are named"):
+        check_models(twice)  # (read through as the scan reads: every line checked)
+
+
+def test_a_bad_line_is_refused_before_any_work_and_an_empty_result_is_said(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # line 11 of 21 was reached with ten models in flight: nothing was kept, and the
+    # header-only results.jsonl then read as "0 points", exit 0
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    models = _models(demo)
+    lines = [json.dumps(m) for m in models]
+    lines.insert(10, '{"name": "broken", "values": [1, 2], "patch": [')
+    (tmp_path / "models.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["scan", str(demo / "BkgOnly.json"), "--models", "models.jsonl", "--labels", "m1,m2"]
+    shown = CliRunner().invoke(cli, args, prog_name="fitaas")
+    assert shown.exit_code == 2, shown.stderr
+    assert "models.jsonl, line 11: not JSON" in shown.stderr
+    assert len(shown.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results.jsonl").exists()
+    # a results file with only its header says so
+    from fitaas.inputs.pallets import load_pallet
+    from fitaas.jobs.gathering import pallet_result
+
+    pallet = load_pallet(demo / "BkgOnly.json")
+    header = pallet_result(pallet, fitaas.InferenceOptions(), ()).jsonl_header()
+    (tmp_path / "empty.jsonl").write_text(json.dumps({**header, "stream": True}) + "\n")
+    empty = CliRunner().invoke(cli, ["results", "empty.jsonl"], prog_name="fitaas")
+    assert empty.exit_code == 2 and "no results in it" in empty.stderr, empty.output
+
+
+def test_models_before_a_malformed_one_are_kept(
+    demo: Path, tmp_path: Path, inline: Executor
+) -> None:
+    # an iterable is checked as it is reached: the models in flight when it is are
+    # computed and stored, then the error is raised
+    models = _models(demo)[:6]
+    broken = [*models[:5], {"name": "broken", "values": [1]}, models[5]]
+    store = tmp_path / "store.sqlite"
+    with pytest.raises(InputError, match="model #5: model 'broken' needs 'patch'"):
+        fitaas.stream_scan(demo / "BkgOnly.json", iter(broken), store=store, executor=inline)
+    again = fitaas.stream_scan(
+        demo / "BkgOnly.json", iter(models[:5]), store=store, executor=inline
+    )
+    assert again.reused == 5 and again.computed == 0
 
 
 def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from fitaas.errors import InputError
+
 __all__ = ["results"]
 
 
@@ -32,6 +34,8 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     from fitaas.output.results import counted, read_results
 
     scan = read_results(path)
+    if not len(scan):  # (a stream that stopped before its first result wrote its header)
+        raise InputError(f"{path}: no results in it (a scan that stopped before any finished?)")
     level = 1.0 - cl
     table = Table(title=f"{path} ({scan.source or scan.workspace_digest[:12]})")
     table.add_column("patch", no_wrap=True, overflow="ellipsis", max_width=32)

@@ -121,10 +121,14 @@ def _combination(sources: tuple[str, ...], params: dict[str, Any]) -> Pallet:
     )
     combination = combine_pallets(entries, join=params["join"], match=params["match"])
     if not params["quiet"]:
+        from fitaas.output.results import counted
+
         for name, missing in combination.unmatched.items():
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            verb = "is" if len(missing) == 1 else "are"
             click.secho(
-                f"{len(missing)} points of {name} are not in every analysis, not scanned: {shown}",
+                f"{counted(len(missing), 'point')} of {name} {verb} not in every analysis, "
+                f"not scanned: {shown}",
                 fg="yellow",
                 err=True,
             )
@@ -199,7 +203,7 @@ def _say_flagged(flagged: list[Any], output: Path, more: int | None = None) -> N
 def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
     """``--models``: a theory scan streamed (:func:`fitaas.stream_scan`), results to a JSON
     Lines file as they finish (or collected into JSON/CSV at the end)."""
-    from fitaas.inputs.theory_models import count_models
+    from fitaas.inputs.theory_models import check_models
     from fitaas.jobs.streaming import collected_scan, stream_scan
 
     if params["patches"]:
@@ -223,7 +227,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         "force": params["force"],
     }
     pallet = pallet_from_cli(params)
-    total = count_models(params["models"])
+    total = check_models(params["models"])  # (a malformed line: refused before any work)
     engine = engine_from_cli(params)
     start = time.perf_counter()
     with engine, ScanBar(quiet=params["quiet"], label="models") as bar:

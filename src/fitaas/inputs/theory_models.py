@@ -29,7 +29,7 @@ from fitaas.inputs.pallets import Point, digest
 
 __all__ = [
     "ModelSource",
-    "count_models",
+    "check_models",
     "model_line",
     "model_source",
     "models_from_lines",
@@ -180,13 +180,14 @@ def read_models(models: ModelSource) -> list[Point]:
     return list(model_source(models))
 
 
-def count_models(models: ModelSource) -> int | None:
-    """How many models a file or folder holds, cheaply (``None`` for an iterable)."""
+def check_models(models: ModelSource) -> int | None:
+    """Read a file's or folder's models through once as a scan will, keeping none, and
+    count them (``None`` for an iterable, checked as it is reached): a malformed model is
+    refused before any work, not after the ones before it.
+
+    Raises:
+        InputError: The first malformed model, named by its line or file.
+    """
     if not isinstance(models, str | Path):
         return len(models) if isinstance(models, list | tuple) else None
-    path = Path(models)
-    if path.is_dir():
-        return sum(1 for _ in path.glob("*.json"))
-    if path.is_file():
-        return sum(1 for line in _lines(path) if line.strip())
-    return None
+    return sum(1 for _ in model_source(models))

@@ -101,9 +101,20 @@ class Dispatcher(Generic[T]):
         """
 
         window = window or getattr(self.engine, "window", 0)
+        # An error from ``tasks`` itself (a stream reaching a malformed model) ends the
+        # submitting; the tasks in flight finish and are recorded before it is raised.
+        source_error: list[Exception] = []
+        iterator = iter(tasks)
 
         def refill() -> None:
-            for task in tasks:
+            while not source_error:
+                try:
+                    task = next(iterator)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    source_error.append(exc)
+                    return
                 self._sending(task).with_payload = self.engine.eager_payload
                 self.submit(task)
                 if window and len(self._pending) >= window:
@@ -128,6 +139,8 @@ class Dispatcher(Generic[T]):
             self.engine.abandon(list(self._pending))
             self._pending.clear()
             raise
+        if source_error:
+            raise source_error[0]
 
     def _keep_finished(self, record: Callable[[T, Any], None]) -> None:
         """Record every task that has finished with a result (on a stop: nothing computed

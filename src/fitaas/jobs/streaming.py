@@ -146,7 +146,10 @@ class _StreamGather(Gather):
     def tasks(self, engine: Engine, points: Iterator[Point], ref: Any) -> Iterator[Task]:
         """Tasks for the models the store lacks, a chunk of models at a time; the others
         are emitted from the store as they are reached."""
-        while chunk := list(itertools.islice(points, READ_CHUNK)):
+        while True:
+            chunk, malformed = _read_chunk(points, READ_CHUNK)
+            if not chunk and malformed is None:
+                return
             keys = {(p.digest, k): self._key(p, k) for p in chunk for k in self.kinds}
             stored = {} if self.force else self.store.get(keys.values())
             todo: list[tuple[Point, tuple[str, ...]]] = []
@@ -170,6 +173,19 @@ class _StreamGather(Gather):
                         self.outcomes[point.digest, kind] = Outcome.from_dict(kept.outcome)
                 todo.append((point, missing))
             yield from self._tasks(engine, todo, ref)
+            if malformed is not None:  # (the models before it are computed and stored)
+                raise malformed
+
+
+def _read_chunk(points: Iterator[Point], size: int) -> tuple[list[Point], InputError | None]:
+    """Up to ``size`` models, and the error of a malformed one reached (the models read
+    before it are returned with it)."""
+    chunk: list[Point] = []
+    try:
+        chunk.extend(itertools.islice(points, size))
+    except InputError as exc:
+        return chunk, exc
+    return chunk, None
 
 
 def stream_scan(
