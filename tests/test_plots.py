@@ -88,15 +88,24 @@ def test_too_few_points_and_bad_planes_are_clear_errors(demo_scan: fitaas.ScanRe
         plots.cls_vs_mu(demo_scan.points[0])
 
 
-def test_three_labels_need_a_slice(demo_scan: fitaas.ScanResult) -> None:
+def test_a_third_label_is_held_at_its_most_frequent_value_and_said(
+    demo_scan: fitaas.ScanResult,
+) -> None:
+    # three labels (sbottom: msb, mn2, mn1) drew nothing ("fix m3 to a value"), where the
+    # Brazil band held the third at its most frequent value
+    third = [60 if i % 4 else 100 for i in range(len(demo_scan.points))]
     points = tuple(
-        dataclasses.replace(p, values=(*p.values, 60), labels=("m1", "m2", "m3")) for p in demo_scan
+        dataclasses.replace(p, values=(*p.values, m3), labels=("m1", "m2", "m3"))
+        for p, m3 in zip(demo_scan, third, strict=True)
     )
     result = dataclasses.replace(demo_scan, points=points, labels=("m1", "m2", "m3"))
-    with pytest.raises(InputError, match="fix m3 to a value"):
-        plots.exclusion(result)
-    assert plots.exclusion(result, slices={"m3": 60}) is not None
-    with pytest.raises(InputError, match="at least 3 successful points"):
+    fig = plots.exclusion(result)
+    said = _artist(fig, "slice").get_text()
+    assert said == "m3 = 60 (most points; m3 unset)"
+    assert len(_artist(fig, "points").get_offsets()) == third.count(60)
+    chosen = plots.exclusion(result, slices={"m3": 100})
+    assert _artist(chosen, "slice").get_text() == "m3 = 100"
+    with pytest.raises(InputError, match=r"got 0 at m3 = 1 \(its values: 60, 100\)"):
         plots.exclusion(result, slices={"m3": 1})
 
 

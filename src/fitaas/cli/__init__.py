@@ -28,6 +28,7 @@ EXIT_INTERRUPTED = 130
 FLAGS = {
     "par_bounds": "--bounds",
     "poi": "--poi",
+    "measurement": "--measurement",
     "patch": "--patch",
     "region": "--region",
     "verify": "--no-verify",

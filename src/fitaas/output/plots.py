@@ -63,20 +63,22 @@ def plane(
     x: str | None = None,
     y: str | None = None,
     slices: dict[str, float] | None = None,
-) -> tuple[str, str, list[PointResult]]:
+) -> tuple[str, str, list[PointResult], dict[str, float]]:
     """Choose the two labels of the plane and the points in it.
 
     Args:
         result: Scan results with labelled values.
         x: Label on the x axis (default: the first label).
         y: Label on the y axis (default: the second label).
-        slices: For three or more labels, ``{label: value}`` fixing the others.
+        slices: For three or more labels, ``{label: value}`` fixing the others; a label
+            left out is held at its most frequent value among the successful points (as
+            the Brazil band does).
 
     Returns:
-        ``(x label, y label, points in the plane)``.
+        ``(x label, y label, points in the plane, the values holding the other labels)``.
 
     Raises:
-        InputError: Fewer than two labels, unknown labels, or labels left unfixed.
+        InputError: Fewer than two labels, or unknown labels.
     """
     labels = list(result.labels)
     if len(labels) < 2:
@@ -90,19 +92,32 @@ def plane(
         if name not in labels:
             raise InputError(f"unknown label '{name}'; labels: {', '.join(labels)}")
     free = [label for label in labels if label not in (x, y) and label not in slices]
-    if free:
-        raise InputError(
-            f"fix {', '.join(free)} to a value to choose a plane",
-            option="slices",
-            value="LABEL=VALUE",
-        )
     index = {label: i for i, label in enumerate(labels)}
+    slices.update(_most_frequent(result, free))
     points = [
         p
         for p in result
         if all(math.isclose(float(p.values[index[k]]), float(v)) for k, v in slices.items())
     ]
-    return x, y, points
+    return x, y, points, slices
+
+
+def _most_frequent(result: ScanResult, labels: Sequence[str]) -> dict[str, float]:
+    """Each label's most frequent value among the successful points (all points if none)."""
+    chosen = [p for p in result if p.ok] or list(result)
+    held = {}
+    for label in labels:
+        values = [float(p.values[result.labels.index(label)]) for p in chosen]
+        if values:
+            held[label] = max(set(values), key=values.count)
+    return held
+
+
+def _values_of(result: ScanResult, label: str) -> str:
+    """A label's values among the points, for an error that asks to choose one."""
+    values = sorted({float(p.values[result.labels.index(label)]) for p in result})
+    shown = ", ".join(f"{v:g}" for v in values[:12])
+    return shown + (", ..." if len(values) > 12 else "")
 
 
 def _unit(result: ScanResult, label: str, units: dict[str, str] | None) -> str:
@@ -153,13 +168,19 @@ def exclusion(
         InputError: Too few usable points to draw a contour, or a bad plane.
     """
     plt = pyplot()
-    x, y, points = plane(result, x, y, slices)
+    x, y, points, held = plane(result, x, y, slices)
     index = {label: i for i, label in enumerate(result.labels)}
     ok = [p for p in points if p.ok and p.hypotest is not None]
     failed = [p for p in points if not (p.ok and p.hypotest is not None)]
     if len(ok) < 3:
+        where = "; ".join(
+            f"{k} = {v:g} (its values: {_values_of(result, k)})" for k, v in held.items()
+        )
         raise InputError(
             f"an exclusion contour needs at least 3 successful points in the plane, got {len(ok)}"
+            + (f" at {where}" if where else ""),
+            option="slices" if held else None,
+            value="LABEL=VALUE" if held else None,
         )
     xs = np.array([float(p.values[index[x]]) for p in ok])
     ys = np.array([float(p.values[index[y]]) for p in ok])
@@ -185,10 +206,12 @@ def exclusion(
         axis(values.min() - pad, values.max() + pad)
     ax.set_xlabel(xlabel or _unit(result, x, units))
     ax.set_ylabel(ylabel or _unit(result, y, units))
-    if slices:
-        ax.text(
-            0.02, 0.02, ", ".join(f"{k} = {v:g}" for k, v in slices.items()), transform=ax.transAxes
-        )
+    if held:
+        chosen = [k for k in held if k not in (slices or {})]
+        text = ", ".join(f"{k} = {v:g}" for k, v in held.items())
+        if chosen:  # (said, as the Brazil band says its own)
+            text += f" (most points; {', '.join(chosen)} unset)"
+        ax.text(0.02, 0.02, text, transform=ax.transAxes).set_gid("slice")
     fig.suptitle(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
     fig.tight_layout()
     return fig
