@@ -331,3 +331,31 @@ def test_every_command_spells_its_shared_options_alike() -> None:
                         assert short == ("-p",), name
     assert spellings["--patch"] == {("-p",)}
     assert len(spellings["--output"]) == 1, spellings["--output"]
+
+
+def test_a_toy_cls_below_the_tables_precision_is_shown_with_its_uncertainty(
+    demo: Path, tmp_path: Path
+) -> None:
+    # "<0.0001 ± 0.0076": a bound and an uncertainty in one cell
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    import fitaas
+    from fitaas.cli import cli
+    from test_orchestration import FakeWorkers
+
+    options = fitaas.InferenceOptions(calctype="toybased", ntoys=100, toy_block_size=100)
+    scanned = fitaas.scan(
+        demo, patches=["demo_700_0"], options=options, executor=FakeWorkers(),
+        store=tmp_path / "s.sqlite",
+    )  # fmt: skip
+    (point,) = scanned.points
+    assert point.hypotest is not None and point.hypotest.toys is not None
+    zero = dataclasses.replace(point, hypotest=dataclasses.replace(point.hypotest, cls_obs=0.0))
+    (tmp_path / "r.json").write_text(dataclasses.replace(scanned, points=(zero,)).to_json())
+    shown = CliRunner().invoke(cli, ["results", str(tmp_path / "r.json")], prog_name="fitaas")
+    assert shown.exit_code == 0, shown.output
+    error = point.hypotest.toys.cls_obs_error
+    assert f"0.0000 ± {error:.2g}" in shown.stdout
+    assert "<0.0001 ±" not in shown.stdout

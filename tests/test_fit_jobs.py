@@ -308,3 +308,26 @@ def test_ranking_of_a_published_point_equals_plain_pyhf_fits(workspaces: Path) -
     finally:
         pyhf.set_backend("numpy", "scipy")
     assert spread.fits > 200 and not spread.failed
+
+
+@pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
+def test_an_nll_scan_whose_best_fit_is_on_a_bound_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a deficit: mu's best fit is its bound 0 ("best fit 2.22e-16", "[below the range, 0.442]")
+    from click.testing import CliRunner
+
+    from conftest import workspace_with_every_modifier
+    from fitaas.cli import cli
+
+    spec = workspace_with_every_modifier([6.0, 9.0], [50.0, 40.0], [41.0, 33.0], channels=2)
+    (tmp_path / "ws.json").write_text(json.dumps(spec))
+    monkeypatch.chdir(tmp_path)
+    args = ["nll-scan", "ws.json", "--range", "0,3,7", "--workers", "1", "-o", "nll.json", "-q"]
+    shown = CliRunner().invoke(cli, args, prog_name="fitaas")
+    assert shown.exit_code == 0, shown.stderr
+    best = json.loads((tmp_path / "nll.json").read_text())["bestfit"]
+    assert abs(best) < 1e-6  # (on its bound)
+    assert "likelihood scan of mu: best fit 0\n" in shown.stdout
+    assert "1σ interval: [0 (the best fit, at the scan's edge), " in shown.stdout
+    assert "below the range" not in shown.stdout

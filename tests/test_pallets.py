@@ -78,6 +78,21 @@ def test_schema_invalid_workspace_names_the_key(demo: Path, tmp_path: Path) -> N
         InputError, match=r"fails pyhf's schema at 'channels\[1\].samples\[0\]'.*'data'"
     ):
         load_pallet(_write(tmp_path / "ws.json", spec))
+    # a typo'd key of a modifier: named, not the whole modifier "not valid under any of
+    # the given schemas"
+    spec = json.loads((demo / "BkgOnly.json").read_text())
+    modifier = spec["channels"][0]["samples"][0]["modifiers"][0]
+    modifier["nmae"] = modifier.pop("name")
+    with pytest.raises(InputError) as caught:
+        load_pallet(_write(tmp_path / "typo.json", spec))
+    said = str(caught.value)
+    assert "modifiers[0]'" in said and "('nmae' was unexpected)" in said
+    assert "'name' is a required property" in said
+    assert "not valid under any of the given schemas" not in said
+    modifier["name"] = modifier.pop("nmae")
+    modifier["data"] = {"hi": 1.1, "lwo": 0.9}
+    with pytest.raises(InputError, match=r"data: 'lo' is a required property"):
+        load_pallet(_write(tmp_path / "typo2.json", spec))
 
 
 def test_patchset_for_another_workspace(demo: Path, tmp_path: Path, workspaces: Path) -> None:
@@ -156,3 +171,10 @@ def test_a_pallet_is_parsed_once_per_content(
         cached.chmod(0o666)  # writable by others: never unpickled
     load_pallet(folder, verify=False)
     assert len(calls) == 2
+
+
+def test_files_in_the_wrong_order_are_said(demo: Path) -> None:
+    with pytest.raises(InputError, match=r"patchset.json is a patchset and .*BkgOnly.json a "):
+        load_pallet(demo / "patchset.json", demo / "BkgOnly.json")
+    with pytest.raises(InputError, match="is a patchset: give its background-only workspace"):
+        load_pallet(demo / "patchset.json")

@@ -81,3 +81,24 @@ def test_a_key_is_its_content() -> None:
     assert key != result_key("w", "p", "hypotest", {"a": 1, "b": 3}, "0.7.6")
     assert key != result_key("w", "p", "fit", {"a": 1, "b": 2}, "0.7.6")
     assert key != result_key("w", "p", "hypotest", {"a": 1, "b": 2}, "0.7.5")
+
+
+def test_the_digest_is_pyhfs_without_importing_pyhf() -> None:
+    import subprocess
+    import sys
+
+    import pyhf
+
+    from fitaas.inputs.digests import digest
+
+    for obj in ({"b": 1.5, "a": [1, 2.0, None]}, {"name": "µ→τ", "x": 1e-300}, [], "text"):
+        assert digest(obj) == pyhf.utils.digest(obj, algorithm="sha256")
+    # keying a record, and the service's admin database, leave pyhf (and numpy) unimported
+    code = (
+        "import sys; from fitaas.store.records import result_key; import fitaas.service.db; "
+        "result_key('w', 'p', 'hypotest', {}, '0.7'); "
+        "print(sorted({'pyhf', 'numpy', 'fastapi'} & set(sys.modules)))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "[]"

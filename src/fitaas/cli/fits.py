@@ -62,6 +62,16 @@ def _number(value: float | None, fmt: str) -> str:
     return "" if value is None or not math.isfinite(value) else format(value, fmt)
 
 
+def _end(value: float | None, edge: float, best: float, beyond: str) -> str:
+    """An interval's end: its value; the scan's edge where the best fit lies on it (a
+    parameter at its bound, e.g. mu = 0); else ``beyond`` (it lies outside the range)."""
+    if value is not None and math.isfinite(value):
+        return f"{value:.4g}"
+    if math.isclose(best, edge, rel_tol=1e-9, abs_tol=1e-9):
+        return f"{edge:.4g} (the best fit, at the scan's edge)"
+    return beyond
+
+
 @click.command()
 @_common
 @click.option("--poi", metavar="NAME", help="Rank shifts of this parameter (default: the POI).")
@@ -149,7 +159,9 @@ def nll_scan(**params: Any) -> None:
             progress=bar,
         )
     _write(params["output"], result.to_dict())
-    click.echo(f"likelihood scan of {result.parameter}: best fit {result.bestfit:.4g}")
+    # (a best fit on a bound of 0 comes back as 2.2e-16: shown to 1e-9)
+    best = round(result.bestfit, 9) + 0.0
+    click.echo(f"likelihood scan of {result.parameter}: best fit {best:.4g}")
     table = Table()
     table.add_column("value", justify="right")
     table.add_column("-2ΔlnL", justify="right")
@@ -157,10 +169,11 @@ def nll_scan(**params: Any) -> None:
         table.add_row(f"{value:.4g}", _number(delta, ".4f") or "failed")
     Console(width=None if Console().is_terminal else 120).print(table)
     for name, (low, high) in (("1σ", result.interval_1sigma), ("2σ", result.interval_2sigma)):
-        click.echo(
-            f"{name} interval: [{_number(low, '.4g') or 'below the range'}, "
-            f"{_number(high, '.4g') or 'above the range'}]"
-        )
+        ends = [
+            _end(low, result.values[0], best, "below the range"),
+            _end(high, result.values[-1], best, "above the range"),
+        ]
+        click.echo(f"{name} interval: [{ends[0]}, {ends[1]}]")
     for value, reason in result.failed:
         click.secho(f"{result.parameter} = {value:g}: {reason}", fg="yellow", err=True)
     if result.failed:

@@ -66,8 +66,8 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
             excluded_exp += exp_x
             verdict = f"{'yes' if obs_x else 'no'}/{'yes' if exp_x else 'no'}"
             observed = _cls(ht.cls_obs)
-            if ht.toys is not None:  # toys: with the Monte-Carlo uncertainty
-                observed += f" ± {ht.toys.cls_obs_error:.2g}"
+            if ht.toys is not None:  # toys: with the Monte-Carlo uncertainty ("<0.0001 ± 0.0076")
+                observed = f"{ht.cls_obs:.4f} ± {ht.toys.cls_obs_error:.2g}"
             cells += [observed, _cls(ht.cls_exp[2]), band, verdict]
         else:
             cells += ["—", "—", "—", "—"]

@@ -26,6 +26,7 @@ import pyhf
 
 from fitaas.caches import keep, kept, remember, remembered
 from fitaas.errors import DocumentTooLarge, InputError
+from fitaas.inputs.digests import digest
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -46,18 +47,6 @@ __all__ = [
 _WORKSPACE_NAMES = ("BkgOnly.json", "BkgOnly.json.gz", "bkgonly.json", "bkgonly.json.gz")
 _PATCHSET_NAMES = ("patchset.json", "patchset.json.gz")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-
-
-def digest(obj: Any) -> str:
-    """Content digest of a JSON-able object, as pyhf computes it.
-
-    Args:
-        obj: A JSON-able object (workspace spec, patch operations, options).
-
-    Returns:
-        The hex sha256 of the canonical (sorted keys, compact) JSON encoding.
-    """
-    return str(pyhf.utils.digest(obj, algorithm="sha256"))
 
 
 def gunzip(raw: bytes, source: str, limit: int | None = None) -> bytes:
@@ -174,7 +163,30 @@ def _short(exc: Exception, limit: int = 300) -> str:
 
 def _schema_message(exc: pyhf.exceptions.InvalidSpecification) -> str:
     where = exc.path or "(top level)"
-    return f"fails pyhf's schema at '{where}': {_short(Exception(exc.parent.message))}"
+    return f"fails pyhf's schema at '{where}': {_short(Exception(_schema_detail(exc.parent)))}"
+
+
+def _schema_detail(error: Any) -> str:
+    """What is wrong, in words that name the key: for "not valid under any of the given
+    schemas" (a modifier matches none of its types), the errors of the alternative whose
+    ``type`` matched (e.g. "Additional properties are not allowed ('nmae' was
+    unexpected)"), rather than the whole object."""
+    context = list(getattr(error, "context", None) or [])
+    if not context:
+        return str(error.message)
+    branches: dict[Any, list[Any]] = {}
+    for sub in context:
+        branches.setdefault(next(iter(sub.relative_schema_path), None), []).append(sub)
+
+    def fit(errors: list[Any]) -> tuple[bool, int]:  # (a branch whose type matched first)
+        return any(e.validator in ("const", "enum") for e in errors), len(errors)
+
+    chosen = min(branches.values(), key=fit)
+    said = []
+    for sub in chosen:
+        inside = ".".join(str(part) for part in sub.relative_path)
+        said.append(f"{inside}: {sub.message}" if inside else str(sub.message))
+    return "; ".join(dict.fromkeys(said))
 
 
 def _validated(
@@ -672,7 +684,23 @@ def pallet_specs(
             ps_spec, ps_source = patchset, "patchset"
         else:
             ps_spec, ps_source = load_json(patchset), str(patchset)
+    if _kind_of(ws_spec) == "patchset":  # (said, not swapped behind the user's back)
+        if _kind_of(ps_spec) == "workspace":
+            raise InputError(
+                f"{ws_source} is a patchset and {ps_source} a workspace: the workspace comes "
+                "first (WORKSPACE PATCHSET)"
+            )
+        raise InputError(f"{ws_source} is a patchset: give its background-only workspace first")
     return PalletSpecs(ws_spec, ps_spec, ws_source, ps_source)
+
+
+def _kind_of(spec: Any) -> str | None:
+    """``"workspace"`` or ``"patchset"`` by the keys only each has (``None``: neither)."""
+    if not isinstance(spec, dict):
+        return None
+    if "channels" in spec:
+        return "workspace"
+    return "patchset" if "patches" in spec else None
 
 
 def _load(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
-from fitaas.inputs.pallets import digest
+from fitaas.inputs.digests import digest
 
 __all__ = [
     "COLUMNS",
