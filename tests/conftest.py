@@ -38,6 +38,22 @@ def load(path: Path) -> Any:
         return json.load(handle)
 
 
+@pytest.fixture(autouse=True)
+def _own_results_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's command-line runs share a results store of their own (the user's,
+    ``results.sqlite`` in the cache folder, is never touched by the tests)."""
+    monkeypatch.setenv("FITAAS_STORE", str(tmp_path / "fitaas-store.sqlite"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A results store for what runs before any test (module and session fixtures)."""
+    import os
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="fitaas-tests-")
+    os.environ.setdefault("FITAAS_STORE", str(Path(folder) / "fitaas-store.sqlite"))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that read the published likelihoods (``-m needs_workspaces``)."""

@@ -55,14 +55,16 @@ def test_example_scan_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "20 points: 20 ok, 0 suspect, 0 failed; excluded at 95% CL: 8 observed"
         in table.stdout.replace("\n", " ")
     )
-    # rerun: nothing computed; CSV output from the same store
-    again = in_process("scan", "demo", "-o", "out.csv")
+    # rerun into another folder: nothing computed, the CSV from the user's one store
+    # (FITAAS_STORE here; results.sqlite in the cache folder by default)
+    (tmp_path / "elsewhere").mkdir()
+    again = in_process("scan", "demo", "-o", "elsewhere/out.csv")
     assert again.exit_code == 0, again.stderr
-    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "elsewhere" / "out.csv").open()))
     assert len(rows) == 20 and float(rows[0]["cls_obs"]) == first["cls_obs"]
     assert "(hypothesis tests: 20 reused;" in again.stderr
     # the CSV is for spreadsheets: reading it back says so in one line
-    refused = in_process("results", "out.csv")
+    refused = in_process("results", "elsewhere/out.csv")
     assert refused.exit_code == 2 and "CSV" in refused.stderr
     assert "-o results.json" in refused.stderr
 

@@ -58,7 +58,7 @@ def test_all_regions_of_a_folder_from_the_cli(demo: Path, tmp_path: Path) -> Non
         archive.add(tmp_path / "analysis", arcname="analysis")
     packed = fitaas.sweep(
         [tmp_path / "analysis.tar.gz"], all_regions=True, patches=PATCHES[:1], workers=1,
-        store=tmp_path / "out" / "fitaas-store.sqlite",
+        store=tmp_path / "fitaas-store.sqlite",  # (the CLI's, tests/conftest.py)
     )  # fmt: skip
     assert list(packed) == ["analysis/SR1", "analysis/SR2"]
     assert all(r.computed == 0 for r in packed.values())

@@ -4,7 +4,9 @@ One folder, ``FITAAS_CACHE`` (default ``~/.cache/fitaas``), holds compiled code 
 or ``FITAAS_JAX_CACHE``), workspaces written once for local workers to read by digest
 (``workspaces/``), the digests of workspaces pyhf's schema has accepted (``validated/``)
 and pallets parsed, validated and digested once, by the bytes of their files
-(``pallets/``). Everything in it can be deleted at any time: it is recomputed.
+(``pallets/``). Everything in it can be deleted at any time: it is recomputed. The
+command line's results store lives there too (``results.sqlite``, or ``FITAAS_STORE``):
+one per user, shared by every run, wherever its output goes.
 :func:`most_recent` bounds what a long-lived process keeps in memory.
 """
 
@@ -16,7 +18,16 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["cache_folder", "keep", "kept", "most_recent", "remember", "remembered", "write_once"]
+__all__ = [
+    "cache_folder",
+    "keep",
+    "kept",
+    "most_recent",
+    "remember",
+    "remembered",
+    "results_store",
+    "write_once",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -26,6 +37,12 @@ def cache_folder(name: str) -> Path:
     """The cache's subfolder ``name`` (not created here)."""
     root = os.environ.get("FITAAS_CACHE") or str(Path.home() / ".cache" / "fitaas")
     return Path(root) / name
+
+
+def results_store() -> Path:
+    """The user's results store for the command line: ``FITAAS_STORE``, else
+    ``results.sqlite`` in the cache folder (every run shares it)."""
+    return Path(os.environ.get("FITAAS_STORE") or cache_folder("results.sqlite"))
 
 
 def write_once(path: Path, data: bytes) -> Path:

@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["scan"]
 
-STORE_NAME = "fitaas-store.sqlite"
-
 
 def _output_format(output: Path, fmt: str | None) -> str:
     if fmt:
@@ -62,8 +60,9 @@ def _output_format(output: Path, fmt: str | None) -> str:
 @engine_options
 @click.option(
     "--store",
-    help=f"Results store: an SQLite file (default: {STORE_NAME} beside the output) or a "
-    "database URL (postgresql://user:password@host/name; needs the 'service' extra).",
+    help="Results store: an SQLite file (default: your store, shared by every run: "
+    "results.sqlite in the cache folder, or $FITAAS_STORE) or a database URL "
+    "(postgresql://user:password@host/name; needs the 'service' extra).",
 )
 @click.option(
     "-o",
@@ -141,7 +140,7 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
 
     output: Path = params["output"]
     fmt = _output_format(output, params["fmt"])
-    store = _store(params, output.parent)
+    store = _store(params)
     options = options_from_cli(params)
     pallet = pallet or pallet_from_cli(params)
     kinds = _kinds(params)
@@ -212,7 +211,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
 
     output, fmt = _streamed_output(params)
     params.update(workspace=sources[0], patchset=None)
-    store = _store(params, output.parent)
+    store = _store(params)
     flagged: list[Any] = []
 
     def remember(point: Any) -> None:
@@ -304,9 +303,16 @@ def _write(result: Any, path: Path, fmt: str) -> None:
         result.to_json(path)
 
 
-def _store(params: dict[str, Any], folder: Path) -> str:
-    """The --store given (a path or a database URL), or the store file in ``folder``."""
-    return str(params["store"] or folder / STORE_NAME)
+def _store(params: dict[str, Any]) -> str:
+    """The --store given (a path or a database URL), or the user's store (one for every
+    run, wherever its output goes)."""
+    from fitaas.caches import results_store
+
+    if params["store"]:
+        return str(params["store"])
+    store = results_store()
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return str(store)
 
 
 def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
@@ -326,7 +332,7 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
         region=params["region"],
         verify=not params["no_verify"],
     )
-    store = _store(params, folder)
+    store = _store(params)
     options = options_from_cli(params)
     kinds = _kinds(params)
     table = Table(title=f"sweep of {len(entries)} pallets -> {folder}/")
