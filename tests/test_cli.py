@@ -297,8 +297,8 @@ def test_the_bar_says_what_happens_before_the_first_point() -> None:
 
     from rich.console import Console
 
-    from fitaas.cli.progress import STARTING, ScanBar
     from fitaas.jobs.gathering import ScanProgress
+    from fitaas.output.progress import STARTING, ScanBar
 
     console = Console(file=io.StringIO(), width=200, force_terminal=True)
     with ScanBar(console=console) as bar:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fitaas.jobs.scanning import scan
     from fitaas.jobs.streaming import StreamSummary, stream_scan
     from fitaas.jobs.sweeps import sweep
+    from fitaas.output.progress import FitBar, ScanBar
     from fitaas.output.results import PointResult, ScanResult, read_results
     from fitaas.store import ResultStore, open_store
 
@@ -46,6 +47,8 @@ _LAZY = {
     "PointResult": "fitaas.output.results",
     "ScanResult": "fitaas.output.results",
     "read_results": "fitaas.output.results",
+    "ScanBar": "fitaas.output.progress",
+    "FitBar": "fitaas.output.progress",
     "ScanProgress": "fitaas.jobs.scanning",
     "scan": "fitaas.jobs.scanning",
     "ResultStore": "fitaas.store",
@@ -64,6 +67,7 @@ _LAZY = {
 
 __all__ = [
     "Client",
+    "FitBar",
     "FitResult",
     "FitaasError",
     "HypotestResult",
@@ -76,6 +80,7 @@ __all__ = [
     "PointResult",
     "RankingResult",
     "ResultStore",
+    "ScanBar",
     "ScanProgress",
     "ScanResult",
     "StreamSummary",

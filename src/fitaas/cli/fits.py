@@ -20,7 +20,7 @@ from fitaas.cli.options import (
     pallet_arguments,
     pallet_from_cli,
 )
-from fitaas.cli.progress import FitBar
+from fitaas.output.progress import FitBar
 
 __all__ = ["nll_scan", "ranking"]
 

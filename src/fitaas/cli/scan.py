@@ -19,8 +19,8 @@ from fitaas.cli.options import (
     pallets_mode,
     pallets_options,
 )
-from fitaas.cli.progress import ScanBar
 from fitaas.errors import InputError
+from fitaas.output.progress import ScanBar
 
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.inputs.pallets import Pallet

@@ -43,8 +43,8 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         result = computed.hypotest.to_dict()
         checks = {"status": computed.status, "reason": computed.reason}
     elif kind == "upper_limit":  # the CLs evaluations spread over the workers
-        from fitaas.cli.progress import FitBar
         from fitaas.jobs.fit_jobs import upper_limit as spread_limit
+        from fitaas.output.progress import FitBar
 
         engine = engine_from_cli(params)
         with engine, FitBar(quiet=params["quiet"], label="CLs evaluations") as bar:

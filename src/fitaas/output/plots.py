@@ -9,6 +9,7 @@ used for interpolation.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +35,13 @@ _FLOOR = 1e-300  # log10 of CLs = 0 is -inf; clip far below any contour level
 
 
 def pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend (an error naming the extra when missing)."""
+    """matplotlib's pyplot: on the Agg backend, except in a Jupyter kernel, whose inline
+    backend shows the figures in the notebook (an error naming the extra when missing)."""
     try:
         import matplotlib
 
-        matplotlib.use("Agg")
+        if "ipykernel" not in sys.modules:
+            matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("plots need matplotlib: pip install 'fitaas[plot]'") from None

@@ -1,4 +1,5 @@
-"""A rich progress bar for scans: done/failed/total, rate and ETA."""
+"""Rich progress bars for scans and fit jobs: done/failed/total, rate and ETA, in a terminal
+or a notebook (``with fitaas.ScanBar() as bar: fitaas.scan(..., progress=bar)``)."""
 
 from __future__ import annotations
 
