@@ -168,21 +168,25 @@ def test_ill_conditioned_cls_is_computed_again_with_tight_fits(demo: Path, tmp_p
     assert fast.options.fast
     ws = pyhf.Workspace(load(demo / "BkgOnly.json"))
     patches = {p["metadata"]["name"]: p["patch"] for p in load(patchset)["patches"]}
-    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-10))
-    try:
-        for point in [*plain, *fast]:
-            assert point.status == "ok", point.reason
-            model = ws.model(patches=[patches[point.patch]])
-            with threadpool_limits(limits=1):
-                obs, exp = pyhf.infer.hypotest(
-                    1.0, ws.data(model), model, test_stat="qtilde", return_expected_set=True
-                )
-            reference = [float(obs), *(float(v) for v in exp)]
-            assert point.hypotest is not None
-            got = [point.hypotest.cls_obs, *point.hypotest.cls_exp]
-            assert got == pytest.approx(reference, abs=1e-3)
-    finally:
-        pyhf.set_backend("numpy", "scipy")
+    # pyhf's own fits at 1e-10 for the plain path (its tight retry is pyhf's SLSQP); at
+    # 1e-12 for the fast path: on demo_600_200 pyhf at 1e-10 is itself 5e-3 off in the
+    # expected band, and the fast path equals pyhf at 1e-12
+    for points, tolerance in ((plain, 1e-10), (fast, 1e-12)):
+        pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=tolerance))
+        try:
+            for point in points:
+                assert point.status == "ok", point.reason
+                model = ws.model(patches=[patches[point.patch]])
+                with threadpool_limits(limits=1):
+                    obs, exp = pyhf.infer.hypotest(
+                        1.0, ws.data(model), model, test_stat="qtilde", return_expected_set=True
+                    )
+                reference = [float(obs), *(float(v) for v in exp)]
+                assert point.hypotest is not None
+                got = [point.hypotest.cls_obs, *point.hypotest.cls_exp]
+                assert got == pytest.approx(reference, abs=1e-3), (point.patch, tolerance)
+        finally:
+            pyhf.set_backend("numpy", "scipy")
 
 
 def test_cls_sensitivity_follows_the_asymptotic_formulas() -> None:

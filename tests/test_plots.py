@@ -4,6 +4,7 @@ points, errors, one image comparison per kind, and the CLI/report front doors.""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from concurrent.futures import Executor
@@ -215,3 +216,48 @@ def test_report_opens_in_a_real_browser(demo_limits: fitaas.ScanResult, tmp_path
         finally:
             browser.close()
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_toy_plot_labels_neither_overlap_nor_meet_the_legend(demo: Path, tmp_path: Path) -> None:
+    # the -2σ/-1σ labels overlapped, and +2σ collided with the legend (canned toys)
+    from test_orchestration import FakeWorkers
+
+    options = fitaas.InferenceOptions(calctype="toybased", ntoys=300, toy_block_size=100)
+    (point,) = fitaas.scan(
+        demo, patches=["demo_700_0"], options=options, executor=FakeWorkers(),
+        store=tmp_path / "s.sqlite",
+    )  # fmt: skip
+    fig = plots.toy_distributions(point)
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if str(t.get_gid() or "").startswith("quantile")]
+    assert 2 <= len(labels) <= 5
+    xs = sorted(t.get_position()[0] for t in labels)
+    low, high = ax.get_xlim()
+    assert all(b - a >= 0.04 * (high - low) * 0.9 for a, b in itertools.pairwise(xs))
+    assert all(t.get_position()[1] < 0.1 for t in labels)  # at the foot; the legend at the top
+
+
+def test_the_nll_plot_names_its_intervals_and_the_ranking_legend_leaves_the_pulls_alone() -> None:
+    from fitaas.inference.likelihood_scan import LikelihoodScan
+    from fitaas.inference.ranking import Impact, RankingResult
+    from fitaas.output import fit_plots
+
+    scan = LikelihoodScan(
+        parameter="mu", bestfit=0.0, twice_nll_min=10.0, values=(0.0, 0.5, 1.0, 1.5, 2.0),
+        delta=(0.0, 0.3, 1.2, 2.7, 4.8), converged=(True,) * 5,
+        interval_1sigma=(None, 0.9), interval_2sigma=(None, 1.85),
+    )  # fmt: skip
+    legend = fit_plots.likelihood_scan_figure(scan).axes[0].get_legend()
+    assert legend is not None  # (the interval lines had none)
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "1σ interval […, 0.9]",
+        "2σ interval […, 1.85]",
+    ]
+    impacts = tuple(
+        Impact(f"theta_{k}", 0.1 * k, 0.9, 0.1 * k, 0.9, 0.2 / k, -0.2 / k, 0.15 / k, -0.15 / k)
+        for k in range(1, 6)
+    )
+    ranked = RankingResult(poi="mu", poi_value=1.0, poi_error=0.3, impacts=impacts)
+    figure = fit_plots.ranking_figure(ranked)
+    assert all(axes.get_legend() is None for axes in figure.axes)  # (it covered a pull)
+    assert len(figure.legends) == 1 and len(figure.legends[0].get_texts()) == 4

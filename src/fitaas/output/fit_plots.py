@@ -135,7 +135,9 @@ def ranking_figure(result: RankingResult, top: int = 20, title: str | None = Non
     limit = max([v for v in finite if math.isfinite(v) and v > 0] or [1.0])
     shifts.set_xlim(-1.2 * limit, 1.2 * limit)
     shifts.set_xlabel(rf"$\Delta${result.poi}")
-    shifts.legend(loc="lower right", fontsize=7, ncols=2)
+    # (outside the axes, below them: inside, it covered a pull's error bar)
+    handles, labels = shifts.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=4, frameon=False)
     constrained = [(k, i) for k, i in enumerate(impacts) if i.pull is not None]
     pulls.errorbar(
         [i.pull for _, i in constrained],
@@ -155,6 +157,10 @@ def ranking_figure(result: RankingResult, top: int = 20, title: str | None = Non
     return figure
 
 
+def _edge(value: float | None) -> str:
+    return "…" if value is None else f"{value:.3g}"
+
+
 def likelihood_scan_figure(scan: LikelihoodScan, title: str | None = None) -> Figure:
     """-2Δln L versus the parameter, with the 1σ and 2σ lines and intervals."""
     plt = pyplot()
@@ -166,10 +172,14 @@ def likelihood_scan_figure(scan: LikelihoodScan, title: str | None = None) -> Fi
     for level, label in ((1.0, r"1$\sigma$"), (4.0, r"2$\sigma$")):
         axes.axhline(level, color="grey", linestyle="--", linewidth=0.8)
         axes.text(values[0], level, label, va="bottom", fontsize=8, color="grey")
-    for (low, high), colour in ((scan.interval_1sigma, "C0"), (scan.interval_2sigma, "C1")):
-        for edge in (low, high):
-            if edge is not None:
-                axes.axvline(edge, color=colour, linewidth=0.8)
+    intervals = ((scan.interval_1sigma, "C0", "1σ"), (scan.interval_2sigma, "C1", "2σ"))
+    for (low, high), colour, name in intervals:
+        shown = [e for e in (low, high) if e is not None]
+        for k, edge in enumerate(shown):  # (one legend entry per interval)
+            text = f"{name} interval [{_edge(low)}, {_edge(high)}]" if k == 0 else None
+            axes.axvline(edge, color=colour, linewidth=0.8, label=text)
+    if any(e is not None for pair in (scan.interval_1sigma, scan.interval_2sigma) for e in pair):
+        axes.legend(fontsize=8, frameon=False, loc="upper center")
     axes.set_xlabel(scan.parameter)
     axes.set_ylabel(r"$-2\Delta\ln L$")
     axes.set_ylim(bottom=0)

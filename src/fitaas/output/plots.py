@@ -214,7 +214,8 @@ def exclusion(
         text = ", ".join(f"{k} = {v:g}" for k, v in held.items())
         if chosen:  # (said, as the Brazil band says its own)
             text += f" (most points; {', '.join(chosen)} unset)"
-        ax.text(0.02, 0.02, text, transform=ax.transAxes).set_gid("slice")
+        # (above the axes: inside them it sat under the scanned points)
+        ax.set_title(text, fontsize=9, loc="left").set_gid("slice")
     fig.suptitle(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
     fig.tight_layout()
     return fig
@@ -450,11 +451,18 @@ def toy_distributions(point: PointResult, title: str | None = None) -> Figure:
         toys.teststat_obs, color="k", lw=2, label=f"observed {name} = {toys.teststat_obs:.3g}"
     )
     if len(b):
+        # the expected band's quantiles, labelled at the foot of the axes (the legend is at
+        # the top); a label nearer than 4% of the axis to the last one drawn is left out
+        # (-2σ and -1σ of q̃ often both lie at 0)
         quantiles = np.percentile(b, NORMAL_PERCENTILES)
+        last = -np.inf
         for sigma, value in zip((-2, -1, 0, 1, 2), quantiles, strict=True):
             ax.axvline(value, color="0.4", ls=":" if sigma else "--", lw=1)
-            ax.text(value, 0.97, f"{sigma:+d}σ" if sigma else "median", rotation=90,
-                    va="top", ha="right", fontsize=8, color="0.3",
+            if value - last < 0.04 * top:
+                continue
+            last = value
+            ax.text(value, 0.02, f"{sigma:+d}σ" if sigma else "median", rotation=90,
+                    va="bottom", ha="right", fontsize=8, color="0.3", gid=f"quantile{sigma:+d}",
                     transform=ax.get_xaxis_transform())  # fmt: skip
     ax.set_yscale("log")
     ax.set_xlabel(f"test statistic {name}")
