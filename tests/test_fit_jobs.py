@@ -257,6 +257,12 @@ def test_fit_plots_draw_pulls_and_the_most_correlated_parameters() -> None:
     assert len(labels) == 10 and {"p3", "p7"} <= set(labels)
     pulls = pulls_figure(names[:3], [0.5, None, -1.0], [0.9, None, 1.0])
     assert [t.get_text() for t in pulls.axes[0].get_yticklabels()] == ["p0", "p2"]
+    # 121 parameters: columns side by side (one column was 975 x 5181 pixels)
+    many = [f"theta_{i}" for i in range(121)]
+    tall = pulls_figure(many, [0.1] * 121, [0.9] * 121)
+    assert len(tall.axes) == 3 and tall.get_figheight() < 15
+    shown = [t.get_text() for axes in tall.axes for t in axes.get_yticklabels()]
+    assert sorted(shown) == sorted(many)
 
 
 def test_minos_intervals_equal_pyhf_minuit() -> None:

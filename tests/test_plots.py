@@ -101,11 +101,10 @@ def test_a_third_label_is_held_at_its_most_frequent_value_and_said(
     )
     result = dataclasses.replace(demo_scan, points=points, labels=("m1", "m2", "m3"))
     fig = plots.exclusion(result)
-    said = _artist(fig, "slice").get_text()
-    assert said == "m3 = 60 (most points; m3 unset)"
+    assert fig.get_suptitle().endswith("\nm3 = 60 (most points; m3 unset)")
     assert len(_artist(fig, "points").get_offsets()) == third.count(60)
     chosen = plots.exclusion(result, slices={"m3": 100})
-    assert _artist(chosen, "slice").get_text() == "m3 = 100"
+    assert chosen.get_suptitle().endswith("\nm3 = 100")
     with pytest.raises(InputError, match=r"got 0 at m3 = 1 \(its values: 60, 100\)"):
         plots.exclusion(result, slices={"m3": 1})
 
@@ -261,3 +260,25 @@ def test_the_nll_plot_names_its_intervals_and_the_ranking_legend_leaves_the_pull
     figure = fit_plots.ranking_figure(ranked)
     assert all(axes.get_legend() is None for axes in figure.axes)  # (it covered a pull)
     assert len(figure.legends) == 1 and len(figure.legends[0].get_texts()) == 4
+
+
+def test_units_for_labels_a_patchset_leaves_without(demo: Path, tmp_path: Path) -> None:
+    # sbottom's patchset names msb, mn2, mn1 and no units: the axes said none
+    from fitaas.cli.plot import figures
+    from test_orchestration import FakeWorkers
+
+    scanned = fitaas.scan(demo, executor=FakeWorkers(), store=tmp_path / "s.sqlite")
+    (tmp_path / "r.json").write_text(scanned.to_json())
+    made, _ = figures(tmp_path / "r.json", {"units": ("m2=TeV",)})
+    axes = made["exclusion"].axes[0]
+    assert axes.get_xlabel() == "m1 [GeV]" and axes.get_ylabel() == "m2 [TeV]"
+    with pytest.raises(InputError, match="--unit: unknown label 'mass'"):
+        figures(tmp_path / "r.json", {"units": ("mass=GeV",)})
+
+
+def test_over_a_cls_map_the_band_is_its_edges(demo_scan: fitaas.ScanResult) -> None:
+    # on the web page the filled ±1σ band muddied the CLs map beneath it
+    gids = {a.get_gid() for a in plots.exclusion(demo_scan, cls_map=True).axes[0].get_children()}
+    assert "band_edges" in gids and "band" not in gids
+    plain = {a.get_gid() for a in plots.exclusion(demo_scan).axes[0].get_children()}
+    assert "band" in plain

@@ -25,6 +25,23 @@ def _slices(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def _units(values: tuple[str, ...], labels: tuple[str, ...]) -> dict[str, str] | None:
+    """``--unit m1=GeV`` (repeatable) over the patchset's own units; ``None``: theirs."""
+    from fitaas.errors import InputError
+
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        name, sep, unit = item.partition("=")
+        if not sep or not name:
+            raise InputError(f"--unit: expected LABEL=UNIT, got '{item}'")
+        if name not in labels:
+            raise InputError(f"--unit: unknown label '{name}'; labels: {', '.join(labels)}")
+        out[name] = unit
+    return out
+
+
 def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The figures a results file supports, by name (exclusion, brazil, cls_vs_mu_<patch>,
     toys_<patch>), and a one-line note for each that could not be drawn.
@@ -54,6 +71,8 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
     if patch and patch not in {p.patch for p in result}:
         raise InputError(f"{path}: no patch named '{patch}'")
     slices = _slices(params.get("slices") or ())
+    given = _units(params.get("units") or (), result.labels)
+    units = {**result.units, **given} if given else None
     chosen = result[patch] if patch else None
     if chosen is not None and chosen.hypotest is not None and chosen.hypotest.toys:
         attempt(f"toys_{patch}", lambda: plots.toy_distributions(chosen, params.get("title")))
@@ -71,6 +90,7 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
                 smooth=params.get("smooth", False),
                 xlabel=params.get("xlabel"),
                 ylabel=params.get("ylabel"),
+                units=units,
             ),
         )
     with_ul = [p for p in result if p.ok and p.upper_limit is not None]
@@ -78,7 +98,7 @@ def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
         attempt(
             "brazil",
             lambda: plots.brazil(
-                result, params.get("x"), params.get("title"), None, slices, params.get("xlabel")
+                result, params.get("x"), params.get("title"), units, slices, params.get("xlabel")
             ),
         )
     if len(with_ul) == 1 or (chosen is not None and chosen.upper_limit is not None):
@@ -158,6 +178,13 @@ _OPTIONS = [
         is_flag=True,
         help="Contours from a cubic interpolation of log CLs on a refined mesh (default: "
         "linear between the scanned points).",
+    ),
+    click.option(
+        "--unit",
+        "units",
+        multiple=True,
+        metavar="LABEL=UNIT",
+        help="A label's unit on the axes, e.g. msb=GeV (repeatable; default: the patchset's).",
     ),
     click.option("--xlabel", help="x axis title (default: the label and its unit)."),
     click.option("--ylabel", help="y axis title (default: the label and its unit)."),

@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["correlation_figure", "likelihood_scan_figure", "pulls_figure", "ranking_figure"]
 
 
+# The most parameters in one column of the pulls figure.
+PULLS_PER_COLUMN = 45
+
+
 def _height(rows: int) -> float:
     return max(3.0, 0.28 * rows + 1.5)
 
@@ -50,22 +54,35 @@ def pulls_figure(
     ]
     if not rows:
         raise ValueError("the fit has no constrained parameters to pull")
-    figure, axes = plt.subplots(figsize=(6.5, _height(len(rows))), layout="constrained")
-    y = np.arange(len(rows))[::-1]
-    axes.axvspan(-2, 2, color="#ffe08a", zorder=0)
-    axes.axvspan(-1, 1, color="#8fd18f", zorder=0)
-    axes.errorbar(
-        [pull for _, pull, _ in rows],
-        y,
-        xerr=[error for _, _, error in rows],
-        fmt="o",
-        color="black",
-        markersize=4,
+    # side by side columns of at most PULLS_PER_COLUMN rows (121 parameters in one column
+    # made a figure 975 x 5181 pixels)
+    columns = math.ceil(len(rows) / PULLS_PER_COLUMN)
+    per_column = math.ceil(len(rows) / columns)
+    figure, panels = plt.subplots(
+        1,
+        columns,
+        figsize=(1.7 + 4.8 * columns, _height(per_column)),
+        layout="constrained",
+        squeeze=False,
     )
-    axes.set_yticks(y, [name for name, _, _ in rows], fontsize=7)
-    axes.set_xlim(-3, 3)
-    axes.set_xlabel(r"$(\hat{\theta} - \theta_0) / \Delta\theta$")
-    axes.set_title(title or "pulls")
+    for k, axes in enumerate(panels[0]):
+        chunk = rows[k * per_column : (k + 1) * per_column]
+        y = per_column - 1 - np.arange(len(chunk))  # (every column from the top)
+        axes.axvspan(-2, 2, color="#ffe08a", zorder=0)
+        axes.axvspan(-1, 1, color="#8fd18f", zorder=0)
+        axes.errorbar(
+            [pull for _, pull, _ in chunk],
+            y,
+            xerr=[error for _, _, error in chunk],
+            fmt="o",
+            color="black",
+            markersize=4,
+        )
+        axes.set_yticks(y, [name for name, _, _ in chunk], fontsize=7)
+        axes.set_ylim(-0.7, per_column - 0.3)
+        axes.set_xlim(-3, 3)
+        axes.set_xlabel(r"$(\hat{\theta} - \theta_0) / \Delta\theta$")
+    figure.suptitle(title or "pulls")
     return figure
 
 

@@ -203,20 +203,20 @@ def exclusion(
         ax.scatter(
             fx, fy, s=60, marker="x", c="#d62728", zorder=6, label="failed or suspect"
         ).set_gid("failed")
-    _exclusion_legend(ax, cl)
+    _exclusion_legend(ax, cl, cls_map)
     for axis, values in ((ax.set_xlim, xs), (ax.set_ylim, ys)):
         pad = 0.04 * (values.max() - values.min() or 1.0)
         axis(values.min() - pad, values.max() + pad)
     ax.set_xlabel(xlabel or _unit(result, x, units))
     ax.set_ylabel(ylabel or _unit(result, y, units))
-    if held:
+    heading = title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)"
+    if held:  # (in the title: inside the axes it sat under the scanned points)
         chosen = [k for k in held if k not in (slices or {})]
         text = ", ".join(f"{k} = {v:g}" for k, v in held.items())
         if chosen:  # (said, as the Brazil band says its own)
             text += f" (most points; {', '.join(chosen)} unset)"
-        # (above the axes: inside them it sat under the scanned points)
-        ax.set_title(text, fontsize=9, loc="left").set_gid("slice")
-    fig.suptitle(title or f"Exclusion at {cl:.0%} CL ({len(ok)} points)")
+        heading += f"\n{text}"
+    fig.suptitle(heading)
     fig.tight_layout()
     return fig
 
@@ -263,17 +263,14 @@ def _contours(
     fine, minus = refined(expected[1])
     _, plus = refined(expected[3])
     band = np.maximum(minus - level, level - plus)
-    if band.min() < 0:
+    if band.min() < 0 and not cls_map:
         ax.tricontourf(
-            fine,
-            band,
-            levels=[band.min() - 1, 0],
-            colors=["#ffdf3c"],
-            alpha=0.45 if cls_map else 1.0,
-            zorder=1,
+            fine, band, levels=[band.min() - 1, 0], colors=["#ffdf3c"], zorder=1
+        ).set_gid("band")
+    elif band.min() < 0:  # over a CLs map only its edges (a fill, even faint, muddied it)
+        ax.tricontour(fine, band, levels=[0], colors=["#e6b800"], linewidths=1.6, zorder=2).set_gid(
+            "band_edges"
         )
-        if cls_map:  # its edges, so that the colours beneath stay readable
-            ax.tricontour(fine, band, levels=[0], colors=["#e6b800"], linewidths=1.2, zorder=2)
     mesh, median = refined(expected[2]) if smooth else (tri, expected[2])
     ax.tricontour(mesh, median, levels=[level], colors="black", linestyles="--", zorder=3).set_gid(
         "expected"
@@ -290,15 +287,20 @@ def _contours(
     ).set_gid("observed")
 
 
-def _exclusion_legend(ax: Any, cl: float) -> None:
+def _exclusion_legend(ax: Any, cl: float, cls_map: bool = False) -> None:
     """The legend above the plane (not over the lines: styles with large fonts filled it)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    band = (
+        Line2D([], [], color="#e6b800", lw=1.6, label="Expected ±1σ")
+        if cls_map
+        else Patch(color="#ffdf3c", label="Expected ±1σ")
+    )
     handles = [
         Line2D([], [], color="#d62728", lw=2.5, label=f"Observed {cl:.0%} CL"),
         Line2D([], [], color="black", ls="--", label="Expected"),
-        Patch(color="#ffdf3c", label="Expected ±1σ"),
+        band,
         *ax.get_legend_handles_labels()[0],
     ]
     ax.legend(
