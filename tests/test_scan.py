@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import fitaas
-from conftest import FITAAS
+from conftest import FITAAS, load
 from fitaas import InferenceOptions
 from fitaas.inputs.example import true_boundary
 from fitaas.store import open_store
@@ -86,6 +86,7 @@ def test_failed_points_are_recorded_and_the_scan_goes_on(demo: Path, tmp_path: P
 def test_resume_after_sigkill(demo: Path, tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     out = tmp_path / "results.json"
+    names = [p["metadata"]["name"] for p in load(demo / "patchset.json")["patches"]][:10]
     command = [
         str(FITAAS),
         "scan",
@@ -98,6 +99,7 @@ def test_resume_after_sigkill(demo: Path, tmp_path: Path) -> None:
         "-o",
         str(out),
         "-q",
+        *(f"--patch={name}" for name in names),  # (ten points: the kill comes after four)
     ]
     proc = subprocess.Popen(command, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -112,7 +114,7 @@ def test_resume_after_sigkill(demo: Path, tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # the scan and its workers, no goodbye
         proc.wait()
     before = _stored(store)
-    assert 4 <= len(before) < 20, "kill the scan midway"
+    assert 4 <= len(before) < len(names), "kill the scan midway"
     assert not out.exists()
 
     rerun = subprocess.run(  # (on two workers: the worker count is not part of a key)
@@ -120,14 +122,15 @@ def test_resume_after_sigkill(demo: Path, tmp_path: Path) -> None:
     )
     assert rerun.returncode == 0, rerun.stderr
     after = _stored(store)
-    assert len(after) == 20
+    assert len(after) == len(names)
     # the points finished before the kill were not computed again
     assert {k: after[k] for k in before} == before
     resumed = json.loads(out.read_text())
-    assert resumed["summary"]["computed"] == 20 - len(before)
+    assert resumed["summary"]["computed"] == len(names) - len(before)
     assert resumed["summary"]["reused"] == len(before)
 
-    uninterrupted = fitaas.scan(demo, workers=2, options=fitaas.InferenceOptions(fast=False))
+    plain = fitaas.InferenceOptions(fast=False)
+    uninterrupted = fitaas.scan(demo, patches=names, workers=2, options=plain)
     assert [p["cls_obs"] for p in resumed["results"]] == [p.cls_obs for p in uninterrupted]
     assert [p["cls_exp"] for p in resumed["results"]] == [
         list(p.hypotest.cls_exp) for p in uninterrupted
