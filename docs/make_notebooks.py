@@ -227,7 +227,7 @@ TUTORIALS = {
         py("from fitaas.output import fit_plots\n\nfit_plots.ranking_figure(ranked);"),
         py(
             "scan = fitaas.likelihood_scan(\n"
-            '    pallet, patch="demo_700_0", grid=(-1.0, 1.5, 11), options=options\n'
+            '    pallet, patch="demo_700_0", grid=(-0.5, 1.5, 9), options=options\n'
             ")\n"
             "scan.bestfit, scan.interval_1sigma"
         ),
@@ -242,8 +242,11 @@ def main() -> None:
     """Write every tutorial notebook."""
     HERE.mkdir(exist_ok=True)
     for name, cells in TUTORIALS.items():
+        made = [new_markdown_cell(t) if k == "md" else new_code_cell(t) for k, t in cells]
+        for number, cell in enumerate(made):  # (ids that do not change from run to run)
+            cell["id"] = f"{name}-{number}"
         notebook = new_notebook(
-            cells=[new_markdown_cell(t) if k == "md" else new_code_cell(t) for k, t in cells],
+            cells=made,
             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
         )
         nbformat.write(notebook, HERE / f"{name}.ipynb")
