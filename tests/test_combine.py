@@ -39,8 +39,13 @@ def test_combine_equals_pyhf_on_renamed_inputs(demo: Path, tmp_path: Path) -> No
 
 
 def test_clashes_and_bad_renames_are_one_line(demo: Path, tmp_path: Path) -> None:
-    clash = run_cli("combine", str(demo), str(demo), "-o", "c.json", cwd=tmp_path)
-    assert clash.returncode == 2 and len(clash.stderr.strip().splitlines()) == 1
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    out = str(tmp_path / "c.json")
+    clash = CliRunner().invoke(cli, ["combine", str(demo), str(demo), "-o", out])
+    assert clash.exit_code == 2 and len(clash.stderr.strip().splitlines()) == 1
     assert "channels in common" in clash.stderr and "SR_low" in clash.stderr
     assert not (tmp_path / "c.json").exists()
     spec = json.loads((demo / "BkgOnly.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +108,14 @@ def test_every_strategy_failing_is_failed_with_the_reason(demo: Path) -> None:
     assert plain.diagnostics["tried"] == ["default", "tight", "strict"]
 
 
-def test_results_json_carries_status_reason_and_diagnostics(demo: Path, tmp_path: Path) -> None:
+def test_results_json_carries_status_reason_and_diagnostics(
+    demo: Path, tmp_path: Path, inline: Executor
+) -> None:
     result = fitaas.scan(
         demo,
         patches=POINTS,
         options=InferenceOptions(tolerance=1.0, retry_strategy="none", fast=False),
+        executor=inline,
     )
     data = result.to_dict()["results"][0]
     assert data["status"] == "suspect" and data["reason"]

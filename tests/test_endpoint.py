@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,14 +47,21 @@ def test_every_template_is_valid(tmp_path: Path, engine: str, provider: str, clu
 
 
 def test_cli_init_and_check(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fitaas.cli import cli
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["endpoint", *args], prog_name="fitaas")
+
     path = tmp_path / "expanse.toml"
-    made = run_cli("endpoint", "init", "--engine", "parsl", "--provider", "slurm", str(path))
-    assert made.returncode == 0, made.stderr
+    made = run("init", "--engine", "parsl", "--provider", "slurm", str(path))
+    assert made.exit_code == 0, made.stderr
     assert "[parsl.provider_options]" in path.read_text()
-    again = run_cli("endpoint", "init", str(path))
-    assert again.returncode == 2 and "already exists" in again.stderr
-    checked = run_cli("endpoint", "check", str(path))
-    assert checked.returncode == 0, checked.stderr
+    again = run("init", str(path))
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    checked = run("check", str(path))
+    assert checked.exit_code == 0, checked.stderr
     assert "SlurmProvider (SrunLauncher)" in checked.stdout
 
 

@@ -71,8 +71,8 @@ def test_to_pandas_and_csv_rows(examples: tuple[dict, dict], inline: Executor) -
     assert frame["x"].iloc[0] == 0  # the patchset label is a column
 
 
-def test_reference_value_pyhf_examples(examples: tuple[dict, dict]) -> None:
-    result = fitaas.scan(*examples, options=PLAIN, workers=1)
+def test_reference_value_pyhf_examples(examples: tuple[dict, dict], inline: Executor) -> None:
+    result = fitaas.scan(*examples, options=PLAIN, executor=inline)
     assert result.points[0].cls_obs == pytest.approx(0.52998, abs=1e-5)
 
 

@@ -67,7 +67,8 @@ def test_an_ill_scaled_likelihood_converges_without_retries(seed: int) -> None:
     # -2lnL is only known to its rounding here (Poisson terms of 1e12 that cancel)
     noise = evaluation_noise(model, model.config.suggested_init(), data)
     assert 1e-4 < noise < 1.0
-    best = _observed_best(model, data, starts=4)  # (with the strict fits: the reference)
+    # (with the strict fits: the reference; fewer random starts in the default run)
+    best = _observed_best(model, data, starts=2 if seed == 0 else 6)
     # the strict fits (MINUIT from pyhf's start) of fitaas join the reference
     _, _, (by_minuit, strict), _ = _checked(
         ill_scaled_workspace(seed), InferenceOptions(retry_strategy="strict")
