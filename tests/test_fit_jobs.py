@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,17 @@ def test_an_nll_scan_whose_best_fit_is_on_a_bound_says_so(
     assert "likelihood scan of mu: best fit 0\n" in shown.stdout
     assert "1σ interval: [0 (the best fit, at the scan's edge), " in shown.stdout
     assert "below the range" not in shown.stdout
+
+
+def test_a_held_fit_where_minus_two_lnl_is_not_finite_fails_at_once(
+    demo: Path, inline: Executor
+) -> None:
+    # mu = -1 makes the demo's expected counts negative: SLSQP went on to its iteration limit
+    # on NaN values (four minutes for this one fit) before saying "Iteration limit reached"
+    options = InferenceOptions(par_bounds={"mu_SIG": [-2.0, 10.0]})
+    scan = fitaas.likelihood_scan(
+        demo, patch="demo_700_0", grid=(-1.0, 0.0, 2), options=options, executor=inline
+    )
+    assert [value for value, _ in scan.failed] == [-1.0]
+    assert "-2lnL is not finite at 50 points in a row" in scan.failed[0][1]
+    assert math.isfinite(scan.delta[1])

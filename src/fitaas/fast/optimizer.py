@@ -27,6 +27,7 @@ are tried on the other side of their kink (:mod:`fitaas.fast.kinks`). The strict
 from __future__ import annotations
 
 import copy
+import math
 from functools import cache
 from typing import Any
 
@@ -155,6 +156,16 @@ class _Fitted:
         hints = getattr(optimizer, "start_hints", None) or {}
         chosen = hints.get((data_key, fixed_key(fixed_vals)), [])
         return [*starts, *(np.asarray(h, dtype=float) for h in chosen)]
+
+
+# SLSQP stops at a non-finite -2lnL only at its iteration limit (a held fit where the expected
+# counts go negative ran for four minutes): this many non-finite values in a row end the fit
+# as failed.
+NOT_FINITE_STREAK = 50
+
+
+class _NotFinite(Exception):
+    """-2lnL stayed non-finite (its argument: the last point)."""
 
 
 def _anchors(pdf: Any, compiled: Any, init: np.ndarray, data: np.ndarray) -> Anchors | None:
@@ -375,19 +386,38 @@ class _CompiledObjective:
         free = limits[:, 0] < limits[:, 1]
 
         def slsqp(point: np.ndarray, lims: np.ndarray) -> Any:
+            streak = [0, 0]  # (non-finite values in a row, evaluations)
+
             def scaled(y: np.ndarray) -> tuple[float, np.ndarray]:
                 value, grad = func(point + scale * y)
+                streak[1] += 1
+                streak[0] = 0 if math.isfinite(value) else streak[0] + 1
+                if streak[0] >= NOT_FINITE_STREAK:
+                    raise _NotFinite(point + scale * y)
                 return value, grad * scale
 
-            result = minimizer(
-                scaled,
-                np.zeros_like(point),
-                method=method,
-                jac=True,
-                bounds=(lims - point[:, None]) / scale[:, None],
-                tol=tolerance,
-                options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
-            )
+            try:
+                result = minimizer(
+                    scaled,
+                    np.zeros_like(point),
+                    method=method,
+                    jac=True,
+                    bounds=(lims - point[:, None]) / scale[:, None],
+                    tol=tolerance,
+                    options=dict(maxiter=maxiter, disp=bool(verbose), **solver_options),
+                )
+            except _NotFinite as stuck:
+                from scipy.optimize import OptimizeResult
+
+                return OptimizeResult(
+                    x=np.asarray(stuck.args[0], dtype=float),
+                    fun=math.nan,
+                    jac=np.full_like(point, math.nan),
+                    nfev=streak[1],
+                    success=False,
+                    message=f"-2lnL is not finite at {NOT_FINITE_STREAK} points in a row "
+                    "(expected counts below zero?)",
+                )
             # back to pyhf's parameters
             result.x = point + scale * np.asarray(result.x, dtype=float)
             if getattr(result, "jac", None) is not None:
