@@ -23,7 +23,14 @@ from fitaas.engines.local import default_workers
 from fitaas.engines.settings import Schema, check_signature, schema_lines, toml_value
 from fitaas.errors import InputError
 
-__all__ = ["LAUNCHERS", "PROVIDERS", "ParslEngine", "parsl_config", "provider_parameters"]
+__all__ = [
+    "LAUNCHERS",
+    "PROVIDERS",
+    "NoClusterHere",
+    "ParslEngine",
+    "parsl_config",
+    "provider_parameters",
+]
 
 PROVIDERS = {
     "local": "LocalProvider",
@@ -133,6 +140,11 @@ def provider_parameters(provider: str) -> dict[str, Any]:
     }
 
 
+class NoClusterHere(EngineError):
+    """The provider's cluster is not configured on this machine (e.g. no kube-config): the
+    endpoint file may be right for where it runs."""
+
+
 def parsl_config(settings: dict[str, Any], run_dir: str) -> Any:
     """Build the Parsl :class:`~parsl.config.Config` of a validated ``[parsl]`` section.
 
@@ -172,6 +184,11 @@ def parsl_config(settings: dict[str, Any], run_dir: str) -> Any:
         hint = ""
         if type(exc).__name__ == "OptionalModuleMissing":
             hint = f"; pip install 'fitaas[{provider_name}]'"
+        if type(exc).__name__ == "ConfigException":  # (kubernetes.config: no cluster here)
+            raise NoClusterHere(
+                f"no Kubernetes cluster configuration here ({exc}): the provider reads it "
+                "where the endpoint runs (a kube-config file, or in the cluster)"
+            ) from None
         raise EngineError(
             f"cannot set up the Parsl {provider_name} provider: {type(exc).__name__}: {exc}{hint}"
         ) from None
@@ -254,9 +271,14 @@ class ParslEngine(Engine):
 
     @classmethod
     def summary(cls, section: dict[str, Any]) -> str:
-        """The executor and its provider and launcher, as Parsl builds them."""
+        """The executor and its provider and launcher, as Parsl builds them (a provider whose
+        cluster is not configured on this machine is named, and said so)."""
         with tempfile.TemporaryDirectory() as run_dir:
-            config = parsl_config(section, run_dir)
+            try:
+                config = parsl_config(section, run_dir)
+            except NoClusterHere as exc:
+                provider = section.get("provider", "local")
+                return f"Parsl HighThroughputExecutor with the {provider} provider; {exc}"
         executor = config.executors[0]
         return (
             f"Parsl HighThroughputExecutor with {type(executor.provider).__name__}"
