@@ -4,7 +4,7 @@ or a notebook (``with fitaas.ScanBar() as bar: fitaas.scan(..., progress=bar)``)
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Any, Protocol, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -17,15 +17,38 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-if TYPE_CHECKING:  # pragma: no cover - keeps `fitaas --help` free of pyhf imports
-    from fitaas.jobs.fit_jobs import FitProgress
-    from fitaas.jobs.gathering import ScanProgress
-
 __all__ = ["STARTING", "FitBar", "ScanBar"]
 
 # What the bar says until the first point is in: the wait is the workers' start (imports)
 # and each model structure's compilation, seconds on a first run.
 STARTING = "starting the workers, compiling the model structures..."
+
+
+class FitCounts(Protocol):
+    """What a bar reads of a job's progress (``fitaas.jobs.fit_jobs.FitProgress``); stated
+    here, so that output/ imports nothing of jobs/."""
+
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def done(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+
+class ScanCounts(FitCounts, Protocol):
+    """... and of a scan's (``fitaas.jobs.gathering.ScanProgress``): its last point, toys."""
+
+    @property
+    def latest(self) -> Any: ...
+
+    @property
+    def toys_done(self) -> int: ...
+
+    @property
+    def toys_total(self) -> int: ...
 
 
 class ScanBar:
@@ -68,7 +91,7 @@ class ScanBar:
     ) -> None:
         self._progress.stop()
 
-    def __call__(self, state: ScanProgress) -> None:
+    def __call__(self, state: ScanCounts) -> None:
         if self._task is None:
             self._task = self._progress.add_task(
                 self._label, total=state.total, failed=0, latest=""
@@ -88,7 +111,7 @@ class ScanBar:
 class FitBar(ScanBar):
     """Progress display for rankings and likelihood scans: fits done/failed/total."""
 
-    def __call__(self, state: FitProgress) -> None:  # type: ignore[override]
+    def __call__(self, state: FitCounts) -> None:
         if self._task is None:
             self._task = self._progress.add_task(
                 self._label, total=state.total, failed=0, latest=""
