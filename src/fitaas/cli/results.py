@@ -31,7 +31,7 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from fitaas.output.results import counted, read_results
+    from fitaas.output.results import read_results, status_line
 
     scan = read_results(path)
     if not len(scan):  # (a stream that stopped before its first result wrote its header)
@@ -88,8 +88,7 @@ def results(path: Path, only_failed: bool, cl: float) -> None:
     console.print(table)
     counts = scan.counts()
     console.print(
-        f"{counted(len(scan), 'point')}: {counts.get('ok', 0)} ok, "
-        f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed; "
+        f"{status_line(len(scan), 'point', counts)}; "
         f"excluded at {cl:.0%} CL: {excluded_obs} observed, {excluded_exp} expected "
         f"(pyhf {scan.pyhf_version}, {scan.options.backend}/{scan.options.optimizer}, "
         f"{scan.options.test_stat}, mu={scan.options.poi_value:g})"

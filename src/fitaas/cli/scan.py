@@ -161,14 +161,13 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
     _write(result, output, fmt)
     counts = result.counts()
     if not params["quiet"]:
-        from fitaas.output.results import counted
+        from fitaas.output.results import counted, status_line
 
         rescued = [p for p in result if p.ok and (p.diagnostics or {}).get("attempts", 1) > 1]
         # (a point the store gave may have needed its retry in an earlier run)
         retried = f"; {counted(len(rescued), 'point')} ok after a retry" if rescued else ""
         click.echo(
-            f"{counted(len(result), 'point')}: {counts.get('ok', 0)} ok, "
-            f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed "
+            f"{status_line(len(result), 'point', counts)} "
             f"({result.work()}; store {store_label(store)}{retried}) in {wall:.1f} s -> {output}",
             err=True,
         )
@@ -274,15 +273,12 @@ def _streamed_output(params: dict[str, Any]) -> tuple[Path, str]:
 def _work_line(models: int, counts: dict[str, int], work: dict[str, dict[str, int]]) -> str:
     """How many models ended how, and what was computed and reused per kind (the summary
     line, up to the store)."""
-    from fitaas.output.results import counted
+    from fitaas.output.results import status_line
 
     done = "; ".join(
         f"{k}: {v['computed']} computed, {v['reused']} reused" for k, v in work.items()
     )
-    return (
-        f"{counted(models, 'model')}: {counts.get('ok', 0)} ok, "
-        f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed ({done}"
-    )
+    return f"{status_line(models, 'model', counts)} ({done}"
 
 
 def _kinds(params: dict[str, Any]) -> list[str]:

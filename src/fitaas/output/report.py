@@ -7,7 +7,7 @@ import html
 import io
 from typing import Any
 
-from fitaas.output.results import ScanResult, counted
+from fitaas.output.results import ScanResult, status_line
 
 __all__ = ["html_report"]
 
@@ -87,8 +87,7 @@ def html_report(
 <html lang="en"><head><meta charset="utf-8"><title>{head}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{head}</h1>
-<p>{counted(len(result), "point")}: {counts.get("ok", 0)} ok, {counts.get("suspect", 0)} suspect,
-{counts.get("failed", 0)} failed;
+<p>{status_line(len(result), "point", counts)};
 {excluded} excluded at {cl:.0%} CL (observed). pyhf {html.escape(result.pyhf_version)},
 {options.backend}/{options.optimizer}, {options.test_stat}, μ = {options.poi_value:g}.
 Workspace digest <code>{result.workspace_digest}</code>.</p>

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from fitaas.inference.results import strict_json
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
-__all__ = ["PointResult", "ScanResult", "counted", "csv_cell", "read_results"]
+__all__ = ["PointResult", "ScanResult", "counted", "csv_cell", "read_results", "status_line"]
 
 _SIGMAS = ("m2", "m1", "0", "p1", "p2")
 
@@ -39,6 +39,11 @@ def counted(count: int, noun: str) -> str:
 
 # A point's statuses, in the order tables show them.
 STATUSES = ("ok", "suspect", "failed")
+
+
+def status_line(count: int, noun: str, counts: Mapping[str, int]) -> str:
+    """``"20 points: 19 ok, 0 suspect, 1 failed"``: the start of every summary line."""
+    return f"{counted(count, noun)}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
 
 
 @dataclass(frozen=True)
