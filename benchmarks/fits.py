@@ -87,7 +87,9 @@ def _case(name: str, workers: int, sample: int) -> dict[str, Any]:
     folder = pallet_folder(pallet_name)
     pallet = fitaas.load_pallet(folder if patch else folder / "BkgOnly.json")
     start = time.perf_counter()
-    ours: RankingResult = fitaas.ranking(pallet, patch=patch, poi=poi, workers=workers)
+    ours: RankingResult = fitaas.ranking(
+        pallet, patch=patch, poi=poi, compute=fitaas.Compute(workers=workers)
+    )
     fitaas_wall = time.perf_counter() - start
     options = InferenceOptions()
     point = pallet.point(patch) if patch else None
@@ -143,7 +145,9 @@ def _limits(pallet_name: str, patch: str, workers: int, plain: bool) -> None:
             rows.append((name, time.perf_counter() - start, float(obs), exp, len(visited)))
     for count in sorted({1, workers}):
         start = time.perf_counter()
-        found = fitaas.upper_limit(pallet, patch=patch, options=options, workers=count)
+        found = fitaas.upper_limit(
+            pallet, patch=patch, options=options, compute=fitaas.Compute(workers=count)
+        )
         wall = time.perf_counter() - start
         rows.append(
             (f"fitaas.upper_limit, {count} worker(s)", wall, found.obs, found.exp, len(found.scan))

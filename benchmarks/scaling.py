@@ -55,7 +55,7 @@ def child_scan(pallet_path: str, workers: int) -> dict[str, Any]:
         if state.latest is not None and not first:
             first.append(time.time())
 
-    result = fitaas.scan(pallet, workers=workers, progress=progress)
+    result = fitaas.scan(pallet, compute=fitaas.Compute(workers=workers), progress=progress)
     end = time.time()
     seconds = [p.seconds for p in result.points]
     return {

@@ -51,7 +51,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "fast": {"fast": True},
     "plain": {"fast": False},
     "lockstep": {"lockstep": True},
-    "gpu": {"device": "gpu"},
+    "gpu": {"lockstep": True},  # (the engine's device: the GPU fits in lockstep)
 }
 
 
@@ -191,7 +191,7 @@ def main() -> None:
                     pallet,
                     patches=names,
                     options=options,
-                    engine=engine,
+                    compute=engine,
                     store=Path(tmp) / "s.sqlite",
                     progress=progress,
                 )
@@ -204,7 +204,7 @@ def main() -> None:
         }
         path = "fast path" if options.fast else "plain path"
         path += ", lockstep" if options.lockstep else ""
-        path += ", GPU" if options.device == "gpu" else ""
+        path += ", GPU" if flag == "gpu" else ""
         cache = ", cold cache" if args.cold_cache and options.fast else ""
         label = (
             f"fitaas scan, {name}, {path} ({settings['workers']} workers{cache}; "

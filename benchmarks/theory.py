@@ -145,7 +145,7 @@ def main() -> None:
             workspace,
             models_file,
             labels=labels,
-            workers=args.workers,
+            compute=fitaas.Compute(workers=args.workers),
             store=work / "stream.sqlite",
             output=work / "results.jsonl",
         )
@@ -170,7 +170,7 @@ def main() -> None:
             return fitaas.scan(
                 workspace,
                 spec,
-                workers=args.workers,
+                compute=fitaas.Compute(workers=args.workers),
                 store=work / "patchset.sqlite",
             )
 

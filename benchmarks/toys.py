@@ -77,7 +77,9 @@ def run_pyhf(pallet: Any, patch: str, ntoys: int, seed: int) -> dict[str, Any]:
 def run_fitaas(pallet: Any, patch: str, ntoys: int, seed: int, workers: int, fast: bool) -> dict:
     options = InferenceOptions(calctype="toybased", ntoys=ntoys, seed=seed, fast=fast)
     start, cpu = time.perf_counter(), _cpu()
-    result = fitaas.scan(pallet, patches=[patch], options=options, workers=workers)
+    result = fitaas.scan(
+        pallet, patches=[patch], options=options, compute=fitaas.Compute(workers=workers)
+    )
     wall, used = time.perf_counter() - start, _cpu() - cpu
     (point,) = result.points
     ht = point.hypotest

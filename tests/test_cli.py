@@ -349,7 +349,7 @@ def test_a_toy_cls_below_the_tables_precision_is_shown_with_its_uncertainty(
 
     options = fitaas.InferenceOptions(calctype="toybased", ntoys=100, toy_block_size=100)
     scanned = fitaas.scan(
-        demo, patches=["demo_700_0"], options=options, executor=FakeWorkers(),
+        demo, patches=["demo_700_0"], options=options, compute=FakeWorkers(),
         store=tmp_path / "s.sqlite",
     )  # fmt: skip
     (point,) = scanned.points

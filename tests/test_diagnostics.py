@@ -76,12 +76,14 @@ def test_well_behaved_pallets_stay_ok_without_retries(demo: Path, workspaces: Pa
         ),
     ]
     for workspace, patchset, patches in cases:
-        checked = fitaas.scan(workspace, patchset, patches=patches, workers=2)
+        checked = fitaas.scan(
+            workspace, patchset, patches=patches, compute=fitaas.Compute(workers=2)
+        )
         plain = fitaas.scan(
             workspace,
             patchset,
             patches=patches,
-            workers=2,
+            compute=fitaas.Compute(workers=2),
             options=InferenceOptions(retry_strategy="none"),
         )
         for point, reference in zip(checked, plain, strict=True):
@@ -115,7 +117,7 @@ def test_results_json_carries_status_reason_and_diagnostics(
         demo,
         patches=POINTS,
         options=InferenceOptions(tolerance=1.0, retry_strategy="none", fast=False),
-        executor=inline,
+        compute=inline,
     )
     data = result.to_dict()["results"][0]
     assert data["status"] == "suspect" and data["reason"]

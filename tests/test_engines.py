@@ -37,45 +37,51 @@ def _values(result: fitaas.ScanResult) -> list[tuple[Any, ...]]:
 @pytest.fixture(scope="module")
 def reference(demo: Path) -> list[tuple[Any, ...]]:
     """The local engine's results on the demo points."""
-    return _values(fitaas.scan(demo, patches=DEMO_POINTS, workers=2))
+    return _values(fitaas.scan(demo, patches=DEMO_POINTS, compute=fitaas.Compute(workers=2)))
 
 
 @pytest.fixture(scope="module")
 def sbottom(workspaces: Path) -> tuple[dict, dict, list[tuple[Any, ...]]]:
     folder = workspaces / "sbottom" / "RegionA"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
-    return ws, ps, _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, workers=2))
+    return (
+        ws,
+        ps,
+        _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, compute=fitaas.Compute(workers=2))),
+    )
 
 
 @pytest.mark.slow  # (keeps the default run under 10 minutes: pytest -m slow)
 def test_parsl_htex_equals_local(demo: Path, reference: list, sbottom: tuple) -> None:
     with ParslEngine({"provider": "local", "workers_per_node": 2}) as engine:
-        assert _values(fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)) == reference
+        assert _values(fitaas.scan(demo, patches=DEMO_POINTS, compute=engine)) == reference
         ws, ps, expected = sbottom
-        assert _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, engine=engine)) == expected
+        assert _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, compute=engine)) == expected
 
 
 def test_dask_localcluster_equals_local(demo: Path, reference: list, sbottom: tuple) -> None:
     with DaskEngine({"n_workers": 2}) as engine:
-        assert _values(fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)) == reference
+        assert _values(fitaas.scan(demo, patches=DEMO_POINTS, compute=engine)) == reference
         ws, ps, expected = sbottom
-        assert _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, engine=engine)) == expected
+        assert _values(fitaas.scan(ws, ps, patches=SBOTTOM_POINTS, compute=engine)) == expected
 
 
 @pytest.mark.slow
 def test_pyhf_examples_on_every_engine(workspaces: Path) -> None:
     folder = workspaces / "pyhf-examples"
     ws, ps = load(folder / "example_bkgonly.json"), load(folder / "example_patchset.json")
-    expected = _values(fitaas.scan(ws, ps, workers=1))
+    expected = _values(fitaas.scan(ws, ps, compute=fitaas.Compute(workers=1)))
     for name in ("parsl", "dask"):
-        assert _values(fitaas.scan(ws, ps, engine=name, workers=1)) == expected, name
+        assert _values(fitaas.scan(ws, ps, compute=fitaas.Compute(name, workers=1))) == expected, (
+            name
+        )
 
 
 @pytest.mark.slow
 def test_shared_path_carries_the_workspace(demo: Path, reference: list, tmp_path: Path) -> None:
     settings = {"engine": "parsl", "shared_path": str(tmp_path), "parsl": {"workers_per_node": 2}}
     with engine_from_settings(settings) as engine:
-        assert _values(fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)) == reference
+        assert _values(fitaas.scan(demo, patches=DEMO_POINTS, compute=engine)) == reference
     assert len(list(tmp_path.glob("*.json.gz"))) == 1
 
 
@@ -144,7 +150,7 @@ def test_a_dead_worker_loses_nothing(demo: Path, tmp_path: Path, engine_name: st
     store = tmp_path / "store.sqlite"
     with engines[engine_name]() as engine:
         killed, progress = _kill_a_worker_on_first_result(lambda: _worker_pids(engine))
-        result = fitaas.scan(demo, engine=engine, store=store, progress=progress)
+        result = fitaas.scan(demo, compute=engine, store=store, progress=progress)
     assert killed
     assert result.counts() == {"ok": 20}
     assert result.computed == 20
@@ -153,7 +159,7 @@ def test_a_dead_worker_loses_nothing(demo: Path, tmp_path: Path, engine_name: st
             20,
             20,
         )
-    expected = fitaas.scan(demo, workers=2)
+    expected = fitaas.scan(demo, compute=fitaas.Compute(workers=2))
     assert _values(result) == _values(expected)
 
 
@@ -226,7 +232,7 @@ def test_globus_engine_through_the_service_boundary(demo: Path, reference: list)
     engine, made = _globus()
     with engine:
         assert engine.environment["fitaas"] == fitaas.__version__
-        result = fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)
+        result = fitaas.scan(demo, patches=DEMO_POINTS, compute=engine)
     assert _values(result) == reference
     # the probe, then the tasks; workers without the workspace asked for it once per task
     assert len(made[0].submissions) >= 1 + len(DEMO_POINTS)
@@ -245,13 +251,15 @@ def test_toys_on_dask_and_globus_equal_local_toys(demo: Path) -> None:
     def toys(result: fitaas.ScanResult) -> list[Any]:
         return [(p.cls_obs, p.hypotest and p.hypotest.toys) for p in result]
 
-    local = toys(fitaas.scan(demo, patches=points, options=options, workers=2))
+    local = toys(
+        fitaas.scan(demo, patches=points, options=options, compute=fitaas.Compute(workers=2))
+    )
     assert all(summary is not None for _, summary in local)
     with DaskEngine({"n_workers": 2}) as engine:
-        assert toys(fitaas.scan(demo, patches=points, options=options, engine=engine)) == local
+        assert toys(fitaas.scan(demo, patches=points, options=options, compute=engine)) == local
     engine, made = _globus()
     with engine:
-        assert toys(fitaas.scan(demo, patches=points, options=options, engine=engine)) == local
+        assert toys(fitaas.scan(demo, patches=points, options=options, compute=engine)) == local
     assert len(made[0].submissions) >= 1 + 2 * len(points)  # the probe, then the blocks
 
 
@@ -271,11 +279,13 @@ def test_globus_limits_are_checked_before_submitting(demo: Path, tmp_path: Path)
         Tight({"endpoint_id": ENDPOINT_ID}, executor_factory=factory) as engine,
         pytest.raises(EngineError, match=too_large),
     ):
-        fitaas.scan(demo, engine=engine)
+        fitaas.scan(demo, compute=engine)
     # through a shared folder, only the patches travel: tasks are split to fit the limit
     shared = {"shared_path": str(tmp_path)}
-    with Tight({"endpoint_id": ENDPOINT_ID}, executor_factory=factory, **shared) as engine:
-        result = fitaas.scan(demo, engine=engine, batch_size=20)
+    with Tight(
+        {"endpoint_id": ENDPOINT_ID}, executor_factory=factory, batch_size=20, **shared
+    ) as engine:
+        result = fitaas.scan(demo, compute=engine)
     assert result.counts() == {"ok": 20}
     assert len(made[-1].submissions) == 1 + 20  # the probe, then one point per submission
 
@@ -324,7 +334,7 @@ def test_lost_globus_tasks_are_resent(demo: Path) -> None:
             return future
 
         stand_in.submit = flaky  # type: ignore[method-assign]
-        result = fitaas.scan(demo, patches=DEMO_POINTS, engine=engine)
+        result = fitaas.scan(demo, patches=DEMO_POINTS, compute=engine)
     assert lost.is_set() and result.counts() == {"ok": len(DEMO_POINTS)}
 
 

@@ -106,8 +106,8 @@ def test_fast_is_the_default_and_plain_a_choice(
     assert InferenceOptions().fast is True
     assert InferenceOptions(optimizer="minuit").fast is False  # it would not apply
     assert InferenceOptions(backend="jax").fast is False
-    fast = fitaas.scan(demo, patches=names, executor=inline)
-    plain = fitaas.scan(demo, patches=names, options=InferenceOptions(fast=False), executor=inline)
+    fast = fitaas.scan(demo, patches=names, compute=inline)
+    plain = fitaas.scan(demo, patches=names, options=InferenceOptions(fast=False), compute=inline)
     for a, b in zip(fast, plain, strict=True):
         assert a.status == "ok" and a.hypotest is not None and b.hypotest is not None
         assert [a.cls_obs, *a.hypotest.cls_exp] == pytest.approx(
@@ -132,7 +132,7 @@ def test_upper_limits_and_fits_on_the_fast_path(demo: Path, inline: Executor) ->
     kinds = ("hypotest", "upper_limit", "fit")
     grid = {"ul_scan": (0.1, 3.0, 8)}  # (pyhf's own upper limit scans each value)
     fast, plain = (
-        fitaas.scan(demo, patches=names, options=o, kinds=kinds, executor=inline)
+        fitaas.scan(demo, patches=names, options=o, kinds=kinds, compute=inline)
         for o in (dataclasses.replace(FAST, **grid), dataclasses.replace(PLAIN, **grid))
     )
     assert fast.options.fast is not plain.options.fast  # (two computations, not one reused)

@@ -37,7 +37,7 @@ def _model(spec: dict[str, Any]) -> tuple[Any, Any]:
 def test_ranking_over_workers_equals_cabinetry_and_one_process() -> None:
     cabinetry = pytest.importorskip("cabinetry")
     spec = excess_workspace()
-    spread = fitaas.ranking(spec, workers=2)
+    spread = fitaas.ranking(spec, compute=fitaas.Compute(workers=2))
     model, data = _model(spec)
     pyhf.set_backend("numpy")
     theirs = cabinetry.fit.ranking(model, data, tolerance=1e-4)
@@ -128,7 +128,9 @@ def test_likelihood_scan_equals_plain_pyhf_fits(
 ) -> None:
     spec = excess_workspace()
     grid = (0.0, 6.0, 9) if parameter is None else (-2.0, 2.0, 9)
-    scan = fitaas.likelihood_scan(spec, parameter=parameter, grid=grid, options=options, workers=2)
+    scan = fitaas.likelihood_scan(
+        spec, parameter=parameter, grid=grid, options=options, compute=fitaas.Compute(workers=2)
+    )
     model, data = _model(spec)
     pyhf.set_backend("numpy", "scipy")
     init = model.config.suggested_init()
@@ -212,7 +214,7 @@ def test_cli_nll_scan_and_upper_limit(tmp_path: Path) -> None:
 )
 def test_upper_limit_over_workers_equals_pyhf(options: InferenceOptions) -> None:
     spec = excess_workspace()
-    spread = fitaas.upper_limit(spec, options=options, workers=2)
+    spread = fitaas.upper_limit(spec, options=options, compute=fitaas.Compute(workers=2))
     model, data = _model(spec)
     pyhf.set_backend("numpy", "scipy")
     bounds = model.config.suggested_bounds()
@@ -287,7 +289,7 @@ def test_minos_intervals_equal_pyhf_minuit() -> None:
 @pytest.mark.slow
 def test_ranking_of_a_published_point_equals_plain_pyhf_fits(workspaces: Path) -> None:
     folder = workspaces / "sbottom" / "RegionA"
-    spread = fitaas.ranking(folder, patch="sbottom_1000_205_60", workers=2)
+    spread = fitaas.ranking(folder, patch="sbottom_1000_205_60", compute=fitaas.Compute(workers=2))
     pallet = fitaas.load_pallet(folder)
     workspace = pyhf.Workspace(pallet.workspace)
     model = workspace.model(
@@ -347,7 +349,7 @@ def test_a_held_fit_where_minus_two_lnl_is_not_finite_fails_at_once(
     # on NaN values (four minutes for this one fit) before saying "Iteration limit reached"
     options = InferenceOptions(par_bounds={"mu_SIG": [-2.0, 10.0]})
     scan = fitaas.likelihood_scan(
-        demo, patch="demo_700_0", grid=(-1.0, 0.0, 2), options=options, executor=inline
+        demo, patch="demo_700_0", grid=(-1.0, 0.0, 2), options=options, compute=inline
     )
     assert [value for value, _ in scan.failed] == [-1.0]
     assert "-2lnL is not finite at 50 points in a row" in scan.failed[0][1]

@@ -55,7 +55,7 @@ def test_scan_equals_plain_pyhf_on_pyhf_examples(
     options = InferenceOptions(
         poi_value=mu, test_stat=test_stat, modifier_settings=interp, fast=False
     )
-    result = fitaas.scan(ws, ps, options=options, workers=1)
+    result = fitaas.scan(ws, ps, options=options, compute=fitaas.Compute(workers=1))
     kwargs = {"modifier_settings": interp} if interp else {}
     plain = plain_hypotest(ws, ps["patches"][0]["patch"], mu, test_stat, **kwargs)
     _assert_same(result.points[0], plain)
@@ -63,7 +63,7 @@ def test_scan_equals_plain_pyhf_on_pyhf_examples(
 
 
 def test_to_pandas_and_csv_rows(examples: tuple[dict, dict], inline: Executor) -> None:
-    result = fitaas.scan(*examples, options=PLAIN, executor=inline)
+    result = fitaas.scan(*examples, options=PLAIN, compute=inline)
     frame = result.to_pandas()
     assert list(frame["patch"]) == ["patch_channel1_signal_syst1"]
     assert frame["cls_obs"].iloc[0] == result.points[0].cls_obs
@@ -72,7 +72,7 @@ def test_to_pandas_and_csv_rows(examples: tuple[dict, dict], inline: Executor) -
 
 
 def test_reference_value_pyhf_examples(examples: tuple[dict, dict], inline: Executor) -> None:
-    result = fitaas.scan(*examples, options=PLAIN, executor=inline)
+    result = fitaas.scan(*examples, options=PLAIN, compute=inline)
     assert result.points[0].cls_obs == pytest.approx(0.52998, abs=1e-5)
 
 
@@ -168,7 +168,7 @@ def test_several_sbottom_points_equal_plain_pyhf(workspaces: Path) -> None:
     folder = workspaces / "sbottom" / "RegionA"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
     names = ["sbottom_1000_131_1", "sbottom_700_550_60", "sbottom_1400_1250_60"]
-    result = fitaas.scan(ws, ps, patches=names, options=PLAIN, workers=2)
+    result = fitaas.scan(ws, ps, patches=names, options=PLAIN, compute=fitaas.Compute(workers=2))
     patches = {p["metadata"]["name"]: p["patch"] for p in ps["patches"]}
     for point in result:
         _assert_same(point, plain_hypotest(ws, patches[point.patch]))
@@ -180,7 +180,7 @@ def test_1lbb_reference_point(workspaces: Path) -> None:
     folder = workspaces / "1Lbb"
     ws, ps = load(folder / "BkgOnly.json"), load(folder / "patchset.json.gz")
     name = "C1N2_Wh_hbb_1000_0"
-    result = fitaas.scan(ws, ps, patches=[name], options=PLAIN, workers=1)
+    result = fitaas.scan(ws, ps, patches=[name], options=PLAIN, compute=fitaas.Compute(workers=1))
     patch = next(p["patch"] for p in ps["patches"] if p["metadata"]["name"] == name)
     _assert_same(result[name], plain_hypotest(ws, patch))
     assert result[name].cls_obs == pytest.approx(0.58568, abs=1e-5)
@@ -195,7 +195,7 @@ def test_1lbb_reference_point(workspaces: Path) -> None:
 def test_jax_backend_agrees_with_numpy(demo: Path) -> None:
     pytest.importorskip("jax")
     names = ["demo_600_200", "demo_700_0", "demo_900_400"]
-    numpy_result = fitaas.scan(demo, patches=names, workers=1)
+    numpy_result = fitaas.scan(demo, patches=names, compute=fitaas.Compute(workers=1))
     jax_result = fitaas.scan(demo, patches=names, options=InferenceOptions(backend="jax"))
     for ours, reference in zip(jax_result, numpy_result, strict=True):
         assert ours.ok, ours.error

@@ -142,10 +142,10 @@ def pyhf_tolerance(tolerance: float) -> Iterator[None]:
 
 @pytest.mark.slow  # (lockstep scans on a pool run by default: the worker-count test)
 def test_a_scan_in_lockstep_equals_the_default_scan(demo: Path, tmp_path: Path) -> None:
-    default = fitaas.scan(demo, patches=NAMES, workers=1)
+    default = fitaas.scan(demo, patches=NAMES, compute=fitaas.Compute(workers=1))
     with LocalEngine(2) as engine:
         lockstep = fitaas.scan(
-            demo, patches=NAMES, engine=engine, options=InferenceOptions(lockstep=True)
+            demo, patches=NAMES, compute=engine, options=InferenceOptions(lockstep=True)
         )
     assert [p.patch for p in lockstep] == [p.patch for p in default]
     assert all(p.status == "ok" for p in lockstep)
@@ -172,7 +172,7 @@ def test_lockstep_results_are_identical_for_every_worker_count(demo: Path) -> No
     runs = []
     for workers in (1, 2):
         with LocalEngine(workers) as engine:
-            runs.append(fitaas.scan(demo, patches=names, engine=engine, options=lockstep))
+            runs.append(fitaas.scan(demo, patches=names, compute=engine, options=lockstep))
     numbers = [[(p.patch, p.hypotest, p.status) for p in run] for run in runs]
     assert numbers[0] == numbers[1]
 
@@ -183,17 +183,21 @@ def test_a_gpu_task_on_a_cpu_worker_fails_naming_the_fix(
 ) -> None:
     monkeypatch.setenv("FITAAS_DEVICE", "cpu")  # (recorded: restored after the test)
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    gpu = InferenceOptions(device="gpu")
-    assert gpu.lockstep  # the GPU always fits in lockstep
     with pytest.raises(fitaas.InputError, match="device"):
-        InferenceOptions(device="tpu")
-    # a worker started for the CPU
+        fitaas.Compute(device="tpu")
+    with pytest.raises(fitaas.InputError, match="not an inference option"):
+        InferenceOptions.from_dict({"device": "gpu"})
+    # a worker started for the CPU, by an engine that says its workers are on the GPU
     with LocalEngine(1, retries=0) as engine:
-        (point,) = fitaas.scan(demo, patches=NAMES[:1], engine=engine, options=gpu)
+        engine.device = "gpu"
+        (point,) = fitaas.scan(demo, patches=NAMES[:1], compute=engine)
     assert point.status == "failed" and "FITAAS_DEVICE=gpu" in (point.error or "")
     # workers started for the GPU on a machine whose jax has none (this one)
-    (point,) = fitaas.scan(demo, patches=NAMES[:1], workers=1, options=gpu)
+    gpu = fitaas.Compute(workers=1, device="gpu")
+    result = fitaas.scan(demo, patches=NAMES[:1], compute=gpu)
+    (point,) = result
     assert point.status == "failed" and "jax finds no GPU" in (point.error or "")
+    assert result.options.lockstep  # the GPU always fits in lockstep
 
 
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)

@@ -135,8 +135,9 @@ class FakeWorkers(Executor):
         return future
 
 
-def _scan(demo: Path, store: Path, workers: FakeWorkers, **kwargs: Any) -> Any:
-    return fitaas.scan(demo, executor=workers, workers=2, batch_size=1, store=store, **kwargs)
+def _scan(demo: Path, store: Path, workers: FakeWorkers, retries: int = 2, **kwargs: Any) -> Any:
+    compute = fitaas.Compute(executor=workers, workers=2, retries=retries, batch_size=1)
+    return fitaas.scan(demo, compute=compute, store=store, **kwargs)
 
 
 def test_every_point_gets_its_own_outcome_and_a_rerun_computes_nothing(

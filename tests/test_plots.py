@@ -28,13 +28,13 @@ GRID_STEP_M1 = 100.0  # the demo grid's spacing in m1
 
 @pytest.fixture(scope="module")
 def demo_scan(demo: Path, inline: Executor) -> fitaas.ScanResult:
-    return fitaas.scan(demo, executor=inline)
+    return fitaas.scan(demo, compute=inline)
 
 
 @pytest.fixture(scope="module")
 def demo_limits(demo: Path, inline: Executor) -> fitaas.ScanResult:
     names = ["demo_500_0", "demo_700_0", "demo_900_0"]
-    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), executor=inline)
+    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), compute=inline)
 
 
 def _artist(fig: matplotlib.figure.Figure, gid: str) -> object:
@@ -223,7 +223,7 @@ def test_toy_plot_labels_neither_overlap_nor_meet_the_legend(demo: Path, tmp_pat
 
     options = fitaas.InferenceOptions(calctype="toybased", ntoys=300, toy_block_size=100)
     (point,) = fitaas.scan(
-        demo, patches=["demo_700_0"], options=options, executor=FakeWorkers(),
+        demo, patches=["demo_700_0"], options=options, compute=FakeWorkers(),
         store=tmp_path / "s.sqlite",
     )  # fmt: skip
     fig = plots.toy_distributions(point)
@@ -267,7 +267,7 @@ def test_units_for_labels_a_patchset_leaves_without(demo: Path, tmp_path: Path) 
     from fitaas.cli.plot import figures
     from test_orchestration import FakeWorkers
 
-    scanned = fitaas.scan(demo, executor=FakeWorkers(), store=tmp_path / "s.sqlite")
+    scanned = fitaas.scan(demo, compute=FakeWorkers(), store=tmp_path / "s.sqlite")
     (tmp_path / "r.json").write_text(scanned.to_json())
     made, _ = figures(tmp_path / "r.json", {"units": ("m2=TeV",)})
     axes = made["exclusion"].axes[0]

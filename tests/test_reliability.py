@@ -49,7 +49,9 @@ def test_a_patch_that_makes_counts_infinite_fails_its_point_only(demo: Path) -> 
 
 def test_a_fit_past_its_time_limit_fails_its_point_with_that_reason(demo: Path) -> None:
     options = InferenceOptions(fast=False, fit_timeout=1e-6)
-    (point,) = fitaas.scan(demo, patches=["demo_700_0"], options=options, workers=1)
+    (point,) = fitaas.scan(
+        demo, patches=["demo_700_0"], options=options, compute=fitaas.Compute(workers=1)
+    )
     assert point.status == "failed"
     assert point.error is not None and "fit_timeout of 1e-06 s" in point.error
     with pytest.raises(fitaas.InputError, match="fit_timeout"):
@@ -63,7 +65,13 @@ def test_a_stopped_scan_stops_within_a_second(demo: Path) -> None:
     threading.Timer(3.0, stop.set).start()
     begin = time.monotonic()
     with pytest.raises(ScanStopped):
-        fitaas.scan(demo, patches=["demo_700_0"], options=options, workers=2, stop=stop)
+        fitaas.scan(
+            demo,
+            patches=["demo_700_0"],
+            options=options,
+            compute=fitaas.Compute(workers=2),
+            stop=stop,
+        )
     assert time.monotonic() - begin < 3.0 + 5.0  # (the blocks alone take minutes)
 
 

@@ -52,7 +52,7 @@ class _Page(HTMLParser):
 @pytest.fixture(scope="module")
 def scanned(demo: Path, inline: Executor) -> fitaas.ScanResult:
     names = ["demo_500_0", "demo_700_0", "demo_900_0"]
-    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), executor=inline)
+    return fitaas.scan(demo, patches=names, kinds=("hypotest", "upper_limit"), compute=inline)
 
 
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)

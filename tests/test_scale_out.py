@@ -127,7 +127,7 @@ def test_jax_stays_on_the_cpu_unless_a_gpu_is_asked_for(
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
     monkeypatch.delenv("FITAAS_DEVICE", raising=False)
     with LocalEngine(1) as engine:
-        fitaas.scan(demo, patches=["demo_700_0"], engine=engine)
+        fitaas.scan(demo, patches=["demo_700_0"], compute=engine)
         report = engine.executor.submit(device_report).result()
     assert report["JAX_PLATFORMS"] == "cpu"
     assert report["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
@@ -137,9 +137,9 @@ def test_jax_stays_on_the_cpu_unless_a_gpu_is_asked_for(
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_results_are_identical_for_every_worker_count(demo: Path) -> None:
     names = ["demo_300_0", "demo_700_200", "demo_1000_400", "demo_800_0", "demo_500_200"]
-    runs = [fitaas.scan(demo, patches=names, workers=n) for n in (1, 2)]
+    runs = [fitaas.scan(demo, patches=names, compute=fitaas.Compute(workers=n)) for n in (1, 2)]
     with LocalEngine(2, batch_size=3) as engine:
-        runs.append(fitaas.scan(demo, patches=names, engine=engine))
+        runs.append(fitaas.scan(demo, patches=names, compute=engine))
     numbers = [[(p.patch, p.hypotest, p.status) for p in run] for run in runs]
     assert numbers[0] == numbers[1] == numbers[2]
 
@@ -152,7 +152,7 @@ def test_without_a_writable_cache_the_workspace_travels_with_the_tasks(
 
     monkeypatch.setenv("FITAAS_JAX_CACHE", str(cache_folder("jax")))
     monkeypatch.setenv("FITAAS_CACHE", "/dev/null/not-a-folder")
-    (point,) = fitaas.scan(demo, patches=["demo_700_0"], workers=1)
+    (point,) = fitaas.scan(demo, patches=["demo_700_0"], compute=fitaas.Compute(workers=1))
     assert point.status == "ok"
 
 

@@ -31,9 +31,9 @@ def _stored(path: Path) -> dict[str, float]:
 def test_rerun_computes_nothing_and_force_recomputes(demo: Path, tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     names = ["demo_600_0", "demo_700_200", "demo_900_400"]
-    first = fitaas.scan(demo, patches=names, store=store, workers=2)
+    first = fitaas.scan(demo, patches=names, store=store, compute=fitaas.Compute(workers=2))
     assert (first.computed, first.reused) == (3, 0)
-    again = fitaas.scan(demo, patches=names, store=store, workers=2)
+    again = fitaas.scan(demo, patches=names, store=store, compute=fitaas.Compute(workers=2))
     assert (again.computed, again.reused) == (0, 3)
     assert [p.to_dict() for p in again] == [p.to_dict() for p in first]
     # adding upper limits reuses the hypothesis tests and computes only the limits
@@ -51,7 +51,7 @@ def test_rerun_computes_nothing_and_force_recomputes(demo: Path, tmp_path: Path)
 
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_demo_exclusion_is_where_it_was_built(demo: Path) -> None:
-    result = fitaas.scan(demo, workers=2)
+    result = fitaas.scan(demo, compute=fitaas.Compute(workers=2))
     assert len(result) == 20 and not result.failed
     for point in result:
         m1, m2 = point.values
@@ -67,7 +67,9 @@ def test_failed_points_are_recorded_and_the_scan_goes_on(demo: Path, tmp_path: P
     broken["patch"][0]["path"] = "/channels/7/samples/-"  # no channel 7
     patchset["patches"].append(broken)
     store = tmp_path / "store.sqlite"
-    result = fitaas.scan(demo / "BkgOnly.json", patchset, store=store, workers=2)
+    result = fitaas.scan(
+        demo / "BkgOnly.json", patchset, store=store, compute=fitaas.Compute(workers=2)
+    )
     assert result.counts() == {"ok": 20, "failed": 1}
     failed = result["broken_patch"]
     assert failed.hypotest is None
@@ -79,7 +81,9 @@ def test_failed_points_are_recorded_and_the_scan_goes_on(demo: Path, tmp_path: P
     assert capped.points[0].status == "failed"
     assert "fit did not converge: Iteration limit reached" in (capped.points[0].error or "")
     # failures are retried on the next run; the good results are not
-    rerun = fitaas.scan(demo / "BkgOnly.json", patchset, store=store, workers=1)
+    rerun = fitaas.scan(
+        demo / "BkgOnly.json", patchset, store=store, compute=fitaas.Compute(workers=1)
+    )
     assert rerun.computed == 1 and rerun.reused == 20
 
 
@@ -130,7 +134,9 @@ def test_resume_after_sigkill(demo: Path, tmp_path: Path) -> None:
     assert resumed["summary"]["reused"] == len(before)
 
     plain = fitaas.InferenceOptions(fast=False)
-    uninterrupted = fitaas.scan(demo, patches=names, workers=2, options=plain)
+    uninterrupted = fitaas.scan(
+        demo, patches=names, compute=fitaas.Compute(workers=2), options=plain
+    )
     assert [p["cls_obs"] for p in resumed["results"]] == [p.cls_obs for p in uninterrupted]
     assert [p["cls_exp"] for p in resumed["results"]] == [
         list(p.hypotest.cls_exp) for p in uninterrupted
@@ -142,8 +148,10 @@ def test_external_executor_gets_the_workspace_by_payload(demo: Path) -> None:
 
     names = ["demo_600_200", "demo_800_0"]
     with ThreadPoolExecutor(2) as pool:
-        threaded = fitaas.scan(demo, patches=names, executor=pool, batch_size=2)
-    pooled = fitaas.scan(demo, patches=names, workers=1)
+        threaded = fitaas.scan(
+            demo, patches=names, compute=fitaas.Compute(executor=pool, batch_size=2)
+        )
+    pooled = fitaas.scan(demo, patches=names, compute=fitaas.Compute(workers=1))
     assert [p.cls_obs for p in threaded] == pytest.approx([p.cls_obs for p in pooled], rel=1e-6)
 
 
@@ -157,8 +165,10 @@ def test_a_thread_executor_keeps_each_points_fits_apart(demo: Path) -> None:
     names = ["demo_600_200", "demo_700_0", "demo_800_400", "demo_1000_0", "demo_900_200"]
     names += ["demo_700_200", "demo_800_0", "demo_1000_400"]
     with ThreadPoolExecutor(4) as pool:
-        threaded = fitaas.scan(demo, patches=names, executor=pool, batch_size=1)
-    pooled = fitaas.scan(demo, patches=names, workers=2, batch_size=1)
+        threaded = fitaas.scan(
+            demo, patches=names, compute=fitaas.Compute(executor=pool, batch_size=1)
+        )
+    pooled = fitaas.scan(demo, patches=names, compute=fitaas.Compute(workers=2, batch_size=1))
     for mine, reference in zip(threaded, pooled, strict=True):
         assert mine.patch == reference.patch
         assert mine.diagnostics is not None and reference.diagnostics is not None

@@ -108,7 +108,7 @@ def test_inputs_that_would_fail_later_are_refused_at_submission(
             _refused(answer, *words)
         for options, words in (
             ({"lockstep": "yes"}, ("lockstep", "true or false")),
-            ({"device": "gpu"}, ("device", "CPUs")),
+            ({"device": "gpu"}, ("device", "not an inference option", "endpoint")),
             ({"measurement": "nope"}, ("measurement", "nope", "its measurements")),
             ({"fixed_params": {"nope_par": 1.0}}, ("unknown parameter 'nope_par'",)),
         ):

@@ -32,7 +32,9 @@ def test_a_sweep_of_three_pallets_equals_their_scans(demo: Path, tmp_path: Path)
     folders = [_variant(demo, tmp_path / name, extra) for name, extra in [("a", 0), ("b", 3)]]
     pair = f"{demo / 'BkgOnly.json'}:{demo / 'patchset.json'}"
     store = tmp_path / "store.sqlite"
-    swept = fitaas.sweep([*folders, pair], patches=PATCHES, store=store, workers=2)
+    swept = fitaas.sweep(
+        [*folders, pair], patches=PATCHES, store=store, compute=fitaas.Compute(workers=2)
+    )
     assert list(swept) == ["a", "b", demo.name]  # a pair is named after its folder
     for source, result in zip([*folders, demo], swept.values(), strict=True):
         alone = fitaas.scan(source, patches=PATCHES, store=store)
@@ -57,7 +59,8 @@ def test_all_regions_of_a_folder_from_the_cli(demo: Path, tmp_path: Path) -> Non
     with tarfile.open(tmp_path / "analysis.tar.gz", "w:gz") as archive:
         archive.add(tmp_path / "analysis", arcname="analysis")
     packed = fitaas.sweep(
-        [tmp_path / "analysis.tar.gz"], all_regions=True, patches=PATCHES[:1], workers=1,
+        [tmp_path / "analysis.tar.gz"], all_regions=True, patches=PATCHES[:1],
+        compute=fitaas.Compute(workers=1),
         store=tmp_path / "fitaas-store.sqlite",  # (the CLI's, tests/conftest.py)
     )  # fmt: skip
     assert list(packed) == ["analysis/SR1", "analysis/SR2"]

@@ -111,10 +111,8 @@ def test_models_before_a_malformed_one_are_kept(
     broken = [*models[:5], {"name": "broken", "values": [1]}, models[5]]
     store = tmp_path / "store.sqlite"
     with pytest.raises(InputError, match="model #5: model 'broken' needs 'patch'"):
-        fitaas.stream_scan(demo / "BkgOnly.json", iter(broken), store=store, executor=inline)
-    again = fitaas.stream_scan(
-        demo / "BkgOnly.json", iter(models[:5]), store=store, executor=inline
-    )
+        fitaas.stream_scan(demo / "BkgOnly.json", iter(broken), store=store, compute=inline)
+    again = fitaas.stream_scan(demo / "BkgOnly.json", iter(models[:5]), store=store, compute=inline)
     assert again.reused == 5 and again.computed == 0
 
 
@@ -135,13 +133,13 @@ def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(
     with pytest.raises(ScanStopped):
         fitaas.stream_scan(
             demo / "BkgOnly.json", source, labels=["m1", "m2"], store=store, output=output,
-            executor=inline, on_result=stop_after_three, stop=stop,
+            compute=inline, on_result=stop_after_three, stop=stop,
         )  # fmt: skip
     partial = fitaas.read_results(output)  # what finished is readable (no summary line)
     assert 3 <= len(partial) < len(models) and partial.labels == ("m1", "m2")
     summary = fitaas.stream_scan(
         demo / "BkgOnly.json", source, labels=["m1", "m2"], store=store, output=output,
-        executor=inline,
+        compute=inline,
     )  # fmt: skip
     assert summary.models == len(models) and summary.counts == {"ok": len(models)}
     assert summary.reused >= 3 and summary.computed == len(models) - summary.reused
@@ -180,7 +178,13 @@ def test_a_stream_is_read_only_as_far_as_the_workers_need(demo: Path, tmp_path: 
         stop.set()
 
     with pytest.raises(ScanStopped):
-        fitaas.stream_scan(demo / "BkgOnly.json", endless(), workers=1, on_result=first, stop=stop)
+        fitaas.stream_scan(
+            demo / "BkgOnly.json",
+            endless(),
+            compute=fitaas.Compute(workers=1),
+            on_result=first,
+            stop=stop,
+        )
     assert seen and seen[0] <= 2 * READ_CHUNK + 2  # not the endless stream
 
 

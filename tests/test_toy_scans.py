@@ -53,8 +53,12 @@ def _blocks(store: Path) -> int:
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_same_seed_same_numbers_on_one_or_two_workers(demo: Path) -> None:
     options = _toys(ntoys=200, seed=5)
-    one = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=1))
-    two = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=2))
+    one = _numbers(
+        fitaas.scan(demo, patches=POINTS, options=options, compute=fitaas.Compute(workers=1))
+    )
+    two = _numbers(
+        fitaas.scan(demo, patches=POINTS, options=options, compute=fitaas.Compute(workers=2))
+    )
     assert one == two  # bit for bit
     other = _numbers(fitaas.scan(demo, patches=POINTS, options=_toys(ntoys=200, seed=6)))
     assert other[0][5] != one[0][5]  # another seed, other toys
@@ -65,9 +69,11 @@ def test_same_seed_same_numbers_on_parsl(demo: Path) -> None:
     from fitaas.engines.parsl import ParslEngine
 
     options = _toys(ntoys=200, seed=5)
-    one = _numbers(fitaas.scan(demo, patches=POINTS, options=options, workers=1))
+    one = _numbers(
+        fitaas.scan(demo, patches=POINTS, options=options, compute=fitaas.Compute(workers=1))
+    )
     with ParslEngine({"provider": "local", "workers_per_node": 2}) as engine:
-        assert _numbers(fitaas.scan(demo, patches=POINTS, options=options, engine=engine)) == one
+        assert _numbers(fitaas.scan(demo, patches=POINTS, options=options, compute=engine)) == one
 
 
 @pytest.mark.slow
@@ -98,7 +104,7 @@ def test_cls_accuracy_adds_toys_until_the_observed_cls_is_known(demo: Path) -> N
 
 def test_discovery_toys_report_p0_and_significance(demo: Path, inline: Executor) -> None:
     options = _toys(ntoys=200, seed=3, test_stat="q0")
-    (point,) = fitaas.scan(demo, patches=["demo_1000_400"], options=options, executor=inline)
+    (point,) = fitaas.scan(demo, patches=["demo_1000_400"], options=options, compute=inline)
     ht = point.hypotest
     assert ht is not None and ht.toys is not None and ht.poi_value == 0.0
     entry = point.to_dict()

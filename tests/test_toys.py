@@ -190,7 +190,11 @@ def test_toy_based_cls_agree_with_pyhf_toy_calculator(pyhf_toys: None, mu: float
     options = InferenceOptions(
         calctype="toybased", ntoys=ntoys, seed=11, poi_value=mu, toy_block_size=100
     )
-    ours = fitaas.scan(spec, None, options=options, workers=1).points[0].hypotest
+    ours = (
+        fitaas.scan(spec, None, options=options, compute=fitaas.Compute(workers=1))
+        .points[0]
+        .hypotest
+    )
     assert ours is not None and ours.toys is not None
     assert (ours.toys.ntoys_sb, ours.toys.ntoys_b) == (ntoys, ntoys)
     model, data = _model(spec, InferenceOptions(fast=False))
@@ -223,7 +227,11 @@ def test_many_events_toys_approach_the_asymptotic_cls() -> None:
         [40.0, 30.0], [1000.0, 800.0], [1010.0, 790.0], extra=False
     )
     options = InferenceOptions(calctype="toybased", ntoys=1000, seed=4, poi_value=1.0)
-    toys = fitaas.scan(spec, None, options=options, workers=2).points[0].hypotest
+    toys = (
+        fitaas.scan(spec, None, options=options, compute=fitaas.Compute(workers=2))
+        .points[0]
+        .hypotest
+    )
     asym = fitaas.scan(spec, None, options=InferenceOptions(poi_value=1.0)).points[0].hypotest
     assert toys is not None and asym is not None and toys.toys is not None
     assert abs(toys.cls_obs - asym.cls_obs) < 3 * toys.toys.cls_obs_error + 0.01

@@ -23,6 +23,7 @@ from fitaas.errors import FitaasError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fitaas.client import Client, Job
+    from fitaas.engines.compute import Compute
     from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
     from fitaas.inference.likelihood_scan import LikelihoodScan
     from fitaas.inference.ranking import RankingResult
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fitaas.store import ResultStore, open_store
 
 _LAZY = {
+    "Compute": "fitaas.engines.compute",
     "FitResult": "fitaas.inference",
     "HypotestResult": "fitaas.inference",
     "InferenceOptions": "fitaas.inference",
@@ -67,6 +69,7 @@ _LAZY = {
 
 __all__ = [
     "Client",
+    "Compute",
     "FitBar",
     "FitResult",
     "FitaasError",

@@ -98,7 +98,7 @@ def ranking(**params: Any) -> None:
             patch=params["patch"],
             poi=params["poi"],
             options=options_from_cli(params),
-            engine=engine,
+            compute=engine,
             progress=bar,
         )
     _write(params["output"], result.to_dict())
@@ -155,7 +155,7 @@ def nll_scan(**params: Any) -> None:
             parameter=params["par"],
             grid=grid,
             options=options_from_cli(params),
-            engine=engine,
+            compute=engine,
             progress=bar,
         )
     _write(params["output"], result.to_dict())

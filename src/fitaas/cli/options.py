@@ -503,7 +503,6 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         retry_strategy=params.get("retry_strategy") or "default",
         fast=params.get("fast"),
         lockstep=bool(params.get("lockstep")),
-        device=params.get("device") or "cpu",
         calctype=params.get("calctype") or "asymptotics",
         ntoys=params.get("ntoys") or 1000,
         seed=params.get("seed") or 0,

@@ -152,7 +152,7 @@ def _single(params: dict[str, Any], pallet: Pallet | None = None) -> None:
             patches=params["patches"] or None,
             options=options,
             kinds=kinds,
-            engine=engine,
+            compute=engine,
             store=store,
             force=params["force"],
             progress=bar,
@@ -233,7 +233,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             summary = stream_scan(
                 pallet,
                 params["models"],
-                engine=engine,
+                compute=engine,
                 output=output,
                 on_result=remember,
                 total=total,
@@ -243,7 +243,7 @@ def _theory(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             models, counts, work = summary.models, summary.counts, summary.kinds
         else:
             result = collected_scan(
-                pallet, params["models"], engine=engine, total=total, progress=bar, **common
+                pallet, params["models"], compute=engine, total=total, progress=bar, **common
             )
             _write(result, output, fmt)
             flagged = [*result.failed, *result.suspect]
@@ -343,7 +343,7 @@ def _sweep(sources: tuple[str, ...], params: dict[str, Any]) -> None:
             with ScanBar(quiet=params["quiet"], label=name) as bar:
                 result = run_scan(
                     pallet,
-                    engine=engine,
+                    compute=engine,
                     patches=params["patches"] or None,
                     options=options,
                     kinds=kinds,

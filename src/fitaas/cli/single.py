@@ -49,7 +49,7 @@ def _run(kind: str, params: dict[str, Any]) -> None:
         engine = engine_from_cli(params)
         with engine, FitBar(quiet=params["quiet"], label="CLs evaluations") as bar:
             limit = spread_limit(
-                pallet, patch=point.name, options=options, engine=engine, progress=bar
+                pallet, patch=point.name, options=options, compute=engine, progress=bar
             )
         result, checks = limit.to_dict(), {}
     else:

@@ -157,10 +157,10 @@ class Engine(ABC):
             How tasks name the workspace.
         """
         if not self.shared_path:
-            return WorkspaceRef(digest)
+            return WorkspaceRef(digest, device=self.device)
         folder = Path(self.shared_path)
         path = write_once(folder / f"{digest}.json.gz", compress_workspace(spec))
-        return WorkspaceRef(digest, str(path), str(folder / "jax"))
+        return WorkspaceRef(digest, str(path), str(folder / "jax"), self.device)
 
     def payload(self, digest: str, spec: dict[str, Any]) -> Any:
         """What a task carries for a worker that lacks the workspace (compressed JSON); the

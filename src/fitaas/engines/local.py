@@ -208,9 +208,11 @@ class LocalEngine(Engine):
         """
         path = cache_folder("workspaces") / f"{digest}.json.gz"
         try:
-            ref = WorkspaceRef(digest, str(write_once(path, compress_workspace(spec))))
+            ref = WorkspaceRef(
+                digest, str(write_once(path, compress_workspace(spec))), device=self.device
+            )
         except OSError:  # no writable cache: the workspace travels with the first tasks
-            ref = WorkspaceRef(digest)
+            ref = WorkspaceRef(digest, device=self.device)
         if self._pool is None:
             self._first = ref
         return ref

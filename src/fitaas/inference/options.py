@@ -11,7 +11,6 @@ from typing import Any
 from fitaas.choices import (
     BACKENDS,
     CALCTYPES,
-    DEVICES,
     KINDS,
     OPTIMIZERS,
     RETRY_STRATEGIES,
@@ -139,9 +138,6 @@ class InferenceOptions:
             compiled call for all of them per step (:mod:`fitaas.inference.lockstep`); the
             tests are otherwise unchanged. Minima equal the one-at-a-time fits' within
             the fit tolerance.
-        device: ``"cpu"``, or ``"gpu"``: workers compute on a GPU (jax with its CUDA
-            plugin), one process per GPU, with ``lockstep`` fits; GPU memory is allocated
-            as needed, never the whole card. Not part of a result's key.
     """
 
     backend: str = "numpy"
@@ -167,7 +163,6 @@ class InferenceOptions:
     fast: bool | None = None
     fit_timeout: float | None = 900.0
     lockstep: bool = False
-    device: str = "cpu"
 
     def pyhf_modifier_settings(self) -> dict[str, dict[str, str]] | None:
         """``modifier_settings`` as pyhf takes them (plain dicts), ``None`` for its defaults."""
@@ -202,10 +197,6 @@ class InferenceOptions:
             raise InputError("option fast: works with backend 'numpy' (pyhf's statistics)")
         if not isinstance(self.lockstep, bool):
             raise InputError(f"option lockstep: must be true or false, got {self.lockstep!r}")
-        if self.device not in DEVICES:
-            raise InputError(f"option device: '{self.device}' is not one of {DEVICES}")
-        if self.device == "gpu":
-            object.__setattr__(self, "lockstep", True)
         if self.calctype not in CALCTYPES:
             raise InputError(f"option calctype: '{self.calctype}' is not one of {CALCTYPES}")
         if self.retry_strategy not in RETRY_STRATEGIES:
@@ -317,6 +308,7 @@ class InferenceOptions:
         Raises:
             InputError: An unknown option or an invalid value.
         """
+        data = _without_device(data)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -390,3 +382,19 @@ def plain_json(value: Any) -> Any:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+
+
+def _without_device(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Options of an earlier version carried ``device`` (where work runs, never part of a
+    result): ``"cpu"`` is dropped (stored results, files); ``"gpu"`` is refused, naming
+    where it goes now."""
+    if "device" not in data:
+        return data
+    if data["device"] not in (None, "cpu"):
+        raise InputError(
+            f"option device: {data['device']!r} is not an inference option (where work runs "
+            "is not part of a result): --device gpu on the command line, "
+            "fitaas.Compute(device='gpu') in Python, an endpoint with device = \"gpu\" "
+            "on the service"
+        )
+    return {k: v for k, v in data.items() if k != "device"}

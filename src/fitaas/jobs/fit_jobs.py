@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 import pyhf
 
 from fitaas.engines.base import Engine
-from fitaas.engines.factory import engine_in_use, started_early
+from fitaas.engines.compute import Compute, ComputeLike
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.inference import (
@@ -162,10 +162,7 @@ class _Where:
     region: str | None
     verify: bool
     options: InferenceOptions
-    engine: Engine | str | None
-    executor: Executor | None
-    workers: int | None
-    retries: int
+    compute: Compute
     progress: Callable[[FitProgress], None] | None
     stop: threading.Event | None
 
@@ -184,13 +181,12 @@ def _spread(where: _Where, plan: Plan) -> tuple[Any, FitResult, int, dict[Any, H
         The model, the nominal fit, the parameter's index and every held fit by key.
     """
     refuse_unguarded_main()
-    args = (where.engine, where.executor, where.workers, where.retries)
-    with started_early(*args) as early:
+    with where.compute.started_early() as early:
         pallet, point, model, data = _prepared(where)
         with pyhf_backend(where.options):
             nominal = nominal_fit(model, data, where.options)
         index, planned = plan(model, nominal)
-        with engine_in_use(early, *args[1:]) as used:
+        with early.in_use() as used:
             fitted = _run_held(pallet, point, planned, where, used)
     return model, nominal, index, fitted
 
@@ -204,10 +200,7 @@ def ranking(
     options: InferenceOptions | None = None,
     region: str | None = None,
     verify: bool = True,
-    engine: Engine | str | None = None,
-    executor: Executor | None = None,
-    workers: int | None = None,
-    retries: int = 2,
+    compute: ComputeLike = None,
     progress: Callable[[FitProgress], None] | None = None,
     stop: threading.Event | None = None,
 ) -> RankingResult:
@@ -222,11 +215,8 @@ def ranking(
         options: Inference options (bounds, fixed parameters, optimizer).
         region: Region folder of a directory or archive holding several.
         verify: Check the patchset's digest against the workspace.
-        engine: A started engine, or an engine name started and stopped here (default:
-            the local process pool).
-        executor: Alternatively, any ``concurrent.futures.Executor``.
-        workers: Worker processes of an engine started here.
-        retries: How many times a task whose worker died is sent again.
+        compute: Where the fits run (see :func:`fitaas.scan`; default: the local process
+            pool).
         progress: Called with a :class:`FitProgress` as fits finish.
         stop: Set it to stop within a second (:class:`fitaas.jobs.dispatch.Stopped` is raised).
 
@@ -235,9 +225,8 @@ def ranking(
     """
     options = options or InferenceOptions()
     where = _Where(
-        workspace, patchset, patch, region, verify, options, engine, executor, workers, retries,
-        progress, stop,
-    )  # fmt: skip
+        workspace, patchset, patch, region, verify, options, Compute.of(compute), progress, stop
+    )
 
     def plan(model: Any, nominal: FitResult) -> tuple[int, list[tuple[Any, HeldFit]]]:
         index = poi_index(model, poi)
@@ -258,10 +247,7 @@ def likelihood_scan(
     options: InferenceOptions | None = None,
     region: str | None = None,
     verify: bool = True,
-    engine: Engine | str | None = None,
-    executor: Executor | None = None,
-    workers: int | None = None,
-    retries: int = 2,
+    compute: ComputeLike = None,
     progress: Callable[[FitProgress], None] | None = None,
     stop: threading.Event | None = None,
 ) -> LikelihoodScan:
@@ -278,9 +264,8 @@ def likelihood_scan(
     """
     options = options or InferenceOptions()
     where = _Where(
-        workspace, patchset, patch, region, verify, options, engine, executor, workers, retries,
-        progress, stop,
-    )  # fmt: skip
+        workspace, patchset, patch, region, verify, options, Compute.of(compute), progress, stop
+    )
     values: list[float] = []
 
     def plan(model: Any, nominal: FitResult) -> tuple[int, list[tuple[Any, HeldFit]]]:
@@ -327,10 +312,7 @@ def upper_limit(
     options: InferenceOptions | None = None,
     region: str | None = None,
     verify: bool = True,
-    engine: Engine | str | None = None,
-    executor: Executor | None = None,
-    workers: int | None = None,
-    retries: int = 2,
+    compute: ComputeLike = None,
     progress: Callable[[FitProgress], None] | None = None,
     stop: threading.Event | None = None,
 ) -> UpperLimitResult:
@@ -350,19 +332,17 @@ def upper_limit(
     """
     options = options or InferenceOptions()
     where = _Where(
-        workspace, patchset, patch, region, verify, options, engine, executor, workers, retries,
-        progress, stop,
-    )  # fmt: skip
+        workspace, patchset, patch, region, verify, options, Compute.of(compute), progress, stop
+    )
     refuse_unguarded_main()
-    args = (engine, executor, workers, retries)
-    with started_early(*args) as early:
+    with where.compute.started_early() as early:
         pallet, point, model, _ = _prepared(where, ("upper_limit",))
         poi = model.config.poi_index
         if poi is None:
             raise InputError("the model has no parameter of interest: no upper limit to set")
         name = model.config.poi_name
         _, bounds, _ = complete_fit_inputs(model, fit_inputs(model, options))
-        with engine_in_use(early, *args[1:]) as used:
+        with early.in_use() as used:
             cache = CLsCache(_evaluation(pallet, point, where, used, name))
             if options.ul_scan is not None:
                 start, stop_at, count = options.ul_scan

@@ -7,6 +7,7 @@ models (:mod:`fitaas.jobs.streaming`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import pickle
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,8 @@ from typing import Any
 import pyhf
 
 from fitaas.engines.base import Engine, EngineError
+from fitaas.engines.compute import Compute
+from fitaas.fast.device import requested_device
 from fitaas.inference import KINDS, InferenceOptions, build_model
 from fitaas.inference.core import check_measurement, check_options
 from fitaas.inference.kinds import RESULT_TYPES
@@ -39,6 +42,7 @@ __all__ = [
     "ToyGather",
     "check_scan_options",
     "opened_store",
+    "options_on",
     "pallet_result",
     "point_result",
 ]
@@ -114,6 +118,16 @@ def point_result(
         reason="; ".join(dict.fromkeys(reasons)) if reasons else None,
         diagnostics=diagnostics,
     )
+
+
+def options_on(compute: Compute, options: InferenceOptions) -> InferenceOptions:
+    """The options as a job on ``compute`` uses them: on a GPU (asked for, or this
+    process's workers' device) the fast path fits points in lockstep, which leaves its
+    numbers as they are (the lockstep fits are checked equal to one-at-a-time ones)."""
+    on_gpu = requested_device() == "gpu" or compute.on_gpu
+    if on_gpu and options.fast and not options.lockstep:
+        return dataclasses.replace(options, lockstep=True)
+    return options
 
 
 def check_scan_options(

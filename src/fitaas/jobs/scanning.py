@@ -8,22 +8,18 @@ not computed again unless ``force`` is set.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyhf
 
-from fitaas.engines.base import Engine
-from fitaas.engines.factory import engine_in_use, started_early
+from fitaas.engines.compute import Compute, ComputeLike
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
-from fitaas.fast.device import requested_device
 from fitaas.inference import KINDS, InferenceOptions
 from fitaas.inference.backend import checking_backend
 from fitaas.inputs.pallets import Pallet, Point, load_pallet
@@ -35,6 +31,7 @@ from fitaas.jobs.gathering import (
     ToyGather,
     check_scan_options,
     opened_store,
+    options_on,
     pallet_result,
     point_result,
 )
@@ -54,11 +51,7 @@ def scan(
     kinds: Sequence[str] = ("hypotest",),
     region: str | None = None,
     verify: bool = True,
-    engine: Engine | str | None = None,
-    executor: Executor | None = None,
-    workers: int | None = None,
-    retries: int = 2,
-    batch_size: int = 0,
+    compute: ComputeLike = None,
     store: str | Path | ResultStore | None = None,
     force: bool = False,
     progress: Callable[[ScanProgress], None] | None = None,
@@ -78,14 +71,11 @@ def scan(
         kinds: What to compute per point, among ``"hypotest"``, ``"upper_limit"``, ``"fit"``.
         region: Region folder to use when a directory or archive holds several.
         verify: Check the patchset digest against the workspace.
-        engine: Where tasks run: a started :class:`~fitaas.engines.Engine`, or an engine
-            name (``"local"``, ``"parsl"``, ``"dask"``) started and stopped here.
-            Default: the local process pool.
-        executor: Alternatively, any ``concurrent.futures.Executor`` (owned by the caller).
-        workers: Worker processes of an engine started here (default: one per core).
-        retries: How many times a task whose worker died is sent again (engines started
-            here and plain executors).
-        batch_size: Points per task; 0 chooses automatically.
+        compute: Where tasks run (:class:`~fitaas.engines.Compute`): an engine name
+            (``"local"``, ``"parsl"``, ``"dask"``, ``"globus"``) started and stopped here, a
+            started :class:`~fitaas.engines.Engine`, any ``concurrent.futures.Executor``, or
+            a :class:`~fitaas.engines.Compute` with workers, retries, batch size and device.
+            Default: the local process pool, one worker per core.
         store: Results store (an SQLite path or a :class:`ResultStore`); ``None`` keeps
             results only in memory.
         force: Recompute results even when the store has them.
@@ -110,14 +100,10 @@ def scan(
         ScanStopped: ``stop`` was set.
     """
     refuse_unguarded_main()  # (in a worker re-running a script without the main guard)
-    device = options.device if options is not None else "cpu"
+    where = Compute.of(compute)
     shared: dict[str, Any] = {
         "options": options,
         "kinds": kinds,
-        "executor": executor,
-        "workers": workers,
-        "retries": retries,
-        "batch_size": batch_size,
         "store": store,
         "force": force,
         "progress": progress,
@@ -128,16 +114,16 @@ def scan(
             raise InputError("give theory models or a patchset (and patches), not both")
         from fitaas.jobs.streaming import collected_scan
 
-        return collected_scan(workspace, models, labels=labels, engine=engine, **shared)
+        return collected_scan(workspace, models, labels=labels, compute=where, **shared)
     # the workers start now, importing pyhf and jax while the inputs are read
-    with started_early(engine, executor, workers, retries, batch_size, device) as early:
+    with where.started_early() as early:
         return _scan(
             workspace,
             patchset,
             patches=patches,
             region=region,
             verify=verify,
-            engine=early,
+            compute=early,
             **shared,
         )
 
@@ -175,7 +161,6 @@ def _plan(
     patches: Sequence[str] | None,
     options: InferenceOptions,
     kinds: Sequence[str],
-    batch_size: int,
 ) -> _Plan:
     """Check the request and key every (point, kind) by its content.
 
@@ -187,8 +172,6 @@ def _plan(
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise InputError(f"unknown task kind(s) {unknown}; choose among {KINDS}")
-    if batch_size < 0:
-        raise InputError(f"batch size must be 0 (automatic) or more, got {batch_size}")
     if options.toybased and kinds != ("hypotest",):
         raise InputError(
             "toys (calctype toybased) compute hypothesis tests only; upper limits and fits "
@@ -237,7 +220,7 @@ class _Counts:
 def _run(
     plan: _Plan,
     results_store: ResultStore,
-    engine: tuple[Engine | str | None, Executor | None, int | None, int, int, str],
+    compute: Compute,
     progress: Callable[[ScanProgress], None] | None,
     stop: threading.Event | None,
 ) -> Gather:
@@ -263,7 +246,7 @@ def _run(
     gather.stop = stop
     gather.report_toys = counts.toys if progress else None
     if todo:
-        with engine_in_use(*engine) as used:
+        with compute.in_use() as used:
             gather.run(used, todo)
     return gather
 
@@ -283,11 +266,7 @@ def _scan(
     kinds: Sequence[str],
     region: str | None,
     verify: bool,
-    engine: Engine | str | None,
-    executor: Executor | None,
-    workers: int | None,
-    retries: int,
-    batch_size: int,
+    compute: Compute,
     store: str | Path | ResultStore | None,
     force: bool,
     progress: Callable[[ScanProgress], None] | None,
@@ -299,19 +278,15 @@ def _scan(
         if isinstance(workspace, Pallet)
         else load_pallet(workspace, patchset, region=region, verify=verify)
     )
-    options = options or InferenceOptions()
-    on_gpu = requested_device() == "gpu" or getattr(engine, "device", "cpu") == "gpu"
-    if on_gpu and options.fast and not options.lockstep:  # (GPU workers fit in lockstep)
-        options = dataclasses.replace(options, lockstep=True)
-    plan = _plan(pallet, patches, options, kinds, batch_size)
+    options = options_on(compute, options or InferenceOptions())
+    plan = _plan(pallet, patches, options, kinds)
     with opened_store(store) as results_store:
         stored = {} if force else results_store.get(plan.keys.values())
         for (patch_digest, kind), key in plan.keys.items():
             found = stored.get(key)
             if found is not None and found.status in FINAL:
                 plan.outcomes[patch_digest, kind] = Outcome.from_dict(found.outcome)
-        engine_args = (engine, executor, workers, retries, batch_size, options.device)
-        gather = _run(plan, results_store, engine_args, progress, stop)
+        gather = _run(plan, results_store, compute, progress, stop)
     return _assemble(plan, gather)
 
 

@@ -18,7 +18,6 @@ import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +25,7 @@ from typing import IO, Any
 import pyhf
 
 from fitaas.engines.base import Engine
-from fitaas.engines.factory import engine_in_use
+from fitaas.engines.compute import Compute, ComputeLike
 from fitaas.engines.local import refuse_unguarded_main
 from fitaas.errors import InputError
 from fitaas.inference import KINDS, InferenceOptions
@@ -41,6 +40,7 @@ from fitaas.jobs.gathering import (
     Task,
     check_scan_options,
     opened_store,
+    options_on,
     pallet_result,
     point_result,
 )
@@ -195,11 +195,7 @@ def stream_scan(
     labels: Sequence[str] = (),
     options: InferenceOptions | None = None,
     kinds: Sequence[str] = ("hypotest",),
-    engine: Engine | str | None = None,
-    executor: Executor | None = None,
-    workers: int | None = None,
-    retries: int = 2,
-    batch_size: int = 0,
+    compute: ComputeLike = None,
     store: str | Path | ResultStore | None = None,
     output: str | Path | None = None,
     on_result: Callable[[PointResult], None] | None = None,
@@ -217,11 +213,8 @@ def stream_scan(
         labels: Names of the models' values (e.g. ``("m1", "m2")``).
         options: Inference options (asymptotic tests; toys are for patchset scans).
         kinds: What to compute per model, among ``"hypotest"``, ``"upper_limit"``, ``"fit"``.
-        engine: Where tasks run (see :func:`fitaas.scan`).
-        executor: Alternatively, any ``concurrent.futures.Executor``.
-        workers: Worker processes of an engine started here.
-        retries: How many times a lost task is sent again.
-        batch_size: Models per task; 0: one.
+        compute: Where tasks run (see :func:`fitaas.scan`); a batch size is models per
+            task (0: one).
         store: Results store (SQLite path or open store); ``None``: in memory only.
         output: A JSON Lines file for the results, written as they arrive.
         on_result: Called with every model's result as it arrives (in finishing order).
@@ -240,7 +233,8 @@ def stream_scan(
         ScanStopped: ``stop`` was set.
     """
     refuse_unguarded_main()
-    options = options or InferenceOptions()
+    where = Compute.of(compute)
+    options = options_on(where, options or InferenceOptions())
     kinds = tuple(dict.fromkeys(kinds))
     if not kinds or any(k not in KINDS for k in kinds):
         raise InputError(f"unknown task kind(s) in {list(kinds)}; choose among {KINDS}")
@@ -262,8 +256,7 @@ def stream_scan(
         with opened_store(store) as results_store:
             gather = _StreamGather(pallet, options, kinds, results_store, emitter.emit, force)
             gather.stop = stop
-            engine_args = (engine, executor, workers, retries, batch_size, options.device)
-            with engine_in_use(*engine_args) as used:
+            with where.in_use() as used:
                 ref = used.install(pallet.workspace_digest, pallet.workspace)
                 window = max(4, TASKS_PER_WORKER * used.workers)
                 gather.drive(used, ref, gather.tasks(used, points, ref), window=window)

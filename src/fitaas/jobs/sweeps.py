@@ -7,15 +7,13 @@ to the store as for a single scan (so a sweep resumes like one).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fitaas.engines.base import Engine
-from fitaas.engines.local import LocalEngine
+from fitaas.engines.compute import Compute, ComputeLike
 from fitaas.errors import InputError
 from fitaas.inputs.downloads import is_address
 from fitaas.inputs.pallets import ARCHIVE_SUFFIXES, Pallet, load_pallet, regions
@@ -129,8 +127,7 @@ def sweep(
     *,
     all_regions: bool = False,
     region: str | None = None,
-    engine: Engine | None = None,
-    workers: int | None = None,
+    compute: ComputeLike = None,
     **scan_options: Any,
 ) -> dict[str, ScanResult]:
     """Scan several pallets as one job on one engine.
@@ -139,9 +136,8 @@ def sweep(
         sources: As for :func:`expand_pallets`, or its ``(name, pallet)`` pairs.
         all_regions: See :func:`expand_pallets`.
         region: See :func:`expand_pallets`.
-        engine: The engine (the caller's: not stopped here); default a local pool of
-            ``workers``, started once for all pallets.
-        workers: Worker processes of the local pool started here.
+        compute: Where tasks run (see :func:`fitaas.scan`): an engine started here is
+            started once for all pallets; a started engine is the caller's (not stopped).
         **scan_options: The keyword arguments of :func:`fitaas.scan` (``options``,
             ``kinds``, ``patches``, ``store``, ``force``, ``progress``, ...).
 
@@ -153,9 +149,8 @@ def sweep(
         if sources and isinstance(sources[0], tuple)
         else expand_pallets(sources, all_regions=all_regions, region=region)  # type: ignore[arg-type]
     )
-    used = engine if engine is not None else LocalEngine(workers)
     results: dict[str, ScanResult] = {}
-    with used if engine is None else contextlib.nullcontext(used):
+    with Compute.of(compute).in_use() as used:
         for name, pallet in entries:
-            results[name] = scan(pallet, engine=used, **scan_options)
+            results[name] = scan(pallet, compute=used, **scan_options)
     return results

@@ -231,7 +231,7 @@ def submit_job(
 ) -> JobPublic:
     """Submit a scan of a stored workspace (and patchset) on an endpoint."""
     endpoint = request.endpoint or "local"
-    endpoint_id, endpoint_settings = _endpoint_for(database, user, endpoint)
+    endpoint_id, _ = _endpoint_for(database, user, endpoint)
     group_id = None
     if request.group is not None and request.group not in user.groups:
         raise HTTPException(
@@ -258,7 +258,7 @@ def submit_job(
         points = 1 if params is not None else scanned.total
         limits.check_sizes(points)
         limits.check_options(options, points)
-        check_job_options(options, scanned.pallet, request.patches, request.task, endpoint_settings)
+        check_job_options(options, scanned.pallet, request.patches, request.task)
     except InputError as exc:
         raise HTTPException(_UNPROCESSABLE, str(exc)) from None
     job_id = uuid.uuid4().hex

@@ -69,7 +69,7 @@ def run_fit_job(
     common: dict[str, Any] = {
         "patch": point.name,
         "options": InferenceOptions.from_dict(job.options),
-        "engine": engine,
+        "compute": engine,
         "progress": progress,
         "stop": stop,
     }

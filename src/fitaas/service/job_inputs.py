@@ -35,23 +35,16 @@ def check_job_options(
     pallet: Pallet,
     patches: list[str] | None,
     task: str,
-    endpoint_settings: dict[str, Any],
 ) -> None:
-    """Options a job's inputs and endpoint cannot take, refused at submission (a job that
-    would fail later, or never start): a GPU asked of an endpoint without one, a measurement
-    the workspace lacks, parameter names (fixed, initial values, bounds) its first point's
-    model lacks, values outside their bounds.
+    """Options a job's inputs cannot take, refused at submission (a job that would fail
+    later): a measurement the workspace lacks, parameter names (fixed, initial values,
+    bounds) its first point's model lacks, values outside their bounds.
 
     Raises:
         InputError: The first such option, named.
     """
     from fitaas.jobs.gathering import check_scan_options
 
-    if options.device == "gpu" and endpoint_settings.get("device", "cpu") != "gpu":
-        raise InputError(
-            "option device: 'gpu' asks for a GPU, and this endpoint computes on CPUs "
-            '(leave device out, or use an endpoint with device = "gpu")'
-        )
     points = pallet.select(patches)[:1] if patches else pallet.points[:1]
     try:  # (the measurement, the parameters' names and values)
         check_scan_options(pallet, points, options, (task,))

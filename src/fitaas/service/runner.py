@@ -461,7 +461,7 @@ class JobRunner:
             self._update(job_id, done=done, failed=failed, total=total)
 
         options = InferenceOptions.from_dict(job.options)
-        common = {"options": options, "kinds": (job.task,), "engine": compute}
+        common = {"options": options, "kinds": (job.task,), "compute": compute}
         if JobInputs.from_json(job.inputs).kind == "models":
             stream_scan(
                 pallets[0][1],

@@ -30,11 +30,14 @@ class WorkspaceRef:
         compile_cache: A folder every worker can write for jax's compiled code (on a shared
             filesystem: what one worker compiled, workers of other blocks and nodes load),
             used unless the worker's environment sets ``FITAAS_JAX_CACHE``.
+        device: What the engine's workers compute on (``"gpu"``: a worker started for the
+            CPU refuses the task, naming how to start it).
     """
 
     digest: str
     path: str | None = None
     compile_cache: str | None = None
+    device: str = "cpu"
 
 
 def compress_workspace(spec: dict[str, Any]) -> bytes:

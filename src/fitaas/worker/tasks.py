@@ -297,18 +297,18 @@ def _task_setup(
         os.environ["FITAAS_JAX_CACHE"] = workspace.compile_cache  # read at the first compile
     ws = _CACHE.workspace(workspace, payload)
     opts = InferenceOptions.from_dict(options)
-    _check_device(opts)
+    _check_device(workspace.device, opts)
     return ws, opts, _CACHE.structures() if opts.fast else None
 
 
-def _check_device(options: InferenceOptions) -> None:
+def _check_device(device: str, options: InferenceOptions) -> None:
     """Refuse a task asking for the GPU on a worker started for the CPU (its jax, pinned
     to the CPU, cannot move), and a GPU worker whose jax finds no GPU (it would compute
     on the CPU, in lockstep, slower than one fit at a time)."""
     from fitaas.fast.device import requested_device
 
     on_gpu = requested_device() == "gpu"
-    if options.device == "gpu" and not on_gpu:
+    if device == "gpu" and not on_gpu:
         raise FitaasError(
             "device gpu: this worker was started for the CPU; start the workers with "
             "FITAAS_DEVICE=gpu in their environment (fitaas --device gpu does it for the "
