@@ -1,7 +1,9 @@
 """Tasks on an engine: submitted as a window allows, resent when lost, results as they come.
 
 One loop serves every kind of work (a scan's points, blocks of toys, the fits of a
-ranking): a task is submitted with the workspace's payload only when its worker reports
+ranking, an upper limit's CLs values), each described by one :class:`JobShape`: what its
+tasks are, how one is called, how a result is recorded, what a lost task becomes. A task is
+submitted with the workspace's payload only when its worker reports
 that it lacks the workspace, a task whose worker died is sent again (the engine may
 restart what broke first), and what cannot be computed is handed back as a loss, never
 raised, so that one bad task does not cost the others.
@@ -13,13 +15,13 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from fitaas.engines.base import Engine
 from fitaas.errors import FitaasError
 from fitaas.worker.payloads import WorkspaceNotOnWorker
 
-__all__ = ["Dispatcher", "Sending", "Stopped"]
+__all__ = ["Dispatcher", "JobShape", "Sending", "SentTask", "Stopped"]
 
 # How often a dispatcher waiting for its tasks looks at its stop event.
 STOP_CHECK_SECONDS = 0.25
@@ -38,7 +40,32 @@ class Sending:
     errors: list[str] = field(default_factory=list)
 
 
-T = TypeVar("T")
+class SentTask(Protocol):
+    """A task as the dispatcher sees it: it carries its :class:`Sending` state."""
+
+    sending: Sending
+
+
+T = TypeVar("T", bound=SentTask)
+
+
+@dataclass(frozen=True)
+class JobShape(Generic[T]):
+    """One kind of job on the dispatcher.
+
+    Attributes:
+        call: Submits a task: ``call(task, payload)`` returns its future; ``payload`` is the
+            workspace for a worker that lacks it, else ``None``.
+        record: Called with a task and what it returned (or what ``lost`` made of it).
+        lost: What stands for a task that could not be computed, from the task and the
+            last error.
+        payload: The workspace's payload (:meth:`Engine.payload`), made when first needed.
+    """
+
+    call: Callable[[T, Any], Future[Any]]
+    record: Callable[[T, Any], None]
+    lost: Callable[[T, str], Any]
+    payload: Callable[[], Any]
 
 
 def _lacks_workspace(exc: BaseException) -> bool:
@@ -51,48 +78,28 @@ class Dispatcher(Generic[T]):
 
     Args:
         engine: A started engine.
-        call: Submits a task: ``call(task, payload)`` returns its future; ``payload`` is
-            the workspace for a worker that lacks it, else ``None``.
-        payload: The workspace's payload (:meth:`Engine.payload`), made when first needed.
-        sending: The task's :class:`Sending` state.
+        shape: The job's kind: how its tasks are called, recorded and lost.
         stop: When set, :meth:`run` abandons the running tasks and raises :class:`Stopped`.
     """
 
     def __init__(
-        self,
-        engine: Engine,
-        call: Callable[[T, Any], Future[Any]],
-        payload: Callable[[], Any],
-        sending: Callable[[T], Sending],
-        stop: threading.Event | None = None,
+        self, engine: Engine, shape: JobShape[T], stop: threading.Event | None = None
     ) -> None:
         self.engine = engine
-        self._call = call
-        self._payload = payload
-        self._sending = sending
+        self.shape = shape
         self.stop = stop
         self._pending: dict[Future[Any], T] = {}
 
     def submit(self, task: T) -> None:
         """Send a task now (also while :meth:`run` waits: its result is recorded there)."""
-        payload = self._payload() if self._sending(task).with_payload else None
-        self._pending[self._call(task, payload)] = task
+        payload = self.shape.payload() if task.sending.with_payload else None
+        self._pending[self.shape.call(task, payload)] = task
 
-    def run(
-        self,
-        tasks: Iterator[T],
-        record: Callable[[T, Any], None],
-        lost: Callable[[T, str], Any],
-        window: int = 0,
-    ) -> None:
+    def run(self, tasks: Iterator[T], window: int = 0) -> None:
         """Submit ``tasks`` and record their results as they arrive.
 
         Args:
             tasks: The tasks, taken as the window allows.
-            record: Called with each task and what it returned (or what ``lost`` made of
-                a task lost after every retry).
-            lost: The result standing for a task that could not be computed, from the
-                task and the last error.
             window: The most tasks in flight (0: the engine's ``window``, where 0 is every
                 task at once); a stream of models is read only as far as this.
 
@@ -115,7 +122,7 @@ class Dispatcher(Generic[T]):
                 except Exception as exc:
                     source_error.append(exc)
                     return
-                self._sending(task).with_payload = self.engine.eager_payload
+                task.sending.with_payload = self.engine.eager_payload
                 self.submit(task)
                 if window and len(self._pending) >= window:
                     return
@@ -126,13 +133,13 @@ class Dispatcher(Generic[T]):
                 timeout = STOP_CHECK_SECONDS if self.stop is not None else None
                 done, _ = wait(list(self._pending), timeout=timeout, return_when=FIRST_COMPLETED)
                 if self.stop is not None and self.stop.is_set():
-                    self._keep_finished(record)
+                    self._keep_finished()
                     raise Stopped("the work was stopped; finished results are in the store")
                 for future in done:
                     task = self._pending.pop(future)
-                    returned = self._returned(future, task, lost)
+                    returned = self._returned(future, task)
                     if returned is not None:
-                        record(task, returned[0])
+                        self.shape.record(task, returned[0])
                 if window:
                     refill()
         except BaseException:
@@ -142,35 +149,33 @@ class Dispatcher(Generic[T]):
         if source_error:
             raise source_error[0]
 
-    def _keep_finished(self, record: Callable[[T, Any], None]) -> None:
+    def _keep_finished(self) -> None:
         """Record every task that has finished with a result (on a stop: nothing computed
         is lost; nothing is sent again)."""
         for future in [f for f in self._pending if f.done() and not f.cancelled()]:
             task = self._pending.pop(future)
             if future.exception() is None:
-                record(task, future.result())
+                self.shape.record(task, future.result())
 
-    def call(self, task: T, lost: Callable[[T, str], Any]) -> Any:
+    def call(self, task: T) -> Any:
         """Compute one task and wait for it, sent again as :meth:`run` sends tasks; several
-        threads may call at once (each waits for its own task).
+        threads may call at once (each waits for its own task). Nothing is recorded.
 
         Returns:
-            What the task returned, or what ``lost`` made of it.
+            What the task returned, or what the shape's ``lost`` made of it.
         """
-        sending = self._sending(task)
+        sending = task.sending
         sending.with_payload = sending.with_payload or self.engine.eager_payload
         while True:
-            payload = self._payload() if sending.with_payload else None
-            future = self._call(task, payload)
+            payload = self.shape.payload() if sending.with_payload else None
+            future = self.shape.call(task, payload)
             try:
                 return future.result()
             except Exception as exc:
                 if not self._again(task, exc):
-                    return lost(task, self._lost_error(task))
+                    return self.shape.lost(task, self._lost_error(task))
 
-    def _returned(
-        self, future: Future[Any], task: T, lost: Callable[[T, str], Any]
-    ) -> tuple[Any] | None:
+    def _returned(self, future: Future[Any], task: T) -> tuple[Any] | None:
         """The task's result (a one-tuple), or ``None`` when it was sent again."""
         try:
             return (future.result(),)
@@ -178,12 +183,12 @@ class Dispatcher(Generic[T]):
             if self._again(task, exc):
                 self.submit(task)
                 return None
-        return (lost(task, self._lost_error(task)),)
+        return (self.shape.lost(task, self._lost_error(task)),)
 
     def _again(self, task: T, exc: Exception) -> bool:
         """Whether a task that raised ``exc`` is to be sent again (with the workspace, or
         after a lost worker, within the retries)."""
-        sending = self._sending(task)
+        sending = task.sending
         if _lacks_workspace(exc) and not sending.with_payload:
             sending.with_payload = True
             return True
@@ -195,5 +200,5 @@ class Dispatcher(Generic[T]):
         return False
 
     def _lost_error(self, task: T) -> str:
-        sending = self._sending(task)
+        sending = task.sending
         return f"task lost after {sending.attempts + 1} attempts: {sending.errors[-1]}"[:500]

@@ -52,7 +52,7 @@ from fitaas.inference.ranking import (
     poi_index,
 )
 from fitaas.inputs.pallets import Pallet, Point, load_pallet
-from fitaas.jobs.dispatch import Dispatcher, Sending, Stopped
+from fitaas.jobs.dispatch import Dispatcher, JobShape, Sending, Stopped
 from fitaas.jobs.outcomes import Outcome
 from fitaas.worker.tasks import run_held_fits, run_hypotests
 
@@ -141,14 +141,9 @@ def _run_held(
     size = engine.batch_size or FITS_PER_TASK
     tasks = [_FitTask(list(planned[i : i + size])) for i in range(0, len(planned), size)]
     collected.report()
-    dispatcher: Dispatcher[_FitTask] = Dispatcher(
-        engine,
-        call,
-        lambda: engine.payload(pallet.workspace_digest, pallet.workspace),
-        lambda task: task.sending,
-        where.stop,
-    )
-    dispatcher.run(iter(tasks), collected.record, lost)
+    payload = lambda: engine.payload(pallet.workspace_digest, pallet.workspace)  # noqa: E731
+    shape = JobShape(call, collected.record, lost, payload)
+    Dispatcher(engine, shape, where.stop).run(iter(tasks))
     return collected.results
 
 
@@ -363,24 +358,25 @@ def _evaluation(
     ref = engine.install(pallet.workspace_digest, pallet.workspace)
     data = point.task_data()
     option_dict = where.options.to_dict()
-    dispatcher: Dispatcher[_MuTask] = Dispatcher(
-        engine,
-        lambda task, payload: engine.executor.submit(
-            run_hypotests, ref, data, [task.mu], option_dict, payload
-        ),
-        lambda: engine.payload(pallet.workspace_digest, pallet.workspace),
-        lambda task: task.sending,
-    )
-    counts = _Counts(where.progress)
+
+    def call(task: _MuTask, payload: Any) -> Future[list[dict[str, Any]]]:
+        return engine.executor.submit(run_hypotests, ref, data, [task.mu], option_dict, payload)
 
     def lost(task: _MuTask, error: str) -> list[dict[str, Any]]:
         return [Outcome.failed(error).to_dict()]
+
+    def record(task: _MuTask, returned: Any) -> None:
+        """(each evaluation is waited for by its caller: :meth:`Dispatcher.call`)"""
+
+    payload = lambda: engine.payload(pallet.workspace_digest, pallet.workspace)  # noqa: E731
+    dispatcher = Dispatcher(engine, JobShape(call, record, lost, payload))
+    counts = _Counts(where.progress)
 
     def evaluate(mu: float) -> tuple[float, tuple[float, ...]]:
         if where.stop is not None and where.stop.is_set():
             raise Stopped("the upper limit was stopped")
         counts.asked()
-        (returned,) = dispatcher.call(_MuTask(mu), lost)
+        (returned,) = dispatcher.call(_MuTask(mu))
         found = Outcome.from_dict(returned)
         counts.done(found.result is None)
         if found.result is None:

@@ -26,7 +26,7 @@ from fitaas.inference import KINDS, InferenceOptions, build_model
 from fitaas.inference.core import check_measurement, check_options
 from fitaas.inference.kinds import RESULT_TYPES
 from fitaas.inputs.pallets import Pallet, Point
-from fitaas.jobs.dispatch import Dispatcher, Sending, Stopped
+from fitaas.jobs.dispatch import Dispatcher, JobShape, Sending, Stopped
 from fitaas.jobs.outcomes import Outcome
 from fitaas.jobs.toy_blocks import Block, blocks_for, merge_blocks, more_toys
 from fitaas.output.results import PointResult, ScanResult
@@ -197,6 +197,8 @@ class Gather:
         outcomes: dict[tuple[str, str], Outcome],
         keys: dict[tuple[str, str], str],
         finish: Callable[[Point], None],
+        stop: threading.Event | None = None,
+        report_toys: Callable[[int, int], None] | None = None,
     ) -> None:
         self.pallet = pallet
         self.option_dict = options.to_dict()
@@ -208,9 +210,10 @@ class Gather:
         self.keys = keys
         self.finish = finish
         self.computed_kinds: collections.Counter[str] = collections.Counter()
+        self.stop = stop
+        self.report_toys = report_toys
+        # sends a task while the work runs (more toys for a point), once :meth:`drive` runs
         self.submit: Callable[[Task], None] = lambda task: None
-        self.report_toys: Callable[[int, int], None] | None = None
-        self.stop: threading.Event | None = None
 
     @property
     def computed(self) -> int:
@@ -306,15 +309,15 @@ class Gather:
             window: The most tasks in flight (0: every task at once); a stream of
                 models is read only as far as this.
         """
-        dispatcher: Dispatcher[Task] = Dispatcher(
-            engine,
+        shape = JobShape(
             lambda task, payload: self._call(engine, ref, task, payload),
+            self._record,
+            self._lost,
             lambda: engine.payload(self.pallet.workspace_digest, self.pallet.workspace),
-            lambda task: task.sending,
-            self.stop,
         )
+        dispatcher = Dispatcher(engine, shape, self.stop)
         self.submit = dispatcher.submit
-        dispatcher.run(tasks, self._record, self._lost, window)
+        dispatcher.run(tasks, window)
 
     def _call(
         self, engine: Engine, ref: WorkspaceRef, task: Task, payload: bytes | None
@@ -348,13 +351,15 @@ class ToyGather(Gather):
     under the point's hypothesis-test key, like an asymptotic one.
     """
 
-    def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.options = InferenceOptions.from_dict(self.option_dict)
-        self.totals: dict[str, int] = {}
-        self.blocks: dict[str, dict[Block, dict[str, Any]]] = {}
-        self.toy_points = {point.digest: point for point, _ in todo}
-        self.block_tasks: list[Task] = []
+        self.totals: dict[str, int] = {}  # toys each point needs now
+        self.blocks: dict[str, dict[Block, dict[str, Any]]] = {}  # each point's blocks in
+        self.block_tasks: list[Task] = []  # planned, not yet handed over
         self.toys_done = self.toys_total = 0
+
+    def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
         for point, _ in todo:
             if self.stop is not None and self.stop.is_set():  # (a cancel while planning)
                 raise ScanStopped("the work was stopped; finished results are in the store")

@@ -242,9 +242,9 @@ def _run(
         plan.outcomes,
         plan.keys,
         counts.finish,
+        stop,
+        counts.toys if progress else None,
     )
-    gather.stop = stop
-    gather.report_toys = counts.toys if progress else None
     if todo:
         with compute.in_use() as used:
             gather.run(used, todo)

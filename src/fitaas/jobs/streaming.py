@@ -122,6 +122,7 @@ class _StreamGather(Gather):
         store: ResultStore,
         emit: Callable[[PointResult, bool], None],
         force: bool,
+        stop: threading.Event | None = None,
     ) -> None:
         self.kinds = kinds
         self.emit = emit
@@ -129,7 +130,7 @@ class _StreamGather(Gather):
         self.followers: dict[str, list[Point]] = {}
         version = str(pyhf.__version__)
         per_kind = {kind: options.for_kind(kind) for kind in kinds}
-        super().__init__(pallet, options, version, per_kind, store, {}, {}, self._finish)
+        super().__init__(pallet, options, version, per_kind, store, {}, {}, self._finish, stop)
 
     def _key(self, point: Point, kind: str) -> str:
         return result_key(
@@ -254,8 +255,7 @@ def stream_scan(
     summary: dict[str, Any] | None = None
     try:
         with opened_store(store) as results_store:
-            gather = _StreamGather(pallet, options, kinds, results_store, emitter.emit, force)
-            gather.stop = stop
+            gather = _StreamGather(pallet, options, kinds, results_store, emitter.emit, force, stop)
             with where.in_use() as used:
                 ref = used.install(pallet.workspace_digest, pallet.workspace)
                 window = max(4, TASKS_PER_WORKER * used.workers)
