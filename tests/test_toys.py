@@ -253,3 +253,21 @@ def test_toy_options_are_checked_by_name() -> None:
     assert toys["ntoys"] == 10 and toys["calctype"] == "toybased"
     block = InferenceOptions(calctype="toybased", ntoys=10).for_toy_block("sb", 2)
     assert "ntoys" not in block and block["block"] == 2  # more toys reuse the blocks
+
+
+def test_the_test_statistics_registry_agrees_with_pyhf_and_the_choices() -> None:
+    from fitaas.choices import TEST_STATS
+    from fitaas.inference.teststats import TEST_STATISTICS, test_statistic
+
+    assert tuple(TEST_STATISTICS) == TEST_STATS  # the command line's choices
+    for name, stat in TEST_STATISTICS.items():
+        assert pyhf.infer.utils.get_test_stat(name) is not None
+        # pyhf's hypotest tests q0 at 0 and draws its alternative's toys at 1
+        assert stat.tested_poi(2.5) == (0.0 if name == "q0" else 2.5)
+        assert stat.generating_poi("b", 2.5) == stat.asimov_poi == (1.0 if name == "q0" else 0.0)
+        assert stat.generating_poi("sb", 2.5) == stat.tested_poi(2.5)
+        assert list(stat.zero_where([-1.0, 0.5, 3.0], 2.5)) == (
+            [True, False, False] if name == "q0" else [False, False, True]
+        )
+    with pytest.raises(InputError, match="'qq' is not one of"):
+        test_statistic("qq")

@@ -21,6 +21,7 @@ from fitaas.fast.kinks import kinked_parameters
 from fitaas.fast.structures import Bound
 from fitaas.inference.core import complete_fit_inputs
 from fitaas.inference.options import InferenceOptions
+from fitaas.inference.teststats import test_statistic
 from fitaas.inference.toys import ToyReference, plain_teststats, tested_poi
 
 __all__ = ["ToyFits", "fast_teststats", "lane_width"]
@@ -172,10 +173,7 @@ def fast_teststats(
         _take_lower(fixed_fit, run("fixed", free_fit.x[rows], rows), rows)
     statistic = np.clip(fixed_fit.fun - free_fit.fun, 0.0, None)
     muhat = free_fit.x[:, poi]
-    if options.test_stat == "q0":
-        statistic = np.where(muhat < 0, 0.0, statistic)
-    else:
-        statistic = np.where(muhat > mu, 0.0, statistic)
+    statistic = np.where(test_statistic(options.test_stat).zero_where(muhat, mu), 0.0, statistic)
     again = np.flatnonzero(~(fixed_fit.converged & free_fit.converged))
     if kinks:  # every toy one at a time: each fit from several starts and both sides of its kinks
         again = np.arange(size)

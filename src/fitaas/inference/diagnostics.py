@@ -31,6 +31,7 @@ from fitaas.inference.backend import compiled_fits, pyhf_backend
 from fitaas.inference.core import complete_fit_inputs, fit_inputs, hypotest
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.results import HypotestResult
+from fitaas.inference.teststats import test_statistic
 
 __all__ = [
     "Diagnosis",
@@ -326,7 +327,8 @@ def cls_sensitivity(result: HypotestResult, twice_nll_error: float) -> float:
     Returns:
         The largest absolute change (0 for the discovery test statistic q0).
     """
-    if result.test_stat not in ("qtilde", "q"):
+    stat = test_statistic(result.test_stat)
+    if stat.discovery:
         return 0.0
     sqa = float(norm.isf(result.cls_exp[2] / 2.0))
     if not np.isfinite(sqa) or sqa <= 0.0:
@@ -334,17 +336,16 @@ def cls_sensitivity(result: HypotestResult, twice_nll_error: float) -> float:
     t = float(norm.isf(result.clsb_obs))
     if result.clsb_obs >= 0.5 or not np.isfinite(t):
         sq = 0.0  # q was clipped to 0 (mu-hat above the tested mu): no fit error enters
-    elif result.test_stat == "qtilde" and t > sqa > 0.0:
+    elif stat.tilde and t > sqa > 0.0:
         sq = float(np.sqrt(max(2 * sqa * t - sqa * sqa, 0.0)))
     else:
         sq = t
-    tilde = result.test_stat == "qtilde"
-    base = _asymptotic_cls(sq, sqa, tilde)
+    base = _asymptotic_cls(sq, sqa, stat.tilde)
     shifted_sqa = float(np.sqrt(sqa * sqa + twice_nll_error))
     shifted_sq = float(np.sqrt(sq * sq + twice_nll_error)) if sq > 0.0 else 0.0
     worst = 0.0
     for a, b in ((shifted_sq, sqa), (sq, shifted_sqa), (shifted_sq, shifted_sqa)):
-        delta = np.abs(_asymptotic_cls(a, b, tilde) - base)
+        delta = np.abs(_asymptotic_cls(a, b, stat.tilde) - base)
         worst = max(worst, float(np.nanmax(delta)) if np.isfinite(delta).any() else 0.0)
     return worst
 
@@ -358,7 +359,9 @@ def _bound_matters(at: float | None, result: HypotestResult) -> bool:
     """
     if at is None:
         return False
-    return result.test_stat == "q0" or at <= result.poi_value + 1e-9 * max(1.0, abs(at))
+    return test_statistic(result.test_stat).discovery or at <= result.poi_value + 1e-9 * max(
+        1.0, abs(at)
+    )
 
 
 def diagnose(
@@ -793,11 +796,11 @@ def several_minima(
     """
     kinds = [(r.conditional, r.observed) for r in records]
     pattern = [(True, True), (False, True), (True, True), (True, False), (False, False)]
-    if result is None or result.test_stat not in ("q", "qtilde") or kinds != pattern:
+    if result is None or test_statistic(result.test_stat).discovery or kinds != pattern:
         return ()
     values = [r.twice_nll for r in records]
     clipped = result.clsb_obs >= 0.5  # q = 0: mu-hat above the tested mu
-    tilde = result.test_stat == "qtilde"
+    tilde = test_statistic(result.test_stat).tilde
     base = _cls_of_fits(values, clipped, tilde)
     found: list[dict[str, Any]] = []
     for index in (0, 1, 3, 4):

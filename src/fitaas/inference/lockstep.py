@@ -30,6 +30,7 @@ from fitaas.fast.batched import in_padded_calls, minimize_batch, positive_defini
 from fitaas.fast.structures import Bound, HeldFit, Structure, StructureCache, held_key
 from fitaas.inference.core import complete_fit_inputs, fit_inputs
 from fitaas.inference.options import InferenceOptions
+from fitaas.inference.teststats import test_statistic
 from fitaas.inference.toys import tested_poi
 
 __all__ = ["lockstep_hypotests", "lockstep_widths"]
@@ -145,7 +146,7 @@ def _fit_group(
     tolerance = TOLERANCE if options.tolerance is None else min(TOLERANCE, options.tolerance)
     group = _Group(entries, structure, poi, *_stacked_arrays(structure, entries), tolerance)
     count = len(entries)
-    asimov_mu = 1.0 if options.test_stat == "q0" else 0.0
+    asimov_mu = test_statistic(options.test_stat).asimov_poi
     indices = np.arange(count)
     observed = np.stack([e.data for e in entries])
     first = _Stage(

@@ -18,6 +18,7 @@ from fitaas.choices import (
     Kind,
 )
 from fitaas.errors import InputError
+from fitaas.inference.teststats import test_statistic
 
 __all__ = [
     "BACKENDS",
@@ -183,8 +184,7 @@ class InferenceOptions:
             raise InputError(f"option backend: '{self.backend}' is not one of {BACKENDS}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"option optimizer: '{self.optimizer}' is not one of {OPTIMIZERS}")
-        if self.test_stat not in TEST_STATS:
-            raise InputError(f"option test_stat: '{self.test_stat}' is not one of {TEST_STATS}")
+        test_statistic(self.test_stat)  # (an unknown name: its error names the known ones)
         if self.fast is None:  # frozen: resolved once, so keys and results say which path
             object.__setattr__(
                 self,

@@ -9,6 +9,7 @@ from typing import Any
 from scipy.stats import norm
 
 from fitaas.inference.arrays import decode_array
+from fitaas.inference.teststats import test_statistic
 
 __all__ = [
     "FitResult",
@@ -154,7 +155,7 @@ class HypotestResult:
     @property
     def discovery(self) -> bool:
         """Whether this is a discovery test (``q0``): p0 and Z instead of CLs."""
-        return self.test_stat == "q0"
+        return test_statistic(self.test_stat).discovery
 
     @property
     def p0_obs(self) -> float | None:

@@ -28,6 +28,7 @@ import pyhf
 
 from fitaas.inference.core import complete_fit_inputs
 from fitaas.inference.options import InferenceOptions
+from fitaas.inference.teststats import test_statistic
 
 __all__ = [
     "ENSEMBLES",
@@ -52,14 +53,12 @@ BOOTSTRAP_RESAMPLES = 200
 
 def generating_poi(options: InferenceOptions, ensemble: str) -> float:
     """The POI value toys of ``ensemble`` are drawn at (pyhf's choice)."""
-    if ensemble == "sb":
-        return 0.0 if options.test_stat == "q0" else float(options.poi_value)
-    return 1.0 if options.test_stat == "q0" else 0.0
+    return test_statistic(options.test_stat).generating_poi(ensemble, options.poi_value)
 
 
 def tested_poi(options: InferenceOptions) -> float:
     """The POI value the test statistic tests (0 for q0, as pyhf sets it)."""
-    return 0.0 if options.test_stat == "q0" else float(options.poi_value)
+    return test_statistic(options.test_stat).tested_poi(options.poi_value)
 
 
 def block_seed(
@@ -246,9 +245,10 @@ def merge_toys(
         for _ in range(BOOTSTRAP_RESAMPLES):
             boot.append(_expected(sb[rng.integers(0, n_sb, n_sb)], b[rng.integers(0, n_b, n_b)]))
     spread = np.nanstd(np.asarray(boot), axis=0) if boot else np.full((3, 5), np.nan)
-    row = 0 if test_stat == "q0" else 2  # pyhf's q0 reports CLs+b (p0) where others CLs
-    first = clsb if test_stat == "q0" else cls
-    first_error = err_sb if test_stat == "q0" else err_cls
+    stat = test_statistic(test_stat)
+    row = stat.reported_row  # pyhf's q0 reports CLs+b (p0) where others CLs
+    first = clsb if stat.discovery else cls
+    first_error = err_sb if stat.discovery else err_cls
     return {
         "cls_obs": first,
         "cls_exp": [float(v) for v in band[row]],

@@ -17,6 +17,7 @@ import numpy as np
 
 from fitaas.inference import HypotestResult, InferenceOptions, ToySummary
 from fitaas.inference.arrays import decode_array, encode_array
+from fitaas.inference.teststats import test_statistic
 from fitaas.inference.toys import ENSEMBLES, merge_toys
 from fitaas.jobs.outcomes import Outcome
 
@@ -79,7 +80,7 @@ def merge_blocks(
     )
     exp = merged["cls_exp"]
     result = HypotestResult(
-        poi_value=0.0 if options.test_stat == "q0" else float(options.poi_value),
+        poi_value=test_statistic(options.test_stat).tested_poi(options.poi_value),
         test_stat=options.test_stat,
         cls_obs=merged["cls_obs"],
         cls_exp=(exp[0], exp[1], exp[2], exp[3], exp[4]),

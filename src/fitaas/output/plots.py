@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fitaas.errors import InputError
+from fitaas.inference.teststats import test_statistic
 from fitaas.output.results import PointResult, ScanResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -444,7 +445,7 @@ def toy_distributions(point: PointResult, title: str | None = None) -> Figure:
     top = max(top, toys.teststat_obs * 1.1, 1e-3)
     bins = np.linspace(0.0, top, 60)
     fig, ax = plt.subplots(figsize=(7, 5))
-    name = "q0" if ht.discovery else ("q̃μ" if ht.test_stat == "qtilde" else "qμ")
+    name = test_statistic(ht.test_stat).label
     ax.hist(np.clip(sb, 0, top), bins=bins, histtype="step", lw=1.6, color="#1f77b4",
             label=f"signal + background ({toys.ntoys_sb} toys)")  # fmt: skip
     ax.hist(np.clip(b, 0, top), bins=bins, histtype="step", lw=1.6, color="#d62728",

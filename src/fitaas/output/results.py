@@ -23,6 +23,7 @@ from fitaas._version import __version__
 from fitaas.errors import InputError
 from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
 from fitaas.inference.results import strict_json
+from fitaas.inference.teststats import test_statistic
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -290,7 +291,7 @@ class ScanResult:
                 row[f"cls_exp_{sigma}"] = ht.cls_exp[i] if ht else None
             row["clsb_obs"] = ht.clsb_obs if ht else None
             row["clb_obs"] = ht.clb_obs if ht else None
-            if self.options.test_stat == "q0":
+            if test_statistic(self.options.test_stat).discovery:
                 row["p0_obs"] = ht.p0_obs if ht else None
                 row["z_obs"] = ht.z_obs if ht else None
                 z_exp = ht.z_exp if ht and ht.z_exp else (None,) * 5
