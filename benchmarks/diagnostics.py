@@ -46,7 +46,7 @@ from rich.table import Table
 import fitaas
 from common import pallet_folder
 from fitaas import InferenceOptions
-from fitaas.inference.diagnostics import _cls_of_fits
+from fitaas.inference.verdicts import _cls_of_fits
 
 REFERENCES = {
     "tight": InferenceOptions(tolerance=1e-10, retry_strategy="none"),

@@ -196,7 +196,7 @@ def test_ill_conditioned_cls_is_computed_again_with_tight_fits(demo: Path, tmp_p
 
 
 def test_cls_sensitivity_follows_the_asymptotic_formulas() -> None:
-    from fitaas.inference.diagnostics import cls_sensitivity
+    from fitaas.inference.fit_checks import cls_sensitivity
     from fitaas.inference.results import HypotestResult
 
     def result(sqa: float) -> HypotestResult:
@@ -432,7 +432,7 @@ def test_fits_on_the_higher_side_of_a_double_well_take_the_mirror_start() -> Non
 
 
 def test_the_certificate_reads_the_hessian_in_constraint_widths() -> None:
-    from fitaas.inference.diagnostics import certificate
+    from fitaas.inference.fit_checks import certificate
 
     # a unit nuisance parameter and a staterror gamma of width 0.02, equally well measured
     hessian = np.diag([4.0, 10000.0, 1.0])

@@ -84,12 +84,12 @@ def test_an_ill_scaled_likelihood_converges_without_retries(seed: int) -> None:
     for own, low in zip(fits[:3], others, strict=True):
         assert own <= low + 5e-3  # (the minima differ by their rounding)
     lowest = [min(a, b) for a, b in zip(fits[:3], others, strict=True)]
-    from fitaas.inference.diagnostics import _asymptotic_cls
+    from fitaas.inference.fit_checks import asymptotic_cls
 
     q_a = max(fits[3] - fits[4], 0.0) ** 0.5
     clipped = result.clsb_obs >= 0.5
-    mine = _asymptotic_cls(0.0 if clipped else max(fits[0] - fits[1], 0.0) ** 0.5, q_a, True)
-    theirs = _asymptotic_cls(0.0 if clipped else max(lowest[0] - lowest[1], 0.0) ** 0.5, q_a, True)
+    mine = asymptotic_cls(0.0 if clipped else max(fits[0] - fits[1], 0.0) ** 0.5, q_a, True)
+    theirs = asymptotic_cls(0.0 if clipped else max(lowest[0] - lowest[1], 0.0) ** 0.5, q_a, True)
     assert float(mine[0]) == pytest.approx(float(theirs[0]), abs=1e-3)
     assert result.cls_obs == pytest.approx(float(mine[0]), abs=1e-6)
 
@@ -136,12 +136,12 @@ def test_a_minimum_where_pyhfs_start_ends_is_recorded_with_its_cls() -> None:
     assert any(note.startswith("several minima:") for note in diagnosis.notes)
     assert diagnosis.to_dict()["several_minima"][0]["fit"] == diagnosis.several_minima[0]["fit"]
     # its CLs: the test's own fits with that minimum in place of the free fit's
-    from fitaas.inference.diagnostics import _asymptotic_cls
+    from fitaas.inference.fit_checks import asymptotic_cls
 
     fits = [f.twice_nll for f in diagnosis.fits]
     assert entry["above"] == pytest.approx(entry["twice_nll"] - fits[1])
     q = max(fits[0] - entry["twice_nll"], 0.0) ** 0.5
-    there = _asymptotic_cls(q, max(fits[3] - fits[4], 0.0) ** 0.5, False)
+    there = asymptotic_cls(q, max(fits[3] - fits[4], 0.0) ** 0.5, False)
     assert entry["cls_obs"] == pytest.approx(float(there[0]))
     # a genuine minimum: pyhf's own fit (tolerance 1e-12) started next to it stays there
     # (within the distance its start moves -2lnL); the lowest minimum is lower
@@ -150,8 +150,8 @@ def test_a_minimum_where_pyhfs_start_ends_is_recorded_with_its_cls() -> None:
 
 
 def test_reasons_are_one_line_each_with_their_strategies() -> None:
-    from fitaas.inference.diagnostics import verdict
     from fitaas.inference.kinds import first_reason
+    from fitaas.inference.verdicts import verdict
 
     seen = [
         (
