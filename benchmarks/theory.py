@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import fitaas
 from common import pallet_folder
-from fitaas.inputs.pallets import load_json
+from fitaas.inputs.json_files import load_json
 
 SCALED = ("data", "hi_data", "lo_data")
 

@@ -1,32 +1,32 @@
-"""Loading, validating and fingerprinting published likelihoods ("pallets").
+"""Published likelihoods ("pallets"): the :class:`Pallet` and :class:`Point` types, and
+finding and loading them (files, folders, archives), fingerprinted by content.
 
 A pallet is a background-only workspace plus, optionally, a patchset of signal
 hypotheses. It can be given as a workspace file (``.json`` or ``.json.gz``) and a
 patchset file, as a directory holding ``BkgOnly.json`` and ``patchset.json``
 (possibly one level down, in region folders), or as a HEPData likelihood archive
-(``.tar.gz``/``.tgz``) with the same layout inside.
+(``.tar.gz``/``.tgz``) with the same layout inside. Reading the JSON is
+:mod:`fitaas.inputs.json_files`'s; the schema checks are :mod:`fitaas.inputs.validation`'s.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import json
-import sys
 import tarfile
-import zlib
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import pyhf
 
-from fitaas.caches import keep, kept, remember, remembered
-from fitaas.errors import DocumentTooLarge, InputError
+from fitaas.caches import keep, kept
+from fitaas.errors import InputError
 from fitaas.inputs.digests import digest
+from fitaas.inputs.json_files import load_json, parse_json_bytes
+from fitaas.inputs.validation import validate_patchset, validated_workspace
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -34,263 +34,14 @@ __all__ = [
     "PalletSpecs",
     "Point",
     "digest",
-    "gunzip",
-    "load_json",
     "load_pallet",
     "pallet_specs",
-    "parse_json_bytes",
     "regions",
-    "validate_patchset",
-    "validate_workspace",
 ]
 
 _WORKSPACE_NAMES = ("BkgOnly.json", "BkgOnly.json.gz", "bkgonly.json", "bkgonly.json.gz")
 _PATCHSET_NAMES = ("patchset.json", "patchset.json.gz")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-
-
-def gunzip(raw: bytes, source: str, limit: int | None = None) -> bytes:
-    """Gunzip ``raw`` if it is gzip (else return it), never holding more than ``limit`` bytes.
-
-    Several gzip members one after another (what ``cat a.gz b.gz`` or a parallel gzip
-    writes) are one document, as ``gunzip`` reads them.
-
-    Args:
-        raw: Bytes of a file or an upload.
-        source: How to name the input in an error message.
-        limit: The largest decompressed size accepted, in bytes (None: no limit).
-
-    Raises:
-        InputError: Not readable gzip: damaged, cut short, or followed by other bytes.
-        DocumentTooLarge: It inflates beyond the limit.
-    """
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    cap = limit if limit is not None else 2**62
-    parts: list[bytes] = []
-    size = 0
-    rest = raw
-    member = 0
-    while rest:
-        member += 1
-        if rest[:2] != b"\x1f\x8b":
-            raise InputError(
-                f"{source}: {len(rest)} bytes that are not gzip after the end of the gzip data "
-                f"(member {member - 1} ends at byte {len(raw) - len(rest)})"
-            )
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out = inflater.decompress(rest, cap + 1 - size)
-        except zlib.error as exc:
-            raise InputError(f"{source}: damaged gzip data ({exc})") from None
-        size += len(out)
-        if size > cap:
-            raise DocumentTooLarge(
-                f"{source}: decompresses to more than the limit of {cap / 1e6:g} MB"
-            )
-        if not inflater.eof:
-            raise InputError(
-                f"{source}: the gzip data is cut short (it ends after {len(raw)} bytes, "
-                "before the end of its compressed stream): is the file complete?"
-            )
-        parts.append(out)
-        rest = inflater.unused_data
-    return b"".join(parts)
-
-
-def parse_json_bytes(raw: bytes, source: str, limit: int | None = None) -> Any:
-    """Parse JSON (plain or gzip-compressed) with an error that names the place.
-
-    Args:
-        raw: The bytes read from a file or an upload.
-        source: How to name the input in an error message (a path, an archive member).
-        limit: The largest decompressed size accepted, in bytes (None: no limit).
-
-    Returns:
-        The decoded JSON document.
-
-    Raises:
-        InputError: The bytes are not valid (gzipped) JSON.
-    """
-    raw = gunzip(raw, source, limit)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise InputError(f"{source}: JSON nested too deeply to be a pyhf document") from None
-    except ValueError as exc:  # an integer beyond Python's limit of digits (4300)
-        if "digits" not in str(exc):
-            raise
-        limit = sys.get_int_max_str_digits()
-        raise InputError(f"{source}: a JSON number of more than {limit} digits") from None
-
-
-def load_json(path: str | Path) -> Any:
-    """Read a ``.json`` or ``.json.gz`` file.
-
-    Args:
-        path: The file to read.
-
-    Returns:
-        The decoded JSON document.
-
-    Raises:
-        InputError: The file is missing, unreadable or not valid JSON.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a JSON file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_json_bytes(raw, str(path))
-
-
-def _short(exc: Exception, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _schema_message(exc: pyhf.exceptions.InvalidSpecification) -> str:
-    where = exc.path or "(top level)"
-    return f"fails pyhf's schema at '{where}': {_short(Exception(_schema_detail(exc.parent)))}"
-
-
-def _schema_detail(error: Any) -> str:
-    """What is wrong, in words that name the key: for "not valid under any of the given
-    schemas" (a modifier matches none of its types), the errors of the alternative whose
-    ``type`` matched (e.g. "Additional properties are not allowed ('nmae' was
-    unexpected)"), rather than the whole object."""
-    context = list(getattr(error, "context", None) or [])
-    if not context:
-        return str(error.message)
-    branches: dict[Any, list[Any]] = {}
-    for sub in context:
-        branches.setdefault(next(iter(sub.relative_schema_path), None), []).append(sub)
-
-    def fit(errors: list[Any]) -> tuple[bool, int]:  # (a branch whose type matched first)
-        return any(e.validator in ("const", "enum") for e in errors), len(errors)
-
-    chosen = min(branches.values(), key=fit)
-    said = []
-    for sub in chosen:
-        inside = ".".join(str(part) for part in sub.relative_path)
-        said.append(f"{inside}: {sub.message}" if inside else str(sub.message))
-    return "; ".join(dict.fromkeys(said))
-
-
-def _validated(
-    kind: str, build: Any, spec: Any, source: str, errors: tuple[type[Exception], ...]
-) -> Any:
-    if not isinstance(spec, dict):
-        raise InputError(f"{source}: a {kind} must be a JSON object, got {type(spec).__name__}")
-    try:
-        return build(spec)
-    except pyhf.exceptions.InvalidSpecification as exc:
-        raise InputError(f"{source}: {kind} {_schema_message(exc)}") from None
-    except RecursionError:
-        raise InputError(f"{source}: {kind} nested too deeply to be a pyhf document") from None
-    except errors as exc:
-        raise InputError(f"{source}: invalid {kind}: {_short(exc)}") from None
-
-
-def validate_workspace(spec: Any, source: str) -> pyhf.Workspace:
-    """Validate a workspace specification with pyhf's schema and build it.
-
-    Args:
-        spec: The decoded workspace JSON.
-        source: How to name the input in an error message.
-
-    Returns:
-        The validated :class:`pyhf.Workspace`.
-
-    Raises:
-        InputError: The specification is not a valid pyhf workspace.
-    """
-    errors = (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidMeasurement)
-    workspace = _validated("workspace", pyhf.Workspace, spec, source, errors)
-    _check_counts(spec, source)
-    return workspace
-
-
-def _validated_workspace(spec: Any, source: str) -> tuple[pyhf.Workspace, str]:
-    """The workspace and its digest; pyhf's schema is checked once per digest and pyhf
-    version on this machine (1Lbb: 2.1 s of schema, 0.05 s of digest)."""
-    if not isinstance(spec, dict):
-        return validate_workspace(spec, source), ""  # raises: not a JSON object
-    found = digest(spec)
-    key = digest(["workspace", found, str(pyhf.__version__)])
-    if remembered("validated", key):
-        _check_counts(spec, source)
-        with suppress(Exception):  # validated again below: the full check names the problem
-            return pyhf.Workspace(spec, validate=False), found
-    workspace = validate_workspace(spec, source)
-    remember("validated", key)
-    return workspace, found
-
-
-def _check_counts(spec: dict[str, Any], source: str) -> None:
-    """Observed counts finite and not negative, sample yields finite, and each bin's
-    nominal expected count (its samples' yields summed) not negative: pyhf's schema accepts
-    any number, and a fit on a negative count runs until its iteration limit. One sample's
-    yield may be negative in a bin (negative-weight simulation, as in published
-    likelihoods) where the bin's total is not."""
-    for observation in spec.get("observations", []):
-        values = np.asarray(observation.get("data", []), dtype=float)
-        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-        if bad.size:
-            raise InputError(
-                f"{source}: observed count {values[bad[0]]} in channel "
-                f"'{observation.get('name')}' bin {bad[0]}: counts must be finite, >= 0"
-            )
-    for channel in spec.get("channels", []):
-        total: np.ndarray | None = None
-        for sample in channel.get("samples", []):
-            values = np.asarray(sample.get("data", []), dtype=float)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                raise InputError(
-                    f"{source}: yield {values[bad[0]]} of sample '{sample.get('name')}' in "
-                    f"channel '{channel.get('name')}' bin {bad[0]}: yields must be finite"
-                )
-            if total is None:
-                total = values.copy()
-            elif total.shape == values.shape:  # (pyhf's own check names other shapes)
-                total += values
-        negative = np.flatnonzero(total < 0) if total is not None else np.zeros(0, dtype=int)
-        if len(negative) and total is not None:
-            raise InputError(
-                f"{source}: the samples' yields in channel '{channel.get('name')}' bin "
-                f"{negative[0]} sum to {total[negative[0]]:g} ({len(negative)} bin(s) in all):"
-                " a bin's expected count must not be negative"
-            )
-
-
-def validate_patchset(spec: Any, source: str) -> pyhf.PatchSet:
-    """Validate a patchset specification with pyhf's schema.
-
-    Args:
-        spec: The decoded patchset JSON.
-        source: How to name the input in an error message.
-
-    Returns:
-        The validated :class:`pyhf.PatchSet`.
-
-    Raises:
-        InputError: The specification is not a valid pyhf patchset.
-    """
-    errors = (pyhf.exceptions.InvalidPatchSet,)
-    return _validated("patchset", pyhf.PatchSet, spec, source, errors)
 
 
 @dataclass(frozen=True)
@@ -362,7 +113,7 @@ class Pallet:
         Raises:
             InputError: Schema violations, a digest mismatch, or duplicate patch names.
         """
-        ws, workspace_digest = _validated_workspace(workspace, source)
+        ws, workspace_digest = validated_workspace(workspace, source)
         if patchset is None:
             point = Point(name=None, values=(), operations=(), digest=digest([]))
             return cls(workspace, workspace_digest, (), (point,), source)

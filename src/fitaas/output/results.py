@@ -384,7 +384,7 @@ def read_results(path: str | Path) -> ScanResult:
     Raises:
         InputError: The file is missing, malformed or not a fitaas results file.
     """
-    from fitaas.inputs.pallets import load_json
+    from fitaas.inputs.json_files import load_json
 
     if Path(path).suffix.lower() == ".csv":
         raise InputError(

@@ -18,14 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from fitaas.errors import InputError
-from fitaas.inputs.pallets import (
-    digest,
-    gunzip,
-    parse_json_bytes,
-    validate_patchset,
-    validate_workspace,
-)
+from fitaas.inputs.json_files import gunzip, parse_json_bytes
+from fitaas.inputs.pallets import digest
 from fitaas.inputs.theory_models import model_line, models_from_lines
+from fitaas.inputs.validation import validate_patchset, validate_workspace
 from fitaas.service import db
 
 __all__ = [
