@@ -354,9 +354,9 @@ def test_the_hessian_kept_on_disk_equals_jaxs_and_a_damaged_one_is_made_again(
     import jax
     import numpy as np
 
-    from fitaas.fast import structures
+    from fitaas.fast import exports, structures
 
-    monkeypatch.setattr(structures, "_exports_folder", lambda: tmp_path)
+    monkeypatch.setattr(exports, "_exports_folder", lambda: tmp_path)
     workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
     patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
     model, data = build_model(workspace, patches["demo_300_0"], FAST)

@@ -3,7 +3,9 @@ one-at-a-time fast path and plain pyhf."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 import fitaas
 from conftest import load, run_cli, workspace_with_every_modifier
 from fitaas import InferenceOptions
-from fitaas.engines import LocalEngine
+from fitaas.engines import ExecutorEngine, LocalEngine
 from fitaas.engines.endpoint import engine_from_settings
 from fitaas.fast.device import device_report
 from fitaas.inputs.pallets import digest
@@ -187,8 +189,11 @@ def test_a_gpu_task_on_a_cpu_worker_fails_naming_the_fix(
         fitaas.Compute(device="tpu")
     with pytest.raises(fitaas.InputError, match="not an inference option"):
         InferenceOptions.from_dict({"device": "gpu"})
-    # a worker started for the CPU, by an engine that says its workers are on the GPU
-    with LocalEngine(1, retries=0) as engine:
+    # a worker started for the CPU, by an engine that says its workers are on the GPU (a
+    # cluster's workers without FITAAS_DEVICE in their environment)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        engine = ExecutorEngine(pool, retries=0)
         engine.device = "gpu"
         (point,) = fitaas.scan(demo, patches=NAMES[:1], compute=engine)
     assert point.status == "failed" and "FITAAS_DEVICE=gpu" in (point.error or "")
@@ -256,7 +261,7 @@ def test_held_minima_answer_only_fits_they_are_as_precise_as(demo: Path) -> None
         np.array([_numbers(o) for o in plain]), rel=1e-6, abs=1e-8
     )
     # a minimum found at 1e-8 does not answer a fit asked at 1e-10 (the fit checks' retry)
-    from fitaas.fast.structures import HeldFit, StructureCache, held_key
+    from fitaas.fast.structure_cache import HeldFit, StructureCache, held_key
 
     cache, model = StructureCache(), object()
     key = held_key([1.0], [(0, 1.0)], [[0.0, 2.0]])

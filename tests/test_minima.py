@@ -55,7 +55,7 @@ def _observed_best(model: Any, data: Any, starts: int) -> list[float]:
 def test_an_ill_scaled_likelihood_converges_without_retries(seed: int) -> None:
     # shapesys gammas of widths 2e-6 .. 5, free normalisation factors far from their start:
     # every point was `suspect` after every retry ("a gradient of norm 1.3e5"), its CLs ~1
-    from fitaas.fast.structures import evaluation_noise
+    from fitaas.fast.scales import evaluation_noise
 
     model, data, (result, diagnosis), structures = _checked(
         ill_scaled_workspace(seed), InferenceOptions()

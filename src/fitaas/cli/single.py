@@ -115,7 +115,7 @@ def _pulls(model: Any, values: Any, errors: Any) -> dict[str, list[float | None]
     in widths (None: unconstrained)."""
     import numpy as np
 
-    from fitaas.fast.structures import constraint_widths
+    from fitaas.fast.scales import constraint_widths
 
     nominal = model.config.suggested_init()
     pulls: list[float | None] = []

@@ -10,6 +10,8 @@ pyhf's defaults). Needs the ``jax`` extra.
 from __future__ import annotations
 
 from fitaas.fast.optimizer import compiled_objective_optimizer
-from fitaas.fast.structures import Structure, StructureCache, parameter_scales
+from fitaas.fast.scales import parameter_scales
+from fitaas.fast.structure_cache import StructureCache
+from fitaas.fast.structures import Structure
 
 __all__ = ["Structure", "StructureCache", "compiled_objective_optimizer", "parameter_scales"]

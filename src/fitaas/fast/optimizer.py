@@ -36,14 +36,9 @@ import pyhf
 
 from fitaas.fast.differences import NOISY, Anchors
 from fitaas.fast.kinks import kink_sides, kinked_parameters
+from fitaas.fast.scales import evaluation_noise, parameter_scales
 from fitaas.fast.second_order import Polish, finished, lower, strict_fit
-from fitaas.fast.structures import (
-    StructureCache,
-    evaluation_noise,
-    fixed_key,
-    held_key,
-    parameter_scales,
-)
+from fitaas.fast.structure_cache import StructureCache, fixed_key, held_key
 
 __all__ = ["compiled_objective_optimizer", "parameter_scales", "restart_options"]
 

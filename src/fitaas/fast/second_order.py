@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fitaas.fast.kinks import at_kink
-from fitaas.fast.structures import evaluation_noise
+from fitaas.fast.scales import evaluation_noise
 
 __all__ = ["Polish", "finished", "lower", "strict_fit"]
 

@@ -17,32 +17,21 @@ faster.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyhf
-from scipy.special import gammaln
 
-from fitaas.caches import write_once
+from fitaas.fast.exports import configure_jax, exported
+from fitaas.fast.scales import constrained_parameters, evaluation_noise, parameter_scales
 
 __all__ = [
     "Bound",
-    "HeldFit",
     "Structure",
-    "StructureCache",
-    "configure_jax",
-    "constrained_parameters",
-    "constraint_widths",
-    "evaluation_noise",
-    "fixed_key",
-    "held_key",
-    "parameter_scales",
 ]
 
 LeafPath = tuple[tuple[bool, Any], ...]
@@ -56,12 +45,6 @@ GUARD_ATOL = 1e-8
 # a derivative of the wrong sign at a kink: above 0.1).
 GUARD_STEP = 1e-4
 GUARD_GRAD_RTOL = 1e-5
-# The rounding of an evaluation, in units of the magnitude of its terms (see _magnitude): a
-# Poisson constraint with aux count 2.5e11 (a shapesys gamma of width 2e-6) has terms of 6e12
-# that cancel to O(1), and pyhf's numpy and jax -2lnL differ by ~2e-3 there; both are right
-# within their rounding.
-GUARD_NOISE = 8 * float(np.finfo(float).eps)
-MAX_STRUCTURES = 16
 # Columns of the Hessian per compiled call of Hessian-vector products (see
 # Structure._blocked_hessian).
 HESSIAN_BLOCK = 32
@@ -105,123 +88,6 @@ def _put(obj: Any, path: LeafPath, value: Any) -> None:
         setattr(parent, key, value)
     else:
         parent[key] = value
-
-
-def configure_jax() -> None:
-    """Run small computations synchronously, and keep compiled code on disk.
-
-    A value and gradient of -2lnL takes ~0.1 ms of compute: handing it to jax's dispatch
-    thread and waiting for the answer costs as much again (sbottom A, one call: 0.27 ms
-    asynchronous, 0.165 ms synchronous). Workers compiling the same structure, and later
-    runs, load compiled code from ``FITAAS_JAX_CACHE`` (default ``FITAAS_CACHE``/jax;
-    empty: off) instead of compiling again.
-    """
-    from fitaas.caches import cache_folder
-    from fitaas.fast.device import configure_device
-
-    configure_device()
-    import jax
-
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-    folder = os.environ.get("FITAAS_JAX_CACHE", str(cache_folder("jax")))
-    if not folder or getattr(jax.config, "jax_compilation_cache_dir", None):
-        return
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-
-def _exports_folder() -> Path | None:
-    """Where :func:`_exported` keeps programs: beside jax's compilation cache (``None``: off)."""
-    import jax
-
-    folder = getattr(jax.config, "jax_compilation_cache_dir", None)
-    return Path(folder) / "exported" if folder else None
-
-
-def _exported(name: str, jitted: Any, example: tuple[Any, ...]) -> Any:
-    """``jitted`` compiled for ``example``'s shapes, its program kept on disk as ``name``.
-
-    jax's compilation cache keeps compiled code, but every process still traces and
-    lowers the function to find it, and for a Hessian over pyhf's template that is most of
-    the cost (1Lbb: 0.3-0.5 s per structure and worker, against ~0.1 s to load it). The
-    program is kept as a serialized ``jax.export`` module beside the compilation cache,
-    by the structure's digest, jax's version and the platform; a module that cannot be
-    read is made again. Off where the compilation cache is.
-    """
-    import jax
-    from jax import export
-
-    folder = _exports_folder()
-    if folder is None:
-        return jitted.lower(*example).compile()
-    path = folder / f"{name}-{jax.__version__}-{jax.default_backend()}"
-    found = None
-    try:
-        found = export.deserialize(bytearray(path.read_bytes()))
-    except FileNotFoundError:
-        pass
-    except Exception:  # (damaged, or from a version that reads it no more: made again)
-        with suppress(OSError):
-            path.unlink()
-    if found is None:
-        found = export.export(jitted)(*example)
-        with suppress(OSError, ImportError):  # (ImportError: jax without flatbuffers)
-            write_once(path, bytes(found.serialize()))
-    return jax.jit(found.call).lower(*example).compile()
-
-
-def constraint_widths(pdf: Any) -> np.ndarray:
-    """Each parameter's constraint width, from pyhf (NaN: unconstrained, or a width pyhf
-    cannot give)."""
-    widths = np.full(pdf.config.npars, np.nan)
-    for name in pdf.config.par_order:
-        paramset = pdf.config.param_set(name)
-        if not _constrained(paramset):
-            continue
-        try:
-            width = np.asarray(paramset.width(), dtype=float)
-        except (AttributeError, RuntimeError):
-            continue
-        if np.all(np.isfinite(width)) and np.all(width > 0):
-            widths[pdf.config.par_slice(name)] = width
-    return widths
-
-
-def parameter_scales(pdf: Any) -> np.ndarray:
-    """Each parameter's constraint width (at most 1; 1 when unconstrained), from pyhf.
-
-    SLSQP starts from the identity as its Hessian estimate; a staterror gamma of width
-    0.02 has a curvature 2500 times a unit nuisance parameter's, and learning that costs
-    iterations. Minimising over ``(x - start) / scale`` instead removes most of the
-    spread (measured: 53 -> 27 evaluations per fit on sbottom A, 89 -> 43 on 1Lbb, ending
-    nearer the minimum), at the same minimum.
-    """
-    widths = constraint_widths(pdf)
-    return np.where(np.isnan(widths), 1.0, np.minimum(widths, 1.0))
-
-
-def _constrained(paramset: Any) -> bool:
-    return bool(getattr(paramset, "constrained", False))
-
-
-def constrained_parameters(pdf: Any) -> np.ndarray:
-    """Which parameters have a constraint term (a mask in pyhf's parameter order)."""
-    mask = np.zeros(pdf.config.npars, dtype=bool)
-    for name in pdf.config.par_order:
-        mask[pdf.config.par_slice(name)] = _constrained(pdf.config.param_set(name))
-    return mask
-
-
-def evaluation_noise(model: Any, pars: Any, data: Any) -> float:
-    """How much rounding an evaluation of -2lnL at ``pars`` carries: ``GUARD_NOISE`` times
-    the sum of the absolute values of its Poisson terms (main and auxiliary), the numbers
-    whose cancellation leaves the result (~2e-3 where a shapesys gamma's width is 2e-6;
-    ~1e-11 on a typical published likelihood)."""
-    rates = np.asarray(model.expected_data(np.asarray(pars, dtype=float)), dtype=float)
-    counts = np.asarray(data, dtype=float)
-    positive = (rates > 0) & (counts >= 0)
-    n, lam = counts[positive], rates[positive]
-    return GUARD_NOISE * float(2 * np.sum(n * np.abs(np.log(lam)) + lam + gammaln(n + 1)))
 
 
 def _guard(
@@ -385,7 +251,7 @@ class Structure:
             self._example = (init, data, arrays)
             self._variants: dict[tuple[str, int, tuple[bool, ...]], Any] = {}
             lowered = jax.jit(jax.value_and_grad(used)).lower(init, data, arrays)
-            # what this structure computes, for the programs kept on disk (_exported)
+            # what this structure computes, for the programs kept on disk (exported)
             self.digest = hashlib.sha256(lowered.as_text().encode()).hexdigest()[:32]
             self._value_and_grad = lowered.compile()
 
@@ -461,7 +327,7 @@ class Structure:
 
         size = min(self.npars, HESSIAN_BLOCK)
         seeds = np.zeros((size, self.npars))
-        compiled = _exported(
+        compiled = exported(
             f"hessian{size}-{self.digest}", jax.jit(columns), (init, data, arrays, seeds)
         )
         identity = np.eye(self.npars)
@@ -545,133 +411,3 @@ class Bound:
     value_and_grad: Objective
     scales: np.ndarray
     constrained: np.ndarray
-
-
-def fixed_key(fixed_vals: Any) -> tuple[tuple[int, float], ...]:
-    """A fit's fixed ``(index, value)`` pairs, sorted, as plain numbers (a key part)."""
-    return tuple(sorted((int(i), float(v)) for i, v in fixed_vals or []))
-
-
-def held_key(data: Any, fixed_vals: Any, par_bounds: Any) -> tuple[bytes, tuple[Any, ...], bytes]:
-    """What identifies a fit of a model for :meth:`StructureCache.hold`: its data, its fixed
-    ``(index, value)`` pairs and its bounds."""
-    return (
-        np.asarray(data, dtype=float).tobytes(),
-        fixed_key(fixed_vals),
-        np.asarray(par_bounds, dtype=float).tobytes(),
-    )
-
-
-@dataclass(frozen=True)
-class HeldFit:
-    """A minimum found ahead of its request (:mod:`fitaas.inference.lockstep`).
-
-    Attributes:
-        x: The parameters at the minimum (fixed ones included).
-        fun: -2lnL there.
-        jac: Its gradient there.
-        nfev: Evaluations the fit took.
-        tolerance: The decrease of -2lnL still possible at the minimum, at most.
-    """
-
-    x: np.ndarray
-    fun: float
-    jac: np.ndarray
-    nfev: int
-    tolerance: float
-
-
-class StructureCache:
-    """The structures a worker has compiled, and the objective of the model in use."""
-
-    def __init__(self) -> None:
-        self._structures: dict[str, list[Structure]] = {}
-        self._last: tuple[Any, Bound | None] = (None, None)
-        self._memo: tuple[Any, dict[Any, Any]] = (None, {})
-        self._anchors: tuple[Any, Any] = (None, None)
-        self._held: dict[int, tuple[Any, Bound, dict[Any, HeldFit]]] = {}
-        self.compiled = 0
-        self.refused = 0
-
-    def hold(
-        self, model: Any, bound: Bound, key: tuple[bytes, tuple[Any, ...], bytes], fit: HeldFit
-    ) -> None:
-        """Keep a minimum of ``model``'s fit ``key`` (see :func:`held_key`) for its request,
-        and the model's bound, until :meth:`release`."""
-        _, _, fits = self._held.setdefault(id(model), (model, bound, {}))
-        fits[key] = fit
-
-    def held(
-        self, model: Any, key: tuple[bytes, tuple[Any, ...], bytes], tolerance: float | None
-    ) -> HeldFit | None:
-        """The minimum held for ``model``'s fit ``key``, if any, and if as precise as a fit
-        at ``tolerance`` (``None``: pyhf's default) would be."""
-        found = self._held.get(id(model))
-        fit = found[2].get(key) if found is not None and found[0] is model else None
-        return (
-            fit if fit is not None and (tolerance is None or fit.tolerance <= tolerance) else None
-        )
-
-    def release(self, model: Any) -> None:
-        """Forget the minima held for ``model``."""
-        self._held.pop(id(model), None)
-
-    def anchors(self, model: Any, make: Callable[[], Any]) -> Any:
-        """The anchors of ``model``'s fits (see :mod:`fitaas.fast.differences`), made by
-        ``make`` for a new model and shared by every fit of it while it is in use, so that
-        the values of all its fits (every strategy, every start) agree beyond rounding."""
-        if self._anchors[0] is not model:
-            self._anchors = (model, make())
-        return self._anchors[1]
-
-    def memo(self, model: Any) -> dict[Any, Any]:
-        """The minima found for ``model`` by request (data, start, bounds, fixed values,
-        strategy), kept while the same model object is in use: pyhf's hypothesis test makes
-        three of its five fits anew for every POI value of an upper limit."""
-        if self._memo[0] is not model:
-            self._memo = (model, {})
-        return self._memo[1]
-
-    def objective(self, model: Any, modifier_settings: dict[str, Any] | None) -> Objective | None:
-        """The compiled objective for ``model``, compiling its structure if new.
-
-        Returns:
-            ``(value, gradient)`` of -2lnL as a function of ``(pars, data)``, or ``None``
-            when the model cannot be served (the caller uses plain pyhf).
-        """
-        bound = self.bound(model, modifier_settings)
-        return bound.value_and_grad if bound is not None else None
-
-    def bound(self, model: Any, modifier_settings: dict[str, Any] | None) -> Bound | None:
-        """The compiled structure bound to ``model``, compiling the structure if new.
-
-        Returns:
-            ``None`` when the model cannot be served (the caller uses plain pyhf).
-        """
-        if self._last[0] is model:
-            return self._last[1]
-        held = self._held.get(id(model))
-        if held is not None and held[0] is model:
-            self._last = (model, held[1])
-            return held[1]
-        key = repr(sorted((modifier_settings or {}).items()))
-        known = self._structures.setdefault(key, [])
-        found = None
-        for structure in known:
-            found = structure.bind(model)
-            if found is not None:
-                break
-        if found is None and sum(map(len, self._structures.values())) < MAX_STRUCTURES:
-            made: Structure | None
-            try:
-                made = Structure(model, modifier_settings)
-            except Exception:  # a model pyhf's jax backend cannot trace: plain pyhf
-                made = None
-            if made is not None:
-                self.compiled += 1
-                known.append(made)
-                found = made.bind(model)
-        if found is None:
-            self.refused += 1
-        self._last = (model, found)
-        return found

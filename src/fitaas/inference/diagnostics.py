@@ -135,7 +135,7 @@ class _Attempt:
         self.records.append(
             fit_record(self.model, fit, start, bounds, fixed, observed, bound, rows, self.units)
         )
-        from fitaas.fast.structures import fixed_key
+        from fitaas.fast.structure_cache import fixed_key
 
         x = np.asarray(fit.x, dtype=float).reshape(-1)
         limits = np.asarray(bounds, dtype=float) if bounds is not None else None

@@ -167,7 +167,7 @@ def parameter_units(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """Each parameter's width (its constraint width, at most 1; 1 when unconstrained: the
     units of every check) and which parameters have a kink in their interpolation."""
     from fitaas.fast.kinks import kinked_parameters
-    from fitaas.fast.structures import parameter_scales
+    from fitaas.fast.scales import parameter_scales
 
     return parameter_scales(model), kinked_parameters(model)
 

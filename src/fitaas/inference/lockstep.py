@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from fitaas.fast.batched import in_padded_calls, minimize_batch, positive_definite
-from fitaas.fast.structures import Bound, HeldFit, Structure, StructureCache, held_key
+from fitaas.fast.structure_cache import HeldFit, StructureCache, held_key
+from fitaas.fast.structures import Bound, Structure
 from fitaas.inference.core import complete_fit_inputs, fit_inputs
 from fitaas.inference.options import InferenceOptions
 from fitaas.inference.teststats import test_statistic

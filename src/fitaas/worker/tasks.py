@@ -239,7 +239,7 @@ def warm_worker() -> None:
     """Import and configure what the first task needs (pyhf, jax, the fast path)."""
     _configure_process()
     with suppress(ImportError):
-        from fitaas.fast.structures import configure_jax
+        from fitaas.fast.exports import configure_jax
 
         configure_jax()
 
@@ -315,7 +315,7 @@ def _check_device(device: str, options: InferenceOptions) -> None:
             'workers it starts; an endpoint file: device = "gpu")'
         )
     if on_gpu and options.fast:
-        from fitaas.fast.structures import configure_jax
+        from fitaas.fast.exports import configure_jax
 
         configure_jax()
         import jax
