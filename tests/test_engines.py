@@ -294,7 +294,7 @@ def test_globus_environment_and_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     here = {"python": "3.11.7", "dill": "0.3.9", "pyhf": "0.7.6", "fitaas": fitaas.__version__}
-    from fitaas.worker.tasks import worker_environment
+    from fitaas.worker.process import worker_environment
 
     check_environment(worker_environment())
     with pytest.raises(EngineError, match=r"Python 3.9.1 there"):

@@ -21,8 +21,9 @@ from fitaas.engines import ExecutorEngine, LocalEngine
 from fitaas.engines.endpoint import engine_from_settings
 from fitaas.fast.device import device_report
 from fitaas.inputs.pallets import digest
+from fitaas.worker.cache import worker_cache
 from fitaas.worker.payloads import WorkspaceRef
-from fitaas.worker.tasks import run_points, worker_cache
+from fitaas.worker.tasks import run_points
 
 pytest.importorskip("jax")
 

@@ -169,7 +169,7 @@ def test_a_scans_plan_leaves_jax_to_the_workers(
         "from fitaas import InferenceOptions\n"
         "from fitaas.inputs.pallets import load_pallet\n"
         "from fitaas.jobs.scanning import _plan\n"
-        f"plan = _plan(load_pallet({str(demo)!r}), None, InferenceOptions(), ('hypotest',), 0)\n"
+        f"plan = _plan(load_pallet({str(demo)!r}), None, InferenceOptions(), ('hypotest',))\n"
         "print(len(plan.keys), 'jax' in sys.modules)\n"
     )
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

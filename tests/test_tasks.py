@@ -46,7 +46,7 @@ def test_tasks_ask_for_the_workspace_once_and_report_failures(demo: Path) -> Non
 
 
 def test_a_long_lived_worker_keeps_the_most_recent_workspaces(demo: Path, tmp_path: Path) -> None:
-    from fitaas.worker.tasks import WORKSPACES_KEPT, WorkerCache
+    from fitaas.worker.cache import WORKSPACES_KEPT, WorkerCache
 
     base = load(demo / "BkgOnly.json")
     cache = WorkerCache()

@@ -255,7 +255,8 @@ def test_a_worker_keeps_nothing_per_model(demo: Path, monkeypatch: pytest.Monkey
 
     from fitaas.inference import InferenceOptions
     from fitaas.inputs.pallets import load_pallet
-    from fitaas.worker.tasks import WorkspaceRef, run_points, worker_cache
+    from fitaas.worker.cache import worker_cache
+    from fitaas.worker.tasks import WorkspaceRef, run_points
 
     pallet = load_pallet(demo)
     worker_cache().install(pallet.workspace_digest, pallet.workspace)

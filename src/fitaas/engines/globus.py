@@ -54,7 +54,7 @@ def remote_task(name: str, *args: Any) -> Any:
 
 def remote_environment() -> dict[str, str]:
     """The probe task: versions on the endpoint's workers."""
-    from fitaas.worker.tasks import worker_environment
+    from fitaas.worker.process import worker_environment
 
     return worker_environment()
 
@@ -65,7 +65,7 @@ def check_environment(remote: dict[str, str]) -> None:
     Raises:
         EngineError: Python (major.minor), dill or fitaas/pyhf differ, named.
     """
-    from fitaas.worker.tasks import worker_environment
+    from fitaas.worker.process import worker_environment
 
     local = worker_environment()
     problems = []

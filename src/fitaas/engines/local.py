@@ -21,16 +21,16 @@ __all__ = ["LocalEngine", "default_workers", "local_pool", "refuse_unguarded_mai
 
 
 def _init_worker(*args: Any) -> None:
-    """A worker's initializer: :func:`fitaas.worker.tasks.init_worker`, imported in the worker
+    """A worker's initializer: :func:`fitaas.worker.process.init_worker`, imported in the worker
     (the engine itself knows nothing of statistics)."""
-    from fitaas.worker.tasks import init_worker
+    from fitaas.worker.process import init_worker
 
     init_worker(*args)
 
 
 def _warm_worker() -> None:
-    """:func:`fitaas.worker.tasks.warm_worker`, imported in the worker."""
-    from fitaas.worker.tasks import warm_worker
+    """:func:`fitaas.worker.process.warm_worker`, imported in the worker."""
+    from fitaas.worker.process import warm_worker
 
     warm_worker()
 
