@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -43,122 +44,57 @@ def _units(values: tuple[str, ...], labels: tuple[str, ...]) -> dict[str, str] |
 
 
 def figures(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The figures a results file supports, by name (exclusion, brazil, cls_vs_mu_<patch>,
-    toys_<patch>), and a one-line note for each that could not be drawn.
+    """The figures of a results file (:mod:`fitaas.output.figures` chooses), by name, and a
+    one-line note for each that could not be drawn.
 
     Raises:
         InputError: The file cannot be read, or nothing at all could be drawn.
     """
     from fitaas.errors import InputError
     from fitaas.output import plots
+    from fitaas.output.figures import FigureChoice, fit_figures, scan_figures
     from fitaas.output.results import read_results
 
     plots.use_style(params.get("style"))
-    fits = _fit_figures(path, params)
-    if fits is not None:
-        return fits, []
-    result = read_results(path)
-    made: dict[str, Any] = {}
-    notes: list[str] = []
-
-    def attempt(name: str, draw: Any) -> None:
-        try:
-            made[name] = draw()
-        except Exception as exc:  # each plot on its own: one that cannot be drawn is a note
-            notes.append(f"{name} not drawn: {exc}")
-
-    patch = params.get("patch")
-    if patch and patch not in {p.patch for p in result}:
-        raise InputError(f"{path}: no patch named '{patch}'")
-    slices = _slices(params.get("slices") or ())
-    given = _units(params.get("units") or (), result.labels)
-    units = {**result.units, **given} if given else None
-    chosen = result[patch] if patch else None
-    if chosen is not None and chosen.hypotest is not None and chosen.hypotest.toys:
-        attempt(f"toys_{patch}", lambda: plots.toy_distributions(chosen, params.get("title")))
-    if len(result.labels) >= 2:
-        attempt(
-            "exclusion_clsmap" if params.get("cls_map") else "exclusion",  # beside, not over
-            lambda: plots.exclusion(
-                result,
-                params.get("x"),
-                params.get("y"),
-                slices,
-                cl=params.get("cl", 0.95),
-                cls_map=params.get("cls_map", False),
-                title=params.get("title"),
-                smooth=params.get("smooth", False),
-                xlabel=params.get("xlabel"),
-                ylabel=params.get("ylabel"),
-                units=units,
-            ),
-        )
-    with_ul = [p for p in result if p.ok and p.upper_limit is not None]
-    if result.labels and with_ul:
-        attempt(
-            "brazil",
-            lambda: plots.brazil(
-                result, params.get("x"), params.get("title"), units, slices, params.get("xlabel")
-            ),
-        )
-    if len(with_ul) == 1 or (chosen is not None and chosen.upper_limit is not None):
-        name = str(patch or with_ul[0].patch)
-        attempt(f"cls_vs_mu_{name}", lambda: plots.cls_vs_mu(result[name], params.get("title")))
-    if not made:
-        raise InputError(
-            f"{path}: nothing to plot"
-            + (f" ({'; '.join(notes)})" if notes else "")
-            + ": an exclusion needs two labels and 3 points, a Brazil band upper limits "
-            "(--upper-limit) at 2 points, --patch NAME upper limits or toys"
-        )
-    return made, notes
+    choice = FigureChoice(
+        x=params.get("x"),
+        y=params.get("y"),
+        slices=_slices(params.get("slices") or ()),
+        cl=params.get("cl", 0.95),
+        cls_map=params.get("cls_map", False),
+        smooth=params.get("smooth", False),
+        xlabel=params.get("xlabel"),
+        ylabel=params.get("ylabel"),
+        patch=params.get("patch"),
+        title=params.get("title"),
+        top=params.get("top") or 20,
+    )
+    try:
+        fits = fit_figures(data, choice) if (data := _fit_json(path)) is not None else None
+        if fits is not None:
+            return fits, []
+        result = read_results(path)
+        given = _units(params.get("units") or (), result.labels)
+        if given:
+            choice = dataclasses.replace(choice, units=given)
+        return scan_figures(result, choice)
+    except InputError as exc:
+        text = str(exc)
+        raise InputError(text if text.startswith(str(path)) else f"{path}: {text}") from None
 
 
-def _fit_figures(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The figures of a ``fitaas fit``, ``ranking`` or ``nll-scan`` JSON (``None``: the
-    file is not one of those)."""
+def _fit_json(path: Path) -> dict[str, Any] | None:
+    """The decoded JSON of ``path`` where it is a JSON object (``None``: something else;
+    read_results names the problem)."""
     import json
-
-    from fitaas.errors import InputError
-    from fitaas.output import fit_plots
 
     if path.suffix.lower() != ".json" or not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None  # read_results names the problem
-    if not isinstance(data, dict):
         return None
-    title = params.get("title")
-    try:
-        if "impacts" in data:
-            from fitaas.inference.ranking import RankingResult
-
-            ranking = RankingResult.from_dict(data)
-            return {"ranking": fit_plots.ranking_figure(ranking, params.get("top") or 20, title)}
-        if "delta_twice_nll" in data:
-            from fitaas.inference.likelihood_scan import LikelihoodScan
-
-            scan = LikelihoodScan.from_dict(data)
-            return {"nll_scan": fit_plots.likelihood_scan_figure(scan, title)}
-        if "bestfit" in data and "parameters" in data:
-            from fitaas.inference.results import FitResult
-
-            fit = FitResult.from_dict(data)
-            made = {}
-            if data.get("pulls"):
-                made["pulls"] = fit_plots.pulls_figure(
-                    fit.parameters, data["pulls"], data.get("pull_errors") or data["pulls"], title
-                )
-            if fit.correlations is not None:
-                made["correlations"] = fit_plots.correlation_figure(fit, title=title)
-            if not made:
-                raise ValueError("the fit has neither pulls nor a correlation matrix")
-            return made
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: cannot draw it: {exc}") from None
-    return None
+    return data if isinstance(data, dict) else None
 
 
 _OPTIONS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from typing import Any
 
+from fitaas.output.figures import png
 from fitaas.output.results import ScanResult, status_line
 
 __all__ = ["html_report"]
@@ -21,10 +21,8 @@ img{max-width:48%;margin:.5em;border:1px solid #eee}
 """
 
 
-def _png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return base64.b64encode(buffer.getvalue()).decode()
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _cell(value: float | None) -> str:
@@ -79,7 +77,7 @@ def html_report(
         ]
     )
     images = "".join(
-        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{_png(fig)}">'
+        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{_base64(png(fig, 110))}">'
         for name, fig in figures.items()
     )
     options = result.options

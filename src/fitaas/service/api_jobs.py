@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
@@ -509,15 +508,6 @@ def job_results(
     return strict_json(result.to_dict())
 
 
-def _png(figure: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 def _picture(request: Request, subject: tuple[Any, ...], row: Any, render: Any) -> Response:
     """The job's picture (the latest kept while a newer one renders), or 304 when the client
     holds it already. ``X-Fitaas-Points`` says after how many points it was drawn."""
@@ -540,11 +530,10 @@ def _fit_picture(row: Any, runner: Any, store: Any) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
-    from fitaas.output import fit_plots
+    from fitaas.output.figures import fit_figures, png
 
-    if row.task == "ranking":
-        return _png(fit_plots.ranking_figure(result))
-    return _png(fit_plots.likelihood_scan_figure(result))
+    (figure,) = (fit_figures(result.to_dict()) or {}).values()
+    return png(figure)
 
 
 @router.get("/jobs/{job_id}/plot.png", response_class=Response, responses=_PICTURE)
@@ -581,13 +570,13 @@ def job_plot(
         import matplotlib
 
         matplotlib.use("Agg")
-        from fitaas.output.plots import exclusion
+        from fitaas.output.figures import FigureChoice, png, scan_figures
 
         try:
-            figure = exclusion(result, cl=cl, cls_map=True)
-        except (InputError, ValueError, RuntimeError) as exc:
+            made, _ = scan_figures(result, FigureChoice(cl=cl, cls_map=True), ["exclusion_clsmap"])
+        except InputError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
-        return _png(figure)
+        return png(made["exclusion_clsmap"])
 
     return _picture(request, ("cls", row.id, cl, pallet), row, render)
 
@@ -618,9 +607,10 @@ def job_toys_plot(
         import matplotlib
 
         matplotlib.use("Agg")
-        from fitaas.output.plots import toy_distributions
+        from fitaas.output.figures import FigureChoice, png, scan_figures
 
-        return _png(toy_distributions(found[0]))
+        made, _ = scan_figures(result, FigureChoice(patch=patch), [f"toys_{patch}"])
+        return png(made[f"toys_{patch}"])
 
     return _picture(request, ("toys", row.id, patch, pallet), row, render)
 
