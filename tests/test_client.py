@@ -99,3 +99,22 @@ def test_wait_gives_up_after_its_timeout_and_results_come_typed(
             "demo_700_0"
         )
         assert api.results_csv(done).splitlines()[0].startswith("patch,")
+
+
+def test_the_clients_job_type_has_the_services_job_schema() -> None:
+    # the client's Job is written by hand; it must read every field the service sends
+    import dataclasses
+    import typing
+
+    from fitaas.client import Job
+    from fitaas.service.job_schemas import JobPublic
+
+    ours = {f.name: f for f in dataclasses.fields(Job)}
+    theirs = JobPublic.model_fields
+    assert set(ours) == set(theirs)
+    hints = typing.get_type_hints(Job)
+    for name, field in theirs.items():
+        # optional on one side, optional on the other; the same base types
+        assert (type(None) in typing.get_args(hints[name])) == (
+            type(None) in typing.get_args(field.annotation)
+        ), name

@@ -6,116 +6,33 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, status
 
 from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
 from fitaas.inference.likelihood_scan import check_grid
-from fitaas.inference.results import strict_json
 from fitaas.inputs.pallets import Pallet
-from fitaas.jobs.scanning import stored_results
-from fitaas.output.results import ScanResult
 from fitaas.service import db
 from fitaas.service.accounts import User, usable_endpoints
-from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Store, Uploads
+from fitaas.service.deps import CurrentUser, Database, Runner, Settings, Uploads
 from fitaas.service.documents import load_document, model_lines, owns_document, store_document
-from fitaas.service.fit_tasks import FIT_TASKS, fit_job_outcome
-from fitaas.service.job_inputs import JobInputs, check_job_options, job_models
-from fitaas.service.pictures import PictureCache
+from fitaas.service.fit_tasks import FIT_TASKS
+from fitaas.service.job_inputs import JobInputs, check_job_options
+from fitaas.service.job_schemas import JobCreate, JobPublic
 from fitaas.service.responses import errors
 
-__all__ = ["CombineSpec", "JobCreate", "JobPublic", "PalletRef", "router"]
+__all__ = [
+    "UNPROCESSABLE",
+    "job_row",
+    "router",
+]
 
 router = APIRouter(tags=["jobs"], responses=errors(401, 413, 422, 429, 503))
 
-_DIGEST = r"^[0-9a-f]{64}$"
-_UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
-
-
-class PalletRef(BaseModel):
-    """One named pallet of a sweep or combination (digests of uploaded documents)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.+/-]{1,100}$", description="unique in the job")
-    workspace: str = Field(pattern=_DIGEST, description="digest from POST /workspaces")
-    patchset: str | None = Field(None, pattern=_DIGEST, description="from POST /patchsets")
-
-
-class CombineSpec(BaseModel):
-    """How a combination's pallets combine (as ``fitaas scan --combine``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    join: Literal["none", "inner", "outer", "left outer", "right outer"] = "none"
-    match: Literal["names", "values"] = "names"
-
-
-class JobCreate(BaseModel):
-    """A job request. Unknown fields are refused.
-
-    A scan of one pallet gives ``workspace`` (and ``patchset``); a sweep gives ``pallets``;
-    a combination ``pallets`` and ``combine``; a theory scan ``workspace`` and ``models``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str | None = Field(None, pattern=_DIGEST, description="digest from POST /workspaces")
-    pallets: list[PalletRef] | None = Field(
-        None, min_length=1, max_length=200, description="a sweep's or combination's pallets"
-    )
-    combine: CombineSpec | None = Field(None, description="combine the pallets: one scan")
-    models: str | None = Field(
-        None, pattern=_DIGEST, description="theory models: digest from POST /models"
-    )
-    labels: list[str] | None = Field(None, description="names of the models' values")
-    patchset: str | dict[str, Any] | None = Field(
-        None, description="digest from POST /patchsets, or the patchset itself"
-    )
-    patches: list[str] | None = Field(
-        None, description="a subset of patch names (ranking, nll_scan: the one point)"
-    )
-    task: Literal["hypotest", "upper_limit", "fit", "ranking", "nll_scan"] = "hypotest"
-    options: dict[str, Any] = Field(default_factory=dict, description="InferenceOptions fields")
-    parameter: str | None = Field(
-        None, description="ranking: the POI (default the model's); nll_scan: the parameter"
-    )
-    grid: tuple[float, float, int] | None = Field(
-        None, description="nll_scan: [low, high, n] (default 21 values over the bounds)"
-    )
-    endpoint: str | None = Field(None, description="default: local")
-    group: str | None = Field(None, description="one of your groups to share the job with")
-
-
-class JobPublic(BaseModel):
-    """What a job's owner (and its group) sees of it."""
-
-    id: str
-    owner: str
-    endpoint: str
-    group: str | None
-    task: str
-    state: Literal["queued", "running", "done", "failed", "cancelled"]
-    total: int
-    done: int
-    failed: int
-    error: str | None
-    workspace: str
-    patchset: str | None
-    patches: list[str] | None
-    options: dict[str, Any]
-    params: dict[str, Any] | None = Field(None, description="ranking/nll_scan parameters")
-    inputs: dict[str, Any] | None = Field(
-        None, description="a sweep's or combination's pallets, a theory scan's models"
-    )
-    created: float
-    started: float | None
-    finished: float | None
-    elapsed: float | None = Field(description="seconds from start to finish (or to now)")
+UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
 
 
 def _select() -> Any:
@@ -168,7 +85,7 @@ def _public(row: Any) -> JobPublic:
 MIN_PREFIX = 6
 
 
-def _job_row(database: sa.Engine, user: User, job_id: str) -> Any:
+def job_row(database: sa.Engine, user: User, job_id: str) -> Any:
     """The job with this id, or the one job whose id starts with it, among the visible."""
     with database.connect() as conn:
         row = conn.execute(_select().where(db.jobs.c.id == job_id, _visible(user))).first()
@@ -234,7 +151,7 @@ def submit_job(
     group_id = None
     if request.group is not None and request.group not in user.groups:
         raise HTTPException(
-            _UNPROCESSABLE,
+            UNPROCESSABLE,
             f"you are not in the group '{request.group}' (yours: {', '.join(user.groups)})",
         )
     limits = settings.limits
@@ -259,7 +176,7 @@ def submit_job(
         limits.check_options(options, points)
         check_job_options(options, scanned.pallet, request.patches, request.task)
     except InputError as exc:
-        raise HTTPException(_UNPROCESSABLE, str(exc)) from None
+        raise HTTPException(UNPROCESSABLE, str(exc)) from None
     job_id = uuid.uuid4().hex
     with database.begin() as conn:
         if request.group is not None:
@@ -287,7 +204,7 @@ def submit_job(
             )
         )
     runner.submit(job_id, endpoint, user.id)
-    return _public(_job_row(database, user, job_id))
+    return _public(job_row(database, user, job_id))
 
 
 @dataclass(frozen=True)
@@ -416,209 +333,13 @@ def list_jobs(user: CurrentUser, database: Database) -> list[JobPublic]:
 @router.get("/jobs/{job_id}", responses=errors(404))
 def get_job(job_id: str, user: CurrentUser, database: Database) -> JobPublic:
     """State, counts and timings of one job."""
-    return _public(_job_row(database, user, job_id))
-
-
-def _fit_job_result(row: Any, runner: Any, store: Any) -> Any:
-    """The result of a ranking or likelihood scan job (409 while it is not computed)."""
-    pallet = runner.pallets.one(row)
-    found = fit_job_outcome(pallet, row, store)
-    if found is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the {row.task} is not computed yet")
-    return FIT_TASKS[row.task].from_dict(found)
-
-
-def _results(
-    row: Any, runner: Any, store: Any, name: str | None = None, limit: int | None = None
-) -> ScanResult:
-    """What the store holds of a scan job (the first ``limit`` finished points): of its
-    pallet, a sweep's pallet ``name`` (default its first), its combination, or its theory
-    models (read from their document as a stream)."""
-    try:
-        pallet = runner.pallets.one(row, name)
-    except InputError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    models = JobInputs.from_json(row.inputs).kind == "models"
-    return stored_results(
-        pallet,
-        store,
-        patches=row.patches,
-        options=InferenceOptions.from_dict(row.options),
-        kinds=(row.task,),
-        points=job_models(runner.engine, row) if models else None,
-        limit=limit,
-    )
-
-
-def _sweep_results(row: Any, runner: Any, store: Any) -> dict[str, Any]:
-    """Every pallet of a sweep job: ``{"pallets": {name: results}}`` in order."""
-    names = JobInputs.from_json(row.inputs).names
-    results = {name: _results(row, runner, store, name).to_dict() for name in names}
-    return {"pallets": strict_json(results)}
-
-
-_RESULTS: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "the results (JSON, or CSV with format=csv)",
-        "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {}},
-    },
-    **errors(404, 409),
-}
-_PICTURE: dict[int | str, dict[str, Any]] = {
-    200: {"description": "the picture", "content": {"image/png": {}}},
-    304: {"description": "the picture the client holds (its ETag) is the latest"},
-    **errors(404, 409),
-}
-
-
-@router.get("/jobs/{job_id}/results", response_model=None, responses=_RESULTS)
-def job_results(
-    job_id: str,
-    user: CurrentUser,
-    database: Database,
-    store: Store,
-    runner: Runner,
-    format: Literal["json", "csv"] = Query("json"),
-    pallet: str | None = Query(None, description="a sweep's pallet (default: all, JSON)"),
-    limit: int | None = Query(None, ge=1, description="only the first LIMIT finished points"),
-) -> Any:
-    """The results finished so far, as ``fitaas scan`` writes them (JSON or CSV).
-
-    The JSON is strict: a value that is not a finite number (NaN CLs where a point has no
-    sensitivity at all) is ``null``, where ``fitaas scan``'s file has ``NaN``. A sweep's
-    results are ``{"pallets": {name: results}}``, or one pallet's with ``pallet=NAME`` (CSV
-    is per pallet).
-    """
-    row = _job_row(database, user, job_id)
-    if row.task in FIT_TASKS:
-        if format == "csv":
-            raise HTTPException(_UNPROCESSABLE, f"a {row.task} job's results are JSON only")
-        return strict_json(_fit_job_result(row, runner, store).to_dict())
-    inputs = JobInputs.from_json(row.inputs)
-    if pallet is None and inputs.kind == "sweep":
-        if format == "csv":
-            names = ", ".join(inputs.names)
-            raise HTTPException(
-                _UNPROCESSABLE, f"a sweep's CSV is per pallet: add pallet=NAME ({names})"
-            )
-        return _sweep_results(row, runner, store)
-    result = _results(row, runner, store, pallet, limit)
-    if format == "csv":
-        return Response(result.to_csv(), media_type="text/csv")
-    return strict_json(result.to_dict())
-
-
-def _picture(request: Request, subject: tuple[Any, ...], row: Any, render: Any) -> Response:
-    """The job's picture (the latest kept while a newer one renders), or 304 when the client
-    holds it already. ``X-Fitaas-Points`` says after how many points it was drawn."""
-    pictures: PictureCache = request.app.state.pictures
-    version, picture = pictures.get(subject, (row.done, row.failed, row.state), render)
-    tag = pictures.etag(subject, version)
-    headers = {
-        "ETag": tag,
-        "Cache-Control": "private, no-cache",
-        "X-Fitaas-Points": str(version[0]),  # type: ignore[index]
-    }
-    if tag in request.headers.get("if-none-match", ""):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(picture, media_type="image/png", headers=headers)
-
-
-def _fit_picture(row: Any, runner: Any, store: Any) -> bytes:
-    """A ranking job's ranking plot, a likelihood scan job's curve."""
-    result = _fit_job_result(row, runner, store)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from fitaas.output.figures import fit_figures, png
-
-    (figure,) = (fit_figures(result.to_dict()) or {}).values()
-    return png(figure)
-
-
-@router.get("/jobs/{job_id}/plot.png", response_class=Response, responses=_PICTURE)
-def job_plot(
-    job_id: str,
-    request: Request,
-    user: CurrentUser,
-    database: Database,
-    store: Store,
-    runner: Runner,
-    cl: float = Query(0.95, gt=0, lt=1),
-    pallet: str | None = Query(None, description="a sweep's pallet (default: its first)"),
-) -> Response:
-    """Observed and expected CLs in the plane of the two point labels, with contours.
-
-    Rendered once per change of the job, whoever asks: while a newer picture renders, the
-    last one is sent (``X-Fitaas-Points`` says after how many points it was drawn); 304 to a
-    client that sends the ETag of the picture it holds.
-    """
-    row = _job_row(database, user, job_id)
-    if row.task in FIT_TASKS:
-        return _picture(request, ("fits", row.id), row, lambda: _fit_picture(row, runner, store))
-    if row.task != "hypotest":
-        raise HTTPException(status.HTTP_409_CONFLICT, "a CLs picture needs hypothesis tests")
-
-    def render() -> bytes:
-        result = _results(row, runner, store, pallet)
-        if len(result.labels) != 2:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, "a CLs picture needs points with two labels"
-            )
-        if len([p for p in result if p.hypotest is not None]) < 3:
-            raise HTTPException(status.HTTP_409_CONFLICT, "fewer than 3 results so far")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from fitaas.output.figures import FigureChoice, png, scan_figures
-
-        try:
-            made, _ = scan_figures(result, FigureChoice(cl=cl, cls_map=True), ["exclusion_clsmap"])
-        except InputError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
-        return png(made["exclusion_clsmap"])
-
-    return _picture(request, ("cls", row.id, cl, pallet), row, render)
-
-
-@router.get("/jobs/{job_id}/toys.png", response_class=Response, responses=_PICTURE)
-def job_toys_plot(
-    job_id: str,
-    request: Request,
-    user: CurrentUser,
-    database: Database,
-    store: Store,
-    runner: Runner,
-    patch: str = Query(..., description="The signal point"),
-    pallet: str | None = Query(None, description="a sweep's pallet (default: its first)"),
-) -> Response:
-    """The test-statistic distributions of one point of a toy-based job."""
-    row = _job_row(database, user, job_id)
-
-    def render() -> bytes:
-        result = _results(row, runner, store, pallet)
-        found = [p for p in result if p.patch == patch]
-        if not found:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"no finished point '{patch}' in this job"
-            )
-        if found[0].hypotest is None or found[0].hypotest.toys is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"point '{patch}' has no toys")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from fitaas.output.figures import FigureChoice, png, scan_figures
-
-        made, _ = scan_figures(result, FigureChoice(patch=patch), [f"toys_{patch}"])
-        return png(made[f"toys_{patch}"])
-
-    return _picture(request, ("toys", row.id, patch, pallet), row, render)
+    return _public(job_row(database, user, job_id))
 
 
 @router.delete("/jobs/{job_id}", responses=errors(403, 404))
 def cancel_job(job_id: str, user: CurrentUser, database: Database, runner: Runner) -> JobPublic:
     """Cancel a job: its running tasks stop being waited for; finished results stay."""
-    row = _job_row(database, user, job_id)
+    row = job_row(database, user, job_id)
     if row.owner_id != user.id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the job's owner may cancel it")
     if row.state in ("queued", "running"):
@@ -629,4 +350,4 @@ def cancel_job(job_id: str, user: CurrentUser, database: Database, runner: Runne
                 .values(state="cancelled", finished=time.time())
             )
         runner.cancel(row.id)
-    return _public(_job_row(database, user, row.id))
+    return _public(job_row(database, user, row.id))

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fitaas._version import __version__
 from fitaas.errors import InputError
-from fitaas.service import api_documents, api_jobs
+from fitaas.service import api_documents, api_job_results, api_jobs
 from fitaas.service.accounts import usable_endpoints
 from fitaas.service.db import connect, storage_reason
 from fitaas.service.deps import CurrentUser, Database
@@ -104,6 +104,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     api.include_router(_account)
     api.include_router(api_documents.router)
     api.include_router(api_jobs.router)
+    api.include_router(api_job_results.router)
     app.include_router(api)
 
     _handle_errors(app, runner)
