@@ -113,8 +113,8 @@ def _generated_point(spec: dict[str, Any], options: InferenceOptions) -> dict[st
     import pyhf
 
     from fitaas.fast import StructureCache
-    from fitaas.inference.core import build_model
     from fitaas.inference.diagnostics import checked_hypotest
+    from fitaas.inference.models import build_model
     from stress_models import best_minimum
 
     model, data = build_model(pyhf.Workspace(spec), None, options)

@@ -79,7 +79,7 @@ def child_parts(pallet_path: str, pools: list[int]) -> dict[str, Any]:
     from fitaas.caches import cache_folder
     from fitaas.engines import LocalEngine
     from fitaas.fast import StructureCache
-    from fitaas.inference.core import build_model
+    from fitaas.inference.models import build_model
     from fitaas.inputs.pallets import load_pallet
 
     out: dict[str, Any] = {}

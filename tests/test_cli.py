@@ -361,3 +361,30 @@ def test_a_toy_cls_below_the_tables_precision_is_shown_with_its_uncertainty(
     error = point.hypotest.toys.cls_obs_error
     assert f"0.0000 ± {error:.2g}" in shown.stdout
     assert "<0.0001 ±" not in shown.stdout
+
+
+def test_the_command_lines_choices_and_defaults_are_the_librarys() -> None:
+    import dataclasses
+
+    import click
+    from click.testing import CliRunner
+
+    import fitaas
+    from fitaas.choices import DEFAULTS, ENGINES
+    from fitaas.cli.options import inference_options, options_from_cli
+    from fitaas.engines.endpoint import ENGINE_CLASSES
+
+    assert tuple(ENGINE_CLASSES) == ENGINES
+    default = fitaas.InferenceOptions()
+    assert {k: getattr(default, k) for k in DEFAULTS} == DEFAULTS
+    # a scan's options left at the command line's defaults are the library's defaults
+    captured: dict[str, Any] = {}
+
+    @click.command()
+    @inference_options
+    def probe(**params: Any) -> None:
+        captured.update(params)
+
+    CliRunner().invoke(probe, [], catch_exceptions=False)
+    made = options_from_cli(captured)
+    assert dataclasses.replace(made, fast=default.fast) == default

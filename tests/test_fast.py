@@ -15,7 +15,8 @@ import fitaas
 from conftest import load, plain_hypotest, run_cli, workspace_with_every_modifier
 from fitaas import InferenceOptions
 from fitaas.inference import pyhf_backend
-from fitaas.inference.core import build_model, hypotest
+from fitaas.inference.core import hypotest
+from fitaas.inference.models import build_model
 
 pytest.importorskip("jax")
 from fitaas.fast import StructureCache

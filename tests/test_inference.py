@@ -205,7 +205,7 @@ def test_jax_backend_agrees_with_numpy(demo: Path) -> None:
 
 
 def test_patched_spec_is_what_pyhf_builds_and_leaves_the_workspace_alone(demo: Path) -> None:
-    from fitaas.inference.core import patched_spec
+    from fitaas.inference.models import patched_spec
     from fitaas.inputs.pallets import load_pallet
 
     pallet = load_pallet(demo)

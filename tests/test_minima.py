@@ -31,8 +31,8 @@ def _quiet_pyhf() -> Any:
 
 def _checked(spec: dict[str, Any], options: InferenceOptions) -> tuple[Any, Any, Any, Any]:
     from fitaas.fast import StructureCache
-    from fitaas.inference.core import build_model
     from fitaas.inference.diagnostics import checked_hypotest
+    from fitaas.inference.models import build_model
 
     model, data = build_model(pyhf.Workspace(spec), None, options)
     structures = StructureCache()
@@ -179,7 +179,8 @@ def test_toys_of_a_kink_model_end_in_their_lowest_minima() -> None:
     from fitaas.fast import StructureCache
     from fitaas.inference.backend import pyhf_backend
     from fitaas.inference.compiled_toys import fast_teststats
-    from fitaas.inference.core import build_model, fit_inputs
+    from fitaas.inference.core import fit_inputs
+    from fitaas.inference.models import build_model
     from fitaas.inference.toys import block_seed, sample_toys, toy_reference
 
     options = dataclasses.replace(KINKS, calctype="toybased")

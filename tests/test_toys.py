@@ -15,7 +15,8 @@ from fitaas import InferenceOptions
 from fitaas.errors import InputError
 from fitaas.fast.kinks import kinked_parameters
 from fitaas.inference import pyhf_backend
-from fitaas.inference.core import build_model, fit_inputs
+from fitaas.inference.core import fit_inputs
+from fitaas.inference.models import build_model
 from fitaas.inference.toys import (
     block_seed,
     merge_toys,

@@ -8,14 +8,16 @@ from typing import Any
 import click
 
 from fitaas._version import __version__
+from fitaas.cli.admin import admin
 from fitaas.cli.combine import combine
 from fitaas.cli.endpoint import endpoint
 from fitaas.cli.example import example
 from fitaas.cli.fits import nll_scan, ranking
+from fitaas.cli.jobs import job, jobs, submit
 from fitaas.cli.plot import plot, report
 from fitaas.cli.results import results
 from fitaas.cli.scan import scan
-from fitaas.cli.service import admin, job, jobs, serve, submit
+from fitaas.cli.service import serve
 from fitaas.cli.single import fit, hypotest, upper_limit
 from fitaas.errors import FitaasError
 

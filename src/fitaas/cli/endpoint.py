@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from fitaas.choices import ENGINES
+
 __all__ = ["endpoint"]
 
 
@@ -18,7 +20,7 @@ def endpoint() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--engine",
-    type=click.Choice(["local", "parsl", "dask", "globus"]),
+    type=click.Choice(ENGINES),
     default="parsl",
     show_default=True,
 )

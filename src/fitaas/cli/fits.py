@@ -9,17 +9,15 @@ from typing import Any
 
 import click
 
+from fitaas.cli.engine_options import engine_from_cli, engine_options
 from fitaas.cli.options import (
     IDLE_FOR_FITS,
-    engine_from_cli,
-    engine_options,
     grid_from_cli,
     hide_options,
     inference_options,
     options_from_cli,
-    pallet_arguments,
-    pallet_from_cli,
 )
+from fitaas.cli.pallet_options import pallet_arguments, pallet_from_cli
 from fitaas.output.progress import FitBar
 
 __all__ = ["nll_scan", "ranking"]

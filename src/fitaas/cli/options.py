@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -13,6 +11,7 @@ import click
 from fitaas.choices import (
     BACKENDS,
     CALCTYPES,
+    DEFAULTS,
     DEVICES,
     OPTIMIZERS,
     RETRY_STRATEGIES,
@@ -21,24 +20,16 @@ from fitaas.choices import (
 from fitaas.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
-    from fitaas.engines import Engine
     from fitaas.inference import InferenceOptions
-    from fitaas.inputs.pallets import Pallet
 
 __all__ = [
     "IDLE_FOR_FITS",
     "TOY_OPTIONS",
-    "engine_from_cli",
-    "engine_options",
     "grid_from_cli",
     "hide_options",
     "inference_options",
-    "labels_from_cli",
     "options_from_cli",
-    "pallet_arguments",
-    "pallet_from_cli",
-    "pallets_mode",
-    "pallets_options",
+    "stack",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,126 +40,13 @@ TOY_OPTIONS = ("calctype", "ntoys", "seed", "cls_accuracy", "max_toys", "toy_blo
 IDLE_FOR_FITS = ("poi_value", "test_stat", "cl", "ul_scan", "retry_strategy", *TOY_OPTIONS)
 
 
-def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     def apply(func: F) -> F:
         for decorator in reversed(decorators):
             func = decorator(func)
         return func
 
     return apply
-
-
-def pallet_arguments(func: F) -> F:
-    """WORKSPACE [PATCHSET] arguments (WORKSPACE ``-``: read it from standard input) with
-    --region and --no-verify."""
-    return _stack(
-        click.argument("workspace", type=click.Path(path_type=str)),
-        click.argument("patchset", required=False, type=click.Path(path_type=str)),
-        click.option(
-            "--region",
-            metavar="NAME",
-            help="Region folder to use when a directory or archive holds several likelihoods.",
-        ),
-        click.option(
-            "--no-verify",
-            is_flag=True,
-            help="Apply a patchset even when its digest does not match the workspace.",
-        ),
-    )(func)
-
-
-# Two arguments where the second is one of these files are WORKSPACE PATCHSET, not a sweep.
-_PATCHSET_SUFFIXES = (".json", ".json.gz")
-
-
-def pallets_options(func: F) -> F:
-    """PALLETS... arguments with the options of sweeps, combinations and theory scans
-    (``--region``, ``--all-regions``, ``--combine``, ``--join``, ``--match``, ``--models``,
-    ``--labels``); see :func:`pallets_mode`."""
-    from fitaas.inputs.combine import JOINS
-
-    return _stack(
-        click.argument("pallets", nargs=-1, required=True),
-        click.option(
-            "--region",
-            metavar="NAME",
-            help="Region folder to use when a directory or archive holds several likelihoods.",
-        ),
-        click.option(
-            "--all-regions",
-            is_flag=True,
-            help="Every region of a directory or archive that holds several, as a sweep.",
-        ),
-        click.option(
-            "--combine",
-            is_flag=True,
-            help="Scan the combination of the PALLETS: their background-only workspaces "
-            "combined, each point's patches applied together (points matched by --match).",
-        ),
-        click.option(
-            "--join",
-            type=click.Choice(JOINS),
-            default="none",
-            show_default=True,
-            help="With --combine: how the workspaces are combined (see 'fitaas combine').",
-        ),
-        click.option(
-            "--match",
-            type=click.Choice(["names", "values"]),
-            default="names",
-            show_default=True,
-            help="With --combine: points of the analyses are one model when their patch "
-            "names (or label values) are equal.",
-        ),
-        click.option(
-            "--models",
-            type=click.Path(exists=True, path_type=Path),
-            help='Theory models instead of a patchset: a JSON Lines file (one {"name", '
-            '"values", "patch"} per line) or a folder of patch files, read as a stream '
-            "('fitaas scan' streams the results to -o, default results.jsonl).",
-        ),
-        click.option(
-            "--labels",
-            metavar="NAMES",
-            help="Comma-separated names of the models' values, e.g. m1,m2 (with --models).",
-        ),
-    )(func)
-
-
-def pallets_mode(sources: Sequence[str], params: dict[str, Any]) -> str:
-    """What PALLETS... and their options ask for: ``"combination"``, ``"models"``,
-    ``"sweep"`` or ``"single"`` (WORKSPACE [PATCHSET]).
-
-    Raises:
-        InputError: Options that do not go together.
-    """
-    if params["combine"]:
-        if len(sources) < 2 or params["models"] is not None:
-            raise InputError("--combine needs two pallets or more (and no --models)")
-        return "combination"
-    if params["models"] is not None:
-        if len(sources) != 1 or params["all_regions"]:
-            raise InputError(
-                "--models scans one background-only workspace: give WORKSPACE alone (no "
-                "patchset, no --all-regions)"
-            )
-        return "models"
-    if params["labels"]:
-        raise InputError("--labels names the values of --models")
-    second_is_patchset = (
-        len(sources) == 2
-        and sources[1].endswith(_PATCHSET_SUFFIXES)
-        and ":" not in sources[1].split("://")[-1]
-    )
-    if len(sources) > 2 or params["all_regions"] or (len(sources) == 2 and not second_is_patchset):
-        return "sweep"
-    return "single"
-
-
-def labels_from_cli(params: dict[str, Any]) -> tuple[str, ...]:
-    """``--labels m1,m2`` as names."""
-    text = params.get("labels") or ""
-    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def hide_options(*names: str) -> Callable[[F], F]:
@@ -184,111 +62,39 @@ def hide_options(*names: str) -> Callable[[F], F]:
     return apply
 
 
-def _stdin_workspace() -> dict[str, Any]:
-    text = sys.stdin.read()
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"stdin: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    if not isinstance(spec, dict):
-        raise InputError("stdin: not a workspace (a JSON object)")
-    return spec
-
-
-def pallet_from_cli(params: dict[str, Any]) -> Pallet:
-    """Load the pallet named by the :func:`pallet_arguments` of a command (WORKSPACE ``-``:
-    the workspace's JSON from standard input)."""
-    from fitaas.inputs.pallets import load_pallet
-
-    workspace = params["workspace"]
-    return load_pallet(
-        _stdin_workspace() if workspace == "-" else workspace,
-        params["patchset"],
-        region=params["region"],
-        verify=not params["no_verify"],
-    )
-
-
-def engine_options(func: F) -> F:
-    """--engine, --endpoint, --workers, --retries and --batch-size: where tasks run."""
-    return _stack(
-        click.option(
-            "--engine",
-            type=click.Choice(["local", "parsl", "dask", "globus"]),
-            help="Where tasks run (default: the local process pool, or the --endpoint file's).",
-        ),
-        click.option(
-            "--endpoint",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Endpoint file (TOML) describing the engine; see 'fitaas endpoint init'.",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(min=1),
-            help="Worker processes (default: one per core).",
-        ),
-        click.option(
-            "--retries",
-            type=click.IntRange(min=0),
-            help="Times a task whose worker died is sent again (default 2).",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=0),
-            help="Points (or fits) per task (default 0: automatic).",
-        ),
-    )(func)
-
-
-def engine_from_cli(params: dict[str, Any]) -> Engine:
-    """The engine of an endpoint file or --engine, with the command line's overrides."""
-    from fitaas.engines.endpoint import engine_from_settings, load_endpoint
-
-    settings: dict[str, Any] = {"engine": "local"}
-    if params["endpoint"]:
-        settings = load_endpoint(params["endpoint"])
-        if params["engine"] and params["engine"] != settings["engine"]:
-            raise InputError(
-                f"--engine {params['engine']} contradicts {params['endpoint']} "
-                f'(engine = "{settings["engine"]}")'
-            )
-    elif params["engine"]:
-        settings["engine"] = params["engine"]
-    for key in ("workers", "retries", "batch_size"):
-        if params[key] is not None:
-            settings[key] = params[key]
-    if params.get("device") == "gpu":
-        settings["device"] = "gpu"
-    return engine_from_settings(settings)
-
-
 def inference_options(func: F) -> F:
     """The options of :class:`~fitaas.inference.InferenceOptions`."""
-    return _stack(
+    return stack(
         click.option(
             "--poi-value",
             "--test-poi",
             "poi_value",
             type=float,
-            default=1.0,
+            default=DEFAULTS["poi_value"],
             show_default=True,
             help="Signal strength to test.",
         ),
         click.option(
-            "--test-stat", type=click.Choice(TEST_STATS), default="qtilde", show_default=True
+            "--test-stat",
+            type=click.Choice(TEST_STATS),
+            default=DEFAULTS["test_stat"],
+            show_default=True,
         ),
-        click.option("--backend", type=click.Choice(BACKENDS), default="numpy", show_default=True),
         click.option(
-            "--optimizer", type=click.Choice(OPTIMIZERS), default="scipy", show_default=True
+            "--backend", type=click.Choice(BACKENDS), default=DEFAULTS["backend"], show_default=True
+        ),
+        click.option(
+            "--optimizer",
+            type=click.Choice(OPTIMIZERS),
+            default=DEFAULTS["optimizer"],
+            show_default=True,
         ),
         click.option("--tolerance", type=float, help="Optimizer tolerance (default: pyhf's)."),
         click.option("--maxiter", type=click.IntRange(min=1), help="Optimizer iteration limit."),
         click.option(
             "--fit-timeout",
             type=click.FloatRange(min=0, min_open=True),
-            default=900.0,
+            default=DEFAULTS["fit_timeout"],
             show_default=True,
             help="Seconds one fit may take; past it, its point fails with that reason.",
         ),
@@ -329,14 +135,14 @@ def inference_options(func: F) -> F:
         click.option(
             "--cl",
             type=float,
-            default=0.95,
+            default=round(1.0 - DEFAULTS["level"], 12),
             show_default=True,
             help="Confidence level of upper limits.",
         ),
         click.option(
             "--retry-strategy",
             type=click.Choice(RETRY_STRATEGIES),
-            default="default",
+            default=DEFAULTS["retry_strategy"],
             show_default=True,
             help="default: retry hypothesis tests whose fits look wrong with stricter "
             "strategies, and fit points with a sign of a second minimum from a second start; "
@@ -374,21 +180,21 @@ def inference_options(func: F) -> F:
         click.option(
             "--calctype",
             type=click.Choice(CALCTYPES),
-            default="asymptotics",
+            default=DEFAULTS["calctype"],
             show_default=True,
             help="Hypothesis tests from asymptotic formulae or from pseudo-experiments (toys).",
         ),
         click.option(
             "--ntoys",
             type=click.IntRange(min=1),
-            default=1000,
+            default=DEFAULTS["ntoys"],
             show_default=True,
             help="Toys per ensemble (signal+background, background only), as pyhf's ntoys.",
         ),
         click.option(
             "--seed",
             type=click.IntRange(min=0),
-            default=0,
+            default=DEFAULTS["seed"],
             show_default=True,
             help="Seed of the toys: the same seed gives the same toys on any workers.",
         ),
@@ -402,14 +208,14 @@ def inference_options(func: F) -> F:
         click.option(
             "--max-toys",
             type=click.IntRange(min=1),
-            default=100_000,
+            default=DEFAULTS["max_toys"],
             show_default=True,
             help="The most toys per ensemble --cls-accuracy may ask for.",
         ),
         click.option(
             "--toy-block-size",
             type=click.IntRange(min=1),
-            default=250,
+            default=DEFAULTS["toy_block_size"],
             show_default=True,
             help="Toys per block: the unit of work, storage and seeding.",
         ),
@@ -500,13 +306,13 @@ def options_from_cli(params: dict[str, Any]) -> InferenceOptions:
         },
         level=round(1.0 - cl, 12),
         ul_scan=ul_scan,
-        retry_strategy=params.get("retry_strategy") or "default",
+        retry_strategy=params.get("retry_strategy") or DEFAULTS["retry_strategy"],
         fast=params.get("fast"),
         lockstep=bool(params.get("lockstep")),
-        calctype=params.get("calctype") or "asymptotics",
-        ntoys=params.get("ntoys") or 1000,
-        seed=params.get("seed") or 0,
+        calctype=params.get("calctype") or DEFAULTS["calctype"],
+        ntoys=params.get("ntoys") or DEFAULTS["ntoys"],
+        seed=params.get("seed") or DEFAULTS["seed"],
         cls_accuracy=params.get("cls_accuracy"),
-        max_toys=params.get("max_toys") or 100_000,
-        toy_block_size=params.get("toy_block_size") or 250,
+        max_toys=params.get("max_toys") or DEFAULTS["max_toys"],
+        toy_block_size=params.get("toy_block_size") or DEFAULTS["toy_block_size"],
     )

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fitaas.cli.options import (
-    engine_from_cli,
-    engine_options,
-    inference_options,
+from fitaas.cli.engine_options import engine_from_cli, engine_options
+from fitaas.cli.options import inference_options, options_from_cli
+from fitaas.cli.pallet_options import (
     labels_from_cli,
-    options_from_cli,
     pallet_from_cli,
     pallets_mode,
     pallets_options,

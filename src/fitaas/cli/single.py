@@ -10,17 +10,15 @@ from typing import Any
 
 import click
 
+from fitaas.cli.engine_options import engine_from_cli, engine_options
 from fitaas.cli.options import (
     IDLE_FOR_FITS,
     TOY_OPTIONS,
-    engine_from_cli,
-    engine_options,
     hide_options,
     inference_options,
     options_from_cli,
-    pallet_arguments,
-    pallet_from_cli,
 )
+from fitaas.cli.pallet_options import pallet_arguments, pallet_from_cli
 
 __all__ = ["fit", "hypotest", "upper_limit"]
 

@@ -1,7 +1,8 @@
 """The pure inference core: options, results, and typed wrappers over ``pyhf.infer``."""
 
 from fitaas.inference.backend import pyhf_backend
-from fitaas.inference.core import build_model, fit, hypotest, upper_limit
+from fitaas.inference.core import fit, hypotest, upper_limit
+from fitaas.inference.models import build_model
 from fitaas.inference.options import KINDS, InferenceOptions, Kind
 from fitaas.inference.results import (
     FitResult,

@@ -11,6 +11,7 @@ from typing import Any
 from fitaas.choices import (
     BACKENDS,
     CALCTYPES,
+    DEFAULTS,
     KINDS,
     OPTIMIZERS,
     RETRY_STRATEGIES,
@@ -141,28 +142,28 @@ class InferenceOptions:
             the fit tolerance.
     """
 
-    backend: str = "numpy"
-    optimizer: str = "scipy"
+    backend: str = DEFAULTS["backend"]
+    optimizer: str = DEFAULTS["optimizer"]
     tolerance: float | None = None
     maxiter: int | None = None
-    poi_value: float = 1.0
-    test_stat: str = "qtilde"
+    poi_value: float = DEFAULTS["poi_value"]
+    test_stat: str = DEFAULTS["test_stat"]
     modifier_settings: Mapping[str, Mapping[str, str]] | None = None
     measurement: str | None = None
     init_pars: Mapping[str, Any] = field(default_factory=dict)
     fixed_params: Mapping[str, Any] = field(default_factory=dict)
     par_bounds: Mapping[str, Any] = field(default_factory=dict)
-    level: float = 0.05
+    level: float = DEFAULTS["level"]
     ul_scan: tuple[float, float, int] | None = None
-    retry_strategy: str = "default"
-    calctype: str = "asymptotics"
-    ntoys: int = 1000
-    seed: int = 0
+    retry_strategy: str = DEFAULTS["retry_strategy"]
+    calctype: str = DEFAULTS["calctype"]
+    ntoys: int = DEFAULTS["ntoys"]
+    seed: int = DEFAULTS["seed"]
     cls_accuracy: float | None = None
-    max_toys: int = 100_000
-    toy_block_size: int = 250
+    max_toys: int = DEFAULTS["max_toys"]
+    toy_block_size: int = DEFAULTS["toy_block_size"]
     fast: bool | None = None
-    fit_timeout: float | None = 900.0
+    fit_timeout: float | None = DEFAULTS["fit_timeout"]
     lockstep: bool = False
 
     def pyhf_modifier_settings(self) -> dict[str, dict[str, str]] | None:

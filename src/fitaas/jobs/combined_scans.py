@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fitaas.choices import MATCHES
 from fitaas.errors import InputError
 from fitaas.inputs.combine import combine_workspaces
 from fitaas.inputs.pallets import Pallet, Point, digest
 
-__all__ = ["MATCHES", "Combination", "combine_pallets"]
-
-MATCHES = ("names", "values")
+__all__ = ["Combination", "combine_pallets"]
 
 
 @dataclass(frozen=True)

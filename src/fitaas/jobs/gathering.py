@@ -23,8 +23,9 @@ from fitaas.engines.base import Engine, EngineError
 from fitaas.engines.compute import Compute
 from fitaas.fast.device import requested_device
 from fitaas.inference import KINDS, InferenceOptions, build_model
-from fitaas.inference.core import check_measurement, check_options
+from fitaas.inference.core import check_options
 from fitaas.inference.kinds import RESULT_TYPES
+from fitaas.inference.models import check_measurement
 from fitaas.inputs.pallets import Pallet, Point
 from fitaas.jobs.dispatch import Dispatcher, JobShape, Sending, Stopped
 from fitaas.jobs.outcomes import Outcome
