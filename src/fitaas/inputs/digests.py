@@ -2,7 +2,7 @@
 
 The digest is pyhf's (``pyhf.utils.digest`` with sha256: the canonical JSON, sorted keys,
 UTF-8), computed here so that the store and the service's admin commands need not import
-pyhf and its numerical stack to key a record (``tests/test_store.py`` checks it against
+pyhf and its numerical stack to key a record (``tests/store/test_store.py`` checks it against
 pyhf's own).
 """
 

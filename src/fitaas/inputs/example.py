@@ -175,7 +175,7 @@ def _excluded_events(workspace: dict[str, Any]) -> float:
 
 # What _excluded_events(_background_workspace()) finds (pyhf 0.7, scipy, tolerance of the
 # root 1e-9): ~15 s of root finding, once, instead of at every `fitaas example demo`
-# (tests/test_cli.py computes it again and compares).
+# (tests/cli/test_cli.py computes it again and compares).
 EXCLUDED_EVENTS = 10.138555528219845
 
 

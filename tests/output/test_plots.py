@@ -22,7 +22,7 @@ from fitaas.inputs.example import true_boundary
 from fitaas.output import plots
 
 matplotlib.use("Agg")
-BASELINE = Path(__file__).parent / "baseline"
+BASELINE = Path(__file__).parents[1] / "baseline"
 GRID_STEP_M1 = 100.0  # the demo grid's spacing in m1
 
 
@@ -219,7 +219,7 @@ def test_report_opens_in_a_real_browser(demo_limits: fitaas.ScanResult, tmp_path
 
 def test_toy_plot_labels_neither_overlap_nor_meet_the_legend(demo: Path, tmp_path: Path) -> None:
     # the -2σ/-1σ labels overlapped, and +2σ collided with the legend (canned toys)
-    from test_orchestration import FakeWorkers
+    from fake_engine import FakeWorkers
 
     options = fitaas.InferenceOptions(calctype="toybased", ntoys=300, toy_block_size=100)
     (point,) = fitaas.scan(
@@ -264,8 +264,8 @@ def test_the_nll_plot_names_its_intervals_and_the_ranking_legend_leaves_the_pull
 
 def test_units_for_labels_a_patchset_leaves_without(demo: Path, tmp_path: Path) -> None:
     # sbottom's patchset names msb, mn2, mn1 and no units: the axes said none
+    from fake_engine import FakeWorkers
     from fitaas.cli.plot import figures
-    from test_orchestration import FakeWorkers
 
     scanned = fitaas.scan(demo, compute=FakeWorkers(), store=tmp_path / "s.sqlite")
     (tmp_path / "r.json").write_text(scanned.to_json())

@@ -19,10 +19,8 @@ from conftest import FITAAS
 from fitaas.client import ServiceError
 from fitaas.jobs.combined_scans import combine_pallets
 from fitaas.jobs.sweeps import expand_pallets
+from pallet_builders import analysis_b, jsonl, theory_models, variant
 from service_process import Service, Users, client, sqlite_site, upload
-from test_combine import _analysis_b
-from test_sweeps import _variant
-from test_theory import _jsonl, _models
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,7 @@ def test_a_sweep_is_one_job_with_each_pallets_results(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:
     service, users = site
-    folders = [_variant(demo, tmp_path / name, extra) for name, extra in [("a", 0), ("b", 3)]]
+    folders = [variant(demo, tmp_path / name, extra) for name, extra in [("a", 0), ("b", 3)]]
     pair = f"{demo / 'BkgOnly.json'}:{demo / 'patchset.json'}"
     with fitaas.Client(service.url, users.alice) as api:
         job = api.submit_pallets([*folders, pair])
@@ -89,7 +87,7 @@ def test_a_combination_job_equals_the_librarys_combined_scan(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:
     service, users = site
-    b = _analysis_b(demo, tmp_path / "b")
+    b = analysis_b(demo, tmp_path / "b")
     with fitaas.Client(service.url, users.alice) as api:
         job = api.submit_pallets([demo, b], combine=True, join="outer")
         assert job.sweep is None and job.total == 3  # the three models common to both
@@ -109,8 +107,8 @@ def test_a_theory_scan_job_streams_uploaded_models(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:
     service, users = site
-    models = _models(demo)[:6]
-    path = _jsonl(tmp_path / "models.jsonl", models)
+    models = theory_models(demo)[:6]
+    path = jsonl(tmp_path / "models.jsonl", models)
     with fitaas.Client(service.url, users.alice) as api:
         job = api.submit(demo / "BkgOnly.json", models=path, labels=("m1", "m2"))
         assert job.total == 6 and job.inputs == {"models": job.inputs["models"], "labels": [
@@ -144,7 +142,9 @@ def test_bad_sweeps_combinations_and_models_are_named(
         bad_line = b'{"name": "m", "values": [1], "patch": []}\n{"name": 3}\n'
         _refused(http.post("/models", content=bad_line), 422, "models, line 2: the model has no")
         _refused(http.post("/models", content=b"\n\n"), 422, "no models")
-        models = http.post("/models", content=gzip.compress(json.dumps(_models(demo)[0]).encode()))
+        models = http.post(
+            "/models", content=gzip.compress(json.dumps(theory_models(demo)[0]).encode())
+        )
         assert models.status_code == 201, models.text
         digest = models.json()["digest"]
         cases: list[tuple[dict[str, Any], str]] = [

@@ -12,8 +12,8 @@ import pytest
 from conftest import plain_hypotest, run_cli
 from fitaas import InputError, load_pallet
 from fitaas.inputs.combine import Renames, combine_workspaces
-from fitaas.inputs.pallets import digest
 from fitaas.jobs.combined_scans import combine_pallets
+from pallet_builders import analysis_b
 
 
 def _prefixed(spec: dict[str, object], prefix: str) -> pyhf.Workspace:
@@ -57,50 +57,6 @@ def test_clashes_and_bad_renames_are_one_line(demo: Path, tmp_path: Path) -> Non
     assert len(joined["channels"]) == len(spec["channels"])
 
 
-def _analysis_b(demo: Path, folder: Path, conflict: bool = False) -> Path:
-    """A second analysis: the demo's SR_high shared (filled as the demo fills it, unless
-    ``conflict``), its other regions its own (renamed, signal halved), channels in another
-    order; three of the demo's points and one of its own."""
-    spec = json.loads((demo / "BkgOnly.json").read_text())
-    patchset = json.loads((demo / "patchset.json").read_text())
-    order = ["SR_mid", "SR_high", "SR_low"]
-    new = {"SR_mid": "B_SR_mid", "SR_high": "SR_high", "SR_low": "B_SR_low"}
-    channels = {c["name"]: c for c in spec["channels"]}
-    observed = {o["name"]: o for o in spec["observations"]}
-    renamed = json.loads(
-        json.dumps([channels[n] for n in order])
-        .replace('"staterror_SR_low"', '"staterror_B_SR_low"')
-        .replace('"staterror_SR_mid"', '"staterror_B_SR_mid"')
-    )
-    for channel, name in zip(renamed, order, strict=True):
-        channel["name"] = new[name]
-    spec_b = {
-        **spec,
-        "channels": renamed,
-        "observations": [{**observed[n], "name": new[n]} for n in order],
-    }
-    names_a = [c["name"] for c in spec["channels"]]
-    patches = []
-    shared = [patchset["patches"][i] for i in (6, 9, 12)]  # CLs 0.03, 0.13, 0.32 alone
-    for patch in [*shared, {**patchset["patches"][3], "metadata": {
-            "name": "only_in_b", "values": [1, 2]}}]:  # fmt: skip
-        operations = []
-        for op in patch["patch"]:
-            name = names_a[int(op["path"].split("/")[2])]
-            value = json.loads(json.dumps(op["value"]))
-            if name != "SR_high" or conflict:
-                value["data"] = [0.5 * x for x in value["data"]]
-            path = f"/channels/{order.index(name)}/samples/-"
-            operations.append({"op": "add", "path": path, "value": value})
-        patches.append({"metadata": patch["metadata"], "patch": operations})
-    patchset_b = {**patchset, "patches": patches}
-    patchset_b["metadata"] = {**patchset["metadata"], "digests": {"sha256": digest(spec_b)}}
-    folder.mkdir()
-    (folder / "BkgOnly.json").write_text(json.dumps(spec_b))
-    (folder / "patchset.json").write_text(json.dumps(patchset_b))
-    return folder
-
-
 def _by_hand(demo: Path, b: Path, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The combined workspace by pyhf, and the point's combined patch written out: every
     operation of both analyses addressed by channel name, the shared channel filled once."""
@@ -122,7 +78,7 @@ def _by_hand(demo: Path, b: Path, name: str) -> tuple[dict[str, Any], list[dict[
 def test_a_scan_of_a_combination_equals_the_hand_built_combined_model(
     demo: Path, tmp_path: Path
 ) -> None:
-    b = _analysis_b(demo, tmp_path / "b")
+    b = analysis_b(demo, tmp_path / "b")
     from click.testing import CliRunner
 
     from fitaas.cli import cli
@@ -156,14 +112,14 @@ def test_a_scan_of_a_combination_equals_the_hand_built_combined_model(
 def test_a_shared_channel_filled_differently_is_named(demo: Path, tmp_path: Path) -> None:
     entries = [
         ("demo", load_pallet(demo)),
-        ("b", load_pallet(_analysis_b(demo, tmp_path / "b", True))),
+        ("b", load_pallet(analysis_b(demo, tmp_path / "b", True))),
     ]
     with pytest.raises(InputError, match="demo and b fill channel 'SR_high' differently"):
         combine_pallets(entries, join="outer")
     with pytest.raises(InputError, match="channels in common"):
         combine_pallets(entries)  # join none: SR_high is in both
     combination = combine_pallets(
-        [("demo", load_pallet(demo)), ("b", load_pallet(_analysis_b(demo, tmp_path / "b2")))],
+        [("demo", load_pallet(demo)), ("b", load_pallet(analysis_b(demo, tmp_path / "b2")))],
         join="outer",
         match="values",
     )

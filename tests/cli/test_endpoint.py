@@ -201,7 +201,7 @@ def test_dask_jobqueue_htcondor_job_script() -> None:
     assert "source /venv/bin/activate" in script
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "endpoints"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "endpoints"
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)

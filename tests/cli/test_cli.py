@@ -344,8 +344,8 @@ def test_a_toy_cls_below_the_tables_precision_is_shown_with_its_uncertainty(
     from click.testing import CliRunner
 
     import fitaas
+    from fake_engine import FakeWorkers
     from fitaas.cli import cli
-    from test_orchestration import FakeWorkers
 
     options = fitaas.InferenceOptions(calctype="toybased", ntoys=100, toy_block_size=100)
     scanned = fitaas.scan(

@@ -10,26 +10,13 @@ import pytest
 
 import fitaas
 from conftest import run_cli
-from fitaas.inputs.pallets import digest
+from pallet_builders import variant
 
 PATCHES = ["demo_700_0", "demo_800_200"]
 
 
-def _variant(demo: Path, folder: Path, extra: float) -> Path:
-    """The demo pallet with ``extra`` events more observed in every bin."""
-    folder.mkdir(parents=True)
-    spec = json.loads((demo / "BkgOnly.json").read_text())
-    for observation in spec["observations"]:
-        observation["data"] = [v + extra for v in observation["data"]]
-    (folder / "BkgOnly.json").write_text(json.dumps(spec))
-    patchset = json.loads((demo / "patchset.json").read_text())
-    patchset["metadata"]["digests"] = {"sha256": digest(spec)}
-    (folder / "patchset.json").write_text(json.dumps(patchset))
-    return folder
-
-
 def test_a_sweep_of_three_pallets_equals_their_scans(demo: Path, tmp_path: Path) -> None:
-    folders = [_variant(demo, tmp_path / name, extra) for name, extra in [("a", 0), ("b", 3)]]
+    folders = [variant(demo, tmp_path / name, extra) for name, extra in [("a", 0), ("b", 3)]]
     pair = f"{demo / 'BkgOnly.json'}:{demo / 'patchset.json'}"
     store = tmp_path / "store.sqlite"
     swept = fitaas.sweep(
@@ -46,8 +33,8 @@ def test_a_sweep_of_three_pallets_equals_their_scans(demo: Path, tmp_path: Path)
 
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_all_regions_of_a_folder_from_the_cli(demo: Path, tmp_path: Path) -> None:
-    _variant(demo, tmp_path / "analysis" / "SR1", 0)
-    _variant(demo, tmp_path / "analysis" / "SR2", 3)
+    variant(demo, tmp_path / "analysis" / "SR1", 0)
+    variant(demo, tmp_path / "analysis" / "SR2", 3)
     ran = run_cli("scan", "analysis", "--all-regions", "-p", PATCHES[0], "-o", "out", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     written = sorted(p.name for p in (tmp_path / "out").glob("*.json"))

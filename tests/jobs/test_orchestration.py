@@ -10,129 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import zlib
 from collections import Counter
-from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 import fitaas
+from fake_engine import FakeWorkers, canned_block, canned_cls
 from fitaas import InferenceOptions
-from fitaas.inference.arrays import encode_array
 from fitaas.jobs.dispatch import Stopped
 from fitaas.jobs.toy_blocks import merge_blocks
-from fitaas.worker.payloads import WorkspaceNotOnWorker
-
-
-def _cls(name: str) -> float:
-    """A CLs of the point's own (its name's checksum), to see each lands on its point."""
-    return (zlib.crc32(name.encode()) % 1000) / 1000.0
-
-
-def _outcome(name: str) -> dict[str, Any]:
-    cls = _cls(name)
-    return {
-        "status": "ok",
-        "result": {
-            "poi_value": 1.0,
-            "test_stat": "qtilde",
-            "cls_obs": cls,
-            "cls_exp": [cls * f for f in (0.2, 0.5, 1.0, 1.5, 2.0)],
-            "clsb_obs": cls / 2,
-            "clb_obs": 0.5,
-        },
-        "error": None,
-        "seconds": 0.01,
-    }
-
-
-def _block(name: str, ensemble: str, index: int, size: int) -> dict[str, Any]:
-    """A block of canned toys: test statistics drawn from the block's own seed."""
-    seed = zlib.crc32(f"{name}/{ensemble}/{index}".encode())
-    shift = 0.0 if ensemble == "b" else 1.0
-    values = np.random.default_rng(seed).exponential(1.0, size) + shift
-    return {
-        "ensemble": ensemble,
-        "index": index,
-        "status": "ok",
-        "teststats": encode_array(values),
-        "failed": 0,
-        "teststat_obs": 1.0 + _cls(name),
-        "error": None,
-        "seconds": 0.01,
-    }
-
-
-class FakeWorkers(Executor):
-    """Runs ``run_points`` and ``run_toy_blocks`` tasks with canned outcomes, synchronously.
-
-    Args:
-        lose: Point name -> how many times a task holding it dies first.
-        fail: Point names whose outcome is a failed fit.
-        stop_after: Set ``stop`` once this many tasks have been answered.
-    """
-
-    def __init__(
-        self,
-        lose: dict[str, int] | None = None,
-        fail: frozenset[str] = frozenset(),
-        stop: threading.Event | None = None,
-        stop_after: int | None = None,
-        has_workspace: bool = True,
-    ) -> None:
-        self.lose = dict(lose or {})
-        self.fail = fail
-        self.stop, self.stop_after = stop, stop_after
-        self.calls: Counter[str] = Counter()
-        self.answered = 0
-        self.answered_names: set[str] = set()
-        self.has_workspace = has_workspace
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        assert fn.__name__ in ("run_points", "run_toy_blocks"), fn
-        future: Future[Any] = Future()
-        if fn.__name__ == "run_toy_blocks":
-            _, point, blocks, options, _ = args
-            name = point["name"]
-            for block in blocks:
-                self.calls[f"{name}/{block[0]}/{block[1]}"] += 1
-            if self.lose.get(name, 0) > 0:
-                self.lose[name] -= 1
-                future.set_exception(RuntimeError(f"worker died running {name}"))
-                return future
-            size = int(options["toy_block_size"])
-            future.set_result([_block(name, e, int(i), size) for e, i in blocks])
-            return future
-        _, points, kinds, _, payload = args
-        if payload is not None:
-            self.has_workspace = True
-        names = [point["name"] for point in points]
-        for name in names:
-            self.calls[name] += 1
-        if not self.has_workspace:
-            future.set_exception(WorkspaceNotOnWorker("no workspace here"))
-            return future
-        for name in names:
-            if self.lose.get(name, 0) > 0:
-                self.lose[name] -= 1
-                future.set_exception(RuntimeError(f"worker died running {name}"))
-                return future
-        done = []
-        for name in names:
-            outcome = _outcome(name)
-            if name in self.fail:
-                outcome = {"status": "failed", "result": None, "error": "fit failed: canned"}
-            done.append({"name": name, "outcomes": dict.fromkeys(kinds, outcome)})
-        self.answered += 1
-        self.answered_names.update(names)
-        stopping = self.stop_after is not None and self.answered >= self.stop_after
-        if self.stop is not None and stopping:
-            self.stop.set()
-        future.set_result(done)
-        return future
 
 
 def _scan(demo: Path, store: Path, workers: FakeWorkers, retries: int = 2, **kwargs: Any) -> Any:
@@ -150,7 +38,7 @@ def test_every_point_gets_its_own_outcome_and_a_rerun_computes_nothing(
     for point in first.points:
         assert point.status == "ok"
         assert point.hypotest is not None
-        assert point.hypotest.cls_obs == _cls(point.patch)
+        assert point.hypotest.cls_obs == canned_cls(point.patch)
     assert set(workers.calls) == set(names)
     again = FakeWorkers()
     second = _scan(demo, tmp_path / "store.sqlite", again)
@@ -168,7 +56,9 @@ def test_the_workspace_is_sent_only_to_a_worker_that_asks(demo: Path, tmp_path: 
     # a task that came back asking for the workspace was sent again with it, once
     assert workers.has_workspace
     assert max(workers.calls.values()) == 2
-    assert [p.hypotest.cls_obs for p in result.points] == [_cls(p.patch) for p in result.points]
+    assert [p.hypotest.cls_obs for p in result.points] == [
+        canned_cls(p.patch) for p in result.points
+    ]
 
 
 def test_a_lost_task_is_resent_and_one_lost_too_often_fails_alone(
@@ -180,7 +70,7 @@ def test_a_lost_task_is_resent_and_one_lost_too_often_fails_alone(
     result = _scan(demo, tmp_path / "store.sqlite", workers, retries=2)
     by_name = {p.patch: p for p in result.points}
     assert by_name[unlucky].status == "ok"
-    assert by_name[unlucky].hypotest.cls_obs == _cls(unlucky)
+    assert by_name[unlucky].hypotest.cls_obs == canned_cls(unlucky)
     assert by_name[doomed].status == "failed"
     assert f"worker died running {doomed}" in (by_name[doomed].error or "")
     assert workers.calls[doomed] == 3  # the first try and two retries
@@ -230,7 +120,9 @@ def test_toys_are_blocks_computed_once_merged_and_extended(demo: Path, tmp_path:
     assert [p.patch for p in result.points] == names[:3]
     for point in result.points:
         assert point.status == "ok"
-        blocks = {(e, i): _block(point.patch, e, i, 100) for e in ("sb", "b") for i in range(3)}
+        blocks = {
+            (e, i): canned_block(point.patch, e, i, 100) for e in ("sb", "b") for i in range(3)
+        }
         merged = merge_blocks(options, blocks, 250)
         assert merged.result is not None and point.hypotest is not None
         assert point.hypotest.cls_obs == pytest.approx(merged.result["cls_obs"], abs=0)

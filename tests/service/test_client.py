@@ -12,8 +12,8 @@ import pytest
 import fitaas
 from fitaas.client import Job, ServiceError
 from fitaas.errors import InputError
+from pallet_builders import jsonl, theory_models
 from service_process import SLOW, Service, Users, free_port, sqlite_site
-from test_theory import _jsonl, _models
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +71,13 @@ def test_models_are_checked_here_before_anything_is_sent(
     site: tuple[Service, Users], demo: Path, tmp_path: Path
 ) -> None:
     service, users = site
-    broken = [*_models(demo)[:2], {"name": "no_patch", "values": [1, 2]}]
-    path = _jsonl(tmp_path / "models.jsonl", broken)
+    broken = [*theory_models(demo)[:2], {"name": "no_patch", "values": [1, 2]}]
+    path = jsonl(tmp_path / "models.jsonl", broken)
     with fitaas.Client(service.url, users.bob) as api:
         with pytest.raises(InputError, match=r"models.jsonl, line 3: model 'no_patch' needs"):
             api.submit(demo / "BkgOnly.json", models=path)
         assert api.jobs() == []  # nothing was submitted
-        digest = api.upload_models(_models(demo))
+        digest = api.upload_models(theory_models(demo))
         assert len(digest) == 64
 
 

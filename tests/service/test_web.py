@@ -13,8 +13,8 @@ import fitaas
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from fitaas.service import db
 from fitaas.service.accounts import add_user
+from pallet_builders import variant
 from service_process import running
-from test_sweeps import _variant
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -83,9 +83,9 @@ def test_log_in_submit_and_watch_a_job_in_a_browser(tmp_path: Path, demo: Path) 
             assert width > 300
 
             # a sweep (from the Python client): results, picture and downloads per pallet
-            variant = _variant(demo, tmp_path / "plus3", 3)
+            plus3 = variant(demo, tmp_path / "plus3", 3)
             with fitaas.Client(service.url, alice) as api:
-                sweep = api.submit_pallets([demo, variant])
+                sweep = api.submit_pallets([demo, plus3])
             page.goto(f"{service.url}/#job={sweep.id}")
             sync_api.expect(page.locator("#job-state")).to_have_text("done", timeout=180_000)
             sync_api.expect(page.locator("#pallet-choice")).to_be_visible()

@@ -266,7 +266,7 @@ def test_bad_input_gets_a_clear_error(
         assert http.get("/jobs").json() == []  # nothing was queued by a refused request
 
 
-# (slow, as is tests/test_service_faults.py's SIGKILL of a running server and its job's
+# (slow, as is tests/service/test_service_faults.py's SIGKILL of a running server and its job's
 # takeover by another: pytest -m slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)

@@ -19,19 +19,7 @@ from fitaas.errors import InputError
 from fitaas.inputs.theory_models import check_models, read_models
 from fitaas.jobs.gathering import ScanStopped
 from fitaas.jobs.streaming import READ_CHUNK
-
-
-def _models(demo: Path) -> list[dict[str, Any]]:
-    patchset = json.loads((demo / "patchset.json").read_text())
-    return [
-        {"name": p["metadata"]["name"], "values": p["metadata"]["values"], "patch": p["patch"]}
-        for p in patchset["patches"]
-    ]
-
-
-def _jsonl(path: Path, models: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(m) + "\n" for m in models))
-    return path
+from pallet_builders import jsonl, theory_models
 
 
 def _scaled(model: dict[str, Any], index: int, factor: float) -> dict[str, Any]:
@@ -43,15 +31,15 @@ def _scaled(model: dict[str, Any], index: int, factor: float) -> dict[str, Any]:
 
 
 def test_malformed_models_are_named_by_line_or_file(demo: Path, tmp_path: Path) -> None:
-    good = _models(demo)[0]
+    good = theory_models(demo)[0]
     bad_json = tmp_path / "a.jsonl"
     bad_json.write_text(json.dumps(good) + "\n" + '{"name": "x", "patch": [\n')
     with pytest.raises(InputError, match=r"a\.jsonl, line 2: not JSON"):
         read_models(bad_json)
-    no_patch = _jsonl(tmp_path / "b.jsonl", [good, {"name": "x", "values": [1]}])
+    no_patch = jsonl(tmp_path / "b.jsonl", [good, {"name": "x", "values": [1]}])
     with pytest.raises(InputError, match=r"line 2: model 'x' needs 'patch'"):
         read_models(no_patch)
-    twice = _jsonl(tmp_path / "c.jsonl", [good, good])
+    twice = jsonl(tmp_path / "c.jsonl", [good, good])
     with pytest.raises(InputError, match="two models are named 'demo_300_0'"):
         read_models(twice)
     with pytest.raises(InputError, match="JSON Lines"):
@@ -80,7 +68,7 @@ def test_a_bad_line_is_refused_before_any_work_and_an_empty_result_is_said(
 
     from fitaas.cli import cli
 
-    models = _models(demo)
+    models = theory_models(demo)
     lines = [json.dumps(m) for m in models]
     lines.insert(10, '{"name": "broken", "values": [1, 2], "patch": [')
     (tmp_path / "models.jsonl").write_text("\n".join(lines) + "\n")
@@ -107,7 +95,7 @@ def test_models_before_a_malformed_one_are_kept(
 ) -> None:
     # an iterable is checked as it is reached: the models in flight when it is are
     # computed and stored, then the error is raised
-    models = _models(demo)[:6]
+    models = theory_models(demo)[:6]
     broken = [*models[:5], {"name": "broken", "values": [1]}, models[5]]
     store = tmp_path / "store.sqlite"
     with pytest.raises(InputError, match="model #5: model 'broken' needs 'patch'"):
@@ -119,8 +107,8 @@ def test_models_before_a_malformed_one_are_kept(
 def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(
     demo: Path, tmp_path: Path, inline: Executor
 ) -> None:
-    models = _models(demo)[:8]
-    source = _jsonl(tmp_path / "models.jsonl", models)
+    models = theory_models(demo)[:8]
+    source = jsonl(tmp_path / "models.jsonl", models)
     store, output = tmp_path / "store.sqlite", tmp_path / "results.jsonl"
     stop = threading.Event()
     arrived: list[str] = []
@@ -162,7 +150,7 @@ def test_a_streamed_scan_equals_pyhf_and_resumes_after_a_stop(
 
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_a_stream_is_read_only_as_far_as_the_workers_need(demo: Path, tmp_path: Path) -> None:
-    template = _models(demo)[10]
+    template = theory_models(demo)[10]
     pulled = itertools.count()
     seen: list[int] = []
 
@@ -190,7 +178,7 @@ def test_a_stream_is_read_only_as_far_as_the_workers_need(demo: Path, tmp_path: 
 
 @pytest.mark.slow  # (the default run stays under 5 minutes: pytest -m slow)
 def test_theory_scan_from_the_cli(demo: Path, tmp_path: Path) -> None:
-    _jsonl(tmp_path / "models.jsonl", [*_models(demo)[:3], {"name": "broken", "patch": [
+    jsonl(tmp_path / "models.jsonl", [*theory_models(demo)[:3], {"name": "broken", "patch": [
         {"op": "add", "path": "/channels/7/samples/-", "value": {}}]}])  # fmt: skip
     ran = run_cli(
         "scan", str(demo / "BkgOnly.json"), "--models", "models.jsonl", "--labels", "m1,m2",
@@ -215,7 +203,7 @@ def test_theory_scan_from_the_cli(demo: Path, tmp_path: Path) -> None:
 def test_twenty_thousand_models_in_flat_memory_interrupted_and_resumed(
     demo: Path, tmp_path: Path
 ) -> None:
-    template = _models(demo)[10]
+    template = theory_models(demo)[10]
     count = 20_000
     source = tmp_path / "models.jsonl"
     with source.open("w") as out:
@@ -262,7 +250,7 @@ def test_a_worker_keeps_nothing_per_model(demo: Path, monkeypatch: pytest.Monkey
     worker_cache().install(pallet.workspace_digest, pallet.workspace)
     ref = WorkspaceRef(pallet.workspace_digest)
     options = InferenceOptions(retry_strategy="none").to_dict()
-    template = _models(demo)[10]
+    template = theory_models(demo)[10]
     points = [
         {"name": f"m{i}", "operations": _scaled(template, i, 1 + i / 10)["patch"]}
         for i in range(24)
