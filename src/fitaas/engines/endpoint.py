@@ -22,17 +22,14 @@ Parsl provider or dask-jobqueue cluster named, checked against their signatures.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from fitaas.choices import DEVICES
+from fitaas.choices import DEVICES, ENGINES
 from fitaas.engines.base import Engine, EngineError
-from fitaas.engines.dask import DaskEngine
-from fitaas.engines.globus import GlobusEngine
-from fitaas.engines.local import LocalEngine
-from fitaas.engines.parsl import ParslEngine
 from fitaas.engines.settings import Schema, check_table, schema_lines
 from fitaas.errors import InputError
 
@@ -46,12 +43,21 @@ __all__ = [
     "validate_settings",
 ]
 
-# Every engine by its name in endpoint files: each declares its table, checks, template and
-# how it is made from settings (none imports its extra before it starts).
-ENGINE_CLASSES: dict[str, type[Engine]] = {
-    engine.name: engine for engine in (LocalEngine, ParslEngine, DaskEngine, GlobusEngine)
-}
-ENGINES = tuple(ENGINE_CLASSES)
+def _engine_class(name: str) -> type[Engine]:
+    """The :class:`Engine` of ``fitaas/engines/<name>.py`` whose ``name`` is ``name``."""
+    module = importlib.import_module(f"fitaas.engines.{name}")
+    (found,) = (
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Engine) and value.name == name
+    )
+    return found
+
+
+# Every engine by its name in endpoint files (``choices.ENGINES``; its module is
+# ``engines/<name>.py``): each declares its table, checks, template and how it is made from
+# settings (none imports its extra before it starts).
+ENGINE_CLASSES: dict[str, type[Engine]] = {name: _engine_class(name) for name in ENGINES}
 
 _TOP: Schema = {
     "engine": ((str,), "local", "local | parsl | dask | globus"),
