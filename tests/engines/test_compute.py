@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +60,23 @@ def test_the_device_is_not_an_inference_option() -> None:
     with pytest.raises(fitaas.InputError, match="Compute\\(device='gpu'\\)"):
         fitaas.InferenceOptions.from_dict({"device": "gpu"})
     assert Compute(device="gpu").on_gpu and not Compute().on_gpu
+
+
+def test_a_one_task_scan_runs_in_the_calling_process_when_the_engine_allows(
+    demo: Path, inline: Any
+) -> None:
+    # the command line's local engine: work of one task needs no pool (its start costs more)
+    engine = LocalEngine(2)
+    engine.inline_tasks = 1
+    with engine:
+        (here,) = fitaas.scan(demo, patches=["demo_700_0"], compute=engine)
+        assert engine._pool is None and engine.workers == 1  # no worker was started
+    (elsewhere,) = fitaas.scan(demo, patches=["demo_700_0"], compute=inline)
+    assert here.status == elsewhere.status == "ok"
+    assert here.hypotest == elsewhere.hypotest
+    # more than one task: the pool
+    engine = LocalEngine(1)
+    engine.inline_tasks = 1
+    with engine:
+        two = fitaas.scan(demo, patches=["demo_700_0", "demo_800_200"], compute=engine)
+        assert engine._pool is not None and len(two) == 2

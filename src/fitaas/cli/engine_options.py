@@ -18,6 +18,9 @@ from fitaas.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover - pyhf is imported only when a command runs
     from fitaas.engines import Engine
 
+# Work of at most this many tasks runs in the command's own process on the local engine.
+INLINE_TASKS = 1
+
 __all__ = [
     "engine_from_cli",
     "engine_options",
@@ -74,4 +77,8 @@ def engine_from_cli(params: dict[str, Any]) -> Engine:
             settings[key] = params[key]
     if params.get("device") == "gpu":
         settings["device"] = "gpu"
-    return engine_from_settings(settings)
+    engine = engine_from_settings(settings)
+    if settings["engine"] == "local" and settings.get("device", "cpu") == "cpu":
+        # a one-task scan runs in this process: starting workers would cost more
+        engine.inline_tasks = INLINE_TASKS
+    return engine

@@ -114,6 +114,9 @@ class Engine(ABC):
         # the most tasks one piece of work keeps in flight (0: all at once); the service
         # sets it where several jobs share the engine, so that they take turns
         self.window = 0
+        # work of at most this many tasks runs in the calling process instead of on workers
+        # (0: never; see :meth:`run_here`); the command line sets it for the local pool
+        self.inline_tasks = 0
         self._payloads: dict[str, Any] = {}
 
     def __enter__(self) -> Engine:
@@ -166,6 +169,11 @@ class Engine(ABC):
         """What a task carries for a worker that lacks the workspace (compressed JSON); the
         last :data:`PAYLOADS_KEPT` are kept (an engine may serve many jobs)."""
         return most_recent(self._payloads, digest, lambda: compress_workspace(spec), PAYLOADS_KEPT)
+
+    def run_here(self) -> None:  # noqa: B027 - optional hook
+        """From now on, run tasks in the calling process (work of at most ``inline_tasks``
+        tasks: starting workers would cost more than the work). Engines that cannot, ignore
+        it."""
 
     def recover(self, exc: BaseException) -> None:  # noqa: B027 - optional hook
         """Called before a lost task is sent again: restart what broke, if anything."""

@@ -43,6 +43,7 @@ __all__ = [
     "validate_settings",
 ]
 
+
 def _engine_class(name: str) -> type[Engine]:
     """The :class:`Engine` of ``fitaas/engines/<name>.py`` whose ``name`` is ``name``."""
     module = importlib.import_module(f"fitaas.engines.{name}")

@@ -7,8 +7,8 @@ import multiprocessing
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,14 @@ from fitaas.caches import cache_folder, write_once
 from fitaas.engines.base import Engine, EngineError
 from fitaas.worker.payloads import WorkspaceRef, compress_workspace
 
-__all__ = ["LocalEngine", "default_workers", "local_pool", "refuse_unguarded_main", "stop_now"]
+__all__ = [
+    "InProcessExecutor",
+    "LocalEngine",
+    "default_workers",
+    "local_pool",
+    "refuse_unguarded_main",
+    "stop_now",
+]
 
 
 def _init_worker(*args: Any) -> None:
@@ -128,6 +135,18 @@ def stop_now(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False)
 
 
+class InProcessExecutor(Executor):
+    """Runs each task at once in the calling thread (work too small for a pool)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # (as a worker's would be: the dispatcher decides)
+            future.set_exception(exc)
+        return future
+
+
 class LocalEngine(Engine):
     """A process pool on this machine; workers load the workspace from a file by digest.
 
@@ -167,6 +186,7 @@ class LocalEngine(Engine):
         self._niceness = niceness
         self._pool: ProcessPoolExecutor | None = None
         self._first: WorkspaceRef | None = None
+        self._here: InProcessExecutor | None = None
 
     def start(self) -> None:
         """The pool starts with the first workspace (its workers load it as they start)."""
@@ -188,15 +208,24 @@ class LocalEngine(Engine):
         for _ in range(self._workers):
             pool.submit(_warm_worker)
 
+    def run_here(self) -> None:
+        """Run the tasks in this process: the workers (started early, if they were) are
+        stopped, and none start. A one-point scan then costs its point's seconds and the
+        process's own imports, not a pool's start (the workers' imports of pyhf and jax)."""
+        self.stop(cancel=True)
+        self._here = InProcessExecutor()
+
     @property
-    def executor(self) -> ProcessPoolExecutor:
+    def executor(self) -> Executor:
+        if self._here is not None:
+            return self._here
         if self._pool is None:
             self._pool = local_pool(self._workers, self._first, self._niceness, self.device)
         return self._pool
 
     @property
     def workers(self) -> int:
-        return self._workers
+        return 1 if self._here is not None else self._workers
 
     def install(self, digest: str, spec: dict[str, Any]) -> WorkspaceRef:
         """Write the workspace once to the cache folder; workers read it by digest.

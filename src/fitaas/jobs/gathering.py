@@ -296,7 +296,10 @@ class Gather:
 
     def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
         ref = engine.install(self.pallet.workspace_digest, self.pallet.workspace)
-        self.drive(engine, ref, iter(self._tasks(engine, todo, ref)))
+        tasks = self._tasks(engine, todo, ref)
+        if len(tasks) <= engine.inline_tasks:  # (a pool's start would cost more)
+            engine.run_here()
+        self.drive(engine, ref, iter(tasks))
 
     def drive(
         self, engine: Engine, ref: WorkspaceRef, tasks: Iterator[Task], window: int = 0
