@@ -327,8 +327,9 @@ def test_the_guard_refuses_a_derivative_of_the_wrong_sign_at_a_kink(
     # guard compares the gradient with pyhf's -2lnL's slope and must refuse such a template.
     import jax.numpy as jnp
 
-    from fitaas.fast import structures
+    from fitaas.fast import exports, structures
 
+    monkeypatch.setattr(exports, "exports_folder", lambda: None)  # (traced each time)
     codes = {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code4p"}}
     structure, model = _structure_and_model(codes, codes)
     assert structure.bind(model) is not None
@@ -357,7 +358,7 @@ def test_the_hessian_kept_on_disk_equals_jaxs_and_a_damaged_one_is_made_again(
 
     from fitaas.fast import exports, structures
 
-    monkeypatch.setattr(exports, "_exports_folder", lambda: tmp_path)
+    monkeypatch.setattr(exports, "exports_folder", lambda: tmp_path)
     workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
     patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
     model, data = build_model(workspace, patches["demo_300_0"], FAST)
@@ -381,10 +382,53 @@ def test_the_hessian_kept_on_disk_equals_jaxs_and_a_damaged_one_is_made_again(
         return found
 
     first = hessians(structures.Structure(model))
-    (kept,) = tmp_path.iterdir()
+    (kept,) = tmp_path.glob("hessian*")
     assert kept.stat().st_size > 0
     again = hessians(structures.Structure(model))  # from the file
     np.testing.assert_array_equal(first[1], again[1])
     kept.write_bytes(b"not a program")
     hessians(structures.Structure(model))
     assert kept.read_bytes() != b"not a program"
+
+
+def test_a_structure_kept_on_disk_is_built_without_tracing_to_the_same_numbers(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a later process reads what an earlier one traced (the arrays the likelihood reads,
+    # the programs): its -2lnL and gradient are the traced structure's, bit for bit
+    import numpy as np
+
+    from fitaas.fast import exports, structures
+
+    monkeypatch.setattr(exports, "exports_folder", lambda: tmp_path)
+    workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
+    patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
+    model, data = build_model(workspace, patches["demo_300_0"], FAST)
+    other, other_data = build_model(workspace, patches["demo_1000_200"], FAST)
+    pars = np.asarray(model.config.suggested_init(), dtype=float) * 1.1
+
+    def numbers(structure: Any) -> list[Any]:
+        out = []
+        for m, d in ((model, data), (other, other_data)):
+            bound = structure.bind(m)
+            assert bound is not None  # (the guard: pyhf's own -2lnL of the model)
+            value, grad = bound.value_and_grad(pars, np.asarray(d))
+            batched = structure.batched_value(3)(np.stack([pars] * 3), np.asarray(d), bound.arrays)
+            out.append((value, grad.tolist(), np.asarray(batched).tolist()))
+        return out
+
+    traced = structures.Structure(model)
+    assert traced._traced is not None
+    expected = numbers(traced)
+    (described,) = tmp_path.glob("structure-*.json")
+    read = structures.Structure(other)  # the other point's model: the same structure
+    assert read._traced is None and read.digest == traced.digest
+    assert numbers(read) == expected
+    assert read._traced is None  # every program it needed was on disk
+    # another structure (other interpolation codes) has another key
+    codes = {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}}
+    assert structures.structure_key(model, codes) != structures.structure_key(model, None)
+    # a damaged description is traced again (and written again)
+    described.write_text("{not json")
+    again = structures.Structure(model)
+    assert again._traced is not None and numbers(again) == expected

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from fitaas.caches import write_once
 __all__ = [
     "configure_jax",
     "exported",
+    "exports_folder",
 ]
 
 
@@ -41,16 +43,18 @@ def configure_jax() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def _exports_folder() -> Path | None:
-    """Where :func:`exported` keeps programs: beside jax's compilation cache (``None``: off)."""
+def exports_folder() -> Path | None:
+    """Where :func:`exported` keeps programs (and :mod:`fitaas.fast.structures` what it
+    traced): beside jax's compilation cache (``None``: off)."""
     import jax
 
     folder = getattr(jax.config, "jax_compilation_cache_dir", None)
     return Path(folder) / "exported" if folder else None
 
 
-def exported(name: str, jitted: Any, example: tuple[Any, ...]) -> Any:
-    """``jitted`` compiled for ``example``'s shapes, its program kept on disk as ``name``.
+def exported(name: str, make: Callable[[], Any], example: tuple[Any, ...]) -> Any:
+    """``make()`` (a jitted function, made only when its program is not on disk yet) compiled
+    for ``example``'s shapes, its program kept on disk as ``name``.
 
     jax's compilation cache keeps compiled code, but every process still traces and
     lowers the function to find it, and for a Hessian over pyhf's template that is most of
@@ -62,9 +66,9 @@ def exported(name: str, jitted: Any, example: tuple[Any, ...]) -> Any:
     import jax
     from jax import export
 
-    folder = _exports_folder()
+    folder = exports_folder()
     if folder is None:
-        return jitted.lower(*example).compile()
+        return make().lower(*example).compile()
     path = folder / f"{name}-{jax.__version__}-{jax.default_backend()}"
     found = None
     try:
@@ -75,7 +79,7 @@ def exported(name: str, jitted: Any, example: tuple[Any, ...]) -> Any:
         with suppress(OSError):
             path.unlink()
     if found is None:
-        found = export.export(jitted)(*example)
+        found = export.export(make())(*example)
         with suppress(OSError, ImportError):  # (ImportError: jax without flatbuffers)
             write_once(path, bytes(found.serialize()))
     return jax.jit(found.call).lower(*example).compile()

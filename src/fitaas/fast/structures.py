@@ -17,15 +17,19 @@ faster.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyhf
 
+from fitaas.caches import write_once
+from fitaas.fast import exports
 from fitaas.fast.exports import configure_jax, exported
 from fitaas.fast.scales import constrained_parameters, evaluation_noise, parameter_scales
 
@@ -158,8 +162,8 @@ def _traced_under_jax() -> Iterator[Callable[[], None]]:
         pyhf.events.disable("tensorlib_changed")
         pyhf.set_backend("jax", precision="64b")
         backend = type(pyhf.get_backend()[0])
-        if not patched:
-            patched.append((backend, backend.abs))
+        if not patched:  # (the attribute as the class holds it: contexts may nest)
+            patched.append((backend, vars(backend).get("abs")))
             backend.abs = staticmethod(_left_abs)
 
     try:
@@ -167,7 +171,10 @@ def _traced_under_jax() -> Iterator[Callable[[], None]]:
         yield to_jax
     finally:
         for backend, original in patched:
-            backend.abs = original
+            if original is None:
+                del backend.abs
+            else:
+                backend.abs = original
         pyhf.set_backend(*previous)
         if not muted:
             pyhf.events.enable("tensorlib_changed")
@@ -204,6 +211,89 @@ def _abs_with_left_derivative() -> Any:
     return left_abs
 
 
+# Bump when what a structure's description holds changes (descriptions of another format
+# are not read).
+DESCRIPTION_FORMAT = 1
+
+
+def _skeleton(obj: Any) -> Any:
+    """A specification with every number replaced (lists of numbers by their length): what
+    the traced program can depend on beyond the arrays it takes as arguments."""
+    if isinstance(obj, dict):
+        return {str(k): _skeleton(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        if obj and all(isinstance(v, int | float) and not isinstance(v, bool) for v in obj):
+            return ["#", len(obj)]
+        return [_skeleton(v) for v in obj]
+    if isinstance(obj, int | float) and not isinstance(obj, bool):
+        return "#"
+    return obj
+
+
+@cache
+def _this_code() -> str:
+    """A digest of this module's code: how it traces (the |x| at kinks, the template) is
+    part of what a kept program computes."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def structure_key(model: Any, modifier_settings: dict[str, Any] | None) -> str:
+    """A name for a model's structure known before tracing it: its specification without
+    numbers, its POI, the interpolation codes, the versions of pyhf and jax, the platform
+    and this module's code. (A model whose kept program is not its likelihood would be
+    caught by the guard, and fitted the plain way.)"""
+    import jax
+
+    payload = [
+        _skeleton(model.spec),
+        model.config.poi_name,
+        sorted((modifier_settings or {}).items()),
+        str(pyhf.__version__),
+        jax.__version__,
+        jax.default_backend(),
+        DESCRIPTION_FORMAT,
+        _this_code(),
+    ]
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _description_path(key: str) -> Path | None:
+    folder = exports.exports_folder()
+    return folder / f"structure-{key}.json" if folder is not None else None
+
+
+def _described(key: str) -> dict[str, Any] | None:
+    """What an earlier process traced of the structure ``key`` (``None``: nothing, or a
+    file that cannot be read)."""
+    path = _description_path(key)
+    if path is None:
+        return None
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or found.get("format") != DESCRIPTION_FORMAT:
+        return None
+    return found
+
+
+def _describe(key: str, structure: Structure) -> None:
+    """Keep what was traced of a structure (the arrays its likelihood reads, its digest),
+    so that later processes build it without tracing."""
+    path = _description_path(key)
+    if path is None:
+        return
+    described = {
+        "format": DESCRIPTION_FORMAT,
+        "paths": [[list(step) for step in p] for p in structure.paths],
+        "shapes": [[list(a.shape), str(a.dtype)] for a in structure._example[2]],
+        "digest": structure.digest,
+    }
+    with suppress(OSError):
+        write_once(path, json.dumps(described).encode())
+
+
 class Structure:
     """-2lnL and its gradient, compiled once for every model with this structure.
 
@@ -214,8 +304,6 @@ class Structure:
     """
 
     def __init__(self, model: Any, modifier_settings: dict[str, Any] | None = None) -> None:
-        import jax
-
         configure_jax()
         # Example inputs for tracing, computed by the given (numpy) model.
         init = np.asarray(model.config.suggested_init(), dtype=float)
@@ -223,8 +311,39 @@ class Structure:
         kwargs: dict[str, Any] = {"validate": False, "poi_name": model.config.poi_name}
         if modifier_settings:
             kwargs["modifier_settings"] = modifier_settings
+        self._template_inputs = (model.spec, kwargs)
+        self._traced: Callable[..., Any] | None = None
+        self._variants: dict[tuple[str, int, tuple[bool, ...]], Any] = {}
+        key = structure_key(model, modifier_settings)
+        described = _described(key)
+        if described is not None:  # traced by an earlier process: its description and programs
+            self.paths = [tuple((bool(a), k) for a, k in path) for path in described["paths"]]
+            self.digest = str(described["digest"])
+            arrays = self.arrays(model, [(tuple(s), np.dtype(d)) for s, d in described["shapes"]])
+            if arrays is None:
+                described = None
+        traced = described is None
+        if traced:
+            arrays = self._trace(init, data)
+        assert arrays is not None
+        self.shapes = [(a.shape, a.dtype) for a in arrays]
+        self.npars = len(init)
+        self.ndata = len(data)
+        self._example = (init, data, arrays)
+        if traced:
+            _describe(key, self)
+        self._value_and_grad = self._program(
+            "value_and_grad", (init, data, arrays), lambda jax: jax.value_and_grad(self._function)
+        )
+
+    def _trace(self, init: np.ndarray, data: np.ndarray) -> list[np.ndarray]:
+        """Build the template, find the arrays its likelihood reads (``paths``) and the
+        digest of what it computes; returns the template's values of those arrays."""
+        import jax
+
+        spec, kwargs = self._template_inputs
         with _traced_under_jax() as to_jax:
-            template = pyhf.Model(model.spec, **kwargs)
+            template = pyhf.Model(spec, **kwargs)
             to_jax()
             candidates: list[LeafPath] = []
             _walk(template, (), set(), candidates)
@@ -244,16 +363,29 @@ class Structure:
                 return self._twice_nll(template, paths, pars, data, arrays)
 
             arrays = [np.asarray(_get(template, p)) for p in paths]
-            self.shapes = [(a.shape, a.dtype) for a in arrays]
-            self.npars = len(init)
-            self.ndata = len(data)
-            self._function = used
-            self._example = (init, data, arrays)
-            self._variants: dict[tuple[str, int, tuple[bool, ...]], Any] = {}
             lowered = jax.jit(jax.value_and_grad(used)).lower(init, data, arrays)
             # what this structure computes, for the programs kept on disk (exported)
             self.digest = hashlib.sha256(lowered.as_text().encode()).hexdigest()[:32]
-            self._value_and_grad = lowered.compile()
+        self._traced = used
+        return arrays
+
+    def _function(self, pars: Any, data: Any, arrays: Sequence[Any]) -> Any:
+        """-2lnL as jax traces it (the template built and traced on first use: a structure
+        read from disk needs it only for a program that is not there)."""
+        if self._traced is None:
+            init, data_, _ = self._example
+            self._trace(init, data_)
+        assert self._traced is not None
+        return self._traced(pars, data, arrays)
+
+    def _program(self, name: str, example: tuple[Any, ...], make: Callable[[Any], Any]) -> Any:
+        """``make(jax)`` jitted and compiled for ``example``, its program kept on disk by
+        this structure's digest (:func:`fitaas.fast.exports.exported`)."""
+        import jax
+
+        with _traced_under_jax() as to_jax:
+            to_jax()
+            return exported(f"{name}-{self.digest}", lambda: jax.jit(make(jax)), example)
 
     def batched_value_and_grad(self, size: int) -> Any:
         """-2lnL and its gradient for ``size`` (parameters, data) pairs at once (``vmap``).
@@ -285,51 +417,58 @@ class Structure:
         found = self._variants.get((name, size, varying))
         if found is not None:
             return found
-        import jax
-
         init, data, arrays = self._example
-        with _traced_under_jax() as to_jax:
-            to_jax()
-            if name == "stacked":
-                axes = [0 if v else None for v in varying]
-                stacked = jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, axes))
-                per_model = [
-                    np.stack([a] * size) if v else a for a, v in zip(arrays, varying, strict=True)
-                ]
-                pars, data_rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
-                made = jax.jit(stacked).lower(pars, data_rows, per_model).compile()
-            elif name == "hessian":
-                made = self._blocked_hessian(jax, init, data, arrays)
-            elif name == "value":
-                points = jax.vmap(self._function, in_axes=(0, None, None))
-                made = jax.jit(points).lower(np.tile(init, (size, 1)), data, arrays).compile()
-            else:
-                batched = jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, None))
-                pars, rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
-                made = jax.jit(batched).lower(pars, rows, arrays).compile()
+        pars, rows = np.tile(init, (size, 1)), np.tile(data, (size, 1))
+        if name == "stacked":
+            axes = [0 if v else None for v in varying]
+            per_model = [
+                np.stack([a] * size) if v else a for a, v in zip(arrays, varying, strict=True)
+            ]
+            pattern = "".join("1" if v else "0" for v in varying)
+            made = self._program(
+                f"stacked{size}-{pattern}",
+                (pars, rows, per_model),
+                lambda jax: jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, axes)),
+            )
+        elif name == "hessian":
+            made = self._blocked_hessian(init, data, arrays)
+        elif name == "value":
+            made = self._program(
+                f"value{size}",
+                (pars, data, arrays),
+                lambda jax: jax.vmap(self._function, in_axes=(0, None, None)),
+            )
+        else:
+            made = self._program(
+                f"batched{size}",
+                (pars, rows, arrays),
+                lambda jax: jax.vmap(jax.value_and_grad(self._function), in_axes=(0, 0, None)),
+            )
         self._variants[name, size, varying] = made
         return made
 
-    def _blocked_hessian(self, jax: Any, init: Any, data: Any, arrays: Any) -> Any:
+    def _blocked_hessian(self, init: Any, data: Any, arrays: Any) -> Any:
         """The Hessian as Hessian-vector products, ``HESSIAN_BLOCK`` columns per call.
 
         ``jax.hessian`` pushes every column through the gradient at once; on the CPU its
         intermediate arrays outgrow the caches, and blocks of 32 columns are ~3x faster
         (1Lbb, 126 parameters: 26 ms against 80 ms), to the same numbers.
         """
-        gradient = jax.grad(self._function)
 
-        def columns(pars: Any, rows: Any, arrays: Any, seeds: Any) -> Any:
-            def product(seed: Any) -> Any:
-                return jax.jvp(lambda p: gradient(p, rows, arrays), (pars,), (seed,))[1]
+        def columns(jax: Any) -> Any:
+            gradient = jax.grad(self._function)
 
-            return jax.vmap(product)(seeds)
+            def blocked(pars: Any, rows: Any, arrays: Any, seeds: Any) -> Any:
+                def product(seed: Any) -> Any:
+                    return jax.jvp(lambda p: gradient(p, rows, arrays), (pars,), (seed,))[1]
+
+                return jax.vmap(product)(seeds)
+
+            return blocked
 
         size = min(self.npars, HESSIAN_BLOCK)
         seeds = np.zeros((size, self.npars))
-        compiled = exported(
-            f"hessian{size}-{self.digest}", jax.jit(columns), (init, data, arrays, seeds)
-        )
+        compiled = self._program(f"hessian{size}", (init, data, arrays, seeds), columns)
         identity = np.eye(self.npars)
         blocks = [identity[i : i + size] for i in range(0, self.npars, size)]
         blocks = [np.vstack([b, np.zeros((size - len(b), self.npars))]) for b in blocks]
@@ -353,13 +492,15 @@ class Structure:
             for path, value in zip(paths, saved, strict=True):
                 _put(template, path, value)
 
-    def arrays(self, model: Any) -> list[np.ndarray] | None:
+    def arrays(
+        self, model: Any, shapes: Sequence[tuple[tuple[int, ...], Any]] | None = None
+    ) -> list[np.ndarray] | None:
         """The model's own values of the arrays the likelihood reads (``None``: other shape)."""
         try:
             arrays = [np.asarray(_get(model, p)) for p in self.paths]
         except (AttributeError, KeyError, IndexError, TypeError):
             return None
-        if [(a.shape, a.dtype) for a in arrays] != self.shapes:
+        if [(a.shape, a.dtype) for a in arrays] != list(shapes or self.shapes):
             return None
         return arrays
 
