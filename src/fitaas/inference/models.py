@@ -5,6 +5,7 @@ builds them, and counts the model cannot take named by channel and bin.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,16 +47,16 @@ def _copy_along(spec: dict[str, Any], path: str, copied: set[int]) -> None:
 
 
 class _Specification(dict[str, Any]):
-    """A model specification whose deep copy is a JSON copy (:func:`plain_json`).
+    """A model specification whose deep copy is a pickle round trip.
 
     ``pyhf.Model`` deep-copies its specification; ``copy.deepcopy``'s general walk (a memo
-    entry per object) took 0.10 s of a 1Lbb model's 0.25 s, a JSON copy 0.03-0.05 s. The
-    copy is the same, but for containers that appeared twice now being two (pyhf reads
-    them).
+    entry per object) took 0.10 s of a 1Lbb model's 0.25 s, a JSON copy (``plain_json``)
+    66 ms, a pickle round trip 47 ms (the specification is JSON: dicts, lists, strings,
+    numbers, as pickle copies them). The copy is the model's own, equal to pyhf's.
     """
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        copied: dict[str, Any] = plain_json(self)
+        copied: dict[str, Any] = pickle.loads(pickle.dumps(dict(self), protocol=5))
         return copied
 
 
