@@ -222,7 +222,8 @@ def _skeleton(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _skeleton(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        if obj and all(isinstance(v, int | float) and not isinstance(v, bool) for v in obj):
+        # (a specification's lists of numbers hold numbers only: its bins, its data)
+        if obj and isinstance(obj[0], int | float) and not isinstance(obj[0], bool):
             return ["#", len(obj)]
         return [_skeleton(v) for v in obj]
     if isinstance(obj, int | float) and not isinstance(obj, bool):
