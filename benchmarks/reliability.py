@@ -675,7 +675,7 @@ def part_limits(root: Path) -> None:
             ("grid 1e400", raw_grid.replace("[0, 1, 2]", "[0, 1e400, 5]")),
             ("grid reversed", raw_grid.replace("[0, 1, 2]", "[2, 1, 5]")),
             ("lockstep 'yes'", json.dumps({**one, "options": {"lockstep": "yes"}})),
-            ("device gpu on a CPU endpoint", json.dumps({**one, "options": {"device": "gpu"}})),
+            ("device gpu in the options", json.dumps({**one, "options": {"device": "gpu"}})),
             ("unknown measurement", json.dumps({**one, "options": {"measurement": "x"}})),
             (
                 "fixed_params naming no parameter",
