@@ -348,6 +348,13 @@ def test_an_interpolation_setting_changes_only_the_modifier_it_names() -> None:
     assert InferenceOptions().modifier_settings is None
 
 
+def _two_demo_models(demo: Path) -> list[tuple[Any, Any]]:
+    """The models and data of two demo points of one structure."""
+    workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
+    patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
+    return [build_model(workspace, patches[name], FAST) for name in ("demo_300_0", "demo_1000_200")]
+
+
 def test_the_hessian_kept_on_disk_equals_jaxs_and_a_damaged_one_is_made_again(
     demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -359,10 +366,7 @@ def test_the_hessian_kept_on_disk_equals_jaxs_and_a_damaged_one_is_made_again(
     from fitaas.fast import exports, structures
 
     monkeypatch.setattr(exports, "exports_folder", lambda: tmp_path)
-    workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
-    patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
-    model, data = build_model(workspace, patches["demo_300_0"], FAST)
-    other, other_data = build_model(workspace, patches["demo_1000_200"], FAST)
+    (model, data), (other, other_data) = _two_demo_models(demo)
 
     exact: list[np.ndarray] = []
 
@@ -401,10 +405,7 @@ def test_a_structure_kept_on_disk_is_built_without_tracing_to_the_same_numbers(
     from fitaas.fast import exports, structures
 
     monkeypatch.setattr(exports, "exports_folder", lambda: tmp_path)
-    workspace = pyhf.Workspace(load(demo / "BkgOnly.json"))
-    patches = _patches(load(demo / "patchset.json"), ["demo_300_0", "demo_1000_200"])
-    model, data = build_model(workspace, patches["demo_300_0"], FAST)
-    other, other_data = build_model(workspace, patches["demo_1000_200"], FAST)
+    (model, data), (other, other_data) = _two_demo_models(demo)
     pars = np.asarray(model.config.suggested_init(), dtype=float) * 1.1
 
     def numbers(structure: Any) -> list[Any]:
