@@ -402,7 +402,7 @@ def test_a_structure_kept_on_disk_is_built_without_tracing_to_the_same_numbers(
     # the programs): its -2lnL and gradient are the traced structure's, bit for bit
     import numpy as np
 
-    from fitaas.fast import exports, structures
+    from fitaas.fast import descriptions, exports, structures
 
     monkeypatch.setattr(exports, "exports_folder", lambda: tmp_path)
     (model, data), (other, other_data) = _two_demo_models(demo)
@@ -428,7 +428,7 @@ def test_a_structure_kept_on_disk_is_built_without_tracing_to_the_same_numbers(
     assert read._traced is None  # every program it needed was on disk
     # another structure (other interpolation codes) has another key
     codes = {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}}
-    assert structures.structure_key(model, codes) != structures.structure_key(model, None)
+    assert descriptions.structure_key(model, codes) != descriptions.structure_key(model, None)
     # a damaged description is traced again (and written again)
     described.write_text("{not json")
     again = structures.Structure(model)

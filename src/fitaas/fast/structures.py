@@ -17,19 +17,16 @@ faster.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyhf
 
-from fitaas.caches import write_once
-from fitaas.fast import exports
+from fitaas.fast.descriptions import LeafPath, keep_description, kept_description, structure_key
 from fitaas.fast.exports import configure_jax, exported
 from fitaas.fast.scales import constrained_parameters, evaluation_noise, parameter_scales
 
@@ -38,7 +35,6 @@ __all__ = [
     "Structure",
 ]
 
-LeafPath = tuple[tuple[bool, Any], ...]
 Objective = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
 # The compiled -2lnL may differ from pyhf's by summation order only.
@@ -211,90 +207,6 @@ def _abs_with_left_derivative() -> Any:
     return left_abs
 
 
-# Bump when what a structure's description holds changes (descriptions of another format
-# are not read).
-DESCRIPTION_FORMAT = 1
-
-
-def _skeleton(obj: Any) -> Any:
-    """A specification with every number replaced (lists of numbers by their length): what
-    the traced program can depend on beyond the arrays it takes as arguments."""
-    if isinstance(obj, dict):
-        return {str(k): _skeleton(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        # (a specification's lists of numbers hold numbers only: its bins, its data)
-        if obj and isinstance(obj[0], int | float) and not isinstance(obj[0], bool):
-            return ["#", len(obj)]
-        return [_skeleton(v) for v in obj]
-    if isinstance(obj, int | float) and not isinstance(obj, bool):
-        return "#"
-    return obj
-
-
-@cache
-def _this_code() -> str:
-    """A digest of this module's code: how it traces (the |x| at kinks, the template) is
-    part of what a kept program computes."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-
-
-def structure_key(model: Any, modifier_settings: dict[str, Any] | None) -> str:
-    """A name for a model's structure known before tracing it: its specification without
-    numbers, its POI, the interpolation codes, the versions of pyhf and jax, the platform
-    and this module's code. (A model whose kept program is not its likelihood would be
-    caught by the guard, and fitted the plain way.)"""
-    import jax
-
-    payload = [
-        _skeleton(model.spec),
-        model.config.poi_name,
-        sorted((modifier_settings or {}).items()),
-        str(pyhf.__version__),
-        jax.__version__,
-        jax.default_backend(),
-        DESCRIPTION_FORMAT,
-        _this_code(),
-    ]
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _description_path(key: str) -> Path | None:
-    folder = exports.exports_folder()
-    return folder / f"structure-{key}.json" if folder is not None else None
-
-
-def _described(key: str) -> dict[str, Any] | None:
-    """What an earlier process traced of the structure ``key`` (``None``: nothing, or a
-    file that cannot be read)."""
-    path = _description_path(key)
-    if path is None:
-        return None
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(found, dict) or found.get("format") != DESCRIPTION_FORMAT:
-        return None
-    return found
-
-
-def _describe(key: str, structure: Structure) -> None:
-    """Keep what was traced of a structure (the arrays its likelihood reads, its digest),
-    so that later processes build it without tracing."""
-    path = _description_path(key)
-    if path is None:
-        return
-    described = {
-        "format": DESCRIPTION_FORMAT,
-        "paths": [[list(step) for step in p] for p in structure.paths],
-        "shapes": [[list(a.shape), str(a.dtype)] for a in structure._example[2]],
-        "digest": structure.digest,
-    }
-    with suppress(OSError):
-        write_once(path, json.dumps(described).encode())
-
-
 class Structure:
     """-2lnL and its gradient, compiled once for every model with this structure.
 
@@ -316,7 +228,7 @@ class Structure:
         self._traced: Callable[..., Any] | None = None
         self._variants: dict[tuple[str, int, tuple[bool, ...]], Any] = {}
         key = structure_key(model, modifier_settings)
-        described = _described(key)
+        described = kept_description(key)
         if described is not None:  # traced by an earlier process: its description and programs
             self.paths = [tuple((bool(a), k) for a, k in path) for path in described["paths"]]
             self.digest = str(described["digest"])
@@ -332,7 +244,7 @@ class Structure:
         self.ndata = len(data)
         self._example = (init, data, arrays)
         if traced:
-            _describe(key, self)
+            keep_description(key, self.paths, arrays, self.digest)
         self._value_and_grad = self._program(
             "value_and_grad", (init, data, arrays), lambda jax: jax.value_and_grad(self._function)
         )
