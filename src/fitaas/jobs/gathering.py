@@ -297,7 +297,7 @@ class Gather:
     def run(self, engine: Engine, todo: list[tuple[Point, tuple[str, ...]]]) -> None:
         ref = engine.install(self.pallet.workspace_digest, self.pallet.workspace)
         tasks = self._tasks(engine, todo, ref)
-        if len(tasks) <= engine.inline_tasks:  # (a pool's start would cost more)
+        if 0 < len(tasks) <= engine.inline_tasks:  # (a pool's start would cost more)
             engine.run_here()
         self.drive(engine, ref, iter(tasks))
 
