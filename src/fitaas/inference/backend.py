@@ -15,6 +15,9 @@ import numpy as np
 import pyhf
 
 from fitaas.errors import FitaasError, InputError
+from fitaas.fast import compiled_objective_optimizer
+from fitaas.fast.mirrors import mirror_start
+from fitaas.fast.optimizer import restart_options
 from fitaas.inference.options import InferenceOptions
 
 __all__ = ["FitTimeout", "checking_backend", "compiled_fits", "honest_message", "pyhf_backend"]
@@ -151,7 +154,6 @@ class _WatchedFits:
         """The fit started again where ``mirror`` finds a lower sign pattern of its
         pulled parameters, while it does (at most ``MIRROR_ROUNDS`` times); the result
         records the gain in -2lnL (``mirror_gain``) and the seconds spent."""
-        from fitaas.fast.optimizer import restart_options
 
         began = time.perf_counter()
         gain, nfev = 0.0, int(getattr(result, "nfev", 0) or 0)
@@ -193,7 +195,6 @@ def _compiled(base: type) -> type:
         import jax  # noqa: F401 - fitaas.fast imports it only when it first compiles
     except ImportError as exc:
         raise _no_jax(exc) from None
-    from fitaas.fast import compiled_objective_optimizer
 
     return compiled_objective_optimizer(base)
 
@@ -216,7 +217,6 @@ def checking_backend(options: InferenceOptions) -> Iterator[None]:
 def _mirror_search(structures: Any, settings: dict[str, Any] | None) -> Any:
     """``mirror(pdf, data, x, fixed_vals, bounds, value)``: where a compiled fit that ended
     at ``x`` should start again (``None``: nowhere), by :func:`fitaas.fast.mirrors.mirror_start`."""
-    from fitaas.fast.mirrors import mirror_start
 
     def mirror(pdf: Any, data: Any, x: Any, fixed_vals: Any, bounds: Any, value: float) -> Any:
         bound = structures.bound(pdf, settings)

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from fitaas.fast import parameter_scales
+from fitaas.fast.structure_cache import fixed_key
 from fitaas.inference.backend import compiled_fits, pyhf_backend
 from fitaas.inference.core import complete_fit_inputs, fit_inputs, hypotest
 from fitaas.inference.fit_checks import (
@@ -135,7 +137,6 @@ class _Attempt:
         self.records.append(
             fit_record(self.model, fit, start, bounds, fixed, observed, bound, rows, self.units)
         )
-        from fitaas.fast.structure_cache import fixed_key
 
         x = np.asarray(fit.x, dtype=float).reshape(-1)
         limits = np.asarray(bounds, dtype=float) if bounds is not None else None
@@ -234,7 +235,6 @@ def _second_start(
         -2lnL at the minimum found, and its parameters by name (``init_pars`` for a test
         started from there).
     """
-    from fitaas.fast import parameter_scales
 
     init, bounds, fixed = complete_fit_inputs(model, fit_inputs(model, options))
     start = np.asarray(init, dtype=float)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from fitaas.fast.kinks import at_kink, kinked_parameters
+from fitaas.fast.scales import parameter_scales
 from fitaas.inference.results import HypotestResult
 from fitaas.inference.teststats import test_statistic
 
@@ -166,8 +168,6 @@ def _free_interior(
 def parameter_units(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """Each parameter's width (its constraint width, at most 1; 1 when unconstrained: the
     units of every check) and which parameters have a kink in their interpolation."""
-    from fitaas.fast.kinks import kinked_parameters
-    from fitaas.fast.scales import parameter_scales
 
     return parameter_scales(model), kinked_parameters(model)
 
@@ -186,7 +186,6 @@ def fit_record(
     """One fit's record; ``bound`` (the compiled structure bound to ``model``, given for
     the unconditional fit of the observed ``data``) adds the certificate; ``units``: the
     parameters' widths and which have a kink (:func:`parameter_units`)."""
-    from fitaas.fast.kinks import at_kink
 
     fixed_idx = {i for i, _ in (fixed or [])}
     x = np.asarray(result.x, dtype=float).reshape(-1)

@@ -24,6 +24,7 @@ import numpy as np
 import pyhf
 
 from fitaas.errors import InputError
+from fitaas.fast.scales import constraint_widths
 from fitaas.inference.core import complete_fit_inputs, fit, fit_inputs
 from fitaas.inference.held_fits import HeldFit, HeldFitResult, held_fit, scalar_parameter
 from fitaas.inference.options import InferenceOptions
@@ -167,7 +168,6 @@ def poi_index(model: pyhf.pdf.Model, poi: str | None) -> int:
 def prefit_widths(model: pyhf.pdf.Model, fixed: Sequence[bool]) -> np.ndarray:
     """Each parameter's pre-fit width: its constraint width, 0 when unconstrained or fixed
     (cabinetry's ``prefit_uncertainties``)."""
-    from fitaas.fast.scales import constraint_widths
 
     widths = np.nan_to_num(constraint_widths(model), nan=0.0)
     return np.where(np.asarray(fixed, dtype=bool), 0.0, widths)

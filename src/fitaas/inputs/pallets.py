@@ -22,9 +22,11 @@ from typing import Any
 
 import pyhf
 
+from fitaas._version import __version__
 from fitaas.caches import keep, kept
 from fitaas.errors import InputError
 from fitaas.inputs.digests import digest
+from fitaas.inputs.downloads import fetch, is_address
 from fitaas.inputs.json_files import load_json, parse_json_bytes
 from fitaas.inputs.validation import validate_patchset, validated_workspace
 
@@ -331,7 +333,6 @@ def load_pallet(
     Raises:
         InputError: Anything that makes the inputs unusable, named in one line.
     """
-    from fitaas.inputs.downloads import fetch, is_address
 
     if is_address(workspace):
         workspace = fetch(str(workspace))
@@ -371,7 +372,6 @@ def _source_files(
 def _pallet_key(files: list[Path], region: str | None, verify: bool) -> str | None:
     """The content key of a pallet loaded from ``files``: their bytes (and how they are
     read), pyhf's and fitaas's versions."""
-    from fitaas._version import __version__
 
     hasher = hashlib.sha256()
     try:
@@ -412,7 +412,6 @@ def pallet_specs(
     Raises:
         InputError: A file that cannot be read or parsed, or no likelihood found.
     """
-    from fitaas.inputs.downloads import fetch, is_address
 
     if is_address(workspace):
         workspace = fetch(str(workspace))

@@ -24,6 +24,7 @@ from fitaas.errors import InputError
 from fitaas.inference import FitResult, HypotestResult, InferenceOptions, UpperLimitResult
 from fitaas.inference.results import strict_json
 from fitaas.inference.teststats import test_statistic
+from fitaas.inputs.json_files import load_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -384,7 +385,6 @@ def read_results(path: str | Path) -> ScanResult:
     Raises:
         InputError: The file is missing, malformed or not a fitaas results file.
     """
-    from fitaas.inputs.json_files import load_json
 
     if Path(path).suffix.lower() == ".csv":
         raise InputError(

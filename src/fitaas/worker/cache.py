@@ -18,6 +18,9 @@ from fitaas.inference import (
     InferenceOptions,
     build_model,
 )
+from fitaas.inference.core import fit_inputs
+from fitaas.inference.toys import toy_reference
+from fitaas.inputs.pallets import digest
 from fitaas.worker.payloads import WorkspaceNotOnWorker, WorkspaceRef
 
 __all__ = [
@@ -55,7 +58,6 @@ class WorkerCache:
     ) -> tuple[Any, Any]:
         """The model and data of a point (no patch: the workspace's, POI or not), kept for
         its next tasks (the fits of a ranking or a likelihood scan)."""
-        from fitaas.inputs.pallets import digest
 
         key = digest([workspace_digest, point["digest"], options.to_dict()])
 
@@ -72,9 +74,6 @@ class WorkerCache:
         options: InferenceOptions,
     ) -> tuple[Any, Any]:
         """The model and toy reference of a point, kept for its next blocks."""
-        from fitaas.inference.core import fit_inputs
-        from fitaas.inference.toys import toy_reference
-        from fitaas.inputs.pallets import digest
 
         key = digest([workspace_digest, point["digest"], options.for_toy_block("", 0)])
 

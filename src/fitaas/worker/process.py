@@ -16,7 +16,9 @@ from typing import Any
 
 import pyhf
 
+from fitaas._version import __version__
 from fitaas.errors import FitaasError
+from fitaas.fast.device import configure_device, requested_device
 from fitaas.inference import (
     InferenceOptions,
 )
@@ -37,8 +39,6 @@ def _configure_process(threads: int = 1) -> None:
     if worker_cache().configured:
         return
     from threadpoolctl import threadpool_limits
-
-    from fitaas.fast.device import configure_device
 
     configure_device()  # before anything imports jax: the CPU unless a GPU is asked for
     threadpool_limits(limits=threads)
@@ -130,7 +130,6 @@ def _check_device(device: str, options: InferenceOptions) -> None:
     """Refuse a task asking for the GPU on a worker started for the CPU (its jax, pinned
     to the CPU, cannot move), and a GPU worker whose jax finds no GPU (it would compute
     on the CPU, in lockstep, slower than one fit at a time)."""
-    from fitaas.fast.device import requested_device
 
     on_gpu = requested_device() == "gpu"
     if device == "gpu" and not on_gpu:
@@ -170,8 +169,6 @@ def worker_environment() -> dict[str, str]:
     import platform
 
     import dill
-
-    from fitaas._version import __version__
 
     return {
         "python": platform.python_version(),

@@ -16,13 +16,19 @@ from typing import Any
 
 import pyhf
 
+from fitaas.fast.device import requested_device
 from fitaas.inference import (
     InferenceOptions,
     build_model,
     hypotest,
     pyhf_backend,
 )
+from fitaas.inference.arrays import encode_array
+from fitaas.inference.core import fit_inputs
+from fitaas.inference.held_fits import HeldFit, HeldFitResult, held_fit
 from fitaas.inference.kinds import compute, error_text, outcome
+from fitaas.inference.lockstep import lockstep_hypotests
+from fitaas.inference.toys import block_seed, plain_teststats, sample_toys
 from fitaas.worker.cache import worker_cache
 from fitaas.worker.payloads import WorkspaceNotOnWorker, WorkspaceRef, compress_workspace
 from fitaas.worker.process import forget_dead_subscriptions, task_setup
@@ -85,7 +91,6 @@ def _run_point(
 def _in_lockstep(options: InferenceOptions, kinds: Sequence[str]) -> bool:
     """Whether a task's hypothesis tests fit in lockstep: asked for, or on a GPU worker
     (one fit at a time would leave the device idle)."""
-    from fitaas.fast.device import requested_device
 
     asked = options.lockstep or requested_device() == "gpu"
     return asked and bool(options.fast) and not options.toybased and "hypotest" in kinds
@@ -136,7 +141,6 @@ def _lockstep_points(
 ) -> list[dict[str, Any]]:
     """The points' models built first, their hypothesis tests' fits made in lockstep
     (:mod:`fitaas.inference.lockstep`), then each point computed as usual on them."""
-    from fitaas.inference.lockstep import lockstep_hypotests
 
     built = [_built(workspace, point, options) for point in points]
     models = [(b.model, b.data) for b in built if b.error is None]
@@ -184,7 +188,6 @@ def run_held_fits(
     Raises:
         WorkspaceNotOnWorker: The worker lacks the workspace and no payload came along.
     """
-    from fitaas.inference.held_fits import HeldFit, HeldFitResult, held_fit
 
     def one(model: Any, data: Any, opts: InferenceOptions, item: tuple[int, float]) -> Any:
         return held_fit(model, data, opts, HeldFit(int(item[0]), float(item[1]))).to_dict()
@@ -270,10 +273,6 @@ def _toy_block(
 ) -> dict[str, Any]:
     """One block of toys: draw them, compute their test statistics."""
     import numpy as np
-
-    from fitaas.inference.arrays import encode_array
-    from fitaas.inference.core import fit_inputs
-    from fitaas.inference.toys import block_seed, plain_teststats, sample_toys
 
     ensemble, index = block
     begin = time.perf_counter()
