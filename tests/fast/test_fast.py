@@ -426,6 +426,14 @@ def test_a_structure_kept_on_disk_is_built_without_tracing_to_the_same_numbers(
     assert read._traced is None and read.digest == traced.digest
     assert numbers(read) == expected
     assert read._traced is None  # every program it needed was on disk
+    # a program not on disk yet: the template is traced then, to the same arrays and name
+    bound = read.bind(model)
+    assert bound is not None
+    five = np.stack([pars] * 5)
+    made = np.asarray(read.batched_value(5)(five, np.asarray(data), bound.arrays))
+    assert read._traced is not None and read.digest == traced.digest
+    expected_five = traced.batched_value(5)(five, np.asarray(data), bound.arrays)
+    assert made.tolist() == np.asarray(expected_five).tolist()
     # another structure (other interpolation codes) has another key
     codes = {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}}
     assert descriptions.structure_key(model, codes) != descriptions.structure_key(model, None)

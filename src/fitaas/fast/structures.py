@@ -27,7 +27,7 @@ import numpy as np
 import pyhf
 
 from fitaas.fast.descriptions import LeafPath, keep_description, kept_description, structure_key
-from fitaas.fast.exports import configure_jax, exported
+from fitaas.fast.exports import configure_jax, exported, exports_folder
 from fitaas.fast.scales import constrained_parameters, evaluation_noise, parameter_scales
 
 __all__ = [
@@ -287,7 +287,14 @@ class Structure:
         read from disk needs it only for a program that is not there)."""
         if self._traced is None:
             init, data_, _ = self._example
+            read, digest = self.paths, self.digest
             self._trace(init, data_)
+            if self.paths != read:  # (the programs so far take the description's arrays)
+                raise RuntimeError(
+                    "a structure's description on disk names other arrays than its trace: "
+                    f"delete {exports_folder()} and run again"
+                )
+            self.digest = digest  # (the programs on disk are named by it)
         assert self._traced is not None
         return self._traced(pars, data, arrays)
 
