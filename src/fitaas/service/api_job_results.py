@@ -12,6 +12,7 @@ from fitaas.errors import InputError
 from fitaas.inference import InferenceOptions
 from fitaas.inference.results import strict_json
 from fitaas.jobs.scanning import stored_results
+from fitaas.output.figures import FigureChoice
 from fitaas.output.results import ScanResult
 from fitaas.service.api_jobs import UNPROCESSABLE, job_row
 from fitaas.service.deps import CurrentUser, Database, Runner, Store
@@ -136,6 +137,17 @@ def _picture(request: Request, subject: tuple[Any, ...], row: Any, render: Any) 
     return Response(picture, media_type="image/png", headers=headers)
 
 
+def _scan_picture(result: Any, choice: Any, name: str) -> bytes:
+    """One figure of a scan's results as PNG (the chooser's, drawn off screen)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fitaas.output.figures import png, scan_figures
+
+    made, _ = scan_figures(result, choice, [name])
+    return png(made[name])
+
+
 def _fit_picture(row: Any, runner: Any, store: Any) -> bytes:
     """A ranking job's ranking plot, a likelihood scan job's curve."""
     result = _fit_job_result(row, runner, store)
@@ -179,16 +191,10 @@ def job_plot(
             )
         if len([p for p in result if p.hypotest is not None]) < 3:
             raise HTTPException(status.HTTP_409_CONFLICT, "fewer than 3 results so far")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from fitaas.output.figures import FigureChoice, png, scan_figures
-
         try:
-            made, _ = scan_figures(result, FigureChoice(cl=cl, cls_map=True), ["exclusion_clsmap"])
+            return _scan_picture(result, FigureChoice(cl=cl, cls_map=True), "exclusion_clsmap")
         except InputError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, f"no picture yet: {exc}") from None
-        return png(made["exclusion_clsmap"])
 
     return _picture(request, ("cls", row.id, cl, pallet), row, render)
 
@@ -216,12 +222,6 @@ def job_toys_plot(
             )
         if found[0].hypotest is None or found[0].hypotest.toys is None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"point '{patch}' has no toys")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from fitaas.output.figures import FigureChoice, png, scan_figures
-
-        made, _ = scan_figures(result, FigureChoice(patch=patch), [f"toys_{patch}"])
-        return png(made[f"toys_{patch}"])
+        return _scan_picture(result, FigureChoice(patch=patch), f"toys_{patch}")
 
     return _picture(request, ("toys", row.id, patch, pallet), row, render)
