@@ -98,7 +98,13 @@ def kept(kind: str, key: str) -> object | None:
         if info.st_uid != os.getuid() or info.st_mode & 0o022:
             return None
         return pickle.loads(path.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+    except OSError:
+        return None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
+        # damaged, or kept by a version whose classes live elsewhere: made again (the
+        # file is removed, so that the next keep writes it anew)
+        with suppress(OSError):
+            path.unlink()
         return None
 
 

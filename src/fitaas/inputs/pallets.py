@@ -17,6 +17,7 @@ import tarfile
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -380,7 +381,14 @@ def _pallet_key(files: list[Path], region: str | None, verify: bool) -> str | No
     except OSError:
         return None
     hasher.update(repr((region, verify, str(pyhf.__version__), __version__)).encode())
+    hasher.update(_this_code())  # (what a kept pallet is: this module's classes)
     return hasher.hexdigest()
+
+
+@cache
+def _this_code() -> bytes:
+    """A digest of this module's code: a pallet kept by other code is not read back."""
+    return hashlib.sha256(Path(__file__).read_bytes()).digest()
 
 
 @dataclass(frozen=True)
