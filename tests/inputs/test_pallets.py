@@ -181,6 +181,7 @@ def test_a_pallet_is_parsed_once_per_content(
 
 
 def test_files_in_the_wrong_order_are_said(demo: Path) -> None:
+    load_pallet(demo)  # (kept by its files' roles and bytes: the wrong order is not it)
     with pytest.raises(InputError, match=r"patchset.json is a patchset and .*BkgOnly.json a "):
         load_pallet(demo / "patchset.json", demo / "BkgOnly.json")
     with pytest.raises(InputError, match="is a patchset: give its background-only workspace"):

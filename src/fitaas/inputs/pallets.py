@@ -352,31 +352,33 @@ def load_pallet(
 
 def _source_files(
     workspace: str | Path | dict[str, Any], patchset: Any, region: str | None
-) -> list[Path] | None:
-    """The files whose bytes make the pallet (``None``: decoded inputs, nothing to key)."""
+) -> list[tuple[str, Path]] | None:
+    """The files whose bytes make the pallet, each with its role (``None``: decoded inputs,
+    nothing to key)."""
     if isinstance(workspace, dict) or isinstance(patchset, dict):
         return None
     path = Path(workspace)
-    files = [path]
+    files = [("workspace", path)]
     if path.is_dir():
         layout = _directory_layout(path)
         if not layout:
             return None
         with suppress(InputError):
             chosen = layout[_pick_region(layout, region, str(path))]
-            files = [path / name for name in chosen.values()]
+            files = [(role, path / name) for role, name in sorted(chosen.items())]
     if patchset is not None:
-        files.append(Path(patchset))
-    return files if all(f.is_file() for f in files) else None
+        files.append(("patchset", Path(patchset)))
+    return files if all(f.is_file() for _, f in files) else None
 
 
-def _pallet_key(files: list[Path], region: str | None, verify: bool) -> str | None:
-    """The content key of a pallet loaded from ``files``: their bytes (and how they are
-    read), pyhf's and fitaas's versions."""
+def _pallet_key(files: list[tuple[str, Path]], region: str | None, verify: bool) -> str | None:
+    """The content key of a pallet loaded from ``files``: their roles and bytes (and how
+    they are read), pyhf's and fitaas's versions."""
 
     hasher = hashlib.sha256()
     try:
-        for path in files:
+        for role, path in files:
+            hasher.update(f"{role}:{path.stat().st_size}:".encode())
             hasher.update(path.read_bytes())
     except OSError:
         return None
