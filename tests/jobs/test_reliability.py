@@ -90,7 +90,8 @@ def test_local_workers_exit_when_their_parent_is_killed(demo: Path, tmp_path: Pa
     script.write_text(
         "import fitaas\n"
         "if __name__ == '__main__':\n"
-        f"    fitaas.scan({str(demo)!r}, options=fitaas.InferenceOptions(fast=False), workers=2)\n"
+        f"    fitaas.scan({str(demo)!r}, options=fitaas.InferenceOptions(fast=False),\n"
+        "                compute=fitaas.Compute(workers=2))\n"
     )
     parent = subprocess.Popen([sys.executable, str(script)])
     try:
